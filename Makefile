@@ -1,0 +1,83 @@
+# Noordpoort — plain Makefile. `make help` lists the targets.
+#
+# Builds: build/noordpoort (release, -O2) and build/asan/noordpoort
+# (AddressSanitizer + UndefinedBehaviorSanitizer, used by `make test`).
+
+CC       ?= cc
+PREFIX   ?= /usr/local
+VERSION  := 0.1.0
+WARN     := -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wcast-qual -Wsign-compare -Wformat=2 -Wno-format-nonliteral
+ifeq ($(CI),true)
+WARN     += -Werror
+endif
+CPPFLAGS := -D_GNU_SOURCE -DNOORDPOORT_VERSION='"$(VERSION)"'
+CFLAGS   ?= -O2 -g
+LIBS     := -lnghttp2 -lssl -lcrypto -lsodium -lcjson -lyaml -lsqlite3 -lpthread
+SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+SRC      := $(wildcard common/*.c gateway/*.c)
+LIBSRC   := $(filter-out gateway/main.c,$(SRC))
+OBJ      := $(SRC:%.c=build/obj/%.o)
+ASANOBJ  := $(SRC:%.c=build/asan/obj/%.o)
+UNIT     := $(patsubst tests/unit/%.c,build/asan/tests/%,$(wildcard tests/unit/*.c))
+STAMP    := build/.deps-ok
+
+.PHONY: all deps test unit demo bench fuzz certs clean install help
+all: build/noordpoort
+
+help:
+	@echo "make            build build/noordpoort"
+	@echo "make deps       install the Debian packages needed (apt-get; root)"
+	@echo "make certs      create the development PKI in certs/dev/"
+	@echo "make test       build with ASan+UBSan and run unit + integration tests"
+	@echo "make bench      run the benchmarks (bench/)"
+	@echo "make install PREFIX=/usr/local"
+	@echo "make clean"
+
+# Install missing Debian packages once per checkout; scripts/deps.sh says
+# exactly what to run when it cannot install them itself.
+$(STAMP): scripts/deps.sh
+	@sh scripts/deps.sh
+	@mkdir -p build && touch $@
+deps:
+	@sh scripts/deps.sh
+
+build/obj/%.o: %.c $(STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) -MMD -MP -c $< -o $@
+build/asan/obj/%.o: %.c $(STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(WARN) $(SANFLAGS) -MMD -MP -c $< -o $@
+
+build/noordpoort: $(OBJ)
+	$(CC) $(CFLAGS) -o $@ $(OBJ) $(LIBS)
+build/asan/noordpoort: $(ASANOBJ)
+	$(CC) $(SANFLAGS) -o $@ $(ASANOBJ) $(LIBS)
+
+# Unit tests #include the module under test, so they link only the other objects.
+build/asan/tests/%: tests/unit/%.c $(filter-out build/asan/obj/gateway/main.o,$(ASANOBJ)) tests/unit/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(WARN) -Wno-missing-prototypes $(SANFLAGS) -o $@ $< \
+		$(filter-out build/asan/obj/gateway/main.o build/asan/obj/$(patsubst build/asan/tests/test_%,%,$@).o,$(ASANOBJ)) $(LIBS)
+
+certs:
+	@sh certs/mkcerts.sh certs/dev
+
+test: $(STAMP) build/asan/noordpoort build/noordpoort $(UNIT) certs
+	@sh tests/run.sh
+
+unit: $(UNIT)
+	@for t in $(UNIT); do $$t || exit 1; done
+
+bench: $(STAMP) build/noordpoort certs
+	@sh bench/h2/run.sh build/noordpoort certs/dev
+
+install: build/noordpoort
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 build/noordpoort $(DESTDIR)$(PREFIX)/bin/noordpoort
+
+clean:
+	rm -rf build
+
+-include $(OBJ:.o=.d) $(ASANOBJ:.o=.d)

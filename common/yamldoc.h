@@ -1,0 +1,76 @@
+/*
+ * A thin layer over libyaml's document API for our config, members and
+ * policy files: typed getters that report "file:line:col: field: reason"
+ * into a struct diag, and mapping walks in which unknown keys are errors.
+ */
+#ifndef NOORDPOORT_YAMLDOC_H
+#define NOORDPOORT_YAMLDOC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <yaml.h>
+
+#include "diag.h"
+
+struct ydoc {
+	yaml_document_t doc;
+	const char *file; /* borrowed; used in messages */
+	struct diag *d;   /* borrowed */
+	int loaded;
+};
+
+/* A key a mapping may hold; ydoc_map() fills |value| (NULL when absent). */
+struct ykey {
+	const char *name;
+	int required;
+	yaml_node_t *value;
+};
+
+/*
+ * Loads one YAML document. Returns 0, or -1 with the reason in |d| (a syntax
+ * error names its line and column; an empty file is an error). ydoc_fini()
+ * is safe after either.
+ */
+int ydoc_load_file(struct ydoc *y, const char *path, struct diag *d);
+int ydoc_load_mem(struct ydoc *y, const char *name, const unsigned char *buf,
+		  size_t len, struct diag *d);
+void ydoc_fini(struct ydoc *y);
+
+yaml_node_t *ydoc_root(struct ydoc *y);
+yaml_node_t *ydoc_item(struct ydoc *y, yaml_node_item_t idx);
+
+void ydoc_error(struct ydoc *y, const yaml_node_t *n, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void ydoc_warn(struct ydoc *y, const yaml_node_t *n, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/*
+ * Checks that |map| is a mapping whose keys are all among |keys| (each at most
+ * once) and fills their values. Returns 0, or -1 after reporting every
+ * problem. |what| names the mapping in messages ("tls", "members[2]").
+ */
+int ydoc_map(struct ydoc *y, yaml_node_t *map, const char *what,
+	     struct ykey *keys, size_t nkeys);
+
+/* The value of a key filled by ydoc_map(), by name; NULL when absent. */
+yaml_node_t *ydoc_get(struct ykey *keys, size_t nkeys, const char *name);
+
+/* A scalar's text (NUL-terminated, no embedded NUL), or NULL after an error. */
+const char *ydoc_str(struct ydoc *y, yaml_node_t *n, const char *field);
+/* Whole numbers in [min, max]; returns 0 or -1 after an error. */
+int ydoc_uint(struct ydoc *y, yaml_node_t *n, const char *field,
+	      uint64_t min, uint64_t max, uint64_t *out);
+/* "true"/"false" (also yes/no, on/off, as YAML 1.1 allows). */
+int ydoc_bool(struct ydoc *y, yaml_node_t *n, const char *field, int *out);
+/* "250ms", "10s", "2m", "1h", or a whole number of seconds; result in ms. */
+int ydoc_duration_ms(struct ydoc *y, yaml_node_t *n, const char *field,
+		     uint64_t min_ms, uint64_t max_ms, uint64_t *out);
+/* "4096", "64KiB", "1MiB", "1GiB"; result in bytes. */
+int ydoc_bytes(struct ydoc *y, yaml_node_t *n, const char *field,
+	       uint64_t min, uint64_t max, uint64_t *out);
+
+/* Parses the text forms above; pure helpers, 0 or -1. Exposed for tests. */
+int ydoc_parse_duration_ms(const char *s, uint64_t *out);
+int ydoc_parse_bytes(const char *s, uint64_t *out);
+
+#endif

@@ -1,0 +1,333 @@
+/*
+ * Parses the gateway config file into struct gw_config. Every default that
+ * matters for security or robustness is set here, with its reason.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/yamldoc.h"
+
+static void set_defaults(struct gw_config *c)
+{
+	/* Enough for every partner system with headroom; each costs ~50 KiB. */
+	c->limits.max_connections = 4096;
+	/* RFC 9113 recommends at least 100; more only widens abuse. */
+	c->limits.max_concurrent_streams = 100;
+	/* Our API needs a few hundred bytes of headers; 16 KiB leaves room for
+	 * tracing headers and still bounds what one stream may make us hold. */
+	c->limits.max_header_list_bytes = 16384;
+	c->limits.max_header_fields = 100;
+	/* Lookup and aggregate questions are small JSON documents. */
+	c->limits.max_body_bytes = 1024 * 1024;
+	/* Invalid frames, stream resets sent or received: a well-behaved client
+	 * causes a handful a day; a Rapid Reset or malformed-frame flood
+	 * thousands a second. */
+	c->limits.abuse_budget = 200;
+	/* A partner's TLS stack completes a handshake in milliseconds; ten
+	 * seconds cuts slowloris at the handshake without hurting slow links. */
+	c->timeouts.handshake_ms = 10000;
+	c->timeouts.idle_ms = 120000;
+	c->timeouts.request_ms = 30000;
+	c->timeouts.drain_ms = 30000;
+}
+
+/* Resolves |p| against the config file's folder unless absolute. */
+static char *resolve(const char *cfgpath, const char *p)
+{
+	const char *slash = strrchr(cfgpath, '/');
+	size_t dirlen = slash ? (size_t)(slash - cfgpath) + 1 : 0;
+	size_t plen = strlen(p);
+	char *r;
+
+	if (p[0] == '/' || dirlen == 0)
+		return strdup(p);
+	r = malloc(dirlen + plen + 1);
+	if (!r)
+		return NULL;
+	memcpy(r, cfgpath, dirlen);
+	memcpy(r + dirlen, p, plen + 1);
+	return r;
+}
+
+static int parse_path(struct ydoc *y, yaml_node_t *n, const char *field,
+		      const char *cfgpath, char **out, int must_exist)
+{
+	const char *s = ydoc_str(y, n, field);
+
+	if (!s)
+		return -1;
+	if (!*s) {
+		ydoc_error(y, n, "%s: empty path", field);
+		return -1;
+	}
+	*out = resolve(cfgpath, s);
+	if (!*out) {
+		ydoc_error(y, n, "%s: out of memory", field);
+		return -1;
+	}
+	if (must_exist && access(*out, R_OK) != 0) {
+		ydoc_error(y, n, "%s: cannot read '%s'", field, *out);
+		return -1;
+	}
+	return 0;
+}
+
+/* "127.0.0.1:8443", "[::1]:8443" or "0.0.0.0:8443". */
+static int parse_listen(struct ydoc *y, yaml_node_t *n, struct gw_listen *l)
+{
+	const char *s = ydoc_str(y, n, "listen");
+	const char *colon, *host;
+	size_t hostlen;
+	char hostbuf[64];
+	unsigned char addr[16];
+	char *end;
+	unsigned long port;
+
+	if (!s)
+		return -1;
+	colon = strrchr(s, ':');
+	if (!colon) {
+		ydoc_error(y, n, "listen: '%s' needs ADDRESS:PORT", s);
+		return -1;
+	}
+	host = s;
+	hostlen = (size_t)(colon - s);
+	if (hostlen >= 2 && host[0] == '[' && host[hostlen - 1] == ']') {
+		host++;
+		hostlen -= 2;
+	}
+	if (hostlen == 0 || hostlen >= sizeof(hostbuf)) {
+		ydoc_error(y, n, "listen: '%s' has no address", s);
+		return -1;
+	}
+	memcpy(hostbuf, host, hostlen);
+	hostbuf[hostlen] = '\0';
+	if (inet_pton(AF_INET, hostbuf, addr) != 1 && inet_pton(AF_INET6, hostbuf, addr) != 1) {
+		ydoc_error(y, n, "listen: '%s' is not a numeric IPv4 or IPv6 address", hostbuf);
+		return -1;
+	}
+	port = strtoul(colon + 1, &end, 10);
+	if (colon[1] < '0' || colon[1] > '9' || *end || port > 65535) {
+		ydoc_error(y, n, "listen: '%s' is not a port (0-65535)", colon + 1);
+		return -1;
+	}
+	memcpy(l->host, hostbuf, hostlen + 1);
+	l->port = (uint16_t)port;
+	return 0;
+}
+
+static int parse_tls(struct ydoc *y, yaml_node_t *n, struct gw_config *c)
+{
+	struct ykey k[] = {
+		{ "certificate", 1, NULL }, { "key", 1, NULL },
+		{ "client_ca", 1, NULL }, { "crl", 0, NULL },
+	};
+	int bad = ydoc_map(y, n, "tls", k, 4) < 0;
+
+	if (k[0].value && parse_path(y, k[0].value, "tls.certificate", c->path, &c->cert_file, 1) < 0)
+		bad = 1;
+	if (k[1].value && parse_path(y, k[1].value, "tls.key", c->path, &c->key_file, 1) < 0)
+		bad = 1;
+	if (k[2].value && parse_path(y, k[2].value, "tls.client_ca", c->path, &c->client_ca_file, 1) < 0)
+		bad = 1;
+	if (k[3].value && parse_path(y, k[3].value, "tls.crl", c->path, &c->crl_file, 1) < 0)
+		bad = 1;
+	if (n && n->type == YAML_MAPPING_NODE && !k[3].value)
+		ydoc_warn(y, n, "tls: no 'crl' given; revoked client certificates will be accepted");
+	return bad ? -1 : 0;
+}
+
+static int set_u32(struct ydoc *y, yaml_node_t *n, const char *field,
+		   uint64_t min, uint64_t max, uint32_t *out)
+{
+	uint64_t v;
+
+	if (!n)
+		return 0;
+	if (ydoc_uint(y, n, field, min, max, &v) < 0)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int set_ms(struct ydoc *y, yaml_node_t *n, const char *field,
+		  uint64_t min, uint64_t max, uint32_t *out)
+{
+	uint64_t v;
+
+	if (!n)
+		return 0;
+	if (ydoc_duration_ms(y, n, field, min, max, &v) < 0)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int parse_limits(struct ydoc *y, yaml_node_t *n, struct gw_config *c)
+{
+	struct ykey k[] = {
+		{ "max_connections", 0, NULL }, { "max_concurrent_streams", 0, NULL },
+		{ "max_header_list_bytes", 0, NULL }, { "max_header_fields", 0, NULL },
+		{ "max_body_bytes", 0, NULL }, { "abuse_budget", 0, NULL },
+	};
+	int bad = ydoc_map(y, n, "limits", k, 6) < 0;
+	uint64_t v;
+
+	bad |= set_u32(y, k[0].value, "limits.max_connections", 1, 1000000, &c->limits.max_connections) < 0;
+	bad |= set_u32(y, k[1].value, "limits.max_concurrent_streams", 1, 1000, &c->limits.max_concurrent_streams) < 0;
+	if (k[2].value) {
+		if (ydoc_bytes(y, k[2].value, "limits.max_header_list_bytes", 1024, 1024 * 1024, &v) < 0)
+			bad = 1;
+		else
+			c->limits.max_header_list_bytes = (uint32_t)v;
+	}
+	bad |= set_u32(y, k[3].value, "limits.max_header_fields", 8, 10000, &c->limits.max_header_fields) < 0;
+	if (k[4].value &&
+	    ydoc_bytes(y, k[4].value, "limits.max_body_bytes", 1024, 1024ull * 1024 * 1024,
+		       &c->limits.max_body_bytes) < 0)
+		bad = 1;
+	bad |= set_u32(y, k[5].value, "limits.abuse_budget", 1, 1000000, &c->limits.abuse_budget) < 0;
+	return bad ? -1 : 0;
+}
+
+static int parse_timeouts(struct ydoc *y, yaml_node_t *n, struct gw_config *c)
+{
+	struct ykey k[] = {
+		{ "handshake", 0, NULL }, { "idle", 0, NULL },
+		{ "request", 0, NULL }, { "drain", 0, NULL },
+	};
+	int bad = ydoc_map(y, n, "timeouts", k, 4) < 0;
+	const uint64_t day = 24 * 3600 * 1000ull;
+
+	bad |= set_ms(y, k[0].value, "timeouts.handshake", 100, 600000, &c->timeouts.handshake_ms) < 0;
+	bad |= set_ms(y, k[1].value, "timeouts.idle", 100, day, &c->timeouts.idle_ms) < 0;
+	bad |= set_ms(y, k[2].value, "timeouts.request", 100, 3600000, &c->timeouts.request_ms) < 0;
+	bad |= set_ms(y, k[3].value, "timeouts.drain", 0, 3600000, &c->timeouts.drain_ms) < 0;
+	return bad ? -1 : 0;
+}
+
+static int parse_log(struct ydoc *y, yaml_node_t *n, struct gw_config *c)
+{
+	struct ykey k[] = { { "destination", 0, NULL } };
+	const char *s;
+
+	if (ydoc_map(y, n, "log", k, 1) < 0)
+		return -1;
+	if (!k[0].value)
+		return 0;
+	s = ydoc_str(y, k[0].value, "log.destination");
+	if (!s)
+		return -1;
+	free(c->log_destination);
+	if (strcmp(s, "stderr") == 0)
+		c->log_destination = strdup(s);
+	else if (parse_path(y, k[0].value, "log.destination", c->path, &c->log_destination, 0) < 0)
+		return -1;
+	return c->log_destination ? 0 : -1;
+}
+
+static int parse_root(struct ydoc *y, struct gw_config *c)
+{
+	struct ykey k[] = {
+		{ "listen", 1, NULL }, { "tls", 1, NULL }, { "members", 1, NULL },
+		{ "workers", 0, NULL }, { "limits", 0, NULL }, { "timeouts", 0, NULL },
+		{ "log", 0, NULL },
+	};
+	int bad = ydoc_map(y, ydoc_root(y), "config", k, 7) < 0;
+	yaml_node_t *n;
+
+	if ((n = k[0].value)) {
+		if (n->type == YAML_SCALAR_NODE) {
+			bad |= parse_listen(y, n, &c->listen[c->nlisten++]) < 0;
+		} else if (n->type == YAML_SEQUENCE_NODE) {
+			yaml_node_item_t *it;
+			for (it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+				if (c->nlisten == GW_MAX_LISTEN) {
+					ydoc_error(y, ydoc_item(y, *it), "listen: at most %d addresses", GW_MAX_LISTEN);
+					bad = 1;
+					break;
+				}
+				bad |= parse_listen(y, ydoc_item(y, *it), &c->listen[c->nlisten++]) < 0;
+			}
+			if (c->nlisten == 0) {
+				ydoc_error(y, n, "listen: give at least one ADDRESS:PORT");
+				bad = 1;
+			}
+		} else {
+			ydoc_error(y, n, "listen: expected ADDRESS:PORT or a list of them");
+			bad = 1;
+		}
+	}
+	if (k[1].value)
+		bad |= parse_tls(y, k[1].value, c) < 0;
+	if (k[2].value)
+		bad |= parse_path(y, k[2].value, "members", c->path, &c->members_file, 1) < 0;
+	if (k[3].value) {
+		uint64_t w;
+		if (ydoc_uint(y, k[3].value, "workers", 0, 256, &w) < 0)
+			bad = 1;
+		else
+			c->workers = (unsigned)w;
+	}
+	if (k[4].value)
+		bad |= parse_limits(y, k[4].value, c) < 0;
+	if (k[5].value)
+		bad |= parse_timeouts(y, k[5].value, c) < 0;
+	if (k[6].value)
+		bad |= parse_log(y, k[6].value, c) < 0;
+	return bad ? -1 : 0;
+}
+
+int gw_config_load(const char *path, struct gw_config **out, struct diag *d)
+{
+	struct gw_config *c = calloc(1, sizeof(*c));
+	struct ydoc y;
+	int rc = -1;
+
+	*out = NULL;
+	if (!c) {
+		diag_error(d, path, 0, 0, "out of memory");
+		return -1;
+	}
+	set_defaults(c);
+	c->path = strdup(path);
+	c->log_destination = strdup("stderr");
+	if (!c->path || !c->log_destination) {
+		diag_error(d, path, 0, 0, "out of memory");
+		goto out;
+	}
+	if (ydoc_load_file(&y, path, d) == 0 && parse_root(&y, c) == 0)
+		rc = 0;
+	ydoc_fini(&y);
+	if (rc == 0 && c->workers == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		c->workers = n > 0 ? (unsigned)n : 1;
+	}
+out:
+	if (rc < 0) {
+		gw_config_free(c);
+		return -1;
+	}
+	*out = c;
+	return 0;
+}
+
+void gw_config_free(struct gw_config *c)
+{
+	if (!c)
+		return;
+	free(c->path);
+	free(c->cert_file);
+	free(c->key_file);
+	free(c->client_ca_file);
+	free(c->crl_file);
+	free(c->members_file);
+	free(c->log_destination);
+	free(c);
+}

@@ -1,0 +1,60 @@
+/*
+ * The gateway's configuration file (YAML, documented in docs/config.md):
+ * parsed once into a plain struct that the runtime only reads.
+ */
+#ifndef NOORDPOORT_CONFIG_H
+#define NOORDPOORT_CONFIG_H
+
+#include <stdint.h>
+
+#include "../common/diag.h"
+
+#define GW_MAX_LISTEN 8
+
+struct gw_listen {
+	char host[64]; /* numeric address: 127.0.0.1, ::1, 0.0.0.0 */
+	uint16_t port; /* 0 = the kernel picks one (tests) */
+};
+
+struct gw_config {
+	char *path;          /* as given */
+	struct gw_listen listen[GW_MAX_LISTEN];
+	int nlisten;
+
+	/* Absolute or relative to the config file's folder, resolved at load. */
+	char *cert_file;
+	char *key_file;
+	char *client_ca_file;
+	char *crl_file; /* NULL: no revocation list (a warning at load) */
+	char *members_file;
+
+	unsigned workers; /* 0 in the file = one per core, resolved at load */
+
+	struct {
+		uint32_t max_connections;
+		uint32_t max_concurrent_streams;
+		uint32_t max_header_list_bytes;
+		uint32_t max_header_fields;
+		uint64_t max_body_bytes;
+		uint32_t abuse_budget;
+	} limits;
+
+	struct {
+		uint32_t handshake_ms;
+		uint32_t idle_ms;
+		uint32_t request_ms;
+		uint32_t drain_ms;
+	} timeouts;
+
+	char *log_destination; /* "stderr" or a file path */
+};
+
+/*
+ * Reads and validates |path|. Returns 0 and a new config in |*out| (free with
+ * gw_config_free), or -1 with every problem in |d| as "file:line:col: ...".
+ * Warnings (no CRL) go to |d| too and do not fail the load.
+ */
+int gw_config_load(const char *path, struct gw_config **out, struct diag *d);
+void gw_config_free(struct gw_config *cfg);
+
+#endif

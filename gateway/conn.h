@@ -1,0 +1,134 @@
+/*
+ * Internal to server.c and h2.c: one worker's connections and streams.
+ * A worker thread owns its connections outright; nothing here is shared
+ * between threads except what struct gw_server marks as atomic.
+ */
+#ifndef NOORDPOORT_CONN_H
+#define NOORDPOORT_CONN_H
+
+#include <nghttp2/nghttp2.h>
+#include <openssl/ssl.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <pthread.h>
+
+#include "config.h"
+#include "log.h"
+#include "members.h"
+#include "metrics.h"
+#include "routes.h"
+#include "tls.h"
+
+/* What a reload replaces, as one unit: all files load, or none is used. */
+struct gw_state {
+	SSL_CTX *ctx;
+	struct gw_members *members;
+	uint64_t gen;
+	struct gw_state *next_retired;
+};
+
+enum gw_evkind { GW_EV_LISTEN, GW_EV_WAKE, GW_EV_CONN };
+
+struct gw_evsrc {
+	enum gw_evkind kind;
+	int fd;
+};
+
+struct gw_stream {
+	int32_t id;
+	struct gw_stream *prev, *next; /* the connection's open streams */
+	uint64_t start_us;
+	enum gw_route route;
+	int takes_body;
+	int responded;
+	int headers_too_large;
+	int body_too_large;
+	int path_too_long;
+	uint32_t header_bytes;
+	uint32_t header_fields;
+	int64_t content_length; /* -1: not given */
+	char method[8];
+	char path[256];
+	unsigned char *body;
+	size_t bodylen, bodycap;
+	struct gw_response resp;
+	size_t resp_off;
+};
+
+enum gw_conn_state { GW_CONN_HANDSHAKE, GW_CONN_H2, GW_CONN_CLOSING };
+
+struct gw_worker;
+
+struct gw_conn {
+	struct gw_evsrc ev; /* first: epoll hands us this pointer */
+	struct gw_worker *w;
+	struct gw_conn *prev, *next;
+	enum gw_conn_state state;
+	SSL *ssl;
+	nghttp2_session *h2;
+	struct gw_peer peer;
+	uint64_t accepted_ms;
+	uint64_t active_ms;  /* last byte read */
+	uint64_t closing_ms; /* when GOAWAY went out */
+	uint32_t epoll_events;
+	uint32_t abuse;      /* misbehaviour score, decays each second */
+	int calmed;          /* ENHANCE_YOUR_CALM sent */
+	int goaway;          /* any GOAWAY sent */
+	uint32_t nstreams;
+	struct gw_stream *streams;
+	unsigned char *out;
+	size_t out_len, out_off, out_cap;
+};
+
+struct gw_server;
+
+struct gw_worker {
+	unsigned idx;
+	pthread_t thread;
+	struct gw_server *srv;
+	int epfd;
+	struct gw_evsrc wake;
+	struct gw_evsrc listeners[GW_MAX_LISTEN];
+	int nlisteners;
+	int spare_fd; /* released when accept() hits the fd limit */
+	struct gw_conn *conns;
+	uint32_t nconns;
+	uint32_t max_conns;
+	struct gw_state *state;
+	_Atomic uint64_t seen_gen;
+	int draining;
+	uint64_t drain_deadline_ms;
+	uint64_t now_ms;
+	nghttp2_session_callbacks *cbs;
+	nghttp2_option *opt;
+	struct gw_metrics metrics;
+	struct gw_log log;
+	unsigned char rbuf[16384];
+};
+
+struct gw_server {
+	struct gw_config *cfg;
+	_Atomic(struct gw_state *) state;
+	atomic_int draining;
+	struct gw_worker *workers;
+	unsigned nworkers;
+	struct gw_metrics **metrics; /* &workers[i].metrics, for /metrics */
+	struct gw_metrics_global global;
+	struct gw_state *retired;
+	int log_fd;
+};
+
+/* h2.c */
+int gw_h2_start(struct gw_conn *c);
+void gw_h2_callbacks(nghttp2_session_callbacks *cbs);
+void gw_h2_option(nghttp2_option *opt);
+/* Answers |s| with 408 when it outlived timeouts.request. */
+void gw_h2_timeout_stream(struct gw_conn *c, struct gw_stream *s);
+/* Adds |n| to the connection's misbehaviour score; past the budget, GOAWAY
+ * ENHANCE_YOUR_CALM. */
+void gw_h2_abuse(struct gw_conn *c, uint32_t n);
+void gw_stream_free(struct gw_stream *s);
+
+uint64_t gw_now_us(void);
+
+#endif

@@ -1,0 +1,229 @@
+/*
+ * The request engine. It reads like the spec: match → authenticate →
+ * parse → handle. Handlers for the data routes arrive with the node and hub
+ * roles; until then they parse and refuse honestly with 501.
+ */
+#include "routes.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "members.h"
+#include "metrics.h"
+#include "tls.h"
+
+struct route {
+	const char *path;
+	const char *method;
+	int needs_member; /* caller must be a federation member */
+	int (*handle)(const struct gw_env *, const struct gw_request *,
+		      const struct gw_member *, const cJSON *, struct gw_response *);
+};
+
+static int h_healthz(const struct gw_env *, const struct gw_request *,
+		     const struct gw_member *, const cJSON *, struct gw_response *);
+static int h_metrics(const struct gw_env *, const struct gw_request *,
+		     const struct gw_member *, const cJSON *, struct gw_response *);
+static int h_whoami(const struct gw_env *, const struct gw_request *,
+		    const struct gw_member *, const cJSON *, struct gw_response *);
+static int h_not_yet(const struct gw_env *, const struct gw_request *,
+		     const struct gw_member *, const cJSON *, struct gw_response *);
+
+/* Indexed by enum gw_route. /healthz answers any verified certificate, so a
+ * monitoring system needs no membership; everything else needs a member. */
+static const struct route routes[GW_ROUTE__COUNT] = {
+	[GW_ROUTE_HEALTHZ] = { "/healthz", "GET", 0, h_healthz },
+	[GW_ROUTE_METRICS] = { "/metrics", "GET", 1, h_metrics },
+	[GW_ROUTE_WHOAMI] = { "/v1/whoami", "GET", 1, h_whoami },
+	[GW_ROUTE_LOOKUP] = { "/v1/lookup", "POST", 1, h_not_yet },
+	[GW_ROUTE_AGGREGATE] = { "/v1/aggregate", "POST", 1, h_not_yet },
+	[GW_ROUTE_SUBQUERY] = { "/v1/federation/subquery", "POST", 1, h_not_yet },
+	[GW_ROUTE_OTHER] = { "other", NULL, 0, NULL },
+};
+
+const char *gw_route_name(enum gw_route r)
+{
+	return r < GW_ROUTE__COUNT ? routes[r].path : "other";
+}
+
+enum gw_route gw_route_match(const char *path, int *takes_body)
+{
+	for (int i = 0; i < GW_ROUTE_OTHER; i++) {
+		if (strcmp(routes[i].path, path) == 0) {
+			*takes_body = strcmp(routes[i].method, "POST") == 0;
+			return (enum gw_route)i;
+		}
+	}
+	*takes_body = 0;
+	return GW_ROUTE_OTHER;
+}
+
+/* Writes |s| as JSON string content (no quotes) into |out|; returns length or
+ * (size_t)-1 when it does not fit. Control bytes are escaped; UTF-8 passes. */
+static size_t json_escape(const char *s, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (o + 7 >= outlen)
+			return (size_t)-1;
+		if (c == '"' || c == '\\') {
+			out[o++] = '\\';
+			out[o++] = (char)c;
+		} else if (c < 0x20) {
+			o += (size_t)snprintf(out + o, outlen - o, "\\u%04x", c);
+		} else {
+			out[o++] = (char)c;
+		}
+	}
+	out[o] = '\0';
+	return o;
+}
+
+static int set_body(struct gw_response *resp, int status, char *body, size_t len)
+{
+	free(resp->body);
+	resp->status = status;
+	resp->body = body;
+	resp->len = len;
+	resp->content_type = "application/json";
+	return body ? 0 : -1;
+}
+
+int gw_error(struct gw_response *resp, int status, const char *code, const char *message)
+{
+	char msg[512];
+	char *b;
+	int n;
+
+	if (json_escape(message, msg, sizeof(msg)) == (size_t)-1)
+		snprintf(msg, sizeof(msg), "%s", code);
+	n = snprintf(NULL, 0, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
+	b = malloc((size_t)n + 1);
+	if (b)
+		snprintf(b, (size_t)n + 1, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
+	return set_body(resp, status, b, b ? (size_t)n : 0);
+}
+
+static int h_healthz(const struct gw_env *env, const struct gw_request *req,
+		     const struct gw_member *m, const cJSON *json, struct gw_response *resp)
+{
+	static const char ok[] = "{\"status\":\"ok\"}";
+	char *b = malloc(sizeof(ok));
+
+	(void)env, (void)req, (void)m, (void)json;
+	if (b)
+		memcpy(b, ok, sizeof(ok));
+	return set_body(resp, 200, b, sizeof(ok) - 1);
+}
+
+static int h_metrics(const struct gw_env *env, const struct gw_request *req,
+		     const struct gw_member *m, const cJSON *json, struct gw_response *resp)
+{
+	char *text;
+	size_t len;
+
+	(void)req, (void)m, (void)json;
+	if (gw_metrics_render(env->all_metrics, env->nworkers, env->global, &text, &len) < 0)
+		return gw_error(resp, 500, "internal", "out of memory");
+	set_body(resp, 200, text, len);
+	resp->content_type = "text/plain; version=0.0.4";
+	return 0;
+}
+
+static int h_whoami(const struct gw_env *env, const struct gw_request *req,
+		    const struct gw_member *m, const cJSON *json, struct gw_response *resp)
+{
+	char id[160], name[512], roles[64];
+	char *b;
+	int n;
+
+	(void)env, (void)json;
+	if (json_escape(m->id, id, sizeof(id)) == (size_t)-1 ||
+	    json_escape(m->name, name, sizeof(name)) == (size_t)-1)
+		return gw_error(resp, 500, "internal", "member name too long");
+	gw_roles_json(m->roles, roles, sizeof(roles));
+	b = malloc(1024);
+	if (!b)
+		return gw_error(resp, 500, "internal", "out of memory");
+	n = snprintf(b, 1024,
+		     "{\"organisation\":{\"id\":\"%s\",\"name\":\"%s\",\"oin\":\"%s\",\"roles\":%s},"
+		     "\"certificate\":{\"fingerprint_sha256\":\"%s\",\"not_after\":\"%s\"}}",
+		     id, name, m->oin, roles, req->peer->fingerprint, req->peer->not_after);
+	if (n < 0 || n >= 1024) {
+		free(b);
+		return gw_error(resp, 500, "internal", "answer too long");
+	}
+	return set_body(resp, 200, b, (size_t)n);
+}
+
+static int h_not_yet(const struct gw_env *env, const struct gw_request *req,
+		     const struct gw_member *m, const cJSON *json, struct gw_response *resp)
+{
+	(void)env, (void)req, (void)m, (void)json;
+	return gw_error(resp, 501, "not_implemented",
+			"this gateway has no data role configured for this route yet");
+}
+
+int gw_handle(const struct gw_env *env, const struct gw_request *req,
+	      struct gw_response *resp)
+{
+	const struct gw_member *m = NULL;
+	const struct route *rt;
+	cJSON *json = NULL;
+	int takes_body, rc;
+
+	/* Authenticate before saying anything about routes: a non-member
+	 * learns only that it is not one (/healthz excepted, for monitoring). */
+	if (req->peer->oin[0])
+		m = gw_members_by_oin(env->members, req->peer->oin, GW_OIN_LEN);
+	if (m)
+		resp->org = m->id;
+	resp->route = gw_route_match(req->path, &takes_body);
+	rt = &routes[resp->route];
+	if (!m && (resp->route == GW_ROUTE_OTHER || rt->needs_member)) {
+		if (!req->peer->oin[0]) {
+			gw_count(&env->metrics->authn_refused[GW_AUTHN_NO_OIN], 1);
+			return gw_error(resp, 403, "no_oin",
+					"the client certificate has no OIN (subject serialNumber of 20 digits)");
+		}
+		gw_count(&env->metrics->authn_refused[GW_AUTHN_UNKNOWN_ORG], 1);
+		return gw_error(resp, 403, "unknown_organisation",
+				"the certificate's OIN is not a member of this federation");
+	}
+	if (resp->route == GW_ROUTE_OTHER)
+		return gw_error(resp, 404, "not_found", "no such route");
+	if (strcmp(req->method, rt->method) != 0) {
+		resp->allow = rt->method;
+		return gw_error(resp, 405, "method_not_allowed",
+				takes_body ? "this route takes POST" : "this route takes GET");
+	}
+	if (takes_body) {
+		const char *end = NULL;
+
+		json = cJSON_ParseWithLengthOpts((const char *)req->body, req->bodylen, &end, 0);
+		if (json) {
+			/* cJSON stops after the first value; anything but white space
+			 * after it makes the body invalid, not ignored. */
+			const char *stop = (const char *)req->body + req->bodylen;
+			while (end < stop && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
+				end++;
+			if (end != stop) {
+				cJSON_Delete(json);
+				json = NULL;
+			}
+		}
+		if (!json)
+			return gw_error(resp, 400, "invalid_json", "the request body is not valid JSON");
+		if (!cJSON_IsObject(json)) {
+			cJSON_Delete(json);
+			return gw_error(resp, 400, "invalid_json", "the request body must be a JSON object");
+		}
+	}
+	rc = rt->handle(env, req, m, json, resp);
+	cJSON_Delete(json);
+	return rc;
+}

@@ -1,0 +1,746 @@
+/*
+ * Listening sockets, worker threads and the per-connection TLS I/O.
+ *
+ * Each worker has its own epoll loop and its own SO_REUSEPORT listening
+ * socket, so the kernel spreads connections and no lock is taken on the
+ * request path. The main thread only waits for signals: SIGHUP builds a new
+ * state (TLS context, members) and publishes it with one atomic store;
+ * SIGTERM starts the drain. docs/architecture.md says why this shape.
+ */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+
+#define SWEEP_MS 250
+/* How long a closing connection may take to drain its last bytes. */
+#define LINGER_MS 5000
+
+static uint64_t now_ms(void)
+{
+	return gw_now_us() / 1000u;
+}
+
+/* ---- state: what SIGHUP reloads ---- */
+
+static void state_free(struct gw_state *s)
+{
+	if (!s)
+		return;
+	SSL_CTX_free(s->ctx);
+	gw_members_free(s->members);
+	free(s);
+}
+
+static struct gw_state *state_load(const struct gw_config *cfg, uint64_t gen,
+				   char *err, size_t errlen)
+{
+	struct gw_state *s = calloc(1, sizeof(*s));
+	struct diag d = { 0 };
+
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->gen = gen;
+	s->ctx = gw_tls_ctx_new(cfg, err, errlen);
+	if (!s->ctx)
+		goto fail;
+	if (gw_members_load(cfg->members_file, &s->members, &d) < 0) {
+		diag_first(&d, err, errlen);
+		goto fail;
+	}
+	diag_clear(&d);
+	return s;
+fail:
+	diag_clear(&d);
+	state_free(s);
+	return NULL;
+}
+
+/* ---- connections ---- */
+
+static void conn_set_events(struct gw_conn *c, uint32_t ev)
+{
+	struct epoll_event e = { .events = ev, .data.ptr = &c->ev };
+
+	if (c->epoll_events == ev)
+		return;
+	if (epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->ev.fd, &e) == 0)
+		c->epoll_events = ev;
+}
+
+static void conn_close(struct gw_conn *c)
+{
+	struct gw_worker *w = c->w;
+
+	if (c->ssl) {
+		if (c->state != GW_CONN_HANDSHAKE)
+			SSL_shutdown(c->ssl); /* best effort close_notify, never waits */
+		SSL_free(c->ssl);
+	}
+	/* nghttp2_session_del() calls no callbacks: free our streams here. */
+	nghttp2_session_del(c->h2);
+	while (c->streams) {
+		struct gw_stream *s = c->streams;
+		c->streams = s->next;
+		gw_uncount(&w->metrics.streams_active, 1);
+		gw_stream_free(s);
+	}
+	close(c->ev.fd);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	w->nconns--;
+	gw_uncount(&w->metrics.connections_active, 1);
+	free(c->out);
+	free(c);
+}
+
+/* Writes what is buffered, then what nghttp2 has queued. 0, or -1 to close. */
+static int conn_flush(struct gw_conn *c)
+{
+	for (;;) {
+		if (c->out_off < c->out_len) {
+			int n = SSL_write(c->ssl, c->out + c->out_off, (int)(c->out_len - c->out_off));
+
+			if (n <= 0) {
+				int e = SSL_get_error(c->ssl, n);
+				if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+					conn_set_events(c, EPOLLIN | EPOLLOUT);
+					return 0;
+				}
+				ERR_clear_error();
+				return -1;
+			}
+			c->out_off += (size_t)n;
+			if (c->out_off < c->out_len)
+				continue;
+			c->out_off = c->out_len = 0;
+		}
+		/* Gather frames into one buffer so small responses go out in one
+		 * TLS record and one system call. */
+		while (c->h2 && c->out_len < 32768) {
+			const uint8_t *data;
+			ssize_t k = nghttp2_session_mem_send(c->h2, &data);
+
+			if (k < 0)
+				return -1;
+			if (k == 0)
+				break;
+			if (c->out_len + (size_t)k > c->out_cap) {
+				size_t ncap = c->out_cap ? c->out_cap : 16384;
+				unsigned char *nb;
+
+				while (ncap < c->out_len + (size_t)k)
+					ncap *= 2;
+				nb = realloc(c->out, ncap);
+				if (!nb)
+					return -1;
+				c->out = nb;
+				c->out_cap = ncap;
+			}
+			memcpy(c->out + c->out_len, data, (size_t)k);
+			c->out_len += (size_t)k;
+		}
+		if (c->out_len == 0)
+			break;
+	}
+	conn_set_events(c, EPOLLIN);
+	if (c->h2 && !nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2))
+		return -1;
+	if (c->goaway && c->nstreams == 0 && c->w->draining)
+		return -1;
+	return 0;
+}
+
+static int conn_read(struct gw_conn *c)
+{
+	struct gw_worker *w = c->w;
+
+	for (;;) {
+		int n = SSL_read(c->ssl, w->rbuf, sizeof(w->rbuf));
+
+		if (n > 0) {
+			ssize_t rv = nghttp2_session_mem_recv(c->h2, w->rbuf, (size_t)n);
+
+			c->active_ms = w->now_ms;
+			if (rv < 0) {
+				/* Bad preface, flood or a connection error nghttp2
+				 * could not even answer: nothing more to say. */
+				if (rv == NGHTTP2_ERR_FLOODED) {
+					gw_count(&w->metrics.goaway[GW_GOAWAY_CALM], 1);
+				} else {
+					gw_count(&w->metrics.goaway[GW_GOAWAY_PROTOCOL], 1);
+					nghttp2_session_terminate_session(c->h2, NGHTTP2_PROTOCOL_ERROR);
+					conn_flush(c);
+				}
+				return -1;
+			}
+			continue;
+		}
+		switch (SSL_get_error(c->ssl, n)) {
+		case SSL_ERROR_WANT_READ:
+		case SSL_ERROR_WANT_WRITE:
+			return 0;
+		default: /* close_notify, reset, or a TLS error */
+			ERR_clear_error();
+			return -1;
+		}
+	}
+}
+
+static void handshake_failed(struct gw_conn *c, enum gw_hs_fail why)
+{
+	gw_count(&c->w->metrics.hs_fail[why], 1);
+	conn_close(c);
+}
+
+static void conn_handshake(struct gw_conn *c)
+{
+	const unsigned char *alpn = NULL;
+	unsigned int alpnlen = 0;
+	int r = SSL_do_handshake(c->ssl);
+
+	if (r != 1) {
+		int e = SSL_get_error(c->ssl, r);
+
+		if (e == SSL_ERROR_WANT_READ) {
+			conn_set_events(c, EPOLLIN);
+			return;
+		}
+		if (e == SSL_ERROR_WANT_WRITE) {
+			conn_set_events(c, EPOLLIN | EPOLLOUT);
+			return;
+		}
+		handshake_failed(c, gw_tls_classify(c->ssl, e));
+		return;
+	}
+	SSL_get0_alpn_selected(c->ssl, &alpn, &alpnlen);
+	if (alpnlen != 2 || memcmp(alpn, "h2", 2) != 0) {
+		/* The client offered no ALPN at all (one offering only
+		 * http/1.1 already failed in the handshake). */
+		handshake_failed(c, GW_HS_NO_ALPN);
+		return;
+	}
+	if (gw_tls_peer(c->ssl, &c->peer) < 0 || gw_h2_start(c) < 0) {
+		handshake_failed(c, GW_HS_OTHER);
+		return;
+	}
+	c->state = GW_CONN_H2;
+	c->active_ms = c->w->now_ms;
+	if (conn_read(c) < 0 || conn_flush(c) < 0)
+		conn_close(c);
+}
+
+static void conn_event(struct gw_conn *c, uint32_t events)
+{
+	if (c->state == GW_CONN_HANDSHAKE) {
+		conn_handshake(c);
+		return;
+	}
+	if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && conn_read(c) < 0) {
+		conn_flush(c); /* a GOAWAY nghttp2 queued may still get out */
+		conn_close(c);
+		return;
+	}
+	if (conn_flush(c) < 0)
+		conn_close(c);
+}
+
+/* ---- accepting ---- */
+
+static void accept_one(struct gw_worker *w, int fd)
+{
+	struct gw_conn *c;
+	struct epoll_event e;
+	int one = 1;
+
+	if (w->nconns >= w->max_conns || w->draining) {
+		gw_count(&w->metrics.connections_refused, 1);
+		close(fd);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->ev.kind = GW_EV_CONN;
+	c->ev.fd = fd;
+	c->w = w;
+	c->accepted_ms = w->now_ms;
+	c->ssl = SSL_new(w->state->ctx);
+	if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
+		SSL_free(c->ssl);
+		free(c);
+		close(fd);
+		return;
+	}
+	SSL_set_accept_state(c->ssl);
+	e.events = EPOLLIN;
+	e.data.ptr = &c->ev;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &e) != 0) {
+		SSL_free(c->ssl);
+		free(c);
+		close(fd);
+		return;
+	}
+	c->epoll_events = EPOLLIN;
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	w->nconns++;
+	gw_count(&w->metrics.connections_total, 1);
+	gw_count(&w->metrics.connections_active, 1);
+}
+
+static void accept_ready(struct gw_worker *w, int lfd)
+{
+	for (int i = 0; i < 64; i++) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd >= 0) {
+			accept_one(w, fd);
+			continue;
+		}
+		if (errno == EINTR || errno == ECONNABORTED)
+			continue;
+		if ((errno == EMFILE || errno == ENFILE) && w->spare_fd >= 0) {
+			/* Out of descriptors: free the spare one, take the
+			 * connection off the queue and close it, so the client
+			 * hears "no" now and the loop does not spin. */
+			close(w->spare_fd);
+			fd = accept(lfd, NULL, NULL);
+			if (fd >= 0)
+				close(fd);
+			gw_count(&w->metrics.connections_refused, 1);
+			w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+			continue;
+		}
+		return; /* EAGAIN, or a transient error: epoll will tell us again */
+	}
+}
+
+/* ---- timeouts and drain ---- */
+
+static void sweep(struct gw_worker *w)
+{
+	const struct gw_config *cfg = w->srv->cfg;
+	uint32_t decay = cfg->limits.abuse_budget / 40 + 1; /* per sweep: budget/10 a second */
+	struct gw_conn *c, *next;
+
+	for (c = w->conns; c; c = next) {
+		next = c->next;
+		if (c->state == GW_CONN_HANDSHAKE) {
+			if (w->now_ms - c->accepted_ms >= cfg->timeouts.handshake_ms)
+				handshake_failed(c, GW_HS_TIMEOUT);
+			continue;
+		}
+		c->abuse = c->abuse > decay ? c->abuse - decay : 0;
+		/* A peer that stops reading after our GOAWAY is not waited for;
+		 * while draining, in-flight streams get until the drain deadline. */
+		if (c->goaway && w->now_ms - c->closing_ms >= LINGER_MS &&
+		    (!w->draining || c->nstreams == 0)) {
+			conn_close(c);
+			continue;
+		}
+		for (struct gw_stream *s = c->streams; s; s = s->next)
+			if (!s->responded && (gw_now_us() - s->start_us) / 1000u >= cfg->timeouts.request_ms)
+				gw_h2_timeout_stream(c, s);
+		if (!c->goaway && c->nstreams == 0 && w->now_ms - c->active_ms >= cfg->timeouts.idle_ms) {
+			c->goaway = 1;
+			c->closing_ms = w->now_ms;
+			gw_count(&w->metrics.goaway[GW_GOAWAY_TIMEOUT], 1);
+			nghttp2_session_terminate_session(c->h2, NGHTTP2_NO_ERROR);
+		}
+		if (conn_flush(c) < 0)
+			conn_close(c);
+	}
+}
+
+static void start_drain(struct gw_worker *w)
+{
+	struct gw_conn *c, *next;
+
+	w->draining = 1;
+	w->drain_deadline_ms = w->now_ms + w->srv->cfg->timeouts.drain_ms;
+	for (int i = 0; i < w->nlisteners; i++) {
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->listeners[i].fd, NULL);
+		close(w->listeners[i].fd);
+	}
+	w->nlisteners = 0;
+	for (c = w->conns; c; c = next) {
+		next = c->next;
+		if (c->state == GW_CONN_HANDSHAKE) {
+			conn_close(c);
+			continue;
+		}
+		if (!c->goaway) {
+			/* Streams the peer opened so far complete; later ones are
+			 * refused by nghttp2 with REFUSED_STREAM. */
+			nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
+					      nghttp2_session_get_last_proc_stream_id(c->h2),
+					      NGHTTP2_NO_ERROR, NULL, 0);
+			c->goaway = 1;
+			c->closing_ms = w->now_ms;
+			gw_count(&w->metrics.goaway[GW_GOAWAY_SHUTDOWN], 1);
+		}
+		if (conn_flush(c) < 0)
+			conn_close(c);
+	}
+}
+
+/* ---- the worker loop ---- */
+
+static void adopt_state(struct gw_worker *w)
+{
+	struct gw_state *s = atomic_load_explicit(&w->srv->state, memory_order_acquire);
+
+	if (s != w->state) {
+		w->state = s;
+		atomic_store_explicit(&w->seen_gen, s->gen, memory_order_release);
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct gw_worker *w = arg;
+	struct epoll_event evs[128];
+	uint64_t next_sweep = 0;
+
+	for (;;) {
+		int n = epoll_wait(w->epfd, evs, 128, SWEEP_MS);
+
+		w->now_ms = now_ms();
+		adopt_state(w);
+		if (!w->draining && atomic_load_explicit(&w->srv->draining, memory_order_relaxed))
+			start_drain(w);
+		for (int i = 0; i < n; i++) {
+			struct gw_evsrc *src = evs[i].data.ptr;
+
+			if (src->kind == GW_EV_LISTEN) {
+				if (!w->draining)
+					accept_ready(w, src->fd);
+			} else if (src->kind == GW_EV_WAKE) {
+				uint64_t v;
+				if (read(src->fd, &v, sizeof(v)) < 0)
+					continue;
+			} else {
+				conn_event((struct gw_conn *)src, evs[i].events);
+			}
+		}
+		if (w->now_ms >= next_sweep) {
+			sweep(w);
+			next_sweep = w->now_ms + SWEEP_MS;
+		}
+		gw_log_flush(&w->log);
+		if (w->draining && (w->nconns == 0 || w->now_ms >= w->drain_deadline_ms))
+			break;
+	}
+	while (w->conns)
+		conn_close(w->conns);
+	gw_log_flush(&w->log);
+	return NULL;
+}
+
+/* ---- start-up ---- */
+
+static int listen_on(const struct gw_listen *l, uint16_t port, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int fd, one = 1;
+
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, l->host, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+		((struct sockaddr_in *)&ss)->sin_family = AF_INET;
+		((struct sockaddr_in *)&ss)->sin_port = htons(port);
+		sl = sizeof(struct sockaddr_in);
+	} else {
+		inet_pton(AF_INET6, l->host, &((struct sockaddr_in6 *)&ss)->sin6_addr);
+		((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+		sl = sizeof(struct sockaddr_in6);
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 1024) != 0) {
+		snprintf(err, errlen, "cannot listen on %s:%u: %s", l->host, port, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static uint16_t bound_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+		return 0;
+	if (ss.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+static int worker_init(struct gw_server *srv, struct gw_worker *w, unsigned idx,
+		       uint16_t *ports, char *err, size_t errlen)
+{
+	const struct gw_config *cfg = srv->cfg;
+	struct epoll_event e;
+
+	w->idx = idx;
+	w->srv = srv;
+	w->state = atomic_load(&srv->state);
+	atomic_store(&w->seen_gen, w->state->gen);
+	w->max_conns = cfg->limits.max_connections / srv->nworkers;
+	if (w->max_conns == 0)
+		w->max_conns = 1;
+	w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	gw_log_init(&w->log);
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	w->wake.kind = GW_EV_WAKE;
+	w->wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->epfd < 0 || w->wake.fd < 0) {
+		snprintf(err, errlen, "epoll/eventfd: %s", strerror(errno));
+		return -1;
+	}
+	e.events = EPOLLIN;
+	e.data.ptr = &w->wake;
+	epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wake.fd, &e);
+	for (int i = 0; i < cfg->nlisten; i++) {
+		int fd = listen_on(&cfg->listen[i], ports[i], err, errlen);
+
+		if (fd < 0)
+			return -1;
+		if (ports[i] == 0)
+			ports[i] = bound_port(fd); /* later workers share the port */
+		w->listeners[i].kind = GW_EV_LISTEN;
+		w->listeners[i].fd = fd;
+		w->nlisteners++;
+		e.events = EPOLLIN;
+		e.data.ptr = &w->listeners[i];
+		epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &e);
+	}
+	if (nghttp2_session_callbacks_new(&w->cbs) != 0 || nghttp2_option_new(&w->opt) != 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	gw_h2_callbacks(w->cbs);
+	gw_h2_option(w->opt);
+	return 0;
+}
+
+static void worker_fini(struct gw_worker *w)
+{
+	for (int i = 0; i < w->nlisteners; i++)
+		close(w->listeners[i].fd);
+	if (w->wake.fd > 0)
+		close(w->wake.fd);
+	if (w->epfd > 0)
+		close(w->epfd);
+	if (w->spare_fd >= 0)
+		close(w->spare_fd);
+	nghttp2_session_callbacks_del(w->cbs);
+	nghttp2_option_del(w->opt);
+	gw_log_fini(&w->log);
+}
+
+static void wake_workers(struct gw_server *srv)
+{
+	uint64_t one = 1;
+
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		if (write(srv->workers[i].wake.fd, &one, sizeof(one)) < 0)
+			continue; /* the counter is full: the worker is awake anyway */
+}
+
+/* Frees retired states no worker can still be using. */
+static void reap_states(struct gw_server *srv)
+{
+	uint64_t min = UINT64_MAX;
+	struct gw_state **pp = &srv->retired;
+
+	for (unsigned i = 0; i < srv->nworkers; i++) {
+		uint64_t g = atomic_load_explicit(&srv->workers[i].seen_gen, memory_order_acquire);
+		if (g < min)
+			min = g;
+	}
+	while (*pp) {
+		struct gw_state *s = *pp;
+		if (s->gen < min) {
+			*pp = s->next_retired;
+			state_free(s);
+		} else {
+			pp = &s->next_retired;
+		}
+	}
+}
+
+static void reload(struct gw_server *srv)
+{
+	struct gw_state *old = atomic_load(&srv->state);
+	char err[512];
+	struct gw_state *s;
+	int fd;
+
+	/* Reopen the log first, so a rotated file receives what follows. */
+	if (srv->log_fd > 2 && (fd = gw_log_open(srv->cfg->log_destination, srv->log_fd)) < 0)
+		gw_log_message("error", "log_reopen_failed", strerror(errno));
+	s = state_load(srv->cfg, old->gen + 1, err, sizeof(err));
+	if (!s) {
+		gw_count(&srv->global.reload_failed, 1);
+		gw_log_message("error", "reload_failed", err);
+		return;
+	}
+	s->next_retired = NULL;
+	old->next_retired = srv->retired;
+	srv->retired = old;
+	atomic_store_explicit(&srv->state, s, memory_order_release);
+	gw_count(&srv->global.reload_ok, 1);
+	wake_workers(srv);
+	{
+		char extra[64];
+		snprintf(extra, sizeof(extra), ",\"generation\":%llu", (unsigned long long)s->gen);
+		gw_log_event("info", "reloaded", extra);
+	}
+}
+
+int gw_server_run(struct gw_config *cfg)
+{
+	struct gw_server srv;
+	uint16_t ports[GW_MAX_LISTEN];
+	char err[512];
+	struct rlimit rl;
+	sigset_t sigs;
+	struct gw_state *st;
+	unsigned started = 0;
+	int rc = -1;
+
+	memset(&srv, 0, sizeof(srv));
+	srv.cfg = cfg;
+	srv.log_fd = gw_log_open(cfg->log_destination, -1);
+	if (srv.log_fd < 0) {
+		fprintf(stderr, "noordpoort: cannot open log '%s': %s\n", cfg->log_destination,
+			strerror(errno));
+		gw_config_free(cfg);
+		return -1;
+	}
+	gw_log_set_fd(srv.log_fd);
+	/* Every idle partner connection costs a descriptor: take all we may. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* workers inherit the mask */
+
+	st = state_load(cfg, 1, err, sizeof(err));
+	if (!st) {
+		gw_log_message("error", "start_failed", err);
+		goto out;
+	}
+	atomic_store(&srv.state, st);
+	srv.nworkers = cfg->workers;
+	srv.workers = calloc(srv.nworkers, sizeof(*srv.workers));
+	srv.metrics = calloc(srv.nworkers, sizeof(*srv.metrics));
+	if (!srv.workers || !srv.metrics) {
+		gw_log_message("error", "start_failed", "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < cfg->nlisten; i++)
+		ports[i] = cfg->listen[i].port;
+	for (unsigned i = 0; i < srv.nworkers; i++) {
+		srv.metrics[i] = &srv.workers[i].metrics;
+		srv.workers[i].spare_fd = -1;
+		if (worker_init(&srv, &srv.workers[i], i, ports, err, sizeof(err)) < 0) {
+			gw_log_message("error", "start_failed", err);
+			goto out;
+		}
+	}
+	for (unsigned i = 0; i < srv.nworkers; i++) {
+		if (pthread_create(&srv.workers[i].thread, NULL, worker_main, &srv.workers[i]) != 0) {
+			gw_log_message("error", "start_failed", "cannot start worker thread");
+			atomic_store(&srv.draining, 1);
+			wake_workers(&srv);
+			break;
+		}
+		started++;
+	}
+	for (int i = 0; started == srv.nworkers && i < cfg->nlisten; i++) {
+		char extra[160];
+		int v6 = strchr(cfg->listen[i].host, ':') != NULL;
+
+		snprintf(extra, sizeof(extra), ",\"address\":\"%s%s%s:%u\",\"workers\":%u",
+			 v6 ? "[" : "", cfg->listen[i].host, v6 ? "]" : "", ports[i], srv.nworkers);
+		gw_log_event("info", "listening", extra);
+	}
+
+	while (!atomic_load(&srv.draining)) {
+		struct timespec ts = { 1, 0 };
+		int sig = sigtimedwait(&sigs, NULL, &ts);
+
+		if (sig == SIGHUP) {
+			reload(&srv);
+		} else if (sig == SIGTERM || sig == SIGINT) {
+			gw_log_event("info", "draining", NULL);
+			atomic_store(&srv.draining, 1);
+			wake_workers(&srv);
+		}
+		reap_states(&srv);
+	}
+	rc = started == srv.nworkers ? 0 : -1;
+out:
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(srv.workers[i].thread, NULL);
+	if (started)
+		gw_log_event("info", "stopped", NULL);
+	for (unsigned i = 0; srv.workers && i < srv.nworkers; i++)
+		if (srv.workers[i].srv)
+			worker_fini(&srv.workers[i]);
+	while (srv.retired) {
+		struct gw_state *s = srv.retired;
+		srv.retired = s->next_retired;
+		state_free(s);
+	}
+	state_free(atomic_load(&srv.state));
+	free(srv.workers);
+	free(srv.metrics);
+	gw_config_free(cfg);
+	return rc;
+}
