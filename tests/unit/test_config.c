@@ -1,0 +1,188 @@
+/* Unit tests for gateway/config.c and gateway/members.c. */
+#define CHECK_FILE "test_config"
+#include "check.h"
+#include "../../common/diag.c"
+#include "../../common/yamldoc.c"
+#include "../../gateway/config.c"
+#include "../../gateway/members.c"
+
+static char dir[] = "/tmp/np-config-XXXXXX";
+
+static const char members_ok[] =
+	"members:\n"
+	"  - id: provincie-groningen\n"
+	"    name: Provincie Groningen\n"
+	"    oin: \"00000001001589623000\"\n"
+	"    roles: [node]\n"
+	"  - id: hub\n"
+	"    name: Hub\n"
+	"    oin: \"00000001009876544000\"\n"
+	"    roles: [hub, coordinator]\n";
+
+static char *conf(const char *name, const char *extra)
+{
+	char text[2048];
+
+	snprintf(text, sizeof(text),
+		 "listen:\n  - 127.0.0.1:8443\n  - \"[::1]:8443\"\n"
+		 "tls:\n  certificate: f.crt\n  key: f.key\n  client_ca: f.crt\n  crl: f.crt\n"
+		 "members: members.yaml\n%s", extra);
+	return check_write(dir, name, text);
+}
+
+static void defaults_and_paths(void)
+{
+	char *p = conf("a.yaml", "");
+	struct gw_config *c;
+	struct diag d = { 0 };
+
+	CHECK(gw_config_load(p, &c, &d) == 0);
+	if (c) {
+		CHECK(c->nlisten == 2);
+		CHECK_STR(c->listen[1].host, "::1");
+		CHECK(c->listen[0].port == 8443);
+		CHECK(c->limits.max_concurrent_streams == 100);
+		CHECK(c->limits.max_body_bytes == 1048576);
+		CHECK(c->timeouts.handshake_ms == 10000);
+		CHECK(c->workers >= 1);
+		CHECK(strncmp(c->cert_file, dir, strlen(dir)) == 0); /* relative to the file */
+		CHECK_STR(c->log_destination, "stderr");
+	}
+	CHECK(d.errors == 0);
+	gw_config_free(c);
+	diag_clear(&d);
+	free(p);
+}
+
+static void every_error_reported_with_position(void)
+{
+	char *p = conf("b.yaml",
+		       "workers: many\n"
+		       "limits:\n  max_body_bytes: 1MB\n  max_concurrent_streams: 0\n"
+		       "timeouts:\n  idle: 5x\n"
+		       "colour: blue\n");
+	struct gw_config *c;
+	struct diag d = { 0 };
+
+	CHECK(gw_config_load(p, &c, &d) < 0);
+	CHECK(c == NULL);
+	CHECK_CONTAINS(diag_text(&d), "b.yaml:10:10: error: workers: 'many' is not a whole number");
+	CHECK_CONTAINS(diag_text(&d), "b.yaml:12:19: error: limits.max_body_bytes: '1MB' is not a size");
+	CHECK_CONTAINS(diag_text(&d), "b.yaml:13:27: error: limits.max_concurrent_streams: 0 is out of range");
+	CHECK_CONTAINS(diag_text(&d), "b.yaml:15:9: error: timeouts.idle: '5x' is not a duration");
+	CHECK_CONTAINS(diag_text(&d), "b.yaml:16:1: error: config: unknown key 'colour'");
+	CHECK(d.errors == 5);
+	diag_clear(&d);
+	free(p);
+}
+
+static void listen_and_files(void)
+{
+	char *p = check_write(dir, "c.yaml",
+			      "listen: localhost:8443\n"
+			      "tls:\n  certificate: missing.crt\n  key: f.key\n  client_ca: f.crt\n"
+			      "members: members.yaml\n");
+	struct gw_config *c;
+	struct diag d = { 0 };
+
+	CHECK(gw_config_load(p, &c, &d) < 0);
+	CHECK_CONTAINS(diag_text(&d), "c.yaml:1:9: error: listen: 'localhost' is not a numeric");
+	CHECK_CONTAINS(diag_text(&d), "c.yaml:3:16: error: tls.certificate: cannot read");
+	CHECK_CONTAINS(diag_text(&d), "warning: tls: no 'crl' given");
+	diag_clear(&d);
+	free(p);
+
+	p = check_write(dir, "d.yaml", "listen: 127.0.0.1:65536\n");
+	CHECK(gw_config_load(p, &c, &d) < 0);
+	CHECK_CONTAINS(diag_text(&d), "'65536' is not a port");
+	CHECK_CONTAINS(diag_text(&d), "missing required key 'tls'");
+	diag_clear(&d);
+	free(p);
+}
+
+static void members_load_and_lookup(void)
+{
+	char *p = check_write(dir, "m.yaml", members_ok);
+	struct gw_members *m;
+	struct diag d = { 0 };
+	const struct gw_member *x;
+	char roles[64];
+
+	CHECK(gw_members_load(p, &m, &d) == 0);
+	if (!m)
+		return;
+	CHECK(gw_members_count(m) == 2);
+	x = gw_members_by_oin(m, "00000001009876544000", 20);
+	CHECK(x && strcmp(x->id, "hub") == 0);
+	CHECK(x && x->roles == (GW_ROLE_HUB | GW_ROLE_COORDINATOR));
+	CHECK(gw_members_by_oin(m, "00000001001589623000", 20) != NULL);
+	CHECK(gw_members_by_oin(m, "00000001001589623001", 20) == NULL);
+	CHECK(gw_members_by_oin(m, "0000000100158962300", 19) == NULL);
+	CHECK(gw_members_by_id(m, "provincie-groningen") != NULL);
+	gw_roles_json(GW_ROLE_HUB | GW_ROLE_COORDINATOR, roles, sizeof(roles));
+	CHECK_STR(roles, "[\"hub\",\"coordinator\"]");
+	gw_roles_json(0, roles, sizeof(roles));
+	CHECK_STR(roles, "[]");
+	gw_members_free(m);
+	diag_clear(&d);
+	free(p);
+}
+
+static void members_errors(void)
+{
+	char *p = check_write(dir, "bad.yaml",
+			      "members:\n"
+			      "  - id: Provincie\n    name: X\n    oin: \"123\"\n    roles: [node, boss]\n"
+			      "  - id: a\n    name: A\n    oin: \"00000001001589623000\"\n    roles: [node]\n    extra: 1\n"
+			      "  - id: b\n    name: B\n    oin: \"00000001001589623000\"\n    roles: [node]\n");
+	struct gw_members *m;
+	struct diag d = { 0 };
+
+	CHECK(gw_members_load(p, &m, &d) < 0);
+	CHECK(m == NULL);
+	CHECK_CONTAINS(diag_text(&d), "bad.yaml:2:9: error: members[0].id: 'Provincie' must be lower-case");
+	CHECK_CONTAINS(diag_text(&d), "bad.yaml:4:10: error: members[0].oin: '123' is not a 20-digit OIN");
+	CHECK_CONTAINS(diag_text(&d), "bad.yaml:5:19: error: members[0].roles: unknown role 'boss'");
+	CHECK_CONTAINS(diag_text(&d), "bad.yaml:10:5: error: members[1]: unknown key 'extra'");
+	diag_clear(&d);
+	free(p);
+
+	p = check_write(dir, "dup.yaml",
+			"members:\n"
+			"  - {id: a, name: A, oin: \"00000001001589623000\", roles: [node]}\n"
+			"  - {id: b, name: B, oin: \"00000001001589623000\", roles: [node]}\n");
+	CHECK(gw_members_load(p, &m, &d) < 0);
+	CHECK_CONTAINS(diag_text(&d), "dup.yaml:3:5: error: members[1]: OIN 00000001001589623000 is listed twice");
+	diag_clear(&d);
+	free(p);
+
+	p = check_write(dir, "empty.yaml", "members: []\n");
+	CHECK(gw_members_load(p, &m, &d) < 0);
+	CHECK_CONTAINS(diag_text(&d), "members: the list is empty");
+	diag_clear(&d);
+	free(p);
+}
+
+int main(void)
+{
+	char *f;
+
+	if (!mkdtemp(dir))
+		return 1;
+	free(check_write(dir, "f.crt", "x"));
+	free(check_write(dir, "f.key", "x"));
+	f = check_write(dir, "members.yaml", members_ok);
+	free(f);
+	RUN(defaults_and_paths);
+	RUN(every_error_reported_with_position);
+	RUN(listen_and_files);
+	RUN(members_load_and_lookup);
+	RUN(members_errors);
+	{
+		char cmd[128];
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+		if (system(cmd) != 0)
+			printf("# could not remove %s\n", dir);
+	}
+	return check_total_failed ? 1 : 0;
+}

@@ -1,0 +1,179 @@
+/* Unit tests for the request engine (gateway/routes.c) and metrics text. */
+#define CHECK_FILE "test_routes"
+#include "check.h"
+#include "../../common/diag.c"
+#include "../../common/yamldoc.c"
+#include "../../gateway/members.c"
+#include "../../gateway/metrics.c"
+#include "../../gateway/routes.c"
+#include "../../gateway/tls.c"
+
+static struct gw_members *members;
+static struct gw_metrics metrics;
+static struct gw_metrics *all[1] = { &metrics };
+static struct gw_metrics_global global;
+static struct gw_env env;
+
+static const struct gw_peer groningen = {
+	"00000001001589623000",
+	"53532ff3423abb81b93c022c9c01350df4ab271c5b416229a6b558f422a7ee1e",
+	"2029-03-01T20:36:17Z",
+};
+static const struct gw_peer stranger = { "99999999999999999999", "ab", "2029-01-01T00:00:00Z" };
+static const struct gw_peer no_oin = { "", "cd", "2029-01-01T00:00:00Z" };
+
+static int ask(const struct gw_peer *p, const char *method, const char *path,
+	       const char *body, struct gw_response *r)
+{
+	struct gw_request req = { method, path, (const unsigned char *)body,
+				  body ? strlen(body) : 0, p };
+
+	memset(r, 0, sizeof(*r));
+	return gw_handle(&env, &req, r);
+}
+
+static void whoami(void)
+{
+	struct gw_response r;
+
+	CHECK(ask(&groningen, "GET", "/v1/whoami", NULL, &r) == 0);
+	CHECK(r.status == 200);
+	CHECK_STR(r.org, "provincie-groningen");
+	CHECK_STR(r.body,
+		  "{\"organisation\":{\"id\":\"provincie-groningen\",\"name\":\"Provincie \\\"Groningen\\\"\","
+		  "\"oin\":\"00000001001589623000\",\"roles\":[\"node\"]},"
+		  "\"certificate\":{\"fingerprint_sha256\":\"53532ff3423abb81b93c022c9c01350df4ab271c5b416229a6b558f422a7ee1e\","
+		  "\"not_after\":\"2029-03-01T20:36:17Z\"}}");
+	CHECK(r.len == strlen(r.body));
+	free(r.body);
+}
+
+static void authentication_comes_first(void)
+{
+	struct gw_response r;
+	uint64_t before = metrics.authn_refused[GW_AUTHN_UNKNOWN_ORG];
+
+	ask(&stranger, "GET", "/v1/whoami", NULL, &r);
+	CHECK(r.status == 403);
+	CHECK_CONTAINS(r.body, "\"code\":\"unknown_organisation\"");
+	free(r.body);
+	/* A non-member cannot probe which routes exist. */
+	ask(&stranger, "GET", "/v1/secret", NULL, &r);
+	CHECK(r.status == 403);
+	free(r.body);
+	CHECK(metrics.authn_refused[GW_AUTHN_UNKNOWN_ORG] == before + 2);
+	ask(&no_oin, "POST", "/v1/lookup", "{}", &r);
+	CHECK(r.status == 403);
+	CHECK_CONTAINS(r.body, "\"code\":\"no_oin\"");
+	free(r.body);
+	/* /healthz answers any verified certificate. */
+	ask(&stranger, "GET", "/healthz", NULL, &r);
+	CHECK(r.status == 200);
+	CHECK_STR(r.body, "{\"status\":\"ok\"}");
+	free(r.body);
+}
+
+static void not_found_and_method(void)
+{
+	struct gw_response r;
+
+	ask(&groningen, "GET", "/v1/nothing", NULL, &r);
+	CHECK(r.status == 404 && r.route == GW_ROUTE_OTHER);
+	CHECK_STR(r.body, "{\"error\":{\"code\":\"not_found\",\"message\":\"no such route\"}}");
+	free(r.body);
+	ask(&groningen, "DELETE", "/v1/whoami", NULL, &r);
+	CHECK(r.status == 405);
+	CHECK_STR(r.allow, "GET");
+	free(r.body);
+	ask(&groningen, "GET", "/v1/aggregate", NULL, &r);
+	CHECK(r.status == 405);
+	CHECK_STR(r.allow, "POST");
+	free(r.body);
+}
+
+static void json_bodies(void)
+{
+	static const char *const bad[] = {
+		"", "{", "{\"a\":}", "{} x", "[1,2]", "\"s\"", "{\"a\":1}}", "nul",
+	};
+	struct gw_response r;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ask(&groningen, "POST", "/v1/lookup", bad[i], &r);
+		if (r.status != 400)
+			printf("#   body '%s' gave %d\n", bad[i], r.status);
+		CHECK(r.status == 400);
+		CHECK_CONTAINS(r.body, "\"code\":\"invalid_json\"");
+		free(r.body);
+	}
+	ask(&groningen, "POST", "/v1/lookup", " {\"purpose\":\"x\"}\n", &r);
+	CHECK(r.status == 501);
+	free(r.body);
+}
+
+static void error_messages_are_escaped(void)
+{
+	struct gw_response r = { 0 };
+
+	CHECK(gw_error(&r, 400, "x", "a \"quoted\" \\ line\n") == 0);
+	CHECK_STR(r.body, "{\"error\":{\"code\":\"x\",\"message\":\"a \\\"quoted\\\" \\\\ line\\u000a\"}}");
+	free(r.body);
+}
+
+static void metrics_text(void)
+{
+	struct gw_response r;
+
+	gw_count(&metrics.hs_fail[GW_HS_REVOKED], 3);
+	gw_count(&global.reload_failed, 1);
+	ask(&groningen, "GET", "/metrics", NULL, &r);
+	CHECK(r.status == 200);
+	CHECK_STR(r.content_type, "text/plain; version=0.0.4");
+	CHECK_CONTAINS(r.body, "noordpoort_tls_handshake_failures_total{reason=\"revoked\"} 3\n");
+	CHECK_CONTAINS(r.body, "noordpoort_reloads_total{result=\"failed\"} 1\n");
+	CHECK_CONTAINS(r.body, "noordpoort_authn_refusals_total{reason=\"unknown_organisation\"} 2\n");
+	free(r.body);
+
+	/* Requests are counted by the server after it answers. */
+	gw_metrics_request(&metrics, GW_ROUTE_WHOAMI, 200, 50);
+	gw_metrics_request(&metrics, GW_ROUTE_WHOAMI, 200, 2000000);
+	gw_metrics_request(&metrics, GW_ROUTE_OTHER, 418, 10);
+	ask(&groningen, "GET", "/metrics", NULL, &r);
+	CHECK_CONTAINS(r.body, "noordpoort_requests_total{route=\"/v1/whoami\",status=\"200\"} 2\n");
+	CHECK_CONTAINS(r.body, "noordpoort_requests_total{route=\"other\",status=\"other\"} 1\n");
+	CHECK_CONTAINS(r.body, "noordpoort_request_duration_seconds_bucket{le=\"0.0001\"} 2\n");
+	CHECK_CONTAINS(r.body, "noordpoort_request_duration_seconds_bucket{le=\"1\"} 2\n");
+	CHECK_CONTAINS(r.body, "noordpoort_request_duration_seconds_bucket{le=\"+Inf\"} 3\n");
+	CHECK_CONTAINS(r.body, "noordpoort_request_duration_seconds_count 3\n");
+	free(r.body);
+}
+
+int main(void)
+{
+	char dir[] = "/tmp/np-routes-XXXXXX";
+	struct diag d = { 0 };
+	char *p;
+
+	if (!mkdtemp(dir))
+		return 1;
+	p = check_write(dir, "m.yaml",
+			"members:\n"
+			"  - {id: provincie-groningen, name: 'Provincie \"Groningen\"', "
+			"oin: \"00000001001589623000\", roles: [node]}\n");
+	if (gw_members_load(p, &members, &d) < 0) {
+		printf("not ok - test_routes: setup: %s", diag_text(&d));
+		return 1;
+	}
+	env = (struct gw_env){ members, &metrics, all, 1, &global };
+	RUN(whoami);
+	RUN(authentication_comes_first);
+	RUN(not_found_and_method);
+	RUN(json_bodies);
+	RUN(error_messages_are_escaped);
+	RUN(metrics_text);
+	gw_members_free(members);
+	unlink(p);
+	rmdir(dir);
+	free(p);
+	return check_total_failed ? 1 : 0;
+}
