@@ -73,7 +73,8 @@ struct gw_conn {
 	uint32_t epoll_events;
 	uint32_t abuse;      /* misbehaviour score, decays each second */
 	int calmed;          /* ENHANCE_YOUR_CALM sent */
-	int goaway;          /* any GOAWAY sent */
+	int goaway;          /* we decided to end the connection */
+	enum gw_goaway_reason goaway_reason; /* why, for a NO_ERROR GOAWAY */
 	uint32_t nstreams;
 	struct gw_stream *streams;
 	unsigned char *out;

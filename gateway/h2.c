@@ -37,7 +37,6 @@ void gw_h2_abuse(struct gw_conn *c, uint32_t n)
 	c->calmed = 1;
 	c->goaway = 1;
 	c->closing_ms = c->w->now_ms;
-	gw_count(&c->w->metrics.goaway[GW_GOAWAY_CALM], 1);
 	nghttp2_session_terminate_session(c->h2, NGHTTP2_ENHANCE_YOUR_CALM);
 }
 
@@ -324,11 +323,24 @@ static int on_invalid_frame(nghttp2_session *h2, const nghttp2_frame *f, int err
 
 static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *f, void *user)
 {
+	struct gw_conn *c = user;
+
 	(void)h2;
 	/* Resets we send are the mirror image of a client's bad frames; a
 	 * NO_ERROR reset only ends a body we no longer need. */
 	if (f->hd.type == NGHTTP2_RST_STREAM && f->rst_stream.error_code != NGHTTP2_NO_ERROR)
-		gw_h2_abuse(user, 1);
+		gw_h2_abuse(c, 1);
+	/* Counted when sent, so GOAWAYs nghttp2 decides on itself (protocol
+	 * errors) are counted too. */
+	if (f->hd.type == NGHTTP2_GOAWAY) {
+		enum gw_goaway_reason r = GW_GOAWAY_PROTOCOL;
+
+		if (f->goaway.error_code == NGHTTP2_ENHANCE_YOUR_CALM)
+			r = GW_GOAWAY_CALM;
+		else if (f->goaway.error_code == NGHTTP2_NO_ERROR)
+			r = c->goaway_reason;
+		gw_count(&c->w->metrics.goaway[r], 1);
+	}
 	return 0;
 }
 

@@ -95,6 +95,10 @@ static void conn_close(struct gw_conn *c)
 		if (c->state != GW_CONN_HANDSHAKE)
 			SSL_shutdown(c->ssl); /* best effort close_notify, never waits */
 		SSL_free(c->ssl);
+		/* OpenSSL's error queue is per thread: an error left here would
+		 * make SSL_get_error() fail the next connection's harmless
+		 * WANT_READ. */
+		ERR_clear_error();
 	}
 	/* nghttp2_session_del() calls no callbacks: free our streams here. */
 	nghttp2_session_del(c->h2);
@@ -122,7 +126,10 @@ static int conn_flush(struct gw_conn *c)
 {
 	for (;;) {
 		if (c->out_off < c->out_len) {
-			int n = SSL_write(c->ssl, c->out + c->out_off, (int)(c->out_len - c->out_off));
+			int n;
+
+			ERR_clear_error();
+			n = SSL_write(c->ssl, c->out + c->out_off, (int)(c->out_len - c->out_off));
 
 			if (n <= 0) {
 				int e = SSL_get_error(c->ssl, n);
@@ -179,7 +186,10 @@ static int conn_read(struct gw_conn *c)
 	struct gw_worker *w = c->w;
 
 	for (;;) {
-		int n = SSL_read(c->ssl, w->rbuf, sizeof(w->rbuf));
+		int n;
+
+		ERR_clear_error();
+		n = SSL_read(c->ssl, w->rbuf, sizeof(w->rbuf));
 
 		if (n > 0) {
 			ssize_t rv = nghttp2_session_mem_recv(c->h2, w->rbuf, (size_t)n);
@@ -188,10 +198,7 @@ static int conn_read(struct gw_conn *c)
 			if (rv < 0) {
 				/* Bad preface, flood or a connection error nghttp2
 				 * could not even answer: nothing more to say. */
-				if (rv == NGHTTP2_ERR_FLOODED) {
-					gw_count(&w->metrics.goaway[GW_GOAWAY_CALM], 1);
-				} else {
-					gw_count(&w->metrics.goaway[GW_GOAWAY_PROTOCOL], 1);
+				if (rv != NGHTTP2_ERR_FLOODED) {
 					nghttp2_session_terminate_session(c->h2, NGHTTP2_PROTOCOL_ERROR);
 					conn_flush(c);
 				}
@@ -220,7 +227,10 @@ static void conn_handshake(struct gw_conn *c)
 {
 	const unsigned char *alpn = NULL;
 	unsigned int alpnlen = 0;
-	int r = SSL_do_handshake(c->ssl);
+	int r;
+
+	ERR_clear_error();
+	r = SSL_do_handshake(c->ssl);
 
 	if (r != 1) {
 		int e = SSL_get_error(c->ssl, r);
@@ -372,8 +382,8 @@ static void sweep(struct gw_worker *w)
 				gw_h2_timeout_stream(c, s);
 		if (!c->goaway && c->nstreams == 0 && w->now_ms - c->active_ms >= cfg->timeouts.idle_ms) {
 			c->goaway = 1;
+			c->goaway_reason = GW_GOAWAY_TIMEOUT;
 			c->closing_ms = w->now_ms;
-			gw_count(&w->metrics.goaway[GW_GOAWAY_TIMEOUT], 1);
 			nghttp2_session_terminate_session(c->h2, NGHTTP2_NO_ERROR);
 		}
 		if (conn_flush(c) < 0)
@@ -405,8 +415,8 @@ static void start_drain(struct gw_worker *w)
 					      nghttp2_session_get_last_proc_stream_id(c->h2),
 					      NGHTTP2_NO_ERROR, NULL, 0);
 			c->goaway = 1;
+			c->goaway_reason = GW_GOAWAY_SHUTDOWN;
 			c->closing_ms = w->now_ms;
-			gw_count(&w->metrics.goaway[GW_GOAWAY_SHUTDOWN], 1);
 		}
 		if (conn_flush(c) < 0)
 			conn_close(c);
