@@ -30,6 +30,7 @@ help:
 	@echo "make            build build/noordpoort"
 	@echo "make deps       install the Debian packages needed (apt-get; root)"
 	@echo "make certs      create the development PKI in certs/dev/"
+	@echo "make demo       start a gateway, show who gets in and who is refused"
 	@echo "make test       build with ASan+UBSan and run unit + integration tests"
 	@echo "make bench      run the benchmarks (bench/)"
 	@echo "make install PREFIX=/usr/local"
@@ -69,6 +70,9 @@ test: $(STAMP) build/asan/noordpoort build/noordpoort $(UNIT) certs
 
 unit: $(UNIT)
 	@for t in $(UNIT); do $$t || exit 1; done
+
+demo: $(STAMP) build/noordpoort certs
+	@sh scripts/demo.sh
 
 bench: $(STAMP) build/noordpoort certs
 	@sh bench/h2/run.sh build/noordpoort certs/dev

@@ -92,7 +92,7 @@ static void conn_close(struct gw_conn *c)
 	struct gw_worker *w = c->w;
 
 	if (c->ssl) {
-		if (c->state != GW_CONN_HANDSHAKE)
+		if (c->state == GW_CONN_H2)
 			SSL_shutdown(c->ssl); /* best effort close_notify, never waits */
 		SSL_free(c->ssl);
 		/* OpenSSL's error queue is per thread: an error left here would
@@ -217,10 +217,40 @@ static int conn_read(struct gw_conn *c)
 	}
 }
 
+/*
+ * Counts the failure and half-closes: OpenSSL has written its alert, and
+ * closing with the client's unread bytes in our queue would make the kernel
+ * send a reset that can overtake it. The client reads "certificate revoked"
+ * instead of "connection reset"; we discard its bytes until it closes or
+ * HS_LINGER_MS passes.
+ */
+#define HS_LINGER_MS 1000
 static void handshake_failed(struct gw_conn *c, enum gw_hs_fail why)
 {
 	gw_count(&c->w->metrics.hs_fail[why], 1);
-	conn_close(c);
+	if (why == GW_HS_TIMEOUT || c->state == GW_CONN_CLOSING) {
+		conn_close(c);
+		return;
+	}
+	shutdown(c->ev.fd, SHUT_WR);
+	c->state = GW_CONN_CLOSING;
+	c->closing_ms = c->w->now_ms;
+	conn_set_events(c, EPOLLIN);
+}
+
+/* Discards what a refused client still sends; closes at its EOF. */
+static void conn_discard(struct gw_conn *c)
+{
+	for (;;) {
+		ssize_t n = read(c->ev.fd, c->w->rbuf, sizeof(c->w->rbuf));
+
+		if (n > 0)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		conn_close(c);
+		return;
+	}
 }
 
 static void conn_handshake(struct gw_conn *c)
@@ -265,6 +295,10 @@ static void conn_handshake(struct gw_conn *c)
 
 static void conn_event(struct gw_conn *c, uint32_t events)
 {
+	if (c->state == GW_CONN_CLOSING) {
+		conn_discard(c);
+		return;
+	}
 	if (c->state == GW_CONN_HANDSHAKE) {
 		conn_handshake(c);
 		return;
@@ -369,6 +403,11 @@ static void sweep(struct gw_worker *w)
 				handshake_failed(c, GW_HS_TIMEOUT);
 			continue;
 		}
+		if (c->state == GW_CONN_CLOSING) {
+			if (w->now_ms - c->closing_ms >= HS_LINGER_MS)
+				conn_close(c);
+			continue;
+		}
 		c->abuse = c->abuse > decay ? c->abuse - decay : 0;
 		/* A peer that stops reading after our GOAWAY is not waited for;
 		 * while draining, in-flight streams get until the drain deadline. */
@@ -404,7 +443,7 @@ static void start_drain(struct gw_worker *w)
 	w->nlisteners = 0;
 	for (c = w->conns; c; c = next) {
 		next = c->next;
-		if (c->state == GW_CONN_HANDSHAKE) {
+		if (c->state != GW_CONN_H2) {
 			conn_close(c);
 			continue;
 		}
