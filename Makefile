@@ -65,6 +65,27 @@ build/asan/tests/%: tests/unit/%.c tests/unit/check.h $(SRC) $(STAMP)
 certs:
 	@sh certs/mkcerts.sh certs/dev
 
+# libFuzzer targets (clang), with ASan+UBSan. The committed seed corpora in
+# tests/fuzz/corpus/ stay small; what the fuzzer grows lives in build/fuzz/.
+FUZZ_SECONDS ?= 60
+FUZZERS  := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+build/fuzz/%: tests/fuzz/%.c $(LIBSRC) $(STAMP)
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) $(FUZZFLAGS) -Wno-unused-function -o $@ $< $(LIBSRC) $(LIBS)
+fuzz: $(FUZZERS)
+	@for f in $(FUZZERS); do \
+		n=$${f#build/fuzz/fuzz_}; mkdir -p build/fuzz/corpus-$$n build/fuzz/artifacts; \
+		echo "fuzz: $$f for $(FUZZ_SECONDS)s"; \
+		if ! $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			-artifact_prefix=build/fuzz/artifacts/$$n- build/fuzz/corpus-$$n \
+			tests/fuzz/corpus/$$n >build/fuzz/$$n.log 2>&1; then \
+			grep -E 'ERROR|SUMMARY|Test unit written' build/fuzz/$$n.log; \
+			echo "fuzz: $$f FAILED (log: build/fuzz/$$n.log)"; exit 1; \
+		fi; \
+		grep -E 'stat::number_of_executed_units' build/fuzz/$$n.log; \
+	done
+
 test: $(STAMP) build/asan/noordpoort build/noordpoort $(UNIT) certs
 	@sh tests/run.sh
 

@@ -225,6 +225,7 @@ static int parse_log(struct ydoc *y, yaml_node_t *n, struct gw_config *c)
 	if (!s)
 		return -1;
 	free(c->log_destination);
+	c->log_destination = NULL;
 	if (strcmp(s, "stderr") == 0)
 		c->log_destination = strdup(s);
 	else if (parse_path(y, k[0].value, "log.destination", c->path, &c->log_destination, 0) < 0)

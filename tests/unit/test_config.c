@@ -100,6 +100,19 @@ static void listen_and_files(void)
 	free(p);
 }
 
+/* Found by fuzz_config: an empty log.destination freed it twice. */
+static void empty_log_destination(void)
+{
+	char *p = conf("e.yaml", "log:\n  destination:\n");
+	struct gw_config *c;
+	struct diag d = { 0 };
+
+	CHECK(gw_config_load(p, &c, &d) < 0);
+	CHECK_CONTAINS(diag_text(&d), "e.yaml:11:15: error: log.destination: empty path");
+	diag_clear(&d);
+	free(p);
+}
+
 static void members_load_and_lookup(void)
 {
 	char *p = check_write(dir, "m.yaml", members_ok);
@@ -176,6 +189,7 @@ int main(void)
 	RUN(defaults_and_paths);
 	RUN(every_error_reported_with_position);
 	RUN(listen_and_files);
+	RUN(empty_log_destination);
 	RUN(members_load_and_lookup);
 	RUN(members_errors);
 	{
