@@ -81,6 +81,40 @@ void gw_log_fini(struct gw_log *l)
 	l->buf = NULL;
 }
 
+/* Makes room for one more line; 0, or -1 when out of memory. */
+static int reserve(struct gw_log *l)
+{
+	if (l->cap - l->len >= 512)
+		return 0;
+	if (l->len > 65536)
+		gw_log_flush(l);
+	if (l->cap - l->len < 512) {
+		size_t ncap = l->cap ? l->cap * 2 : 16384;
+		char *nb = realloc(l->buf, ncap);
+
+		if (!nb)
+			return -1;
+		l->buf = nb;
+		l->cap = ncap;
+	}
+	return 0;
+}
+
+void gw_log_handshake(struct gw_log *l, const char *reason, const char *peer)
+{
+	char ts[32];
+	int n;
+
+	if (reserve(l) < 0)
+		return;
+	timestamp(&l->cached_sec, l->cached_ts, ts, sizeof(ts));
+	n = snprintf(l->buf + l->len, l->cap - l->len,
+		     "{\"time\":\"%s\",\"level\":\"warn\",\"event\":\"handshake_failed\","
+		     "\"reason\":\"%s\",\"client\":\"%s\"}\n", ts, reason, peer);
+	if (n > 0 && (size_t)n < l->cap - l->len)
+		l->len += (size_t)n;
+}
+
 void gw_log_request(struct gw_log *l, const char *org, const char *oin, const char *method,
 		    const char *route, int status, uint64_t duration_us, size_t bytes)
 {
@@ -88,20 +122,8 @@ void gw_log_request(struct gw_log *l, const char *org, const char *oin, const ch
 	char who[96];
 	int n;
 
-	if (l->cap - l->len < 512) {
-		size_t ncap = l->cap ? l->cap * 2 : 16384;
-		char *nb;
-
-		if (l->len > 65536)
-			gw_log_flush(l);
-		if (l->cap - l->len < 512) {
-			nb = realloc(l->buf, ncap);
-			if (!nb)
-				return;
-			l->buf = nb;
-			l->cap = ncap;
-		}
-	}
+	if (reserve(l) < 0)
+		return;
 	timestamp(&l->cached_sec, l->cached_ts, ts, sizeof(ts));
 	/* org ids are [a-z0-9-] and OINs digits: nothing to escape. */
 	if (org)

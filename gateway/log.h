@@ -28,6 +28,9 @@ void gw_log_init(struct gw_log *l);
 void gw_log_fini(struct gw_log *l);
 void gw_log_request(struct gw_log *l, const char *org, const char *oin, const char *method,
 		    const char *route, int status, uint64_t duration_us, size_t bytes);
+/* A refused TLS handshake: the reason and the client's address (partner
+ * infrastructure, not a data subject). */
+void gw_log_handshake(struct gw_log *l, const char *reason, const char *peer);
 void gw_log_flush(struct gw_log *l);
 
 /* One event line now: {"time","level","event", ...extra}. |extra| is a JSON

@@ -227,7 +227,23 @@ static int conn_read(struct gw_conn *c)
 #define HS_LINGER_MS 1000
 static void handshake_failed(struct gw_conn *c, enum gw_hs_fail why)
 {
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char peer[INET6_ADDRSTRLEN + 8] = "?";
+
+	if (getpeername(c->ev.fd, (struct sockaddr *)&ss, &sl) == 0) {
+		char host[INET6_ADDRSTRLEN];
+		int v4 = ss.ss_family == AF_INET;
+		const void *a = v4 ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
+				   : (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
+
+		if (inet_ntop(ss.ss_family, a, host, sizeof(host)))
+			snprintf(peer, sizeof(peer), v4 ? "%s:%u" : "[%s]:%u", host,
+				 ntohs(v4 ? ((struct sockaddr_in *)&ss)->sin_port
+					  : ((struct sockaddr_in6 *)&ss)->sin6_port));
+	}
 	gw_count(&c->w->metrics.hs_fail[why], 1);
+	gw_log_handshake(&c->w->log, gw_hs_fail_name(why), peer);
 	if (why == GW_HS_TIMEOUT || c->state == GW_CONN_CLOSING) {
 		conn_close(c);
 		return;

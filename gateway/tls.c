@@ -133,6 +133,12 @@ SSL_CTX *gw_tls_ctx_new(const struct gw_config *cfg, char *err, size_t errlen)
 	SSL_CTX_set_verify_depth(ctx, 4);
 	SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
 	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"noordpoort", 10);
+	/* No session resumption: a resumed session skips the client
+	 * certificate, so a certificate revoked by a CRL reload could come back
+	 * in on an old session; and the cache would hold ~20k sessions no
+	 * partner reuses. Partners keep long-lived connections instead. */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_num_tickets(ctx, 0);
 	ERR_clear_error();
 	return ctx;
 fail:

@@ -176,6 +176,17 @@ static void tls12_still_works(void)
 	SSL_free(s);
 }
 
+/* A resumed session skips the client certificate (and a CRL reload):
+ * no session cache, no TLS 1.3 tickets. */
+static void no_session_resumption(void)
+{
+	CHECK(SSL_CTX_get_session_cache_mode(server_ctx) == SSL_SESS_CACHE_OFF);
+	CHECK(SSL_CTX_get_num_tickets(server_ctx) == 0);
+	CHECK(SSL_CTX_get_options(server_ctx) & SSL_OP_NO_TICKET);
+	CHECK(SSL_CTX_get_options(server_ctx) & SSL_OP_NO_RENEGOTIATION);
+	CHECK(SSL_CTX_get_min_proto_version(server_ctx) == TLS1_2_VERSION);
+}
+
 static void key_file_secrecy(void)
 {
 	char dir[] = "/tmp/np-tls-XXXXXX";
@@ -235,6 +246,7 @@ int main(void)
 	RUN(no_oin_certificate_has_empty_oin);
 	RUN(refusals_have_reasons);
 	RUN(tls12_still_works);
+	RUN(no_session_resumption);
 	RUN(key_file_secrecy);
 	RUN(bad_files_are_named);
 	SSL_CTX_free(server_ctx);
