@@ -43,13 +43,23 @@
 # requests (such runs are reported as FAILED and not counted); 2 on bad usage.
 # Word splitting of pid lists and h2load result lines is intended:
 # shellcheck disable=SC2086,SC2046,SC2206,SC2317
+
+# Needs bash (arrays); `sh bench/h2/run.sh` re-runs itself under bash.
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
+
+if [ $# -gt 2 ] || [ "${1:-}" = -h ] || [ "${1:-}" = --help ]; then
+	echo "usage: $0 [NOORDPOORT_BINARY] [CERTS_DIR]   (knobs: see the top of this file)" >&2
+	exit 2
+fi
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${1:-build/noordpoort}
 CERTS=${2:-certs/dev}
-case $BIN in /*) ;; *) BIN=$ROOT/$BIN ;; esac
-case $CERTS in /*) ;; *) CERTS=$ROOT/$CERTS ;; esac
+# relative paths: from the current directory if they exist there, else from the repo root
+abspath() { case $1 in /*) echo "$1" ;; *) if [ -e "$1" ]; then echo "$PWD/$1"; else echo "$ROOT/$1"; fi ;; esac; }
+BIN=$(abspath "$BIN")
+CERTS=$(abspath "$CERTS")
 CLIENT=provincie-groningen
 
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -432,22 +442,28 @@ measure_hs() { # SERVER ROUND
 }
 
 # ---------------------------------------------------------------- calibration / warm-up
+# Two unmeasured runs per server: a short cold one, then one of about a
+# second at the first one's rate; N for the rounds comes from the second.
 declare -A NREQ
+calib_n() { # WALL_RPS SECONDS -> request count, a multiple of CONNS
+	awk -v rps="$1" -v sec="$2" -v c="$CONNS" -v m="$STREAMS" \
+		'BEGIN { n = rps * sec; if (n < c * m * 20) n = c * m * 20; n = int(n / c) * c; print n }'
+}
 for s in $SERVERS; do
+	n=$((CONNS * STREAMS * 40))
+	for w in 1 2; do
+		res=$(measure_rps "$s" "$n" "warmup$w")
+		[ "${res%% *}" = ok ] || die "$s warm-up run failed: $res (see $WORK/h2load-$s-rps-warmup$w.txt)"
+		set -- $res
+		n=$(calib_n "$4" 1)
+	done
+	tls=$(awk '/^TLS Protocol:/ {p=$3} /^Cipher:/ {c=$2} /^Server Temp Key:/ {k=$4} END {print p "/" c "/" k}' \
+		"$WORK/h2load-$s-rps-warmup2.txt")
+	R_TLS[$s]=$tls
 	if [ -n "$REQUESTS" ]; then
 		NREQ[$s]=$REQUESTS
-	fi
-	n=$((CONNS * STREAMS * 40))
-	res=$(measure_rps "$s" "$n" warmup)
-	[ "${res%% *}" = ok ] || die "$s warm-up run failed: $res (see $WORK/h2load-$s-rps-warmup.txt)"
-	set -- $res
-	tls=$(awk '/^TLS Protocol:/ {p=$3} /^Cipher:/ {c=$2} /^Server Temp Key:/ {k=$4} END {print p "/" c "/" k}' \
-		"$WORK/h2load-$s-rps-warmup.txt")
-	R_TLS[$s]=$tls
-	if [ -z "${NREQ[$s]:-}" ]; then
-		# ~SECONDS_TARGET seconds at the warm-up wall rate, a multiple of CONNS
-		NREQ[$s]=$(awk -v rps="$4" -v sec="$SECONDS_TARGET" -v c="$CONNS" -v m="$STREAMS" \
-			'BEGIN { n = rps * sec; if (n < c * m * 20) n = c * m * 20; n = int(n / c) * c; print n }')
+	else
+		NREQ[$s]=$(calib_n "$4" "$SECONDS_TARGET")
 	fi
 	say "bench: warm-up $s: $(fmt "$4") req/s wall, $(fmt "$5") req/CPU-s, TLS $tls -> -n ${NREQ[$s]}"
 done
