@@ -501,8 +501,6 @@ static void *worker_main(void *arg)
 
 		w->now_ms = now_ms();
 		adopt_state(w);
-		if (!w->draining && atomic_load_explicit(&w->srv->draining, memory_order_relaxed))
-			start_drain(w);
 		for (int i = 0; i < n; i++) {
 			struct gw_evsrc *src = evs[i].data.ptr;
 
@@ -517,6 +515,10 @@ static void *worker_main(void *arg)
 				conn_event((struct gw_conn *)src, evs[i].events);
 			}
 		}
+		/* After the events: start_drain() frees connections that later
+		 * entries of evs[] may still point at. */
+		if (!w->draining && atomic_load_explicit(&w->srv->draining, memory_order_relaxed))
+			start_drain(w);
 		if (w->now_ms >= next_sweep) {
 			sweep(w);
 			next_sweep = w->now_ms + SWEEP_MS;

@@ -327,15 +327,51 @@ class Gateway:
         with self._cond:
             self._cond.notify_all()
 
+    def _tail_file(self):
+        pos, partial = 0, b""
+        while True:
+            alive = self.proc.poll() is None
+            try:
+                with open(self.log_file, "rb") as f:
+                    f.seek(pos)
+                    chunk = f.read()
+                    pos += len(chunk)
+            except FileNotFoundError:
+                chunk = b""
+            if chunk:
+                partial += chunk
+                *done, partial = partial.split(b"\n")
+                with self._cond:
+                    self._lines.extend(l.decode("utf-8", "replace") for l in done)
+                    self._cond.notify_all()
+            if not alive:
+                with self._cond:
+                    if partial:
+                        self._lines.append(partial.decode("utf-8", "replace"))
+                    self._cond.notify_all()
+                return
+            time.sleep(0.05)
+
     def start(self):
         self.proc = subprocess.Popen(
             [str(BIN), "serve", "-c", str(self.config_path)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=self.env, cwd=str(self.path))
+            stderr=subprocess.PIPE, env=self.env, cwd="/")
         self.pid = self.proc.pid
         _LIVE.add(self)
-        for stream, sink in ((self.proc.stderr, self._lines),
-                             (self.proc.stdout, self._out)):
+        dest = str(self.config.get("log", {}).get("destination", "stderr"))
+        if dest != "stderr":
+            # log lines go to a file (relative to the config file): tail it;
+            # the server's own stderr is kept with stdout for diagnostics
+            self.log_file = Path(dest) if os.path.isabs(dest) else self.path / dest
+            readers = [(self.proc.stderr, self._out), (self.proc.stdout, self._out)]
+            t = threading.Thread(target=self._tail_file, daemon=True)
+            t.start()
+            self._threads.append(t)
+        else:
+            self.log_file = None
+            readers = [(self.proc.stderr, self._lines), (self.proc.stdout, self._out)]
+        for stream, sink in readers:
             t = threading.Thread(target=self._reader, args=(stream, sink),
                                  daemon=True)
             t.start()
@@ -864,6 +900,8 @@ class RawH2:
         self.frames = []            # (type, flags, sid, len)
         self._hblock = None         # (sid, flags, bytes) of a header block in progress
         self.next_sid = 1
+        self.ping_acks = set()
+        self._ping_n = 0
         self.out += PREFACE + settings_frame(settings)
         self.out += window_update_frame(0, (1 << 30))
 
@@ -909,6 +947,8 @@ class RawH2:
         elif ftype == PING:
             if not flags & ACK:
                 self.out += frame(PING, ACK, 0, payload)
+            else:
+                self.ping_acks.add(bytes(payload))
         elif ftype == GOAWAY:
             last = int.from_bytes(payload[0:4], "big") & 0x7FFFFFFF
             code = int.from_bytes(payload[4:8], "big")
@@ -1026,6 +1066,13 @@ class RawH2:
         check(ok, f"no SETTINGS exchange with server (frames {self.frames}, "
               f"eof {self.eof}, error {self.error})")
         return self
+
+    def sync(self, timeout=IO_TIMEOUT):
+        """PING round trip: everything sent before has been processed."""
+        self._ping_n += 1
+        opaque = self._ping_n.to_bytes(8, "big")
+        self.out += frame(PING, 0, 0, opaque)
+        return self.pump(lambda c: opaque in c.ping_acks, timeout)
 
     def wait_closed(self, timeout=IO_TIMEOUT):
         return self.pump(lambda c: c.eof, timeout)

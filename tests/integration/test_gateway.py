@@ -8,6 +8,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import socket
 import ssl
 import sys
@@ -20,7 +21,7 @@ from harness import (  # noqa: E402
     CERTS, Gateway, H2Client, check, check_curl_error,
     check_refused, cert, client_context, fail, mget, nghttp, note,
     openssl_fingerprint, openssl_not_after, org, parse_metrics, run, run_cli,
-    tls_connect,
+    tls_connect, wait_for,
 )
 
 JSON_ROUTES = ["/v1/lookup", "/v1/aggregate", "/v1/federation/subquery"]
@@ -77,13 +78,17 @@ def test_whoami_nghttp():
         check(rc == 0, f"nghttp exit {rc}: {err.strip()[:300]} {out[-300:]}")
         check(":status: 200" in out, f"nghttp: no ':status: 200' in output: "
               f"{out[-500:]}")
-        m = re.search(r'\{"organisation".*\}', out)
-        check(m, f"nghttp: no whoami JSON body in output: {out[-500:]}")
-        body = json.loads(m.group(0))
+        i = out.find('{"organisation"')
+        check(i >= 0, f"nghttp: no whoami JSON body in output: {out[-500:]}")
+        body, _ = json.JSONDecoder().raw_decode(out[i:])
         check(body["organisation"]["id"] == "provincie-groningen",
               f"nghttp whoami body {body!r}")
-        check("SETTINGS_MAX_CONCURRENT_STREAMS(0x03):100" in out,
-              "nghttp: server SETTINGS do not announce MAX_CONCURRENT_STREAMS 100")
+        recv_settings = re.search(r"recv SETTINGS frame <[^>]*flags=0x00[^>]*>"
+                                  r"(.*?)(?=\n\[ *\d)", out, re.S)
+        check(recv_settings, f"nghttp: no SETTINGS frame received: {out[:600]}")
+        check("SETTINGS_MAX_CONCURRENT_STREAMS(0x03):100" in recv_settings.group(1),
+              "nghttp: server SETTINGS do not announce MAX_CONCURRENT_STREAMS "
+              f"100: {recv_settings.group(1).strip()!r}")
 
 
 def test_whoami_python_h2_tls12():
@@ -296,12 +301,16 @@ def test_tls11_refused():
 def test_no_oin_403():
     with Gateway() as gw:
         before = gw.metric("noordpoort_authn_refusals_total", reason="no_oin")
-        for path, method in [("/v1/whoami", None), ("/healthz", None),
-                             ("/v1/lookup", "POST")]:
+        for path, method in [("/v1/whoami", None), ("/metrics", None),
+                             ("/v1/nothing", None), ("/v1/lookup", "POST")]:
             r = gw.curl(path, org="no-oin", method=method,
                         data=b"{}" if method else None)
             check_curl_error(r, 403, "no_oin", f"{path} as no-oin")
-        gw.wait_metric("noordpoort_authn_refusals_total", before + 3, reason="no_oin")
+        gw.wait_metric("noordpoort_authn_refusals_total", before + 4, reason="no_oin")
+        # /healthz needs only a verified certificate (docs/config.md), so a
+        # monitoring system with a federation certificate can check liveness.
+        r = gw.curl("/healthz", org="no-oin")
+        check(r.status == 200, f"/healthz as no-oin: {r!r}")
 
 
 def test_unknown_organisation_403():
@@ -523,6 +532,82 @@ def test_request_log_lines():
             check(SECRET not in line, f"request body leaked into the log: {line[:300]}")
         bad = [l for l in gw.log_lines() if l.strip() and not _is_json(l)]
         check(not bad, f"non-JSON log lines on stderr: {bad[:3]}")
+
+
+def test_log_to_file():
+    with Gateway(config={"log": {"destination": "gateway.log"}}) as gw:
+        check(gw.curl("/v1/whoami").status == 200, "whoami failed")
+        check(gw.curl("/nope").status == 404, "404 failed")
+        time.sleep(0.5)
+
+        def reqs():
+            return [o for o in gw.log_json() if "status" in o and "method" in o]
+        wait_for(lambda: len(reqs()) >= 2, 5, what="request lines in gateway.log")
+        check(gw.log_file.exists(), f"{gw.log_file} (relative to the config "
+              "file) was not created")
+        statuses = sorted(o["status"] for o in reqs())
+        check(statuses[:2] == [200, 404], f"statuses in the log file: {statuses}")
+        stray = [l for l in gw._out if '"status"' in l]
+        check(not stray, f"request lines also on stderr/stdout: {stray[:2]}")
+
+
+def test_relative_paths_in_config():
+    """Relative paths resolve against the config file, not the working
+    directory (the harness runs the server with cwd=/)."""
+    gw = Gateway(config={
+        "tls": {"certificate": "pki/server.crt", "key": "pki/server.key",
+                "client_ca": "pki/ca.crt", "crl": "pki/crl.pem"},
+        "members": "members.yaml"})
+    (gw.path / "pki").mkdir()
+    for f in ("server.crt", "server.key", "ca.crt", "crl.pem"):
+        shutil.copy(CERTS / f, gw.path / "pki" / f)
+    os.chmod(gw.path / "pki" / "server.key", 0o600)
+    r = run_cli("check-config", "-c", gw.config_path)
+    check(r.returncode == 0, f"check-config with relative paths: exit "
+          f"{r.returncode}: {r.stdout[:300]} {r.stderr[:300]}")
+    with gw:
+        r = gw.curl("/v1/whoami")
+        _whoami_ok(r, "provincie-groningen", cert("provincie-groningen")[0])
+
+
+def test_durations_milliseconds():
+    with Gateway(config={"timeouts": {"handshake": "500ms"}}) as gw:
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+        t0 = time.monotonic()
+        try:
+            s.recv(10)
+        except (ConnectionResetError, socket.timeout):
+            pass
+        dt = time.monotonic() - t0
+        s.close()
+        check(0.3 <= dt <= 1.5, f"handshake timeout \"500ms\": closed after {dt:.2f}s")
+
+
+def test_max_connections():
+    with Gateway(config={"workers": 1, "limits": {"max_connections": 4}}) as gw:
+        conns = [H2Client(gw) for _ in range(4)]
+        try:
+            for c in conns:
+                st, _, _ = c.request("GET", "/healthz")
+                check(st == 200, f"healthz on one of 4 allowed connections: {st}")
+            refused = False
+            try:
+                with H2Client(gw, timeout=3) as extra:
+                    st, _, _ = extra.request("GET", "/healthz")
+                    note(f"5th connection served with {st}")
+            except (OSError, ssl.SSLError, AssertionError) as e:
+                refused = True
+                note(f"5th connection: {type(e).__name__}: {e}")
+            check(refused, "a 5th connection was served with max_connections 4")
+            st, _, _ = conns[0].request("GET", "/healthz")
+            check(st == 200, f"existing connection after the refusal: {st}")
+            conns.pop().close()
+            time.sleep(0.5)
+            r = gw.curl("/healthz")
+            check(r.status == 200, f"a new connection after one closed: {r!r}")
+        finally:
+            for c in conns:
+                c.close()
 
 
 def _is_json(line):
