@@ -54,6 +54,13 @@ class Companion:
         return self
 
     def stop(self):
+        # Let the companion finish at least one request after the attack
+        # ended, so "served after" never depends on thread timing.
+        t, deadline = time.monotonic(), time.monotonic() + 5
+        while (self.error is None and self._t.is_alive() and
+               not any(rt > t for rt, _ in self.results) and
+               time.monotonic() < deadline):
+            time.sleep(0.005)
         self._stop.set()
         self._t.join(15)
         check(not self._t.is_alive(), "companion thread did not stop")
