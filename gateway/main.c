@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../crypto/pseudo.h"
 #include "config.h"
 #include "server.h"
 
@@ -22,6 +23,7 @@ static const char usage_main[] =
 	"Commands:\n"
 	"  serve -c FILE          run the gateway with the config FILE\n"
 	"  check-config -c FILE   validate a config file and the files it names\n"
+	"  keygen --out FILE      write a new pseudonymisation master key (mode 0600)\n"
 	"\n"
 	"Options:\n"
 	"  -h, --help             show this help (also: noordpoort COMMAND --help)\n"
@@ -142,6 +144,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "serve") == 0)
 		return cmd_serve(argc - 2, argv + 2);
+	if (strcmp(argv[1], "keygen") == 0)
+		return pseudo_keygen_cli(argc - 1, argv + 1);
 	if (strcmp(argv[1], "check-config") == 0)
 		return cmd_check_config(argc - 2, argv + 2);
 	return usage_error(NULL, "unknown command '%s'", argv[1]);
