@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../crypto/pseudo.h"
+#include "audit.h"
 #include "config.h"
 #include "server.h"
 
@@ -24,6 +25,8 @@ static const char usage_main[] =
 	"  serve -c FILE          run the gateway with the config FILE\n"
 	"  check-config -c FILE   validate a config file and the files it names\n"
 	"  keygen --out FILE      write a new pseudonymisation master key (mode 0600)\n"
+	"  audit verify FILE      check an audit log's hash chain and signatures\n"
+	"  audit subject ...      every access concerning one person (subject access)\n"
 	"\n"
 	"Options:\n"
 	"  -h, --help             show this help (also: noordpoort COMMAND --help)\n"
@@ -144,6 +147,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "serve") == 0)
 		return cmd_serve(argc - 2, argv + 2);
+	if (strcmp(argv[1], "audit") == 0)
+		return audit_cli(argc - 1, argv + 1);
 	if (strcmp(argv[1], "keygen") == 0)
 		return pseudo_keygen_cli(argc - 1, argv + 1);
 	if (strcmp(argv[1], "check-config") == 0)
