@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../crypto/pseudo.h"
+#include "../synth/synth.h"
 #include "audit.h"
 #include "config.h"
 #include "server.h"
@@ -25,6 +26,7 @@ static const char usage_main[] =
 	"  serve -c FILE          run the gateway with the config FILE\n"
 	"  check-config -c FILE   validate a config file and the files it names\n"
 	"  keygen --out FILE      write a new pseudonymisation master key (mode 0600)\n"
+	"  synth --out DIR        write synthetic partner data (--seed S, --scale X)\n"
 	"  audit verify FILE      check an audit log's hash chain and signatures\n"
 	"  audit subject ...      every access concerning one person (subject access)\n"
 	"\n"
@@ -147,6 +149,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "serve") == 0)
 		return cmd_serve(argc - 2, argv + 2);
+	if (strcmp(argv[1], "synth") == 0)
+		return synth_cli(argc - 1, argv + 1);
 	if (strcmp(argv[1], "audit") == 0)
 		return audit_cli(argc - 1, argv + 1);
 	if (strcmp(argv[1], "keygen") == 0)
