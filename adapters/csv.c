@@ -1,0 +1,540 @@
+/*
+ * The CSV adapter: RFC 4180 records (quotes, doubled quotes, commas and
+ * newlines inside quotes, CRLF or LF, a UTF-8 BOM) read in a stream. All
+ * buffers are allocated at open and never grow, so memory does not depend on
+ * the size of the file; a scan makes no allocation per row.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define CSV_READ_BUF 65536
+#define CSV_SLOT (ADAPTER_FIELD_MAX + 1) /* a field and its NUL */
+
+/* The current record's value of one schema field. */
+struct csv_field {
+	size_t len;                /* may exceed ADAPTER_FIELD_MAX: then too long */
+	unsigned line, col;        /* where the field starts */
+	unsigned char quoted;
+};
+
+struct adapter_csv {
+	int fd;
+	char delim;
+	int headerless;
+	unsigned char *in;         /* CSV_READ_BUF bytes read ahead */
+	size_t in_len, in_pos;
+	off_t in_off;              /* file offset of in[0] */
+	unsigned line, col;        /* position of the next byte */
+	char *rec;                 /* (nfields + 1) slots; the last is scratch */
+	struct csv_field *fv;      /* nfields */
+	int *colmap;               /* column -> schema field, -1: ignored */
+	size_t ncols, colcap;
+	off_t data_off;            /* where the first data record starts */
+	unsigned data_line;
+	char header_text[256];     /* the header's names, for "missing field" */
+};
+
+/* One record as the parser saw it. */
+struct csv_rec {
+	unsigned line;             /* where it starts */
+	size_t ncols;              /* fields seen */
+	int bad;                   /* a damaged record: why + where */
+	unsigned bad_line, bad_col;
+	char why[512];
+};
+
+enum { ST_START, ST_UNQ, ST_QUO, ST_QQ, ST_CR, ST_SKIP };
+enum { BYTE_EOF = -1, BYTE_ERR = -2 };
+
+static int csv_byte(struct adapter_csv *c)
+{
+	int ch;
+
+	if (c->in_pos == c->in_len) {
+		ssize_t n;
+
+		do
+			n = read(c->fd, c->in, CSV_READ_BUF);
+		while (n < 0 && errno == EINTR);
+		if (n < 0)
+			return BYTE_ERR;
+		if (n == 0)
+			return BYTE_EOF;
+		c->in_off += (off_t)c->in_len;
+		c->in_len = (size_t)n;
+		c->in_pos = 0;
+	}
+	ch = c->in[c->in_pos++];
+	if (ch == '\n') {
+		c->line++;
+		c->col = 1;
+	} else {
+		c->col++;
+	}
+	return ch;
+}
+
+static int csv_rewind(struct adapter_csv *c, off_t off, unsigned line)
+{
+	if (lseek(c->fd, off, SEEK_SET) != off)
+		return -1;
+	c->in_off = off;
+	c->in_len = c->in_pos = 0;
+	c->line = line;
+	c->col = 1;
+	return 0;
+}
+
+/* "field 'x'" for a mapped column, "column N" otherwise. */
+static void col_name(const struct adapter *a, size_t col, char *out, size_t outlen)
+{
+	const struct adapter_csv *c = a->csv;
+
+	if (col < c->ncols && c->colmap[col] >= 0)
+		snprintf(out, outlen, "field '%s'", a->schema.fields[c->colmap[col]].name);
+	else
+		snprintf(out, outlen, "column %zu", col + 1);
+}
+
+static void rec_bad(struct csv_rec *r, unsigned line, unsigned col, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void rec_bad(struct csv_rec *r, unsigned line, unsigned col, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (r->bad)
+		return;
+	r->bad = 1;
+	r->bad_line = line;
+	r->bad_col = col;
+	va_start(ap, fmt);
+	vsnprintf(r->why, sizeof(r->why), fmt, ap);
+	va_end(ap);
+}
+
+/* The header maps column |col| named |name| (NUL-terminated, |len| bytes). */
+static int header_column(struct adapter *a, unsigned line, size_t col, const char *name, size_t len,
+			 char *err, size_t errlen)
+{
+	struct adapter_csv *c = a->csv;
+	int f = adapter_field_index(a, name, len);
+	size_t o = strlen(c->header_text);
+
+	if (col >= ADAPTER_CSV_MAX_COLUMNS) {
+		adapter_errf(err, errlen, "%s:%u: header: more than %d columns", a->path, line,
+			     ADAPTER_CSV_MAX_COLUMNS);
+		return ADAPTER_ERR_FORMAT;
+	}
+	if (col >= c->colcap) {
+		size_t ncap = c->colcap ? c->colcap * 2 : 16;
+		int *m = realloc(c->colmap, ncap * sizeof(*m));
+
+		if (!m) {
+			adapter_errf(err, errlen, "%s: out of memory", a->path);
+			return ADAPTER_ERR_NOMEM;
+		}
+		c->colmap = m;
+		c->colcap = ncap;
+	}
+	if (f >= 0)
+		for (size_t i = 0; i < col; i++)
+			if (c->colmap[i] == f) {
+				adapter_errf(err, errlen, "%s:%u: header: column '%s' appears twice", a->path,
+					     line, a->schema.fields[f].name);
+				return ADAPTER_ERR_SCHEMA;
+			}
+	c->colmap[col] = f;
+	c->ncols = col + 1;
+	if (o + 4 < sizeof(c->header_text)) {
+		char q[128];
+
+		adapter_quote(name, len, q, sizeof(q));
+		snprintf(c->header_text + o, sizeof(c->header_text) - o, "%s%s", col ? ", " : "", q);
+	}
+	return 0;
+}
+
+/*
+ * Reads one record. Returns 1 (a record in |r|; r->bad if it is damaged),
+ * 0 at the end of the file, BYTE_ERR on a read error. Blank lines are no
+ * record. In header mode every field goes through the scratch slot to
+ * header_column (whose error ends the read with |*hdr_rc|).
+ */
+static int csv_record(struct adapter *a, struct csv_rec *r, int header, int *hdr_rc, char *err, size_t errlen)
+{
+	struct adapter_csv *c = a->csv;
+	int st, ch = 0;
+	size_t col, len;
+	char *dst;
+	unsigned fline, fcol;
+	unsigned char quoted;
+	char what[300];
+
+restart:
+	st = ST_START;
+	col = 0;
+	r->line = c->line;
+	r->ncols = 0;
+	r->bad = 0;
+	goto field_begin;
+
+field_begin:
+	len = 0;
+	quoted = 0;
+	fline = c->line;
+	fcol = c->col;
+	if (header)
+		dst = c->rec + a->schema.nfields * CSV_SLOT;
+	else if (col < c->ncols && c->colmap[col] >= 0)
+		dst = c->rec + (size_t)c->colmap[col] * CSV_SLOT;
+	else
+		dst = NULL;
+
+	for (;;) {
+		ch = csv_byte(c);
+		if (ch == BYTE_ERR)
+			return BYTE_ERR;
+		if (ch == BYTE_EOF) {
+			if (st == ST_START && col == 0)
+				return 0; /* nothing after the last line break */
+			if (st == ST_QUO) {
+				col_name(a, col, what, sizeof(what));
+				rec_bad(r, fline, fcol, "%s: quoted field not closed before the end of the file", what);
+			} else if (st == ST_CR) {
+				col_name(a, col, what, sizeof(what));
+				rec_bad(r, fline, fcol, "%s: carriage return not followed by a line feed", what);
+			}
+			goto field_end_record;
+		}
+		switch (st) {
+		case ST_START:
+			if (ch == '"') {
+				quoted = 1;
+				st = ST_QUO;
+			} else if (ch == c->delim) {
+				goto field_end_next;
+			} else if (ch == '\n') {
+				goto field_end_record;
+			} else if (ch == '\r') {
+				st = ST_CR;
+			} else {
+				goto put_unq;
+			}
+			continue;
+		case ST_UNQ:
+			if (ch == c->delim)
+				goto field_end_next;
+			if (ch == '\n')
+				goto field_end_record;
+			if (ch == '\r') {
+				st = ST_CR;
+				continue;
+			}
+			if (ch == '"') {
+				col_name(a, col, what, sizeof(what));
+				rec_bad(r, fline, fcol, "%s: '\"' inside an unquoted field (quote the whole field)", what);
+				st = ST_SKIP;
+				continue;
+			}
+			goto put_unq;
+		case ST_QUO:
+			if (ch == '"')
+				st = ST_QQ;
+			else
+				goto put;
+			continue;
+		case ST_QQ:
+			if (ch == '"') {
+				st = ST_QUO;
+				goto put;
+			}
+			if (ch == c->delim)
+				goto field_end_next;
+			if (ch == '\n')
+				goto field_end_record;
+			if (ch == '\r') {
+				st = ST_CR;
+				continue;
+			}
+			col_name(a, col, what, sizeof(what));
+			rec_bad(r, fline, fcol, "%s: text after the closing quote", what);
+			st = ST_SKIP;
+			continue;
+		case ST_CR:
+			if (ch == '\n')
+				goto field_end_record;
+			col_name(a, col, what, sizeof(what));
+			rec_bad(r, fline, fcol, "%s: carriage return not followed by a line feed", what);
+			st = ST_SKIP;
+			continue;
+		case ST_SKIP:
+			if (ch == '\n') {
+				r->ncols = col + 1;
+				return 1;
+			}
+			continue;
+		}
+put_unq:
+		st = ST_UNQ;
+put:
+		/* Keep counting past the cap, so quoting stays in step and the
+		 * row is reported as too long rather than cut. */
+		if (dst && len < ADAPTER_FIELD_MAX)
+			dst[len] = (char)ch;
+		if (len <= ADAPTER_FIELD_MAX)
+			len++;
+	}
+
+field_end_next:
+	if (len > ADAPTER_FIELD_MAX) {
+		col_name(a, col, what, sizeof(what));
+		rec_bad(r, fline, fcol, "%s: longer than %d bytes", what, ADAPTER_FIELD_MAX);
+	}
+	if (dst)
+		dst[len > ADAPTER_FIELD_MAX ? ADAPTER_FIELD_MAX : len] = '\0';
+	if (header && !r->bad) {
+		*hdr_rc = header_column(a, r->line, col, dst, len, err, errlen);
+		if (*hdr_rc < 0)
+			return 1;
+	} else if (dst && !header) {
+		struct csv_field *fv = &c->fv[c->colmap[col]];
+
+		fv->len = len;
+		fv->line = fline;
+		fv->col = fcol;
+		fv->quoted = quoted;
+	}
+	col++;
+	if (col > ADAPTER_CSV_MAX_COLUMNS && !r->bad)
+		rec_bad(r, fline, fcol, "more than %d columns", ADAPTER_CSV_MAX_COLUMNS);
+	st = ST_START;
+	goto field_begin;
+
+field_end_record:
+	if (col == 0 && len == 0 && !quoted && !r->bad && ch != BYTE_EOF)
+		goto restart; /* a blank line */
+	if (len > ADAPTER_FIELD_MAX) {
+		col_name(a, col, what, sizeof(what));
+		rec_bad(r, fline, fcol, "%s: longer than %d bytes", what, ADAPTER_FIELD_MAX);
+	}
+	if (dst)
+		dst[len > ADAPTER_FIELD_MAX ? ADAPTER_FIELD_MAX : len] = '\0';
+	if (header && !r->bad) {
+		*hdr_rc = header_column(a, r->line, col, dst, len, err, errlen);
+	} else if (dst && !header) {
+		struct csv_field *fv = &c->fv[c->colmap[col]];
+
+		fv->len = len;
+		fv->line = fline;
+		fv->col = fcol;
+		fv->quoted = quoted;
+	}
+	r->ncols = col + 1;
+	return 1;
+}
+
+int adapter_csv_open(struct adapter *a, const struct adapter_source *src, char *err, size_t errlen)
+{
+	struct adapter_csv *c;
+	struct stat sb;
+	struct csv_rec r;
+	int rc, hdr_rc = 0;
+	size_t nf = a->schema.nfields;
+
+	if (src->table || src->query) {
+		adapter_errf(err, errlen, "%s: 'table' and 'query' are for SQLite sources", a->path);
+		return ADAPTER_ERR_ARG;
+	}
+	if (src->delimiter == '"' || src->delimiter == '\r' || src->delimiter == '\n' ||
+	    (unsigned char)src->delimiter >= 0x80) {
+		adapter_errf(err, errlen, "%s: the delimiter cannot be a quote, a line break or a non-ASCII byte", a->path);
+		return ADAPTER_ERR_ARG;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		goto nomem;
+	a->csv = c;
+	c->fd = -1;
+	c->delim = src->delimiter ? src->delimiter : ',';
+	c->headerless = src->headerless;
+	c->in = malloc(CSV_READ_BUF);
+	c->rec = malloc((nf + 1) * CSV_SLOT);
+	c->fv = calloc(nf, sizeof(*c->fv));
+	if (!c->in || !c->rec || !c->fv)
+		goto nomem;
+	c->fd = open(a->path, O_RDONLY | O_CLOEXEC);
+	if (c->fd < 0 || fstat(c->fd, &sb) < 0) {
+		adapter_errf(err, errlen, "%s: cannot open: %s", a->path, strerror(errno));
+		return ADAPTER_ERR_IO;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		adapter_errf(err, errlen, "%s: not a regular file", a->path);
+		return ADAPTER_ERR_IO;
+	}
+	c->line = 1;
+	c->col = 1;
+	/* A UTF-8 byte order mark (Excel writes one) is not part of the first name. */
+	rc = csv_byte(c);
+	if (rc == BYTE_ERR)
+		goto ioerr;
+	if (c->in_len >= 3 && memcmp(c->in, "\xef\xbb\xbf", 3) == 0)
+		c->in_pos = 3;
+	else
+		c->in_pos = 0;
+	c->col = 1;
+	c->line = 1;
+	c->data_line = 1;
+	c->data_off = (off_t)c->in_pos;
+	if (c->headerless) {
+		c->ncols = c->colcap = nf;
+		c->colmap = malloc(nf * sizeof(*c->colmap));
+		if (!c->colmap)
+			goto nomem;
+		for (size_t i = 0; i < nf; i++)
+			c->colmap[i] = (int)i;
+		return 0;
+	}
+	rc = csv_record(a, &r, 1, &hdr_rc, err, errlen);
+	if (rc == BYTE_ERR)
+		goto ioerr;
+	if (hdr_rc < 0)
+		return hdr_rc;
+	if (rc == 0) {
+		adapter_errf(err, errlen, "%s: empty file: expected a header naming the columns", a->path);
+		return ADAPTER_ERR_FORMAT;
+	}
+	if (r.bad) {
+		adapter_errf(err, errlen, "%s:%u:%u: header: %s", a->path, r.bad_line, r.bad_col, r.why);
+		return ADAPTER_ERR_FORMAT;
+	}
+	{
+		char missing[300] = "";
+		size_t o = 0, nmissing = 0;
+
+		for (size_t f = 0; f < nf; f++) {
+			size_t i;
+
+			for (i = 0; i < c->ncols && c->colmap[i] != (int)f; i++)
+				;
+			if (i < c->ncols)
+				continue;
+			nmissing++;
+			if (o + 8 < sizeof(missing))
+				o += (size_t)snprintf(missing + o, sizeof(missing) - o, "%s'%s'", o ? ", " : "",
+						      a->schema.fields[f].name);
+		}
+		if (nmissing) {
+			adapter_errf(err, errlen, "%s:%u: header: no column for schema field%s %s (the header has %s)",
+				     a->path, r.line, nmissing > 1 ? "s" : "", missing, c->header_text);
+			return ADAPTER_ERR_SCHEMA;
+		}
+	}
+	c->data_off = c->in_off + (off_t)c->in_pos;
+	c->data_line = c->line;
+	return 0;
+ioerr:
+	adapter_errf(err, errlen, "%s: read error: %s", a->path, strerror(errno));
+	return ADAPTER_ERR_IO;
+nomem:
+	adapter_errf(err, errlen, "%s: out of memory", a->path);
+	return ADAPTER_ERR_NOMEM;
+}
+
+int adapter_csv_scan(struct adapter_scan_ctx *sc)
+{
+	struct adapter *a = sc->a;
+	struct adapter_csv *c = a->csv;
+	struct csv_rec r;
+	char why[400];
+	int rc;
+
+	if (csv_rewind(c, c->data_off, c->data_line) < 0) {
+		if (sc->d)
+			diag_error(sc->d, a->path, 0, 0, "cannot seek: %s", strerror(errno));
+		return ADAPTER_ERR_IO;
+	}
+	for (;;) {
+		rc = csv_record(a, &r, 0, NULL, NULL, 0);
+		if (rc == BYTE_ERR) {
+			if (sc->d)
+				diag_error(sc->d, a->path, c->line, 0, "read error: %s", strerror(errno));
+			return ADAPTER_ERR_IO;
+		}
+		if (rc == 0)
+			return 0;
+		sc->st->rows_read++;
+		/* A damaged record is bad whatever the filters say: the
+		 * person asked for may be the one in it. */
+		if (r.bad) {
+			rc = adapter_bad_row(sc, r.line, r.bad_line == r.line ? r.bad_col : 1, "%s%s", r.why,
+					     r.bad_line == r.line ? "" : " (further down the record)");
+			if (rc < 0)
+				return rc;
+			continue;
+		}
+		if (r.ncols != c->ncols) {
+			rc = adapter_bad_row(sc, r.line, 1, "%zu fields, expected %zu%s", r.ncols, c->ncols,
+					     c->headerless ? " (one per schema field)" : " (as in the header)");
+			if (rc < 0)
+				return rc;
+			continue;
+		}
+		a->nbad = 0;
+		unsigned bline = r.line, bcol = 1;
+		for (size_t f = 0; f < a->schema.nfields; f++) {
+			const struct adapter_field *fd = &a->schema.fields[f];
+			const struct csv_field *fv = &c->fv[f];
+			const char *text = c->rec + f * CSV_SLOT;
+
+			a->bad[f] = 0;
+			if (fd->type == ADAPTER_STRING && fv->quoted && fv->len == 0) {
+				/* "" is the empty string; an unquoted empty field is NULL */
+				memset(&a->vals[f], 0, sizeof(a->vals[f]));
+				a->vals[f].type = ADAPTER_STRING;
+				a->vals[f].str.ptr = text;
+				continue;
+			}
+			if (adapter_value_parse(fd, text, fv->len, &a->vals[f], why, sizeof(why)) == 0)
+				continue;
+			if (a->nbad == 0) {
+				if (fv->line == r.line) {
+					bcol = fv->col;
+					adapter_field_bad(a, (unsigned)f, "field '%s': %s", fd->name, why);
+				} else {
+					adapter_field_bad(a, (unsigned)f, "field '%s' (on line %u): %s", fd->name,
+							  fv->line, why);
+				}
+			} else {
+				adapter_field_bad(a, (unsigned)f, "%s", "");
+			}
+		}
+		rc = adapter_emit_row(sc, bline, bcol);
+		if (rc < 0)
+			return rc;
+		if (rc == 1)
+			return 0;
+	}
+}
+
+void adapter_csv_close(struct adapter *a)
+{
+	struct adapter_csv *c = a->csv;
+
+	if (!c)
+		return;
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c->colmap);
+	free(c->fv);
+	free(c->rec);
+	free(c->in);
+	free(c);
+	a->csv = NULL;
+}
