@@ -35,6 +35,14 @@ static void set_defaults(struct gw_config *c)
 	c->timeouts.idle_ms = 120000;
 	c->timeouts.request_ms = 30000;
 	c->timeouts.drain_ms = 30000;
+	/* A mobility team checks a client at a time, by hand: two a second
+	 * sustained is far above that and far below enumerating a dataset. */
+	c->node.lookups_per_minute = 120;
+	c->node.lookup_burst = 30;
+	/* Lose at most 100 ms or 64 decisions of audit in a power cut. */
+	c->audit.fsync_every_records = 64;
+	c->audit.fsync_every_ms = 100;
+	c->audit.checkpoint_every_records = 1000;
 }
 
 /* Resolves |p| against the config file's folder unless absolute. */
@@ -233,14 +241,219 @@ static int parse_log(struct ydoc *y, yaml_node_t *n, struct gw_config *c)
 	return c->log_destination ? 0 : -1;
 }
 
+static int parse_str(struct ydoc *y, yaml_node_t *n, const char *field, char **out)
+{
+	const char *s = ydoc_str(y, n, field);
+
+	if (!s)
+		return -1;
+	if (!*s) {
+		ydoc_error(y, n, "%s: empty", field);
+		return -1;
+	}
+	*out = strdup(s);
+	return *out ? 0 : -1;
+}
+
+static int parse_config_roles(struct ydoc *y, yaml_node_t *n, struct gw_config *c)
+{
+	yaml_node_item_t *it;
+	int bad = 0;
+
+	if (n->type != YAML_SEQUENCE_NODE) {
+		ydoc_error(y, n, "roles: expected a list such as [node]");
+		return -1;
+	}
+	for (it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+		yaml_node_t *r = ydoc_item(y, *it);
+		const char *s = ydoc_str(y, r, "roles");
+
+		if (!s)
+			bad = 1;
+		else if (strcmp(s, "node") == 0)
+			c->roles |= GW_CFG_NODE;
+		else if (strcmp(s, "hub") == 0)
+			c->roles |= GW_CFG_HUB;
+		else {
+			ydoc_error(y, r, "roles: unknown role '%s' (node or hub)", s);
+			bad = 1;
+		}
+	}
+	return bad ? -1 : 0;
+}
+
+static int parse_policies(struct ydoc *y, yaml_node_t *n, struct gw_config *c)
+{
+	struct ykey k[] = {
+		{ "files", 1, NULL }, { "require_signed", 0, NULL }, { "signing_key", 0, NULL },
+	};
+	int bad = ydoc_map(y, n, "policies", k, 3) < 0;
+	yaml_node_item_t *it;
+
+	if (k[0].value && k[0].value->type != YAML_SEQUENCE_NODE) {
+		ydoc_error(y, k[0].value, "policies.files: expected a list of files");
+		bad = 1;
+	} else if (k[0].value) {
+		yaml_node_t *seq = k[0].value;
+		for (it = seq->data.sequence.items.start; it < seq->data.sequence.items.top; it++) {
+			if (c->policies.nfiles == GW_MAX_POLICY_FILES) {
+				ydoc_error(y, seq, "policies.files: at most %d files", GW_MAX_POLICY_FILES);
+				bad = 1;
+				break;
+			}
+			bad |= parse_path(y, ydoc_item(y, *it), "policies.files", c->path,
+					  &c->policies.files[c->policies.nfiles++], 1) < 0;
+		}
+	}
+	if (k[1].value)
+		bad |= ydoc_bool(y, k[1].value, "policies.require_signed", &c->policies.require_signed) < 0;
+	if (k[2].value)
+		bad |= parse_path(y, k[2].value, "policies.signing_key", c->path, &c->policies.signing_key, 1) < 0;
+	if (c->policies.require_signed && !k[2].value && n && n->type == YAML_MAPPING_NODE) {
+		ydoc_error(y, n, "policies: require_signed needs signing_key (the privacy officer's public key)");
+		bad = 1;
+	}
+	return bad ? -1 : 0;
+}
+
+static int parse_source(struct ydoc *y, yaml_node_t *n, const char *what, struct gw_dataset_cfg *ds,
+			const char *cfgpath)
+{
+	struct ykey k[] = {
+		{ "type", 1, NULL }, { "path", 1, NULL }, { "on_bad_row", 0, NULL },
+		{ "header", 0, NULL }, { "delimiter", 0, NULL }, { "table", 0, NULL },
+		{ "query", 0, NULL },
+	};
+	int bad = ydoc_map(y, n, what, k, 7) < 0;
+	const char *s;
+	char field[96];
+
+	ds->delimiter = ',';
+	snprintf(field, sizeof(field), "%s.type", what);
+	if (k[0].value && (s = ydoc_str(y, k[0].value, field))) {
+		if (strcmp(s, "sqlite") == 0)
+			ds->sqlite = 1;
+		else if (strcmp(s, "csv") != 0) {
+			ydoc_error(y, k[0].value, "%s: '%s' is not csv or sqlite", field, s);
+			bad = 1;
+		}
+	}
+	snprintf(field, sizeof(field), "%s.path", what);
+	if (k[1].value)
+		bad |= parse_path(y, k[1].value, field, cfgpath, &ds->path, 1) < 0;
+	snprintf(field, sizeof(field), "%s.on_bad_row", what);
+	if (k[2].value && (s = ydoc_str(y, k[2].value, field))) {
+		if (strcmp(s, "skip") == 0)
+			ds->skip_bad_rows = 1;
+		else if (strcmp(s, "fail") != 0) {
+			ydoc_error(y, k[2].value, "%s: '%s' is not skip or fail", field, s);
+			bad = 1;
+		}
+	}
+	if (k[3].value) {
+		int header = 1;
+		snprintf(field, sizeof(field), "%s.header", what);
+		bad |= ydoc_bool(y, k[3].value, field, &header) < 0;
+		ds->headerless = !header;
+	}
+	snprintf(field, sizeof(field), "%s.delimiter", what);
+	if (k[4].value && (s = ydoc_str(y, k[4].value, field))) {
+		if (strlen(s) != 1 || s[0] == '"' || s[0] == '\n' || s[0] == '\r') {
+			ydoc_error(y, k[4].value, "%s: give one character such as ',' or ';'", field);
+			bad = 1;
+		} else {
+			ds->delimiter = s[0];
+		}
+	}
+	snprintf(field, sizeof(field), "%s.table", what);
+	if (k[5].value)
+		bad |= parse_str(y, k[5].value, field, &ds->table) < 0;
+	snprintf(field, sizeof(field), "%s.query", what);
+	if (k[6].value)
+		bad |= parse_str(y, k[6].value, field, &ds->query) < 0;
+	if (!bad && ds->sqlite && !!ds->table == !!ds->query) {
+		ydoc_error(y, n, "%s: a sqlite source needs exactly one of 'table' or 'query'", what);
+		bad = 1;
+	}
+	if (!bad && !ds->sqlite && (ds->table || ds->query)) {
+		ydoc_error(y, n, "%s: 'table' and 'query' are for sqlite sources", what);
+		bad = 1;
+	}
+	return bad ? -1 : 0;
+}
+
+static int parse_node(struct ydoc *y, yaml_node_t *n, struct gw_config *c)
+{
+	struct ykey k[] = {
+		{ "organisation", 1, NULL }, { "master_key", 1, NULL }, { "datasets", 1, NULL },
+		{ "lookups_per_minute", 0, NULL }, { "lookup_burst", 0, NULL },
+	};
+	int bad = ydoc_map(y, n, "node", k, 5) < 0;
+	yaml_node_item_t *it;
+
+	if (k[0].value)
+		bad |= parse_str(y, k[0].value, "node.organisation", &c->node.organisation) < 0;
+	if (k[1].value)
+		bad |= parse_path(y, k[1].value, "node.master_key", c->path, &c->node.master_key, 1) < 0;
+	if (k[2].value && k[2].value->type != YAML_SEQUENCE_NODE) {
+		ydoc_error(y, k[2].value, "node.datasets: expected a list of datasets");
+		bad = 1;
+	} else if (k[2].value) {
+		yaml_node_t *seq = k[2].value;
+		for (it = seq->data.sequence.items.start; it < seq->data.sequence.items.top; it++) {
+			struct ykey dk[] = { { "id", 1, NULL }, { "source", 1, NULL } };
+			struct gw_dataset_cfg *ds;
+			char what[48];
+
+			if (c->node.ndatasets == GW_MAX_DATASETS) {
+				ydoc_error(y, seq, "node.datasets: at most %d", GW_MAX_DATASETS);
+				bad = 1;
+				break;
+			}
+			ds = &c->node.datasets[c->node.ndatasets];
+			snprintf(what, sizeof(what), "node.datasets[%d]", c->node.ndatasets++);
+			if (ydoc_map(y, ydoc_item(y, *it), what, dk, 2) < 0) {
+				bad = 1;
+				continue;
+			}
+			bad |= parse_str(y, dk[0].value, "id", &ds->id) < 0;
+			strncat(what, ".source", sizeof(what) - strlen(what) - 1);
+			bad |= parse_source(y, dk[1].value, what, ds, c->path) < 0;
+		}
+	}
+	bad |= set_u32(y, k[3].value, "node.lookups_per_minute", 0, 1000000, &c->node.lookups_per_minute) < 0;
+	bad |= set_u32(y, k[4].value, "node.lookup_burst", 1, 1000000, &c->node.lookup_burst) < 0;
+	return bad ? -1 : 0;
+}
+
+static int parse_audit(struct ydoc *y, yaml_node_t *n, struct gw_config *c)
+{
+	struct ykey k[] = {
+		{ "path", 1, NULL }, { "sign_key", 0, NULL }, { "fsync_every_records", 0, NULL },
+		{ "fsync_every_ms", 0, NULL }, { "checkpoint_every_records", 0, NULL },
+	};
+	int bad = ydoc_map(y, n, "audit", k, 5) < 0;
+
+	if (k[0].value)
+		bad |= parse_path(y, k[0].value, "audit.path", c->path, &c->audit.path, 0) < 0;
+	if (k[1].value)
+		bad |= parse_path(y, k[1].value, "audit.sign_key", c->path, &c->audit.sign_key, 1) < 0;
+	bad |= set_u32(y, k[2].value, "audit.fsync_every_records", 1, 100000, &c->audit.fsync_every_records) < 0;
+	bad |= set_u32(y, k[3].value, "audit.fsync_every_ms", 1, 60000, &c->audit.fsync_every_ms) < 0;
+	bad |= set_u32(y, k[4].value, "audit.checkpoint_every_records", 1, 10000000,
+		       &c->audit.checkpoint_every_records) < 0;
+	return bad ? -1 : 0;
+}
+
 static int parse_root(struct ydoc *y, struct gw_config *c)
 {
 	struct ykey k[] = {
 		{ "listen", 1, NULL }, { "tls", 1, NULL }, { "members", 1, NULL },
 		{ "workers", 0, NULL }, { "limits", 0, NULL }, { "timeouts", 0, NULL },
-		{ "log", 0, NULL },
+		{ "log", 0, NULL }, { "roles", 0, NULL }, { "catalog", 0, NULL },
+		{ "policies", 0, NULL }, { "node", 0, NULL }, { "audit", 0, NULL },
 	};
-	int bad = ydoc_map(y, ydoc_root(y), "config", k, 7) < 0;
+	int bad = ydoc_map(y, ydoc_root(y), "config", k, 12) < 0;
 	yaml_node_t *n;
 
 	if ((n = k[0].value)) {
@@ -282,6 +495,36 @@ static int parse_root(struct ydoc *y, struct gw_config *c)
 		bad |= parse_timeouts(y, k[5].value, c) < 0;
 	if (k[6].value)
 		bad |= parse_log(y, k[6].value, c) < 0;
+	if (k[7].value)
+		bad |= parse_config_roles(y, k[7].value, c) < 0;
+	if (k[8].value)
+		bad |= parse_path(y, k[8].value, "catalog", c->path, &c->catalog_file, 1) < 0;
+	if (k[9].value)
+		bad |= parse_policies(y, k[9].value, c) < 0;
+	if (k[10].value)
+		bad |= parse_node(y, k[10].value, c) < 0;
+	if (k[11].value)
+		bad |= parse_audit(y, k[11].value, c) < 0;
+	if (bad)
+		return -1;
+	/* What a role needs, said once here rather than failing later. */
+	if ((c->roles & GW_CFG_NODE) && !k[10].value) {
+		ydoc_error(y, k[7].value, "roles: a node needs a 'node' section (its datasets and key)");
+		bad = 1;
+	}
+	if (k[10].value && !(c->roles & GW_CFG_NODE)) {
+		ydoc_error(y, k[10].value, "node: this section needs 'roles: [node]'");
+		bad = 1;
+	}
+	if ((c->roles & GW_CFG_NODE) && (!c->audit.path || !c->policies.nfiles)) {
+		ydoc_error(y, k[7].value, "roles: a node needs 'policies' and an 'audit' log: "
+			   "nothing leaves a node undecided or unrecorded");
+		bad = 1;
+	}
+	if ((c->policies.nfiles || k[10].value) && !c->catalog_file) {
+		ydoc_error(y, ydoc_root(y), "config: policies and datasets need a 'catalog'");
+		bad = 1;
+	}
 	return bad ? -1 : 0;
 }
 
@@ -330,5 +573,20 @@ void gw_config_free(struct gw_config *c)
 	free(c->crl_file);
 	free(c->members_file);
 	free(c->log_destination);
+	free(c->catalog_file);
+	for (int i = 0; i < c->policies.nfiles; i++)
+		free(c->policies.files[i]);
+	free(c->policies.signing_key);
+	free(c->node.organisation);
+	free(c->node.master_key);
+	for (int i = 0; i < c->node.ndatasets; i++) {
+		struct gw_dataset_cfg *ds = &c->node.datasets[i];
+		free(ds->id);
+		free(ds->path);
+		free(ds->table);
+		free(ds->query);
+	}
+	free(c->audit.path);
+	free(c->audit.sign_key);
 	free(c);
 }

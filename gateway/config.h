@@ -10,6 +10,22 @@
 #include "../common/diag.h"
 
 #define GW_MAX_LISTEN 8
+#define GW_MAX_POLICY_FILES 64
+#define GW_MAX_DATASETS 32
+
+enum gw_config_role { GW_CFG_NODE = 1u << 0, GW_CFG_HUB = 1u << 1 };
+
+/* Where a node reads one dataset (adapters/adapter.h has the meaning). */
+struct gw_dataset_cfg {
+	char *id;          /* OWNER/NAME, in the catalog */
+	int sqlite;        /* 0: CSV, 1: SQLite */
+	char *path;
+	int skip_bad_rows; /* on_bad_row: skip (default fail) */
+	int headerless;    /* CSV: header: false */
+	char delimiter;    /* CSV: ',' unless given */
+	char *table;       /* SQLite: table or view ... */
+	char *query;       /* ... or a SELECT */
+};
 
 struct gw_listen {
 	char host[64]; /* numeric address: 127.0.0.1, ::1, 0.0.0.0 */
@@ -47,6 +63,33 @@ struct gw_config {
 	} timeouts;
 
 	char *log_destination; /* "stderr" or a file path */
+
+	unsigned roles;     /* enum gw_config_role bits; 0 = authentication only */
+	char *catalog_file; /* the dataset catalog; required with policies or node */
+
+	struct {
+		char *files[GW_MAX_POLICY_FILES];
+		int nfiles;
+		int require_signed;
+		char *signing_key; /* the privacy officer's public key */
+	} policies;
+
+	struct {
+		char *organisation; /* member id this node speaks for */
+		char *master_key;
+		struct gw_dataset_cfg datasets[GW_MAX_DATASETS];
+		int ndatasets;
+		uint32_t lookups_per_minute; /* per requester; 0 = unlimited */
+		uint32_t lookup_burst;
+	} node;
+
+	struct {
+		char *path; /* NULL: no audit log (refused with a node role) */
+		char *sign_key;
+		uint32_t fsync_every_records;
+		uint32_t fsync_every_ms;
+		uint32_t checkpoint_every_records;
+	} audit;
 };
 
 /*
