@@ -121,16 +121,15 @@ static int hex_decode(unsigned char *out, size_t outlen, const char *hex, size_t
  * Decodes into |out| (|outlen| bytes); 0 or -1. Change only this when
  * `noordpoort keygen --sign` settles on another format.
  */
-static int key_parse(const char *text, size_t len, const char *tag, unsigned char *out,
-		     size_t outlen)
+/* The format of `noordpoort keygen --sign` (docs/policy.md): one line of
+ * lower-case hex, the same key files the privacy officer signs policies with. */
+static int key_parse(const char *text, size_t len, unsigned char *out, size_t outlen)
 {
-	size_t taglen = strlen(tag);
-
 	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
 		len--;
-	if (len != taglen + 1 + 2 * outlen || memcmp(text, tag, taglen) != 0 || text[taglen] != ' ')
+	if (len != 2 * outlen)
 		return -1;
-	return hex_decode(out, outlen, text + taglen + 1, 2 * outlen);
+	return hex_decode(out, outlen, text, 2 * outlen);
 }
 
 /* Reads a small key file into |buf|; |secret| refuses group/other access
@@ -207,10 +206,10 @@ static int secret_key_load(const char *path, unsigned char **out, char *err, siz
 		set_err(err, errlen, "%s: %s", path, "out of memory");
 		goto done;
 	}
-	if (key_parse(text, len, "noordpoort-ed25519-secret-v1", sk, crypto_sign_SECRETKEYBYTES) < 0) {
+	if (key_parse(text, len, sk, crypto_sign_SECRETKEYBYTES) < 0) {
 		rc = -EINVAL;
 		set_err(err, errlen, "%s: %s", path,
-			"not a 'noordpoort-ed25519-secret-v1 <128 hex>' key file");
+			"not a secret key made by 'noordpoort keygen --sign' (128 hex digits)");
 		goto done;
 	}
 	/* The secret key embeds its public half; a file whose halves disagree
@@ -241,9 +240,9 @@ int audit_pubkey_load(const char *path, unsigned char pub[32], char *err, size_t
 
 	if (rc < 0)
 		return rc;
-	if (key_parse(text, len, "noordpoort-ed25519-public-v1", pub, crypto_sign_PUBLICKEYBYTES) < 0) {
+	if (key_parse(text, len, pub, crypto_sign_PUBLICKEYBYTES) < 0) {
 		set_err(err, errlen, "%s: %s", path,
-			"not a 'noordpoort-ed25519-public-v1 <64 hex>' key file");
+			"not a public key made by 'noordpoort keygen --sign' (64 hex digits)");
 		return -EINVAL;
 	}
 	return 0;

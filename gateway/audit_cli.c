@@ -40,7 +40,7 @@ static const char usage_verify[] =
 	"Exit status: 0 intact, 1 not intact or unreadable, 2 bad usage.\n"
 	"\n"
 	"Options:\n"
-	"  --pub FILE   the public key (noordpoort-ed25519-public-v1) to check\n"
+	"  --pub FILE   the public key (.pub of 'noordpoort keygen --sign') to check\n"
 	"               checkpoints with; without it signatures are not checked\n"
 	"  -h, --help   show this help\n";
 

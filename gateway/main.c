@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../crypto/pseudo.h"
+#include "../policies/policy.h"
 #include "../synth/synth.h"
 #include "audit.h"
 #include "config.h"
@@ -25,7 +26,9 @@ static const char usage_main[] =
 	"Commands:\n"
 	"  serve -c FILE          run the gateway with the config FILE\n"
 	"  check-config -c FILE   validate a config file and the files it names\n"
+	"  policy COMMAND ...     check, test, explain, diff, sign and verify policy files\n"
 	"  keygen --out FILE      write a new pseudonymisation master key (mode 0600)\n"
+	"  keygen --sign --out P  write an Ed25519 key pair P.sec (0600) and P.pub\n"
 	"  synth --out DIR        write synthetic partner data (--seed S, --scale X)\n"
 	"  audit verify FILE      check an audit log's hash chain and signatures\n"
 	"  audit subject ...      every access concerning one person (subject access)\n"
@@ -153,8 +156,14 @@ int main(int argc, char **argv)
 		return synth_cli(argc - 1, argv + 1);
 	if (strcmp(argv[1], "audit") == 0)
 		return audit_cli(argc - 1, argv + 1);
-	if (strcmp(argv[1], "keygen") == 0)
+	if (strcmp(argv[1], "policy") == 0)
+		return policy_cli(argc - 1, argv + 1);
+	if (strcmp(argv[1], "keygen") == 0) {
+		for (int i = 2; i < argc; i++)
+			if (strcmp(argv[i], "--sign") == 0)
+				return policy_keygen_cli(argc - 1, argv + 1);
 		return pseudo_keygen_cli(argc - 1, argv + 1);
+	}
 	if (strcmp(argv[1], "check-config") == 0)
 		return cmd_check_config(argc - 2, argv + 2);
 	return usage_error(NULL, "unknown command '%s'", argv[1]);

@@ -1,0 +1,272 @@
+/*
+ * The dataset catalog: which datasets exist, their fields, each field's type
+ * and role. Policies are checked against it; later the node uses it as the
+ * schema its adapters must deliver.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/yamldoc.h"
+
+enum pol_type { T_BSN, T_CATEGORY, T_INT, T_DATE, T_BOOL, T_STRING };
+
+static const char *const type_names[] = { "bsn", "category", "int", "date", "bool", "string" };
+
+struct cat_dataset {
+	const char *id;
+	struct pol_cat_field *fields;
+	size_t nfields;
+};
+
+struct policy_catalog {
+	struct pol_block *arena;
+	struct cat_dataset *v;
+	size_t n;
+};
+
+int pol_cat_type_is_date(int type)
+{
+	return type == T_DATE;
+}
+
+int pol_cat_type_is_string(int type)
+{
+	return type == T_STRING;
+}
+
+static const struct cat_dataset *cat_find(const struct policy_catalog *c, const char *id)
+{
+	for (size_t i = 0; i < c->n; i++)
+		if (strcmp(c->v[i].id, id) == 0)
+			return &c->v[i];
+	return NULL;
+}
+
+int pol_catalog_has_dataset(const struct policy_catalog *c, const char *dataset)
+{
+	return cat_find(c, dataset) != NULL;
+}
+
+const struct pol_cat_field *pol_catalog_field(const struct policy_catalog *c,
+					      const char *dataset, const char *field)
+{
+	const struct cat_dataset *d = cat_find(c, dataset);
+
+	for (size_t i = 0; d && i < d->nfields; i++)
+		if (strcmp(d->fields[i].name, field) == 0)
+			return &d->fields[i];
+	return NULL;
+}
+
+static char *cat_str(struct policy_catalog *c, struct ydoc *y, yaml_node_t *n, const char *what)
+{
+	const char *s = ydoc_str(y, n, what);
+	char *p;
+
+	if (!s)
+		return NULL;
+	if (!*s) {
+		ydoc_error(y, n, "%s: empty", what);
+		return NULL;
+	}
+	if (!(p = pol_strdup(&c->arena, s)))
+		ydoc_error(y, n, "out of memory");
+	return p;
+}
+
+static int cat_field(struct policy_catalog *c, struct ydoc *y, const char *ds, yaml_node_t *kn,
+		 yaml_node_t *vn, struct pol_cat_field *f)
+{
+	struct ykey k[] = {
+		{ "type", 1, NULL }, { "role", 1, NULL }, { "categories", 0, NULL },
+		{ "description", 0, NULL },
+	};
+	char what[200];
+	const char *s;
+	int bad = 0;
+	size_t i;
+
+	if (!(f->name = cat_str(c, y, kn, ds)))
+		return -1;
+	snprintf(what, sizeof(what), "%s.%s", ds, f->name);
+	if (ydoc_map(y, vn, what, k, 4) < 0)
+		bad = 1;
+	f->type = -1;
+	if (k[0].value && (s = ydoc_str(y, k[0].value, "type"))) {
+		for (i = 0; i < 6 && strcmp(s, type_names[i]) != 0; i++)
+			;
+		if (i == 6) {
+			ydoc_error(y, k[0].value, "%s.type: unknown type '%s' (bsn, category, int, date, bool, string)",
+				   what, s);
+			bad = 1;
+		}
+		f->type = (int)i;
+	}
+	if (k[1].value && (s = ydoc_str(y, k[1].value, "role"))) {
+		if (strcmp(s, "identifier") == 0) {
+			f->identifier = 1;
+		} else if (strcmp(s, "quasi_identifier") != 0 && strcmp(s, "attribute") != 0) {
+			ydoc_error(y, k[1].value, "%s.role: expected identifier, quasi_identifier or attribute", what);
+			bad = 1;
+		}
+	}
+	if (f->type == T_BSN && !f->identifier) {
+		ydoc_error(y, vn, "%s: a bsn field must have role identifier", what);
+		bad = 1;
+	}
+	if (f->type == T_CATEGORY && !k[2].value) {
+		ydoc_error(y, vn, "%s: a category field needs its list of categories", what);
+		bad = 1;
+	} else if (f->type != T_CATEGORY && k[2].value) {
+		ydoc_error(y, k[2].value, "%s.categories: only category fields have categories", what);
+		bad = 1;
+	} else if (k[2].value) {
+		yaml_node_t *l = k[2].value;
+
+		if (l->type != YAML_SEQUENCE_NODE || l->data.sequence.items.top == l->data.sequence.items.start) {
+			ydoc_error(y, l, "%s.categories: expected a list such as [werk, ziekte]", what);
+			return -1;
+		}
+		f->ncategories = (size_t)(l->data.sequence.items.top - l->data.sequence.items.start);
+		if (!(f->categories = pol_alloc(&c->arena, f->ncategories * sizeof(*f->categories)))) {
+			ydoc_error(y, l, "out of memory");
+			return -1;
+		}
+		for (i = 0; i < f->ncategories; i++)
+			if (!(f->categories[i] = cat_str(c, y, ydoc_item(y, l->data.sequence.items.start[i]), what)))
+				bad = 1;
+	}
+	return bad ? -1 : 0;
+}
+
+/* Returns 0 or -1; every problem is in y->d. */
+static int cat_parse(struct policy_catalog *c, struct ydoc *y)
+{
+	struct ykey k[] = { { "datasets", 1, NULL } };
+	yaml_node_t *m;
+	size_t n;
+	int bad = 0;
+
+	if (ydoc_map(y, ydoc_root(y), "catalog", k, 1) < 0)
+		return -1;
+	m = k[0].value;
+	if (m->type != YAML_MAPPING_NODE) {
+		ydoc_error(y, m, "datasets: expected a mapping of dataset ids to their fields");
+		return -1;
+	}
+	n = (size_t)(m->data.mapping.pairs.top - m->data.mapping.pairs.start);
+	if (n && !(c->v = pol_alloc(&c->arena, n * sizeof(*c->v)))) {
+		ydoc_error(y, m, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *kn = ydoc_item(y, m->data.mapping.pairs.start[i].key);
+		yaml_node_t *vn = ydoc_item(y, m->data.mapping.pairs.start[i].value);
+		struct ykey dk[] = { { "description", 0, NULL }, { "fields", 1, NULL } };
+		struct cat_dataset *d = &c->v[c->n];
+		yaml_node_t *fm;
+
+		if (!(d->id = cat_str(c, y, kn, "datasets"))) {
+			bad = 1;
+			continue;
+		}
+		if (!strchr(d->id, '/')) {
+			ydoc_error(y, kn, "datasets: '%s' is not a dataset id like 'uwv/ww-uitkeringen'", d->id);
+			bad = 1;
+		}
+		if (cat_find(c, d->id)) {
+			ydoc_error(y, kn, "datasets: '%s' is listed twice", d->id);
+			bad = 1;
+		}
+		c->n++;
+		if (ydoc_map(y, vn, d->id, dk, 2) < 0) {
+			bad = 1;
+			continue;
+		}
+		fm = dk[1].value;
+		if (fm->type != YAML_MAPPING_NODE || fm->data.mapping.pairs.top == fm->data.mapping.pairs.start) {
+			ydoc_error(y, fm, "%s.fields: expected a mapping of field names to {type, role}", d->id);
+			bad = 1;
+			continue;
+		}
+		size_t nf = (size_t)(fm->data.mapping.pairs.top - fm->data.mapping.pairs.start);
+
+		if (!(d->fields = pol_alloc(&c->arena, nf * sizeof(*d->fields)))) {
+			ydoc_error(y, fm, "out of memory");
+			return -1;
+		}
+		for (size_t j = 0; j < nf; j++) {
+			yaml_node_t *fk = ydoc_item(y, fm->data.mapping.pairs.start[j].key);
+
+			if (cat_field(c, y, d->id, fk, ydoc_item(y, fm->data.mapping.pairs.start[j].value),
+				  &d->fields[d->nfields]) < 0)
+				bad = 1;
+			if (d->fields[d->nfields].name) {
+				if (pol_catalog_field(c, d->id, d->fields[d->nfields].name)) {
+					ydoc_error(y, fk, "%s: field '%s' is listed twice", d->id,
+						   d->fields[d->nfields].name);
+					bad = 1;
+				}
+				d->nfields++;
+			}
+		}
+	}
+	return bad ? -1 : 0;
+}
+
+/* Any error reported while loading fails the load, whoever reported it. */
+static int cat_finish(struct policy_catalog *c, struct ydoc *y, struct diag *d, int errors,
+		  struct policy_catalog **out)
+{
+	ydoc_fini(y);
+	if (d->errors != errors) {
+		policy_catalog_free(c);
+		return -1;
+	}
+	*out = c;
+	return 0;
+}
+
+int policy_catalog_load(const char *path, struct policy_catalog **out, struct diag *d)
+{
+	struct policy_catalog *c = calloc(1, sizeof(*c));
+	struct ydoc y = { 0 };
+	int errors = d->errors;
+
+	*out = NULL;
+	if (!c) {
+		diag_error(d, path, 0, 0, "out of memory");
+		return -1;
+	}
+	if (ydoc_load_file(&y, path, d) == 0)
+		cat_parse(c, &y);
+	return cat_finish(c, &y, d, errors, out);
+}
+
+int policy_catalog_load_mem(const char *name, const unsigned char *buf, size_t len,
+			    struct policy_catalog **out, struct diag *d)
+{
+	struct policy_catalog *c = calloc(1, sizeof(*c));
+	struct ydoc y = { 0 };
+	int errors = d->errors;
+
+	*out = NULL;
+	if (!c) {
+		diag_error(d, name, 0, 0, "out of memory");
+		return -1;
+	}
+	if (ydoc_load_mem(&y, name, buf, len, d) == 0)
+		cat_parse(c, &y);
+	return cat_finish(c, &y, d, errors, out);
+}
+
+void policy_catalog_free(struct policy_catalog *c)
+{
+	if (!c)
+		return;
+	pol_arena_free(c->arena);
+	free(c);
+}

@@ -1,0 +1,127 @@
+/*
+ * The shape of a loaded policy set, shared by the loader (load.c), the
+ * evaluator (decide.c), the diff (diff.c) and the tools (cli.c). Nothing
+ * outside policies/ includes this: the public view is policy.h.
+ */
+#ifndef NOORDPOORT_POLICY_INTERNAL_H
+#define NOORDPOORT_POLICY_INTERNAL_H
+
+#include "policy.h"
+
+/* Where a rule was written, for messages and explain. */
+struct pol_pos {
+	const char *file;
+	unsigned line, col;
+};
+
+struct pol_field {
+	const char *name;
+	enum policy_gen gen; /* EXACT: as stored */
+	struct pol_pos pos;
+};
+
+struct pol_dataset {
+	const char *id; /* "uwv/ww-uitkeringen": owner member id / name */
+	struct pol_field *fields;
+	size_t nfields; /* forbid only: 0 = the whole dataset */
+	struct pol_pos pos;
+};
+
+struct pol_purpose;
+
+struct pol_grant {
+	const char *id; /* given, or "PURPOSE/grant[i]" */
+	struct pol_pos pos;
+	const char **requesters;
+	size_t nrequesters;
+	unsigned ops; /* enum policy_op bits */
+	struct pol_dataset *datasets;
+	size_t ndatasets;
+	struct policy_output out;
+	const struct pol_purpose *purpose;
+};
+
+struct pol_forbid {
+	const char *id; /* given, or "PURPOSE/forbid[i]" or "FILE/forbid[i]" */
+	const char *reason;
+	struct pol_pos pos;
+	const char **requesters; /* 0: everyone */
+	size_t nrequesters;
+	const char **purposes; /* top-level forbids only; 0: every purpose */
+	size_t npurposes;
+	unsigned ops; /* 0: every operation */
+	struct pol_dataset *datasets; /* 0: all data */
+	size_t ndatasets;
+};
+
+struct pol_purpose {
+	const char *id;
+	const char *description;
+	const char *legal_basis;
+	const char *register_ref; /* processing register entry; may be NULL */
+	struct pol_pos pos;
+	char from_s[11], until_s[11];
+	int64_t from;      /* 00:00:00 UTC of the first day */
+	int64_t until_end; /* 00:00:00 UTC of the day after the last day */
+	struct pol_grant *grants;
+	size_t ngrants;
+	struct pol_forbid *forbids;
+	size_t nforbids;
+};
+
+/* An arena: a set (or catalog) is freed in one call, and a parser that
+ * fails half-way leaks nothing. Allocations are zeroed. */
+struct pol_block;
+void *pol_alloc(struct pol_block **a, size_t n);
+char *pol_strdup(struct pol_block **a, const char *s);
+void pol_arena_free(struct pol_block *a);
+
+struct policy_set {
+	struct pol_block *arena; /* every string and array below lives here */
+	struct pol_purpose *purposes;
+	size_t npurposes;
+	struct pol_forbid *forbids; /* top-level, from every file */
+	size_t nforbids;
+	char hash[POLICY_HASH_HEX + 1];
+};
+
+/* The generalisation table: kind 0 fits every field (EXACT). */
+int pol_gen_kind(enum policy_gen g);
+int pol_gen_rank(enum policy_gen g);
+/* 1 if a field granted as |granted| may be used as |wanted|. */
+int pol_gen_allows(enum policy_gen granted, enum policy_gen wanted);
+void pol_date_str(int64_t t, char out[11]);
+
+/* Catalog lookups for validation; NULL when unknown. */
+struct pol_cat_field {
+	const char *name;
+	int type; /* enum pol_type in catalog.c */
+	int identifier; /* role identifier */
+	const char **categories;
+	size_t ncategories;
+};
+const struct pol_cat_field *pol_catalog_field(const struct policy_catalog *c,
+					      const char *dataset, const char *field);
+int pol_catalog_has_dataset(const struct policy_catalog *c, const char *dataset);
+int pol_cat_type_is_date(int type);
+int pol_cat_type_is_string(int type);
+
+/* A growing text buffer for the diff; on out-of-memory it stops growing and
+ * sets |oom|. */
+struct pol_text {
+	char *buf;
+	size_t len, cap;
+	int oom;
+};
+void pol_text_add(struct pol_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void pol_text_free(struct pol_text *t);
+
+/*
+ * What NEW allows that OLD did not (|loose|), what it takes away or makes
+ * stricter (|tight|) and neutral changes (|other|), one line each.
+ * Returns 1 if anything differs, 0 if not, -1 when out of memory.
+ */
+int pol_diff(const struct policy_set *old, const struct policy_set *cur,
+	     struct pol_text *loose, struct pol_text *tight, struct pol_text *other);
+
+#endif

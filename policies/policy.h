@@ -1,0 +1,203 @@
+/*
+ * Purpose-bound policies: what may leave a partner, for which purpose, to
+ * whom and how coarse. Files are YAML (docs/policy.md); a loaded set is
+ * immutable, and policy_decide() is a pure function over it, safe to call
+ * from every worker at once without locks.
+ */
+#ifndef NOORDPOORT_POLICY_H
+#define NOORDPOORT_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/diag.h"
+
+#define POLICY_HASH_HEX 64      /* lower-hex SHA-256 */
+#define POLICY_MAX_FIELDS 64    /* fields one request may name */
+#define POLICY_RULE_MAX 160     /* rule ids are at most 159 bytes */
+#define POLICY_TEXT_MAX 1024    /* human-readable reasons; truncated past it */
+
+enum policy_op {
+	POLICY_OP_LOOKUP = 1u << 0,           /* one subject in one dataset */
+	POLICY_OP_AGGREGATE = 1u << 1,        /* a table from one node */
+	POLICY_OP_LINKED_AGGREGATE = 1u << 2, /* a table over datasets linked on person */
+};
+
+/*
+ * How coarse a field may be used. Each generalisation has a kind (dates,
+ * postcodes) and a rank within it; a higher rank is coarser. EXACT is the
+ * value as stored and is finer than everything. NONE only appears in
+ * requests: "whatever the policy requires" (the decision then says which).
+ */
+enum policy_gen {
+	POLICY_GEN_NONE = 0,
+	POLICY_GEN_EXACT,
+	POLICY_GEN_MONTH,
+	POLICY_GEN_QUARTER,
+	POLICY_GEN_YEAR,
+	POLICY_GEN_BIRTH_YEAR,        /* same rank as YEAR, named for birth dates */
+	POLICY_GEN_AGE_BAND_5,
+	POLICY_GEN_AGE_BAND_10,
+	POLICY_GEN_AGE_BAND_20,
+	POLICY_GEN_POSTCODE4,         /* 9712 of 9712 AB */
+	POLICY_GEN_GEMEENTE,          /* municipality */
+	POLICY_GEN_ARBEIDSMARKTREGIO, /* labour-market region */
+	POLICY_GEN_PROVINCIE,
+	POLICY_GEN_COUNT
+};
+
+/* What identifies a person in an answer; ordered from strictest. */
+enum policy_ident {
+	POLICY_IDENT_NEVER = 0,  /* nothing: counts and tables only (the default) */
+	POLICY_IDENT_PSEUDONYM,  /* a pseudonym per recipient, never the BSN */
+	POLICY_IDENT_BSN,        /* the BSN itself */
+};
+
+enum policy_period { POLICY_PER_MONTH = 1, POLICY_PER_QUARTER, POLICY_PER_YEAR };
+
+enum policy_reason {
+	POLICY_OK = 0,
+	POLICY_BAD_REQUEST,            /* malformed request: too many fields, ... */
+	POLICY_UNKNOWN_PURPOSE,
+	POLICY_PURPOSE_NOT_YET_VALID,
+	POLICY_PURPOSE_EXPIRED,
+	POLICY_NOTHING_GRANTED,        /* the purpose has no grants */
+	POLICY_REQUESTER_NOT_LISTED,
+	POLICY_OPERATION_NOT_GRANTED,
+	POLICY_DATASET_NOT_GRANTED,
+	POLICY_FIELD_NOT_GRANTED,
+	POLICY_GENERALISATION_TOO_FINE,
+	POLICY_IDENTIFIERS_NOT_GRANTED,
+	POLICY_FORBIDDEN,
+	POLICY_REASON_COUNT
+};
+
+/* The output controls the gateway must apply to a permitted answer. */
+struct policy_output {
+	unsigned min_cell;             /* suppress cells with 0 < n < min_cell; default 10 */
+	int noise;                     /* 1: discrete Laplace with |epsilon|; 0: none */
+	double epsilon;
+	unsigned round_to;             /* round counts to a multiple; 1 = not rounded */
+	unsigned max_cells_per_person; /* default 1 */
+	int has_budget;                /* 0: no budget ledger for this purpose */
+	double budget_epsilon;
+	enum policy_period budget_per;
+	enum policy_ident identifiers; /* default NEVER */
+	int partial_ok;                /* on_node_failure: 0 fail (default), 1 partial */
+};
+
+/* One field a request uses: "uwv/ww-uitkeringen" . "end_reason". */
+struct policy_field {
+	const char *dataset;
+	const char *field;
+	enum policy_gen gen; /* NONE: let the policy decide */
+};
+
+struct policy_request {
+	const char *requester; /* member id of the caller, from its certificate */
+	const char *purpose;
+	enum policy_op operation;
+	const char *const *datasets;
+	size_t ndatasets;
+	const struct policy_field *fields;
+	size_t nfields;
+	enum policy_ident identifiers; /* what the caller wants back; NEVER if none */
+	int64_t time;                  /* unix seconds; the caller reads the clock */
+};
+
+struct policy_decision {
+	int permit;
+	enum policy_reason reason;
+	char rule[POLICY_RULE_MAX];       /* the deciding grant or forbid; "" if none */
+	char message[POLICY_TEXT_MAX];    /* one sentence naming what is missing */
+	unsigned napplied;                /* grants that applied (strictest won) */
+	struct policy_output out;         /* valid when permit */
+	enum policy_gen gen[POLICY_MAX_FIELDS]; /* per request field, when permit */
+	char nearest[POLICY_RULE_MAX];    /* deny: the grant closest to the request */
+	char missing[POLICY_TEXT_MAX];    /* deny: everything that grant lacks */
+	char policy_hash[POLICY_HASH_HEX + 1];
+};
+
+/* The dataset catalog (docs/policy.md, "Dataset catalog"). */
+struct policy_catalog;
+
+/* What a set is validated against; every member may be NULL/0. */
+struct policy_refs {
+	const char *const *members;         /* known member ids */
+	size_t nmembers;                    /* 0: organisations are not checked */
+	const struct policy_catalog *catalog; /* NULL: datasets are not checked */
+	const unsigned char *signing_key;   /* 32-byte Ed25519 key: every file needs FILE.sig */
+	int64_t now;                        /* unix seconds for expiry warnings; 0: none */
+};
+
+struct policy_set;
+
+/*
+ * Reads, verifies (when refs->signing_key is set), parses and validates
+ * |files| as one set. Returns 0 with the set in |*out| (warnings may be in
+ * |d|), or -1 with every problem in |d| as "file:line:col: ..." and |*out|
+ * NULL. The caller owns the set. The bytes are read once, so what is
+ * verified is what is parsed.
+ */
+int policy_set_load(const char *const *files, size_t nfiles, const struct policy_refs *refs,
+		    struct policy_set **out, struct diag *d);
+/* As policy_set_load() for one file held in memory; |name| is used in messages. */
+int policy_set_load_mem(const char *name, const unsigned char *buf, size_t len,
+			const struct policy_refs *refs, struct policy_set **out, struct diag *d);
+void policy_set_free(struct policy_set *s);
+/* Lower-hex SHA-256 of the files' bytes concatenated in load order. */
+const char *policy_set_hash(const struct policy_set *s);
+
+/*
+ * Decides |req| against |s|: default deny, a matching forbid overrides every
+ * grant, and where several grants apply the strictest output controls win.
+ * Fills |*out| completely. Returns 0 (read out->permit), or -1 if an argument
+ * is NULL. Pure: no I/O, no allocation, no clock, no shared state.
+ */
+int policy_decide(const struct policy_set *s, const struct policy_request *req,
+		  struct policy_decision *out);
+
+/* Stable lower-case names ("field_not_granted"), for logs and test files. */
+const char *policy_reason_name(enum policy_reason r);
+int policy_reason_parse(const char *name, enum policy_reason *out);
+const char *policy_op_name(enum policy_op op);
+int policy_op_parse(const char *name, enum policy_op *out);
+const char *policy_gen_name(enum policy_gen g);
+int policy_gen_parse(const char *name, enum policy_gen *out);
+const char *policy_ident_name(enum policy_ident i);
+int policy_ident_parse(const char *name, enum policy_ident *out);
+const char *policy_period_name(enum policy_period p);
+
+/* Parses "YYYY-MM-DD" (a real calendar date) to unix seconds at 00:00 UTC. */
+int policy_parse_date(const char *s, int64_t *out);
+
+/* Loads a dataset catalog; 0, or -1 with every problem in |d|. */
+int policy_catalog_load(const char *path, struct policy_catalog **out, struct diag *d);
+int policy_catalog_load_mem(const char *name, const unsigned char *buf, size_t len,
+			    struct policy_catalog **out, struct diag *d);
+void policy_catalog_free(struct policy_catalog *c);
+
+/*
+ * Signatures: Ed25519 (libsodium), detached, over the file's exact bytes.
+ * Keys and signatures are one line of lower-case hex (docs/policy.md).
+ * Each returns 0, or -1 with one sentence in |err|.
+ */
+/* Writes PREFIX.sec (mode 0600) and PREFIX.pub; refuses to overwrite either. */
+int policy_keygen(const char *prefix, char *err, size_t errlen);
+/* Signs |file| with the secret key file |keyfile|, writing FILE.sig. Refuses
+ * a key file that group or others may read or write. */
+int policy_sign_file(const char *file, const char *keyfile, char *err, size_t errlen);
+/* Reads a public key file into |pub|. */
+int policy_read_pub(const char *pubfile, unsigned char pub[32], char *err, size_t errlen);
+/* Checks FILE.sig against |file|'s bytes; -1 when missing, malformed or bad. */
+int policy_verify_file(const char *file, const unsigned char pub[32], char *err, size_t errlen);
+/* The same over bytes already in memory, with the signature file |sigfile|. */
+int policy_verify_mem(const unsigned char *buf, size_t len, const char *sigfile,
+		      const unsigned char pub[32], char *err, size_t errlen);
+
+/* The command-line tools: `noordpoort policy ...` (argv[0] = "policy") and
+ * `noordpoort keygen --sign --out PREFIX` (argv[0] = "keygen"). Exit status. */
+int policy_cli(int argc, char **argv);
+int policy_keygen_cli(int argc, char **argv);
+
+#endif

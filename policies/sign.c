@@ -1,0 +1,291 @@
+/*
+ * Ed25519 signatures on policy files (libsodium, detached, over the exact
+ * bytes), so a gateway can refuse a policy its privacy officer did not sign.
+ * Secret keys live only in sodium_malloc memory and are wiped when freed.
+ */
+#include "policy.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#define MAX_SIGNED_BYTES (64u << 20)
+#define SK_HEX (crypto_sign_SECRETKEYBYTES * 2)
+#define PK_HEX (crypto_sign_PUBLICKEYBYTES * 2)
+#define SIG_HEX (crypto_sign_BYTES * 2)
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+/* Reads at most |max| bytes of |path|; more is an error. Caller frees. */
+static int slurp(const char *path, size_t max, unsigned char **out, size_t *len,
+		 char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "rb");
+	unsigned char *b = NULL, *nb;
+	size_t n = 0, cap = 0, r;
+
+	*out = NULL;
+	if (!f)
+		return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+	do {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 4096;
+			if (cap > max + 1)
+				cap = max + 1;
+			if (n == cap || !(nb = realloc(b, cap))) {
+				fclose(f);
+				free(b);
+				return fail(err, errlen, "%s: %s", path, n == cap ? "too large" : "out of memory");
+			}
+			b = nb;
+		}
+		r = fread(b + n, 1, cap - n, f);
+		n += r;
+	} while (r > 0);
+	if (ferror(f) || n > max) {
+		fclose(f);
+		free(b);
+		return fail(err, errlen, "%s: %s", path, n > max ? "too large" : "read error");
+	}
+	fclose(f);
+	*out = b;
+	*len = n;
+	return 0;
+}
+
+/* One line of exactly |binlen| bytes in hex, with an optional newline. */
+static int unhex(const char *hex, size_t hexlen, unsigned char *bin, size_t binlen)
+{
+	size_t got;
+
+	while (hexlen && (hex[hexlen - 1] == '\n' || hex[hexlen - 1] == '\r'))
+		hexlen--;
+	if (hexlen != binlen * 2)
+		return -1;
+	return sodium_hex2bin(bin, binlen, hex, hexlen, NULL, &got, NULL) == 0 && got == binlen ? 0 : -1;
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t w = write(fd, buf, len);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		buf += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+int policy_keygen(const char *prefix, char *err, size_t errlen)
+{
+	unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+	unsigned char *sk = NULL;
+	char *skhex = NULL;
+	char pkhex[PK_HEX + 2];
+	char sec[4096], pub[4096];
+	int fd = -1, rc = -1, made_sec = 0;
+
+	if (sodium_init() < 0)
+		return fail(err, errlen, "libsodium could not start");
+	if ((size_t)snprintf(sec, sizeof(sec), "%s.sec", prefix) >= sizeof(sec) ||
+	    (size_t)snprintf(pub, sizeof(pub), "%s.pub", prefix) >= sizeof(pub))
+		return fail(err, errlen, "%s: name too long", prefix);
+	if (access(pub, F_OK) == 0)
+		return fail(err, errlen, "%s already exists; refusing to overwrite a key", pub);
+	sk = sodium_malloc(crypto_sign_SECRETKEYBYTES);
+	skhex = sodium_malloc(SK_HEX + 2);
+	if (!sk || !skhex) {
+		fail(err, errlen, "out of memory");
+		goto out;
+	}
+	crypto_sign_keypair(pk, sk);
+	sodium_bin2hex(skhex, SK_HEX + 1, sk, crypto_sign_SECRETKEYBYTES);
+	skhex[SK_HEX] = '\n';
+	sodium_bin2hex(pkhex, PK_HEX + 1, pk, sizeof(pk));
+	pkhex[PK_HEX] = '\n';
+	/* O_EXCL: an existing key is never replaced; 0600 whatever the umask. */
+	fd = open(sec, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		fail(err, errlen, errno == EEXIST ? "%s already exists; refusing to overwrite a key"
+			      : "%s: cannot create", sec);
+		goto out;
+	}
+	made_sec = 1;
+	if (fchmod(fd, 0600) < 0 || write_all(fd, skhex, SK_HEX + 1) < 0 || fsync(fd) < 0) {
+		fail(err, errlen, "%s: cannot write: %s", sec, strerror(errno));
+		goto out;
+	}
+	close(fd);
+	fd = open(pub, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0 || write_all(fd, pkhex, PK_HEX + 1) < 0) {
+		fail(err, errlen, "%s: cannot create: %s", pub, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (rc < 0 && made_sec)
+		unlink(sec);
+	sodium_free(skhex);
+	sodium_free(sk);
+	return rc;
+}
+
+/* Reads a secret key file into |sk| (sodium_malloc'd by the caller). */
+static int read_secret(const char *keyfile, unsigned char *sk, char *err, size_t errlen)
+{
+	char *hex = sodium_malloc(SK_HEX + 8);
+	struct stat st;
+	ssize_t n = 0, r;
+	int fd, rc = -1;
+
+	if (!hex)
+		return fail(err, errlen, "out of memory");
+	fd = open(keyfile, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fail(err, errlen, "%s: cannot open: %s", keyfile, strerror(errno));
+		goto out;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		fail(err, errlen, "%s: not a regular file", keyfile);
+		goto out;
+	}
+	/* Like relayd's check_file_secrecy: a key others can read is no secret. */
+	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+		fail(err, errlen, "%s: refusing a secret key that group or others may access (mode %04o); "
+		     "run: chmod 600 %s", keyfile, (unsigned)(st.st_mode & 07777), keyfile);
+		goto out;
+	}
+	while ((r = read(fd, hex + n, (size_t)(SK_HEX + 8 - n))) > 0)
+		n += r;
+	if (r < 0 || unhex(hex, (size_t)n, sk, crypto_sign_SECRETKEYBYTES) < 0) {
+		fail(err, errlen, "%s: not a secret key (expected one line of %d hex digits)", keyfile, SK_HEX);
+		goto out;
+	}
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	sodium_free(hex);
+	return rc;
+}
+
+int policy_sign_file(const char *file, const char *keyfile, char *err, size_t errlen)
+{
+	unsigned char sig[crypto_sign_BYTES];
+	char sighex[SIG_HEX + 2], sigpath[4096], tmp[4112];
+	unsigned char *sk = NULL, *buf = NULL;
+	size_t len;
+	int fd = -1, rc = -1;
+
+	if (sodium_init() < 0)
+		return fail(err, errlen, "libsodium could not start");
+	if ((size_t)snprintf(sigpath, sizeof(sigpath), "%s.sig", file) >= sizeof(sigpath))
+		return fail(err, errlen, "%s: name too long", file);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", sigpath);
+	if (!(sk = sodium_malloc(crypto_sign_SECRETKEYBYTES)))
+		return fail(err, errlen, "out of memory");
+	if (read_secret(keyfile, sk, err, errlen) < 0 ||
+	    slurp(file, MAX_SIGNED_BYTES, &buf, &len, err, errlen) < 0)
+		goto out;
+	sodium_mprotect_readonly(sk);
+	crypto_sign_detached(sig, NULL, buf, len, sk);
+	sodium_bin2hex(sighex, SIG_HEX + 1, sig, sizeof(sig));
+	sighex[SIG_HEX] = '\n';
+	/* Written aside and renamed, so a reader never sees half a signature. */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || write_all(fd, sighex, SIG_HEX + 1) < 0 || fsync(fd) < 0 ||
+	    close(fd) < 0 || rename(tmp, sigpath) < 0) {
+		fail(err, errlen, "%s: cannot write: %s", sigpath, strerror(errno));
+		if (fd >= 0)
+			unlink(tmp);
+		fd = -1;
+		goto out;
+	}
+	fd = -1;
+	rc = 0;
+out:
+	free(buf);
+	sodium_free(sk);
+	return rc;
+}
+
+int policy_read_pub(const char *pubfile, unsigned char pub[32], char *err, size_t errlen)
+{
+	unsigned char *buf;
+	size_t len;
+	int rc;
+
+	if (slurp(pubfile, 4096, &buf, &len, err, errlen) < 0)
+		return -1;
+	rc = unhex((const char *)buf, len, pub, crypto_sign_PUBLICKEYBYTES);
+	free(buf);
+	if (rc < 0)
+		return fail(err, errlen, "%s: not a public key (expected one line of %d hex digits)",
+			    pubfile, PK_HEX);
+	return 0;
+}
+
+int policy_verify_mem(const unsigned char *buf, size_t len, const char *sigfile,
+		      const unsigned char pub[32], char *err, size_t errlen)
+{
+	unsigned char sig[crypto_sign_BYTES];
+	unsigned char *text;
+	size_t tlen;
+	int rc;
+
+	if (sodium_init() < 0)
+		return fail(err, errlen, "libsodium could not start");
+	if (access(sigfile, F_OK) < 0)
+		return fail(err, errlen, "%s is missing: the file is not signed", sigfile);
+	if (slurp(sigfile, SIG_HEX + 2, &text, &tlen, err, errlen) < 0)
+		return -1;
+	rc = unhex((const char *)text, tlen, sig, sizeof(sig));
+	free(text);
+	if (rc < 0)
+		return fail(err, errlen, "%s: not a signature (expected one line of %d hex digits)",
+			    sigfile, SIG_HEX);
+	if (crypto_sign_verify_detached(sig, buf, len, pub) != 0)
+		return fail(err, errlen, "bad signature in %s: the file was changed after signing, "
+			    "or signed with another key", sigfile);
+	return 0;
+}
+
+int policy_verify_file(const char *file, const unsigned char pub[32], char *err, size_t errlen)
+{
+	char sigpath[4096];
+	unsigned char *buf;
+	size_t len;
+	int rc;
+
+	if ((size_t)snprintf(sigpath, sizeof(sigpath), "%s.sig", file) >= sizeof(sigpath))
+		return fail(err, errlen, "%s: name too long", file);
+	if (slurp(file, MAX_SIGNED_BYTES, &buf, &len, err, errlen) < 0)
+		return -1;
+	rc = policy_verify_mem(buf, len, sigpath, pub, err, errlen);
+	free(buf);
+	return rc;
+}

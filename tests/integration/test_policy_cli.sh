@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# tests/integration/test_policy_cli.sh -- the policy tools as a privacy
+# officer runs them: `noordpoort policy check|test|explain|diff|sign|verify`
+# and `noordpoort keygen --sign`, on the shipped examples and on broken
+# copies of them. One line per check, "ok - name" or "not ok - name" (with
+# "#" diagnostics); exit status 1 if any check failed.
+set -u
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
+bin=${NOORDPOORT_BIN:-build/asan/noordpoort}
+case $bin in /*) ;; *) bin=$root/$bin ;; esac
+ex=$root/policies/examples
+members=$root/examples/single/members.yaml
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/noordpoort-test-policy.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+out=$tmp/out
+export NOORDPOORT_NOW=2025-06-01
+
+failed=0
+pass() { echo "ok - $1"; }
+fail() { # name [diagnostic...]
+	echo "not ok - $1"
+	shift
+	local line
+	for line in "$@"; do printf '%s\n' "$line" | sed 's/^/#   /'; done
+	failed=1
+}
+# expect NAME STATUS PATTERN CMD...: CMD exits with STATUS and its output
+# (stdout and stderr) matches the extended regular expression PATTERN.
+expect() {
+	local name=$1 want=$2 pattern=$3 rc
+	shift 3
+	"$@" >"$out" 2>&1
+	rc=$?
+	if [ "$rc" -ne "$want" ]; then
+		fail "$name" "exit status $rc, expected $want" "$(cat "$out")"
+	elif ! grep -Eq -- "$pattern" "$out"; then
+		fail "$name" "output does not match: $pattern" "$(cat "$out")"
+	else
+		pass "$name"
+	fi
+}
+
+if [ ! -x "$bin" ]; then
+	fail "policy cli: $bin is built" "build it first (make build/asan/noordpoort)"
+	exit 1
+fi
+
+# --- check ---
+expect "check: the shipped examples pass (catalog.yaml and tests in the glob)" 0 '^ok: 3 files, 3 purposes' \
+	"$bin" policy check --members "$members" "$ex"/*.yaml
+expect "check: with an explicit catalog" 0 'sha256 [0-9a-f]{64}' \
+	"$bin" policy check --members "$members" --catalog "$ex/catalog.yaml" "$ex/jtf-monitoring.yaml"
+
+sed -e 's/min_cell: 10 /min_cell: 3 /' -e 's/provincie-drenthe\]/provincie-drenthe, gemeente-assen]/' \
+	-e 's/      until: 2027-12-31 .*/      until: 2023-12-31/' -e 's/ *legal_basis:$/    legal_base:/' \
+	-e 's/            end_date: quarter/            end_date: week/' \
+	"$ex/jtf-monitoring.yaml" >"$tmp/broken.yaml"
+"$bin" policy check --members "$members" --catalog "$ex/catalog.yaml" "$tmp/broken.yaml" >"$out" 2>&1
+rc=$?
+if [ "$rc" -eq 1 ] &&
+	grep -q "broken.yaml:[0-9]*:[0-9]*: error: grant 'jtf-gezamenlijke-monitor'.min_cell: 3 is below 5" "$out" &&
+	grep -q "broken.yaml:[0-9]*:[0-9]*: error: grant 'jtf-gezamenlijke-monitor'.requesters: 'gemeente-assen' is not a member" "$out" &&
+	grep -q "broken.yaml:[0-9]*:[0-9]*: error: purposes\[0\]: unknown key 'legal_base'" "$out" &&
+	grep -q "missing required key 'legal_basis'" "$out" &&
+	grep -q "until 2023-12-31 is before from 2024-01-01" "$out" &&
+	grep -q "unknown generalisation 'week'" "$out"; then
+	pass "check: every problem with file:line:col, exit 1"
+else
+	fail "check: every problem with file:line:col, exit 1" "exit status $rc" "$(cat "$out")"
+fi
+expect "check: acknowledged min_cell below 5 passes" 0 '^ok' bash -c "
+	sed 's/min_cell: 5/min_cell: 3\n        acknowledge: [{risk: min_cell_below_5, reason: interne kwaliteitscontrole}]/' \
+		'$ex/jtf-monitoring.yaml' >'$tmp/ack.yaml' && '$bin' policy check '$tmp/ack.yaml'"
+expect "check: a purpose expiring within 30 days is a warning" 0 'warning: purpose .hnld-kv-monitoring. expires on 2026-12-31, within 30 days' \
+	env NOORDPOORT_NOW=2026-12-15 "$bin" policy check "$ex/hnld-kv-monitoring.yaml"
+expect "check: epsilon 0 is refused" 1 'epsilon: must be greater than 0' bash -c "
+	sed 's/epsilon: 0.5}/epsilon: 0}/' '$ex/hnld-kv-monitoring.yaml' >'$tmp/eps.yaml' && '$bin' policy check '$tmp/eps.yaml'"
+expect "check: no files is a usage error" 2 'no policy files given' "$bin" policy check
+expect "check: --help" 0 'Usage: noordpoort policy check' "$bin" policy check --help
+
+# --- test ---
+expect "test: the shipped policy tests all pass" 0 '^[0-9]+ passed, 0 failed$' \
+	"$bin" policy test "$ex"/*.test.yaml
+cat >"$tmp/wrong.test.yaml" <<EOF
+policies: [$ex/mobiliteitsteam-lookup.yaml]
+cases:
+  - name: expects a permit that is a deny
+    request: {as: gemeente-emmen, purpose: mobiliteit-scholingscheck, operation: lookup,
+              at: 2025-10-01, fields: [opleidingsfonds-zorg/inschrijvingen.sector]}
+    expect: {decision: permit}
+  - name: right
+    request: {as: gemeente-emmen, purpose: mobiliteit-scholingscheck, operation: lookup,
+              at: 2025-10-01, fields: [opleidingsfonds-zorg/inschrijvingen.programme]}
+    expect: {decision: permit, rule: mobiliteitsteam-inschrijving}
+EOF
+"$bin" policy test "$tmp/wrong.test.yaml" >"$out" 2>&1
+rc=$?
+if [ "$rc" -eq 1 ] && grep -q '^not ok - .*expects a permit that is a deny' "$out" &&
+	grep -q "^#   expected permit; got deny (field_not_granted)" "$out" &&
+	grep -q '^1 passed, 1 failed$' "$out"; then
+	pass "test: a failing case shows the actual decision and reason, exit 1"
+else
+	fail "test: a failing case shows the actual decision and reason, exit 1" "exit status $rc" "$(cat "$out")"
+fi
+expect "test: --policies overrides the file's list" 1 '^0 passed, 2 failed$' \
+	"$bin" policy test --policies "$ex/jtf-monitoring.yaml" "$tmp/wrong.test.yaml"
+
+# --- explain ---
+cat >"$tmp/deny.json" <<'EOF'
+{"operation": "linked_aggregate",
+ "datasets": ["opleidingsfonds-zorg/inschrijvingen", "uwv/ww-uitkeringen"],
+ "fields": ["opleidingsfonds-zorg/inschrijvingen.birth_date as birth_year",
+            "uwv/ww-uitkeringen.end_reason"]}
+EOF
+"$bin" policy explain --as arbeidsmarkttafel --purpose hnld-kv-monitoring --at 2025-06-01 \
+	--policies "$ex/hnld-kv-monitoring.yaml" "$tmp/deny.json" >"$out" 2>&1
+rc=$?
+if [ "$rc" -eq 1 ] && grep -q '^Decision: DENY (generalisation_too_fine)' "$out" &&
+	grep -q "^Nearest grant: 'amt-programmamonitor'" "$out" &&
+	grep -q "only as age_band_10 or coarser, not as birth_year" "$out"; then
+	pass "explain: a deny names the nearest grant and what it lacks"
+else
+	fail "explain: a deny names the nearest grant and what it lacks" "exit status $rc" "$(cat "$out")"
+fi
+sed 's/ as birth_year//' "$tmp/deny.json" >"$tmp/permit.json"
+expect "explain: a permit shows the rule and output controls" 0 'noise: discrete Laplace, epsilon 0.5' \
+	"$bin" policy explain --as arbeidsmarkttafel --purpose hnld-kv-monitoring \
+	--policies "$ex/hnld-kv-monitoring.yaml" "$ex/jtf-monitoring.yaml" "$tmp/permit.json"
+expect "explain: a forbid is named" 1 "Deciding rule: forbid 'uwv-ww-nooit-per-persoon'" bash -c "
+	sed 's/linked_aggregate/lookup/' '$tmp/permit.json' >'$tmp/lookup.json' &&
+	'$bin' policy explain --as arbeidsmarkttafel --purpose hnld-kv-monitoring --policies '$ex/hnld-kv-monitoring.yaml' '$tmp/lookup.json'"
+expect "explain: missing --as is a usage error" 2 '--as ORG and --purpose P are required' \
+	"$bin" policy explain --purpose x --policies "$ex/hnld-kv-monitoring.yaml" "$tmp/deny.json"
+
+# --- diff ---
+sed -e 's/requesters: \[arbeidsmarkttafel\]/requesters: [arbeidsmarkttafel, provincie-groningen]/' \
+	-e 's/epsilon: 0.5}/epsilon: 1.0}/' -e 's/min_cell: 10/min_cell: 20/' \
+	"$ex/hnld-kv-monitoring.yaml" >"$tmp/new.yaml"
+"$bin" policy diff "$ex/hnld-kv-monitoring.yaml" "$tmp/new.yaml" >"$out" 2>&1
+rc=$?
+loose=$(grep -n 'Newly allowed' "$out" | cut -d: -f1)
+tight=$(grep -n 'Newly forbidden or tightened' "$out" | cut -d: -f1)
+if [ "$rc" -eq 1 ] && [ -n "$loose" ] && [ -n "$tight" ] && [ "$loose" -lt "$tight" ] &&
+	grep -q "provincie-groningen is a new requester" "$out" &&
+	grep -q "epsilon raised from 0.5 to 1" "$out" &&
+	grep -q "min_cell raised from 10 to 20" "$out"; then
+	pass "diff: loosenings first, then tightenings, exit 1"
+else
+	fail "diff: loosenings first, then tightenings, exit 1" "exit status $rc" "$(cat "$out")"
+fi
+expect "diff: identical files, exit 0" 0 'No change in what is allowed' \
+	"$bin" policy diff "$ex/hnld-kv-monitoring.yaml" "$ex/hnld-kv-monitoring.yaml"
+expect "diff: one file is a usage error" 2 'exactly two files' "$bin" policy diff "$ex/hnld-kv-monitoring.yaml"
+
+# --- keygen, sign, verify ---
+expect "keygen: writes a key pair" 0 'wrote .*officer.sec' "$bin" keygen --sign --out "$tmp/officer"
+if [ "$(stat -c %a "$tmp/officer.sec")" = 600 ]; then
+	pass "keygen: the secret key has mode 0600"
+else
+	fail "keygen: the secret key has mode 0600" "$(stat -c %a "$tmp/officer.sec")"
+fi
+expect "keygen: refuses to overwrite" 1 'refusing to overwrite' "$bin" keygen --sign --out "$tmp/officer"
+cp "$ex/mobiliteitsteam-lookup.yaml" "$tmp/signed.yaml"
+expect "verify: an unsigned file is refused" 1 'is missing: the file is not signed' \
+	"$bin" policy verify --pub "$tmp/officer.pub" "$tmp/signed.yaml"
+expect "sign: writes FILE.sig" 0 'signed .*signed.yaml' "$bin" policy sign --key "$tmp/officer.sec" "$tmp/signed.yaml"
+expect "verify: a good signature" 0 'good signature' "$bin" policy verify --pub "$tmp/officer.pub" "$tmp/signed.yaml"
+"$bin" keygen --sign --out "$tmp/other" >/dev/null 2>&1
+expect "verify: another key is refused" 1 'BAD: bad signature' \
+	"$bin" policy verify --pub "$tmp/other.pub" "$tmp/signed.yaml"
+sed -i 's/identifiers: pseudonym/identifiers: bsn      /' "$tmp/signed.yaml"
+expect "verify: a tampered file is refused" 1 'changed after signing' \
+	"$bin" policy verify --pub "$tmp/officer.pub" "$tmp/signed.yaml"
+chmod 0644 "$tmp/officer.sec"
+expect "sign: a secret key readable by others is refused" 1 'group or others may access' \
+	"$bin" policy sign --key "$tmp/officer.sec" "$tmp/signed.yaml"
+expect "sign: missing --key is a usage error" 2 '--key FILE is required' "$bin" policy sign "$tmp/signed.yaml"
+expect "policy: unknown command is a usage error" 2 "unknown command 'frob'" "$bin" policy frob
+
+exit $failed
