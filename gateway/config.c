@@ -284,34 +284,20 @@ static int parse_config_roles(struct ydoc *y, yaml_node_t *n, struct gw_config *
 
 static int parse_policies(struct ydoc *y, yaml_node_t *n, struct gw_config *c)
 {
-	struct ykey k[] = {
-		{ "files", 1, NULL }, { "require_signed", 0, NULL }, { "signing_key", 0, NULL },
-	};
-	int bad = ydoc_map(y, n, "policies", k, 3) < 0;
 	yaml_node_item_t *it;
+	int bad = 0;
 
-	if (k[0].value && k[0].value->type != YAML_SEQUENCE_NODE) {
-		ydoc_error(y, k[0].value, "policies.files: expected a list of files");
-		bad = 1;
-	} else if (k[0].value) {
-		yaml_node_t *seq = k[0].value;
-		for (it = seq->data.sequence.items.start; it < seq->data.sequence.items.top; it++) {
-			if (c->policies.nfiles == GW_MAX_POLICY_FILES) {
-				ydoc_error(y, seq, "policies.files: at most %d files", GW_MAX_POLICY_FILES);
-				bad = 1;
-				break;
-			}
-			bad |= parse_path(y, ydoc_item(y, *it), "policies.files", c->path,
-					  &c->policies.files[c->policies.nfiles++], 1) < 0;
-		}
+	if (n->type != YAML_SEQUENCE_NODE) {
+		ydoc_error(y, n, "policies: expected a list of policy files");
+		return -1;
 	}
-	if (k[1].value)
-		bad |= ydoc_bool(y, k[1].value, "policies.require_signed", &c->policies.require_signed) < 0;
-	if (k[2].value)
-		bad |= parse_path(y, k[2].value, "policies.signing_key", c->path, &c->policies.signing_key, 1) < 0;
-	if (c->policies.require_signed && !k[2].value && n && n->type == YAML_MAPPING_NODE) {
-		ydoc_error(y, n, "policies: require_signed needs signing_key (the privacy officer's public key)");
-		bad = 1;
+	for (it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+		if (c->policies.nfiles == GW_MAX_POLICY_FILES) {
+			ydoc_error(y, n, "policies: at most %d files", GW_MAX_POLICY_FILES);
+			return -1;
+		}
+		bad |= parse_path(y, ydoc_item(y, *it), "policies", c->path,
+				  &c->policies.files[c->policies.nfiles++], 1) < 0;
 	}
 	return bad ? -1 : 0;
 }
@@ -452,8 +438,9 @@ static int parse_root(struct ydoc *y, struct gw_config *c)
 		{ "workers", 0, NULL }, { "limits", 0, NULL }, { "timeouts", 0, NULL },
 		{ "log", 0, NULL }, { "roles", 0, NULL }, { "catalog", 0, NULL },
 		{ "policies", 0, NULL }, { "node", 0, NULL }, { "audit", 0, NULL },
+		{ "require_signed_policies", 0, NULL }, { "policy_signing_key", 0, NULL },
 	};
-	int bad = ydoc_map(y, ydoc_root(y), "config", k, 12) < 0;
+	int bad = ydoc_map(y, ydoc_root(y), "config", k, 14) < 0;
 	yaml_node_t *n;
 
 	if ((n = k[0].value)) {
@@ -505,8 +492,17 @@ static int parse_root(struct ydoc *y, struct gw_config *c)
 		bad |= parse_node(y, k[10].value, c) < 0;
 	if (k[11].value)
 		bad |= parse_audit(y, k[11].value, c) < 0;
+	if (k[12].value)
+		bad |= ydoc_bool(y, k[12].value, "require_signed_policies", &c->policies.require_signed) < 0;
+	if (k[13].value)
+		bad |= parse_path(y, k[13].value, "policy_signing_key", c->path, &c->policies.signing_key, 1) < 0;
 	if (bad)
 		return -1;
+	if (c->policies.require_signed && !c->policies.signing_key) {
+		ydoc_error(y, k[12].value, "require_signed_policies: needs 'policy_signing_key' "
+			   "(the privacy officer's public key)");
+		bad = 1;
+	}
 	/* What a role needs, said once here rather than failing later. */
 	if ((c->roles & GW_CFG_NODE) && !k[10].value) {
 		ydoc_error(y, k[7].value, "roles: a node needs a 'node' section (its datasets and key)");

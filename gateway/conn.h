@@ -18,11 +18,16 @@
 #include "metrics.h"
 #include "routes.h"
 #include "tls.h"
+#include "audit.h"
+#include "node.h"
+#include "../policies/policy.h"
 
 /* What a reload replaces, as one unit: all files load, or none is used. */
 struct gw_state {
 	SSL_CTX *ctx;
 	struct gw_members *members;
+	struct policy_catalog *catalog; /* NULL without 'catalog' */
+	struct policy_set *policies;    /* NULL without 'policies' */
 	uint64_t gen;
 	struct gw_state *next_retired;
 };
@@ -104,6 +109,7 @@ struct gw_worker {
 	nghttp2_option *opt;
 	struct gw_metrics metrics;
 	struct gw_log log;
+	struct gw_node_worker *node; /* NULL without the node role */
 	unsigned char rbuf[16384];
 };
 
@@ -117,6 +123,8 @@ struct gw_server {
 	struct gw_metrics_global global;
 	struct gw_state *retired;
 	int log_fd;
+	struct gw_node *node;   /* NULL without the node role */
+	struct audit_log *audit; /* NULL without an audit log */
 };
 
 /* h2.c */

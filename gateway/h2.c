@@ -59,8 +59,8 @@ static ssize_t read_body(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t l
 /* Queues |s->resp| and records it in the metrics and the log. */
 static void respond(struct gw_conn *c, struct gw_stream *s)
 {
-	char status[4], length[24];
-	nghttp2_nv nv[4];
+	char status[4], length[24], retry[16];
+	nghttp2_nv nv[5];
 	size_t n = 0;
 	nghttp2_data_provider prd;
 	uint64_t dur = gw_now_us() - s->start_us;
@@ -75,6 +75,10 @@ static void respond(struct gw_conn *c, struct gw_stream *s)
 	NV("content-length", length);
 	if (s->resp.allow)
 		NV("allow", s->resp.allow);
+	if (s->resp.retry_after) {
+		snprintf(retry, sizeof(retry), "%u", s->resp.retry_after);
+		NV("retry-after", retry);
+	}
 #undef NV
 	s->responded = 1;
 	prd.source.ptr = s;
@@ -112,10 +116,14 @@ static void dispatch(struct gw_conn *c, struct gw_stream *s)
 	struct gw_worker *w = c->w;
 	struct gw_env env = {
 		.members = w->state->members,
+		.policies = w->state->policies,
+		.catalog = w->state->catalog,
 		.metrics = &w->metrics,
 		.all_metrics = w->srv->metrics,
 		.nworkers = w->srv->nworkers,
 		.global = &w->srv->global,
+		.node_worker = w->node,
+		.audit = w->srv->audit,
 	};
 	struct gw_request req = {
 		.method = s->method,

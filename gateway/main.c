@@ -53,7 +53,8 @@ static const char usage_serve[] =
 static const char usage_check[] =
 	"Usage: noordpoort check-config -c FILE\n"
 	"\n"
-	"Validates the config FILE and the members file it names. Prints every\n"
+	"Validates the config FILE and everything it names: TLS files, members,\n"
+	"catalog, policies (and their signatures when required). Prints every\n"
 	"problem as file:line:col: message. Exit status 0 when valid, 1 when not.\n"
 	"\n"
 	"Options:\n"
@@ -105,7 +106,8 @@ static int cmd_check_config(int argc, char **argv)
 
 	if (rc)
 		return rc == 1 ? 0 : rc;
-	if (gw_config_load(path, &cfg, &d) == 0 && gw_members_load(cfg->members_file, &m, &d) == 0)
+	if (gw_config_load(path, &cfg, &d) == 0 && gw_server_check(cfg, &d) == 0 &&
+	    gw_members_load(cfg->members_file, &m, &d) == 0)
 		rc = 0;
 	else
 		rc = 1;

@@ -238,6 +238,11 @@ size_t gw_members_count(const struct gw_members *m)
 	return m->n;
 }
 
+const struct gw_member *gw_members_at(const struct gw_members *m, size_t i)
+{
+	return i < m->n ? &m->v[i] : NULL;
+}
+
 size_t gw_roles_json(unsigned roles, char *out, size_t outlen)
 {
 	size_t len = 0;

@@ -40,6 +40,8 @@ const struct gw_member *gw_members_by_oin(const struct gw_members *m,
 					  const char *oin, size_t len);
 const struct gw_member *gw_members_by_id(const struct gw_members *m, const char *id);
 size_t gw_members_count(const struct gw_members *m);
+/* The |i|-th member (0 <= i < count), in OIN order. */
+const struct gw_member *gw_members_at(const struct gw_members *m, size_t i);
 
 /* Writes the JSON array of role names of |roles| into |out|; returns its length. */
 size_t gw_roles_json(unsigned roles, char *out, size_t outlen);

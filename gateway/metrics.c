@@ -92,7 +92,8 @@ static uint64_t sum(struct gw_metrics *const *w, size_t n, size_t offset)
 #define SUM(field) sum(workers, n, offsetof(struct gw_metrics, field))
 
 int gw_metrics_render(struct gw_metrics *const *workers, size_t n,
-		      const struct gw_metrics_global *g, char **out, size_t *outlen)
+		      const struct gw_metrics_global *g, const char *policy_hash,
+		      char **out, size_t *outlen)
 {
 	struct sbuf b = { malloc(8192), 0, 8192, 0 };
 	uint64_t cum = 0;
@@ -164,6 +165,14 @@ int gw_metrics_render(struct gw_metrics *const *workers, size_t n,
 		"noordpoort_reloads_total{result=\"failed\"} %llu\n",
 	    (unsigned long long)atomic_load(&g->reload_ok),
 	    (unsigned long long)atomic_load(&g->reload_failed));
+	put(&b, "# HELP noordpoort_policy_reload_failures_total Reloads refused because a policy file was broken, unsigned or badly signed.\n"
+		"# TYPE noordpoort_policy_reload_failures_total counter\n"
+		"noordpoort_policy_reload_failures_total %llu\n",
+	    (unsigned long long)atomic_load(&g->policy_reload_failed));
+	if (policy_hash)
+		put(&b, "# HELP noordpoort_policy_set_info The policy set in force (SHA-256 of its files).\n"
+			"# TYPE noordpoort_policy_set_info gauge\n"
+			"noordpoort_policy_set_info{sha256=\"%s\"} 1\n", policy_hash);
 	if (b.oom) {
 		free(b.p);
 		return -1;

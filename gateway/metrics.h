@@ -50,7 +50,7 @@ struct gw_metrics {
 struct gw_metrics_global {
 	gw_counter reload_ok;
 	gw_counter reload_failed;
-	char policy_hash[65]; /* reserved for the policy set; "" until then */
+	gw_counter policy_reload_failed; /* reloads that failed on a policy file */
 };
 
 static inline void gw_count(gw_counter *c, uint64_t n)
@@ -73,6 +73,7 @@ void gw_metrics_request(struct gw_metrics *m, enum gw_route r, int status,
  * Returns 0 with |*out|/|*outlen| set (caller frees), or -1 on out of memory.
  */
 int gw_metrics_render(struct gw_metrics *const *workers, size_t n,
-		      const struct gw_metrics_global *g, char **out, size_t *outlen);
+		      const struct gw_metrics_global *g, const char *policy_hash,
+		      char **out, size_t *outlen);
 
 #endif

@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../policies/policy.h"
 #include "members.h"
+#include "node.h"
 #include "metrics.h"
 #include "tls.h"
 
@@ -30,6 +32,8 @@ static int h_whoami(const struct gw_env *, const struct gw_request *,
 		    const struct gw_member *, const cJSON *, struct gw_response *);
 static int h_not_yet(const struct gw_env *, const struct gw_request *,
 		     const struct gw_member *, const cJSON *, struct gw_response *);
+static int h_lookup(const struct gw_env *, const struct gw_request *,
+		    const struct gw_member *, const cJSON *, struct gw_response *);
 
 /* Indexed by enum gw_route. /healthz answers any verified certificate, so a
  * monitoring system needs no membership; everything else needs a member. */
@@ -37,7 +41,7 @@ static const struct route routes[GW_ROUTE__COUNT] = {
 	[GW_ROUTE_HEALTHZ] = { "/healthz", "GET", 0, h_healthz },
 	[GW_ROUTE_METRICS] = { "/metrics", "GET", 1, h_metrics },
 	[GW_ROUTE_WHOAMI] = { "/v1/whoami", "GET", 1, h_whoami },
-	[GW_ROUTE_LOOKUP] = { "/v1/lookup", "POST", 1, h_not_yet },
+	[GW_ROUTE_LOOKUP] = { "/v1/lookup", "POST", 1, h_lookup },
 	[GW_ROUTE_AGGREGATE] = { "/v1/aggregate", "POST", 1, h_not_yet },
 	[GW_ROUTE_SUBQUERY] = { "/v1/federation/subquery", "POST", 1, h_not_yet },
 	[GW_ROUTE_OTHER] = { "other", NULL, 0, NULL },
@@ -127,7 +131,8 @@ static int h_metrics(const struct gw_env *env, const struct gw_request *req,
 	size_t len;
 
 	(void)req, (void)m, (void)json;
-	if (gw_metrics_render(env->all_metrics, env->nworkers, env->global, &text, &len) < 0)
+	if (gw_metrics_render(env->all_metrics, env->nworkers, env->global,
+			      env->policies ? policy_set_hash(env->policies) : NULL, &text, &len) < 0)
 		return gw_error(resp, 500, "internal", "out of memory");
 	set_body(resp, 200, text, len);
 	resp->content_type = "text/plain; version=0.0.4";
@@ -137,22 +142,25 @@ static int h_metrics(const struct gw_env *env, const struct gw_request *req,
 static int h_whoami(const struct gw_env *env, const struct gw_request *req,
 		    const struct gw_member *m, const cJSON *json, struct gw_response *resp)
 {
-	char id[160], name[512], roles[64];
+	char id[160], name[512], roles[64], policy[96] = "";
 	char *b;
 	int n;
 
-	(void)env, (void)json;
+	(void)json;
 	if (json_escape(m->id, id, sizeof(id)) == (size_t)-1 ||
 	    json_escape(m->name, name, sizeof(name)) == (size_t)-1)
 		return gw_error(resp, 500, "internal", "member name too long");
 	gw_roles_json(m->roles, roles, sizeof(roles));
+	if (env->policies)
+		snprintf(policy, sizeof(policy), ",\"policy_set\":{\"sha256\":\"%s\"}",
+			 policy_set_hash(env->policies));
 	b = malloc(1024);
 	if (!b)
 		return gw_error(resp, 500, "internal", "out of memory");
 	n = snprintf(b, 1024,
 		     "{\"organisation\":{\"id\":\"%s\",\"name\":\"%s\",\"oin\":\"%s\",\"roles\":%s},"
-		     "\"certificate\":{\"fingerprint_sha256\":\"%s\",\"not_after\":\"%s\"}}",
-		     id, name, m->oin, roles, req->peer->fingerprint, req->peer->not_after);
+		     "\"certificate\":{\"fingerprint_sha256\":\"%s\",\"not_after\":\"%s\"}%s}",
+		     id, name, m->oin, roles, req->peer->fingerprint, req->peer->not_after, policy);
 	if (n < 0 || n >= 1024) {
 		free(b);
 		return gw_error(resp, 500, "internal", "answer too long");
@@ -166,6 +174,15 @@ static int h_not_yet(const struct gw_env *env, const struct gw_request *req,
 	(void)env, (void)req, (void)m, (void)json;
 	return gw_error(resp, 501, "not_implemented",
 			"this gateway has no data role configured for this route yet");
+}
+
+static int h_lookup(const struct gw_env *env, const struct gw_request *req,
+		    const struct gw_member *m, const cJSON *json, struct gw_response *resp)
+{
+	(void)req;
+	if (!env->node_worker)
+		return h_not_yet(env, req, m, json, resp);
+	return gw_node_lookup(env, m, json, resp);
 }
 
 int gw_handle(const struct gw_env *env, const struct gw_request *req,

@@ -29,12 +29,21 @@ struct gw_metrics;
 struct gw_metrics_global;
 
 /* What the engine needs from the server that runs it. */
+struct policy_set;
+struct policy_catalog;
+struct gw_node_worker;
+struct audit_log;
+
 struct gw_env {
 	const struct gw_members *members; /* the set in force for this request */
+	const struct policy_set *policies; /* NULL: no policies configured */
+	const struct policy_catalog *catalog;
 	struct gw_metrics *metrics;       /* this worker's */
 	struct gw_metrics *const *all_metrics;
 	size_t nworkers;
 	const struct gw_metrics_global *global;
+	struct gw_node_worker *node_worker; /* this worker's datasets; NULL without the node role */
+	struct audit_log *audit;            /* NULL: no audit log */
 };
 
 struct gw_request {
@@ -50,6 +59,7 @@ struct gw_response {
 	enum gw_route route;
 	const char *org;    /* member id for the log, or NULL */
 	const char *allow;  /* Allow header for 405, or NULL */
+	unsigned retry_after; /* Retry-After seconds for 429, or 0 */
 	char *body;         /* malloc'd, owned by the response */
 	size_t len;
 	const char *content_type;

@@ -46,33 +46,98 @@ static void state_free(struct gw_state *s)
 		return;
 	SSL_CTX_free(s->ctx);
 	gw_members_free(s->members);
+	policy_set_free(s->policies);
+	policy_catalog_free(s->catalog);
 	free(s);
 }
 
+/* Loads the catalog and the policy set, validated against the members. */
+static int policies_load(const struct gw_config *cfg, struct gw_state *s, struct diag *d)
+{
+	const char *ids[1024];
+	size_t n = gw_members_count(s->members);
+	unsigned char pub[32];
+	char err[512];
+	struct policy_refs refs = { 0 };
+
+	if (cfg->catalog_file && policy_catalog_load(cfg->catalog_file, &s->catalog, d) < 0)
+		return -1;
+	if (!cfg->policies.nfiles)
+		return 0;
+	if (n > sizeof(ids) / sizeof(ids[0]))
+		n = sizeof(ids) / sizeof(ids[0]);
+	for (size_t i = 0; i < n; i++)
+		ids[i] = gw_members_at(s->members, i)->id;
+	refs.members = ids;
+	refs.nmembers = n;
+	refs.catalog = s->catalog;
+	if (cfg->policies.require_signed) {
+		/* Every file needs FILE.sig by this key, checked over the very
+		 * bytes that are then parsed. */
+		if (policy_read_pub(cfg->policies.signing_key, pub, err, sizeof(err)) < 0) {
+			diag_error(d, cfg->policies.signing_key, 0, 0, "%s", err);
+			return -1;
+		}
+		refs.signing_key = pub;
+	}
+	return policy_set_load((const char *const *)cfg->policies.files,
+			       (size_t)cfg->policies.nfiles, &refs, &s->policies, d);
+}
+
+/*
+ * Builds a whole new state: TLS context, members, catalog, policies. Returns
+ * NULL with every problem in |d|; |*policy_failed| says whether it was the
+ * catalog or the policies (they have their own metric).
+ */
 static struct gw_state *state_load(const struct gw_config *cfg, uint64_t gen,
-				   char *err, size_t errlen)
+				   struct diag *d, int *policy_failed)
 {
 	struct gw_state *s = calloc(1, sizeof(*s));
-	struct diag d = { 0 };
+	char err[512];
 
+	*policy_failed = 0;
 	if (!s) {
-		snprintf(err, errlen, "out of memory");
+		diag_error(d, cfg->path, 0, 0, "out of memory");
 		return NULL;
 	}
 	s->gen = gen;
-	s->ctx = gw_tls_ctx_new(cfg, err, errlen);
-	if (!s->ctx)
-		goto fail;
-	if (gw_members_load(cfg->members_file, &s->members, &d) < 0) {
-		diag_first(&d, err, errlen);
+	s->ctx = gw_tls_ctx_new(cfg, err, sizeof(err));
+	if (!s->ctx) {
+		diag_error(d, cfg->path, 0, 0, "tls: %s", err);
 		goto fail;
 	}
-	diag_clear(&d);
+	if (gw_members_load(cfg->members_file, &s->members, d) < 0)
+		goto fail;
+	if (policies_load(cfg, s, d) < 0) {
+		*policy_failed = 1;
+		goto fail;
+	}
 	return s;
 fail:
-	diag_clear(&d);
 	state_free(s);
 	return NULL;
+}
+
+/* One line for the log: the first problem, and how many more. */
+static void diag_summary(const struct diag *d, char *out, size_t outlen)
+{
+	char first[400];
+
+	diag_first(d, first, sizeof(first));
+	if (d->errors > 1)
+		snprintf(out, outlen, "%s (and %d more; run noordpoort check-config)", first,
+			 d->errors - 1);
+	else
+		snprintf(out, outlen, "%s", first);
+}
+
+int gw_server_check(const struct gw_config *cfg, struct diag *d)
+{
+	int policy_failed;
+	struct gw_state *s = state_load(cfg, 1, d, &policy_failed);
+
+	state_free(s);
+	return s ? 0 : -1;
 }
 
 /* ---- connections ---- */
@@ -620,6 +685,8 @@ static int worker_init(struct gw_server *srv, struct gw_worker *w, unsigned idx,
 		e.data.ptr = &w->listeners[i];
 		epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &e);
 	}
+	if (srv->node && gw_node_worker_open(srv->node, &w->node, err, errlen) < 0)
+		return -1;
 	if (nghttp2_session_callbacks_new(&w->cbs) != 0 || nghttp2_option_new(&w->opt) != 0) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -641,6 +708,7 @@ static void worker_fini(struct gw_worker *w)
 		close(w->spare_fd);
 	nghttp2_session_callbacks_del(w->cbs);
 	nghttp2_option_del(w->opt);
+	gw_node_worker_free(w->node);
 	gw_log_fini(&w->log);
 }
 
@@ -679,18 +747,24 @@ static void reload(struct gw_server *srv)
 {
 	struct gw_state *old = atomic_load(&srv->state);
 	char err[512];
+	struct diag d = { 0 };
 	struct gw_state *s;
-	int fd;
+	int fd, policy_failed;
 
 	/* Reopen the log first, so a rotated file receives what follows. */
 	if (srv->log_fd > 2 && (fd = gw_log_open(srv->cfg->log_destination, srv->log_fd)) < 0)
 		gw_log_message("error", "log_reopen_failed", strerror(errno));
-	s = state_load(srv->cfg, old->gen + 1, err, sizeof(err));
+	s = state_load(srv->cfg, old->gen + 1, &d, &policy_failed);
 	if (!s) {
 		gw_count(&srv->global.reload_failed, 1);
-		gw_log_message("error", "reload_failed", err);
+		if (policy_failed)
+			gw_count(&srv->global.policy_reload_failed, 1);
+		diag_summary(&d, err, sizeof(err));
+		diag_clear(&d);
+		gw_log_message("error", policy_failed ? "policy_reload_failed" : "reload_failed", err);
 		return;
 	}
+	diag_clear(&d);
 	s->next_retired = NULL;
 	old->next_retired = srv->retired;
 	srv->retired = old;
@@ -698,8 +772,9 @@ static void reload(struct gw_server *srv)
 	gw_count(&srv->global.reload_ok, 1);
 	wake_workers(srv);
 	{
-		char extra[64];
-		snprintf(extra, sizeof(extra), ",\"generation\":%llu", (unsigned long long)s->gen);
+		char extra[160];
+		snprintf(extra, sizeof(extra), ",\"generation\":%llu,\"policy_set\":\"%s\"",
+			 (unsigned long long)s->gen, s->policies ? policy_set_hash(s->policies) : "");
 		gw_log_event("info", "reloaded", extra);
 	}
 }
@@ -737,13 +812,37 @@ int gw_server_run(struct gw_config *cfg)
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* workers inherit the mask */
 
-	st = state_load(cfg, 1, err, sizeof(err));
+	{
+		struct diag d = { 0 };
+		int policy_failed;
+
+		st = state_load(cfg, 1, &d, &policy_failed);
+		diag_summary(&d, err, sizeof(err));
+		diag_clear(&d);
+	}
 	if (!st) {
 		gw_log_message("error", "start_failed", err);
 		goto out;
 	}
 	atomic_store(&srv.state, st);
 	srv.nworkers = cfg->workers;
+	if (cfg->audit.path) {
+		struct audit_options ao = {
+			cfg->audit.fsync_every_records, cfg->audit.fsync_every_ms,
+			cfg->audit.checkpoint_every_records,
+		};
+		int e = audit_open(cfg->audit.path, cfg->audit.sign_key, &ao, &srv.audit, err, sizeof(err));
+
+		if (e < 0) {
+			gw_log_message("error", "start_failed", err);
+			goto out;
+		}
+	}
+	if ((cfg->roles & GW_CFG_NODE) &&
+	    gw_node_open(cfg, st->catalog, cfg->workers, &srv.node, err, sizeof(err)) < 0) {
+		gw_log_message("error", "start_failed", err);
+		goto out;
+	}
 	srv.workers = calloc(srv.nworkers, sizeof(*srv.workers));
 	srv.metrics = calloc(srv.nworkers, sizeof(*srv.metrics));
 	if (!srv.workers || !srv.metrics) {
@@ -806,6 +905,8 @@ out:
 		state_free(s);
 	}
 	state_free(atomic_load(&srv.state));
+	gw_node_free(srv.node);
+	audit_close(srv.audit);
 	free(srv.workers);
 	free(srv.metrics);
 	gw_config_free(cfg);

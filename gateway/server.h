@@ -14,4 +14,8 @@
  */
 int gw_server_run(struct gw_config *cfg);
 
+/* Loads everything serve would (TLS files, members, catalog, policies)
+ * and drops it again: 0, or -1 with every problem in |d|. */
+int gw_server_check(const struct gw_config *cfg, struct diag *d);
+
 #endif

@@ -1,7 +1,7 @@
 /*
  * The dataset catalog: which datasets exist, their fields, each field's type
  * and role. Policies are checked against it; later the node uses it as the
- * schema its adapters must deliver.
+ * schema its adapters must deliver. This file parses; query.c reads.
  */
 #include "internal.h"
 
@@ -11,33 +11,40 @@
 
 #include "../common/yamldoc.h"
 
-enum pol_type { T_BSN, T_CATEGORY, T_INT, T_DATE, T_BOOL, T_STRING };
-
-static const char *const type_names[] = { "bsn", "category", "int", "date", "bool", "string" };
-
-struct cat_dataset {
-	const char *id;
-	struct pol_cat_field *fields;
-	size_t nfields;
+static const char *const field_type_names[] = {
+	[POLICY_T_BSN] = "bsn", [POLICY_T_CATEGORY] = "category", [POLICY_T_INT] = "int",
+	[POLICY_T_DATE] = "date", [POLICY_T_BOOL] = "bool", [POLICY_T_STRING] = "string",
 };
+#define CAT_NTYPES (sizeof(field_type_names) / sizeof(field_type_names[0]))
 
-struct policy_catalog {
-	struct pol_block *arena;
-	struct cat_dataset *v;
-	size_t n;
+static const char *const field_role_names[] = {
+	[POLICY_ROLE_IDENTIFIER] = "identifier",
+	[POLICY_ROLE_QUASI_IDENTIFIER] = "quasi_identifier",
+	[POLICY_ROLE_ATTRIBUTE] = "attribute",
 };
+#define CAT_NROLES (sizeof(field_role_names) / sizeof(field_role_names[0]))
 
-int pol_cat_type_is_date(int type)
+const char *policy_field_type_name(enum policy_field_type t)
 {
-	return type == T_DATE;
+	return (unsigned)t < CAT_NTYPES ? field_type_names[t] : "?";
 }
 
-int pol_cat_type_is_string(int type)
+const char *policy_field_role_name(enum policy_field_role r)
 {
-	return type == T_STRING;
+	return (unsigned)r < CAT_NROLES ? field_role_names[r] : "?";
 }
 
-static const struct cat_dataset *cat_find(const struct policy_catalog *c, const char *id)
+int pol_cat_type_is_date(enum policy_field_type type)
+{
+	return type == POLICY_T_DATE;
+}
+
+int pol_cat_type_is_string(enum policy_field_type type)
+{
+	return type == POLICY_T_STRING;
+}
+
+static const struct pol_cat_dataset *cat_find(const struct policy_catalog *c, const char *id)
 {
 	for (size_t i = 0; i < c->n; i++)
 		if (strcmp(c->v[i].id, id) == 0)
@@ -53,7 +60,7 @@ int pol_catalog_has_dataset(const struct policy_catalog *c, const char *dataset)
 const struct pol_cat_field *pol_catalog_field(const struct policy_catalog *c,
 					      const char *dataset, const char *field)
 {
-	const struct cat_dataset *d = cat_find(c, dataset);
+	const struct pol_cat_dataset *d = cat_find(c, dataset);
 
 	for (size_t i = 0; d && i < d->nfields; i++)
 		if (strcmp(d->fields[i].name, field) == 0)
@@ -86,7 +93,7 @@ static int cat_field(struct policy_catalog *c, struct ydoc *y, const char *ds, y
 	};
 	char what[200];
 	const char *s;
-	int bad = 0;
+	int bad = 0, type = -1, role = -1; /* -1: missing or unknown (already reported) */
 	size_t i;
 
 	if (!(f->name = cat_str(c, y, kn, ds)))
@@ -94,33 +101,40 @@ static int cat_field(struct policy_catalog *c, struct ydoc *y, const char *ds, y
 	snprintf(what, sizeof(what), "%s.%s", ds, f->name);
 	if (ydoc_map(y, vn, what, k, 4) < 0)
 		bad = 1;
-	f->type = -1;
 	if (k[0].value && (s = ydoc_str(y, k[0].value, "type"))) {
-		for (i = 0; i < 6 && strcmp(s, type_names[i]) != 0; i++)
+		for (i = 0; i < CAT_NTYPES && strcmp(s, field_type_names[i]) != 0; i++)
 			;
-		if (i == 6) {
+		if (i == CAT_NTYPES) {
 			ydoc_error(y, k[0].value, "%s.type: unknown type '%s' (bsn, category, int, date, bool, string)",
 				   what, s);
 			bad = 1;
+		} else {
+			type = (int)i;
 		}
-		f->type = (int)i;
 	}
 	if (k[1].value && (s = ydoc_str(y, k[1].value, "role"))) {
-		if (strcmp(s, "identifier") == 0) {
-			f->identifier = 1;
-		} else if (strcmp(s, "quasi_identifier") != 0 && strcmp(s, "attribute") != 0) {
+		for (i = 0; i < CAT_NROLES && strcmp(s, field_role_names[i]) != 0; i++)
+			;
+		if (i == CAT_NROLES) {
 			ydoc_error(y, k[1].value, "%s.role: expected identifier, quasi_identifier or attribute", what);
 			bad = 1;
+		} else {
+			role = (int)i;
 		}
 	}
-	if (f->type == T_BSN && !f->identifier) {
+	/* A field that failed above fails the load; until then it reads as an
+	 * attribute string, which no check below or in load.c singles out. */
+	f->type = type < 0 ? POLICY_T_STRING : (enum policy_field_type)type;
+	f->role = role < 0 ? POLICY_ROLE_ATTRIBUTE : (enum policy_field_role)role;
+	f->identifier = role == POLICY_ROLE_IDENTIFIER;
+	if (type == POLICY_T_BSN && !f->identifier) {
 		ydoc_error(y, vn, "%s: a bsn field must have role identifier", what);
 		bad = 1;
 	}
-	if (f->type == T_CATEGORY && !k[2].value) {
+	if (type == POLICY_T_CATEGORY && !k[2].value) {
 		ydoc_error(y, vn, "%s: a category field needs its list of categories", what);
 		bad = 1;
-	} else if (f->type != T_CATEGORY && k[2].value) {
+	} else if (type != POLICY_T_CATEGORY && k[2].value) {
 		ydoc_error(y, k[2].value, "%s.categories: only category fields have categories", what);
 		bad = 1;
 	} else if (k[2].value) {
@@ -140,6 +154,23 @@ static int cat_field(struct policy_catalog *c, struct ydoc *y, const char *ds, y
 				bad = 1;
 	}
 	return bad ? -1 : 0;
+}
+
+/* The fields of |d| as policy_catalog_fields() hands them out; 0 or -1 (out
+ * of memory). */
+static int publish(struct policy_catalog *c, struct pol_cat_dataset *d)
+{
+	if (!d->nfields)
+		return 0;
+	if (!(d->pub = pol_alloc(&c->arena, d->nfields * sizeof(*d->pub))))
+		return -1;
+	for (size_t i = 0; i < d->nfields; i++) {
+		const struct pol_cat_field *f = &d->fields[i];
+
+		d->pub[i] = (struct policy_catalog_field){ f->name, f->type, f->role, f->categories,
+							   f->ncategories };
+	}
+	return 0;
 }
 
 /* Returns 0 or -1; every problem is in y->d. */
@@ -166,9 +197,10 @@ static int cat_parse(struct policy_catalog *c, struct ydoc *y)
 		yaml_node_t *kn = ydoc_item(y, m->data.mapping.pairs.start[i].key);
 		yaml_node_t *vn = ydoc_item(y, m->data.mapping.pairs.start[i].value);
 		struct ykey dk[] = { { "description", 0, NULL }, { "fields", 1, NULL } };
-		struct cat_dataset *d = &c->v[c->n];
+		struct pol_cat_dataset *d = &c->v[c->n];
 		yaml_node_t *fm;
 
+		d->description = "";
 		if (!(d->id = cat_str(c, y, kn, "datasets"))) {
 			bad = 1;
 			continue;
@@ -185,6 +217,18 @@ static int cat_parse(struct policy_catalog *c, struct ydoc *y)
 		if (ydoc_map(y, vn, d->id, dk, 2) < 0) {
 			bad = 1;
 			continue;
+		}
+		if (dk[0].value) {
+			char what[200];
+			const char *s;
+
+			snprintf(what, sizeof(what), "%s.description", d->id);
+			if (!(s = ydoc_str(y, dk[0].value, what))) {
+				bad = 1;
+			} else if (!(d->description = pol_strdup(&c->arena, s))) {
+				ydoc_error(y, dk[0].value, "out of memory");
+				return -1;
+			}
 		}
 		fm = dk[1].value;
 		if (fm->type != YAML_MAPPING_NODE || fm->data.mapping.pairs.top == fm->data.mapping.pairs.start) {
@@ -212,6 +256,10 @@ static int cat_parse(struct policy_catalog *c, struct ydoc *y)
 				}
 				d->nfields++;
 			}
+		}
+		if (publish(c, d) < 0) {
+			ydoc_error(y, fm, "out of memory");
+			return -1;
 		}
 	}
 	return bad ? -1 : 0;

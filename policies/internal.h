@@ -1,6 +1,7 @@
 /*
  * The shape of a loaded policy set, shared by the loader (load.c), the
- * evaluator (decide.c), the diff (diff.c) and the tools (cli.c). Nothing
+ * evaluator (decide.c), the read-only views (query.c), the diff (diff.c) and
+ * the tools (cli.c). Nothing
  * outside policies/ includes this: the public view is policy.h.
  */
 #ifndef NOORDPOORT_POLICY_INTERNAL_H
@@ -92,19 +93,37 @@ int pol_gen_rank(enum policy_gen g);
 int pol_gen_allows(enum policy_gen granted, enum policy_gen wanted);
 void pol_date_str(int64_t t, char out[11]);
 
-/* Catalog lookups for validation; NULL when unknown. */
+/*
+ * Catalog lookups for validation; NULL when unknown. |identifier| repeats
+ * role == POLICY_ROLE_IDENTIFIER because load.c's checks read it.
+ */
 struct pol_cat_field {
 	const char *name;
-	int type; /* enum pol_type in catalog.c */
-	int identifier; /* role identifier */
+	enum policy_field_type type;
+	enum policy_field_role role;
+	int identifier;
 	const char **categories;
 	size_t ncategories;
 };
+struct pol_cat_dataset {
+	const char *id;
+	const char *description; /* "" if none */
+	struct pol_cat_field *fields;
+	size_t nfields;
+	struct policy_catalog_field *pub; /* the same fields, as policy.h shows them */
+};
+
+struct policy_catalog {
+	struct pol_block *arena;
+	struct pol_cat_dataset *v;
+	size_t n;
+};
+
 const struct pol_cat_field *pol_catalog_field(const struct policy_catalog *c,
 					      const char *dataset, const char *field);
 int pol_catalog_has_dataset(const struct policy_catalog *c, const char *dataset);
-int pol_cat_type_is_date(int type);
-int pol_cat_type_is_string(int type);
+int pol_cat_type_is_date(enum policy_field_type type);
+int pol_cat_type_is_string(enum policy_field_type type);
 
 /* A growing text buffer for the diff; on out-of-memory it stops growing and
  * sets |oom|. */

@@ -178,6 +178,58 @@ int policy_catalog_load_mem(const char *name, const unsigned char *buf, size_t l
 void policy_catalog_free(struct policy_catalog *c);
 
 /*
+ * Catalog contents, for the node's adapters and GET /v1/catalog. Every
+ * pointer handed out lives as long as the catalog.
+ */
+enum policy_field_type { POLICY_T_BSN, POLICY_T_CATEGORY, POLICY_T_INT, POLICY_T_DATE, POLICY_T_BOOL, POLICY_T_STRING };
+enum policy_field_role { POLICY_ROLE_IDENTIFIER, POLICY_ROLE_QUASI_IDENTIFIER, POLICY_ROLE_ATTRIBUTE };
+struct policy_catalog_field {
+	const char *name;
+	enum policy_field_type type;
+	enum policy_field_role role;
+	const char *const *categories; /* category fields only */
+	size_t ncategories;
+};
+/* Number of datasets, and the id of the i-th (catalog order); NULL past the end. */
+size_t policy_catalog_count(const struct policy_catalog *c);
+const char *policy_catalog_dataset(const struct policy_catalog *c, size_t i);
+/* The description of |dataset| ("" if none), or NULL when unknown. */
+const char *policy_catalog_description(const struct policy_catalog *c, const char *dataset);
+/* Points |*fields| at the fields of |dataset| (valid while the catalog lives,
+ * in catalog order) and returns their number, or -1 when the dataset is
+ * unknown or an argument is NULL. */
+int policy_catalog_fields(const struct policy_catalog *c, const char *dataset,
+			  const struct policy_catalog_field **fields);
+const char *policy_field_type_name(enum policy_field_type t);   /* "bsn", ...; "?" if invalid */
+const char *policy_field_role_name(enum policy_field_role r);   /* "identifier", "quasi_identifier", "attribute" */
+
+/* One dataset of one grant, as policy_grants_for() hands it out. The
+ * pointers are valid during the callback only. */
+struct policy_grant_view {
+	const char *purpose;
+	const char *purpose_description;
+	const char *legal_basis;
+	const char *rule;          /* the grant's id */
+	unsigned operations;       /* enum policy_op bits */
+	const char *dataset;
+	size_t nfields;
+	const char *const *field_names;
+	const enum policy_gen *field_gens;
+	struct policy_output out;  /* the grant's own output controls */
+};
+/*
+ * What |requester| may do at |time| (unix seconds): calls |fn| once per
+ * (grant, dataset) that lists the requester and whose purpose is valid at
+ * |time|, in set order. Forbids are NOT applied: the view says what grants
+ * offer, policy_decide() stays the authority. For GET /v1/catalog.
+ * Returns 0, or -1 on a NULL argument or when out of memory (only possible
+ * for a grant dataset of more than POLICY_MAX_FIELDS fields); on -1 after
+ * some calls, |fn| has seen a prefix of the view.
+ */
+int policy_grants_for(const struct policy_set *s, const char *requester, int64_t time,
+		      void (*fn)(void *arg, const struct policy_grant_view *v), void *arg);
+
+/*
  * Signatures: Ed25519 (libsodium), detached, over the file's exact bytes.
  * Keys and signatures are one line of lower-case hex (docs/policy.md).
  * Each returns 0, or -1 with one sentence in |err|.

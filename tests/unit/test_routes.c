@@ -164,7 +164,8 @@ int main(void)
 		printf("not ok - test_routes: setup: %s", diag_text(&d));
 		return 1;
 	}
-	env = (struct gw_env){ members, &metrics, all, 1, &global };
+	env = (struct gw_env){ .members = members, .metrics = &metrics, .all_metrics = all,
+			       .nworkers = 1, .global = &global };
 	RUN(whoami);
 	RUN(authentication_comes_first);
 	RUN(not_found_and_method);

@@ -1,0 +1,641 @@
+/*
+ * The node: datasets, master key, and the purpose-bound lookup. The lookup
+ * reads like the rule it enforces: rate limit, validate, decide, fetch,
+ * audit, answer. Nothing is answered that was not decided and recorded.
+ */
+#include "node.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../adapters/adapter.h"
+#include "../crypto/pseudo.h"
+#include "../policies/policy.h"
+#include "audit.h"
+#include "config.h"
+#include "members.h"
+#include "routes.h"
+
+#define MAX_LOOKUP_FIELDS 32
+#define MAX_LOOKUP_RECORDS 100 /* rows about one person in one dataset */
+#define MAX_BUCKETS 64
+
+struct node_dataset {
+	const char *id;                     /* borrowed from the config */
+	struct adapter_source src;
+	struct adapter_field *fields;
+	size_t nfields;
+	int bsn_field;                      /* index of the identifier field */
+};
+
+struct gw_node {
+	const struct gw_config *cfg;
+	struct pseudo_master *master;
+	struct pseudo_key *audit_key;
+	struct node_dataset *ds;
+	size_t nds;
+	double rate_per_ms; /* tokens per millisecond for one worker */
+	double burst;
+};
+
+struct bucket {
+	char oin[GW_OIN_LEN + 1];
+	double tokens;
+	uint64_t last_ms;
+};
+
+struct gw_node_worker {
+	const struct gw_node *node;
+	struct adapter **adapters; /* parallel to node->ds */
+	struct bucket buckets[MAX_BUCKETS];
+	size_t nbuckets;
+};
+
+/* ---- opening ---- */
+
+static enum adapter_type adapter_type_of(enum policy_field_type t)
+{
+	switch (t) {
+	case POLICY_T_BSN: return ADAPTER_BSN;
+	case POLICY_T_CATEGORY: return ADAPTER_CATEGORY;
+	case POLICY_T_INT: return ADAPTER_INT;
+	case POLICY_T_DATE: return ADAPTER_DATE;
+	case POLICY_T_BOOL: return ADAPTER_BOOL;
+	default: return ADAPTER_STRING;
+	}
+}
+
+static int dataset_open(const struct gw_dataset_cfg *c, const struct policy_catalog *cat,
+			struct node_dataset *d, char *err, size_t errlen)
+{
+	const struct policy_catalog_field *f;
+	int n = policy_catalog_fields(cat, c->id, &f);
+
+	if (n <= 0) {
+		snprintf(err, errlen, "node.datasets: '%s' is not in the catalog", c->id);
+		return -1;
+	}
+	d->id = c->id;
+	d->src.kind = c->sqlite ? ADAPTER_SQLITE : ADAPTER_CSV;
+	d->src.path = c->path;
+	d->src.on_bad_row = c->skip_bad_rows ? ADAPTER_BAD_ROW_SKIP : ADAPTER_BAD_ROW_FAIL;
+	d->src.headerless = c->headerless;
+	d->src.delimiter = c->delimiter;
+	d->src.table = c->table;
+	d->src.query = c->query;
+	d->fields = calloc((size_t)n, sizeof(*d->fields));
+	if (!d->fields) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	d->nfields = (size_t)n;
+	d->bsn_field = -1;
+	for (int i = 0; i < n; i++) {
+		d->fields[i].name = f[i].name;
+		d->fields[i].type = adapter_type_of(f[i].type);
+		/* Only the identifier must be there: an empty end date is a
+		 * benefit still running, not a bad row. */
+		d->fields[i].nullable = f[i].role != POLICY_ROLE_IDENTIFIER;
+		d->fields[i].categories = f[i].categories;
+		d->fields[i].ncategories = f[i].ncategories;
+		if (f[i].type == POLICY_T_BSN && d->bsn_field < 0)
+			d->bsn_field = i;
+	}
+	if (d->bsn_field < 0) {
+		snprintf(err, errlen, "node.datasets: '%s' has no bsn field to look persons up by", c->id);
+		return -1;
+	}
+	return 0;
+}
+
+int gw_node_open(const struct gw_config *cfg, const struct policy_catalog *cat,
+		 unsigned nworkers, struct gw_node **out, char *err, size_t errlen)
+{
+	struct gw_node *n = calloc(1, sizeof(*n));
+
+	*out = NULL;
+	if (!n) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	n->cfg = cfg;
+	if (!cat) {
+		snprintf(err, errlen, "a node needs a catalog");
+		goto fail;
+	}
+	if (pseudo_master_load(cfg->node.master_key, &n->master, err, errlen) < 0)
+		goto fail;
+	if (pseudo_key_audit(n->master, &n->audit_key) < 0) {
+		snprintf(err, errlen, "cannot derive the audit key");
+		goto fail;
+	}
+	n->ds = calloc((size_t)cfg->node.ndatasets + 1, sizeof(*n->ds));
+	if (!n->ds) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (int i = 0; i < cfg->node.ndatasets; i++, n->nds++)
+		if (dataset_open(&cfg->node.datasets[i], cat, &n->ds[i], err, errlen) < 0)
+			goto fail;
+	/* Each worker keeps its own bucket: the per-requester limit is
+	 * split evenly, so it holds whichever worker a connection lands on. */
+	if (nworkers == 0)
+		nworkers = 1;
+	n->rate_per_ms = (double)cfg->node.lookups_per_minute / 60000.0 / nworkers;
+	n->burst = (double)cfg->node.lookup_burst / nworkers;
+	if (n->burst < 1)
+		n->burst = 1;
+	*out = n;
+	return 0;
+fail:
+	gw_node_free(n);
+	return -1;
+}
+
+void gw_node_free(struct gw_node *n)
+{
+	if (!n)
+		return;
+	for (size_t i = 0; i < n->nds; i++)
+		free(n->ds[i].fields);
+	free(n->ds);
+	pseudo_key_free(n->audit_key);
+	pseudo_master_free(n->master);
+	free(n);
+}
+
+int gw_node_worker_open(const struct gw_node *n, struct gw_node_worker **out,
+			char *err, size_t errlen)
+{
+	struct gw_node_worker *w = calloc(1, sizeof(*w));
+
+	*out = NULL;
+	if (!w || !(w->adapters = calloc(n->nds + 1, sizeof(*w->adapters)))) {
+		free(w);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	w->node = n;
+	for (size_t i = 0; i < n->nds; i++) {
+		struct adapter_schema schema = { n->ds[i].fields, n->ds[i].nfields };
+		char why[400];
+
+		if (adapter_open(&n->ds[i].src, &schema, &w->adapters[i], why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "dataset %s: %s", n->ds[i].id, why);
+			gw_node_worker_free(w);
+			return -1;
+		}
+	}
+	*out = w;
+	return 0;
+}
+
+void gw_node_worker_free(struct gw_node_worker *w)
+{
+	if (!w)
+		return;
+	for (size_t i = 0; w->adapters && i < w->node->nds; i++)
+		adapter_close(w->adapters[i]);
+	free(w->adapters);
+	free(w);
+}
+
+/* ---- the lookup ---- */
+
+static uint64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Token bucket per requester; returns 0, or the seconds to wait. */
+static unsigned rate_limit(struct gw_node_worker *w, const char *oin)
+{
+	const struct gw_node *n = w->node;
+	uint64_t now = wall_ms();
+	struct bucket *b = NULL;
+
+	if (n->cfg->node.lookups_per_minute == 0)
+		return 0;
+	for (size_t i = 0; i < w->nbuckets; i++)
+		if (strcmp(w->buckets[i].oin, oin) == 0)
+			b = &w->buckets[i];
+	if (!b) {
+		/* Members are a few dozen; past the table, the oldest is reused. */
+		size_t i = w->nbuckets < MAX_BUCKETS ? w->nbuckets++ : 0;
+		b = &w->buckets[i];
+		snprintf(b->oin, sizeof(b->oin), "%s", oin);
+		b->tokens = n->burst;
+		b->last_ms = now;
+	}
+	b->tokens += (double)(now - b->last_ms) * n->rate_per_ms;
+	if (b->tokens > n->burst)
+		b->tokens = n->burst;
+	b->last_ms = now;
+	if (b->tokens >= 1) {
+		b->tokens -= 1;
+		return 0;
+	}
+	return (unsigned)((1 - b->tokens) / n->rate_per_ms / 1000.0) + 1;
+}
+
+struct lookup {
+	const char *purpose;
+	const char *dataset;
+	const cJSON *bsn_json;
+	uint32_t bsn;
+	int bsn_error;
+	const char *fields[MAX_LOOKUP_FIELDS];
+	size_t nfields;
+	enum policy_ident identifiers;
+};
+
+/* Reads the body; 0, or -1 with a 400 answer in |resp|. */
+static int parse_body(const cJSON *body, struct lookup *l, struct gw_response *resp)
+{
+	const cJSON *p = cJSON_GetObjectItemCaseSensitive(body, "purpose");
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(body, "dataset");
+	const cJSON *s = cJSON_GetObjectItemCaseSensitive(body, "subject");
+	const cJSON *f = cJSON_GetObjectItemCaseSensitive(body, "fields");
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(body, "identifiers");
+	const cJSON *it;
+
+	if (!cJSON_IsString(p) || !*p->valuestring)
+		return gw_error(resp, 400, "bad_request", "'purpose' must be a purpose id"), -1;
+	if (!cJSON_IsString(d) || !*d->valuestring)
+		return gw_error(resp, 400, "bad_request", "'dataset' must be a dataset id"), -1;
+	if (!cJSON_IsObject(s) || !cJSON_IsString(l->bsn_json = cJSON_GetObjectItemCaseSensitive(s, "bsn")))
+		return gw_error(resp, 400, "bad_request", "'subject' must be {\"bsn\": \"...\"}"), -1;
+	if (!cJSON_IsArray(f) || cJSON_GetArraySize(f) == 0)
+		return gw_error(resp, 400, "bad_request", "'fields' must be a non-empty list of field names"), -1;
+	cJSON_ArrayForEach(it, f) {
+		if (!cJSON_IsString(it) || !*it->valuestring)
+			return gw_error(resp, 400, "bad_request", "'fields' must hold field names"), -1;
+		if (l->nfields == MAX_LOOKUP_FIELDS)
+			return gw_error(resp, 400, "bad_request", "'fields' names more than 32 fields"), -1;
+		for (size_t i = 0; i < l->nfields; i++)
+			if (strcmp(l->fields[i], it->valuestring) == 0)
+				return gw_error(resp, 400, "bad_request", "'fields' names a field twice"), -1;
+		l->fields[l->nfields++] = it->valuestring;
+	}
+	l->identifiers = POLICY_IDENT_PSEUDONYM;
+	if (id && (!cJSON_IsString(id) ||
+		   (strcmp(id->valuestring, "none") != 0 &&
+		    policy_ident_parse(id->valuestring, &l->identifiers) < 0)))
+		return gw_error(resp, 400, "bad_request",
+				"'identifiers' must be none, pseudonym or bsn"), -1;
+	if (id && strcmp(id->valuestring, "none") == 0)
+		l->identifiers = POLICY_IDENT_NEVER;
+	l->purpose = p->valuestring;
+	l->dataset = d->valuestring;
+	/* cJSON strings are NUL-terminated copies, but may hold an escaped
+	 * NUL: bsn_parse takes the length and refuses it. */
+	l->bsn_error = bsn_parse(l->bsn_json->valuestring, strlen(l->bsn_json->valuestring), &l->bsn);
+	return 0;
+}
+
+/* Formats |v| as JSON under the generalisation |g|; NULL when |g| does not
+ * apply to the value's type (the caller answers 501). */
+static cJSON *generalise(const struct adapter_field *f, const struct adapter_value *v,
+			 enum policy_gen g, int32_t today)
+{
+	char buf[32];
+	int y, m, d;
+
+	if (v->null)
+		return cJSON_CreateNull();
+	switch (f->type) {
+	case ADAPTER_CATEGORY:
+		return g <= POLICY_GEN_EXACT ? cJSON_CreateString(f->categories[v->category]) : NULL;
+	case ADAPTER_INT:
+		return g <= POLICY_GEN_EXACT ? cJSON_CreateNumber((double)v->i) : NULL;
+	case ADAPTER_BOOL:
+		return g <= POLICY_GEN_EXACT ? cJSON_CreateBool(v->b) : NULL;
+	case ADAPTER_STRING:
+		if (g <= POLICY_GEN_EXACT) {
+			cJSON *s;
+			char *copy = strndup(v->str.ptr, v->str.len);
+			if (!copy)
+				return NULL;
+			s = cJSON_CreateString(copy);
+			free(copy);
+			return s;
+		}
+		if (g == POLICY_GEN_POSTCODE4 && v->str.len >= 4) {
+			snprintf(buf, sizeof(buf), "%.4s", v->str.ptr);
+			return cJSON_CreateString(buf);
+		}
+		return NULL;
+	case ADAPTER_DATE:
+		adapter_date_format(v->date, buf);
+		if (sscanf(buf, "%d-%d-%d", &y, &m, &d) != 3)
+			return NULL;
+		switch (g) {
+		case POLICY_GEN_NONE:
+		case POLICY_GEN_EXACT:
+			return cJSON_CreateString(buf);
+		case POLICY_GEN_MONTH:
+			buf[7] = '\0';
+			return cJSON_CreateString(buf);
+		case POLICY_GEN_QUARTER:
+			snprintf(buf, sizeof(buf), "%04d-Q%d", y, (m - 1) / 3 + 1);
+			return cJSON_CreateString(buf);
+		case POLICY_GEN_YEAR:
+		case POLICY_GEN_BIRTH_YEAR:
+			return cJSON_CreateNumber(y);
+		case POLICY_GEN_AGE_BAND_5:
+		case POLICY_GEN_AGE_BAND_10:
+		case POLICY_GEN_AGE_BAND_20: {
+			char t[11];
+			int ty, tm, td, age, band;
+
+			adapter_date_format(today, t);
+			if (sscanf(t, "%d-%d-%d", &ty, &tm, &td) != 3)
+				return NULL;
+			age = ty - y - (tm < m || (tm == m && td < d));
+			band = g == POLICY_GEN_AGE_BAND_5 ? 5 : g == POLICY_GEN_AGE_BAND_10 ? 10 : 20;
+			if (age < 0)
+				age = 0;
+			snprintf(buf, sizeof(buf), "%d-%d", age / band * band, age / band * band + band - 1);
+			return cJSON_CreateString(buf);
+		}
+		default:
+			return NULL;
+		}
+	default:
+		return NULL;
+	}
+}
+
+struct fetch {
+	const struct node_dataset *ds;
+	const unsigned *proj;
+	const enum policy_gen *gens;
+	const char *const *names;
+	size_t nproj;
+	int32_t today;
+	cJSON *records;
+	size_t nrecords;
+	int unsupported; /* a generalisation this node cannot apply */
+	int oom;
+};
+
+static int on_row(void *arg, const struct adapter_value *values, size_t n)
+{
+	struct fetch *f = arg;
+	cJSON *rec;
+
+	if (f->nrecords == MAX_LOOKUP_RECORDS)
+		return 1;
+	rec = cJSON_CreateObject();
+	if (!rec || !cJSON_AddItemToArray(f->records, rec)) {
+		cJSON_Delete(rec);
+		f->oom = 1;
+		return -1;
+	}
+	for (size_t i = 0; i < n && i < f->nproj; i++) {
+		cJSON *v = generalise(&f->ds->fields[f->proj[i]], &values[i], f->gens[i], f->today);
+		if (!v) {
+			f->unsupported = 1;
+			return -1;
+		}
+		cJSON_AddItemToObject(rec, f->names[i], v);
+	}
+	f->nrecords++;
+	return 0;
+}
+
+static int32_t today_days(void)
+{
+	return (int32_t)(time(NULL) / 86400);
+}
+
+/* Writes the audit line for this lookup; 0, or -1 (the caller answers 503). */
+static int audit(const struct gw_env *env, const struct gw_member *caller, const struct lookup *l,
+		 const struct policy_decision *dec, const char *outcome, int status,
+		 size_t records, char audit_id[33])
+{
+	const struct gw_node *n = env->node_worker->node;
+	unsigned char tok[PSEUDO_TOKEN_BYTES];
+	char subject[2 * PSEUDO_TOKEN_BYTES + 1];
+	cJSON *o = cJSON_CreateObject();
+	cJSON *fields = cJSON_CreateArray();
+	int rc = -1;
+
+	if (!o || !fields) {
+		cJSON_Delete(o);
+		cJSON_Delete(fields);
+		return -1;
+	}
+	cJSON_AddStringToObject(o, "operation", "lookup");
+	cJSON_AddStringToObject(o, "requester", caller->id);
+	cJSON_AddStringToObject(o, "purpose", l->purpose);
+	cJSON_AddItemToObject(o, "datasets", cJSON_CreateStringArray(&l->dataset, 1));
+	for (size_t i = 0; i < l->nfields; i++)
+		cJSON_AddItemToArray(fields, cJSON_CreateString(l->fields[i]));
+	cJSON_AddItemToObject(o, "fields", fields);
+	/* The person only as the keyed audit pseudonym, so "who looked at
+	 * my data?" can be answered without the log holding a BSN. */
+	if (l->bsn_error == BSN_OK) {
+		pseudo_token(n->audit_key, l->bsn, tok);
+		pseudo_hex(tok, sizeof(tok), subject);
+		cJSON_AddStringToObject(o, "subject", subject);
+	}
+	cJSON_AddStringToObject(o, "decision", dec && dec->permit ? "permit" : "deny");
+	if (dec) {
+		cJSON_AddStringToObject(o, "rule", dec->rule);
+		cJSON_AddStringToObject(o, "reason", policy_reason_name(dec->reason));
+		cJSON_AddStringToObject(o, "policy_hash", dec->policy_hash);
+	}
+	cJSON_AddStringToObject(o, "outcome", outcome);
+	cJSON_AddNumberToObject(o, "status", status);
+	cJSON_AddNumberToObject(o, "records", (double)records);
+	if (env->audit)
+		rc = audit_append(env->audit, o, audit_id);
+	cJSON_Delete(o);
+	sodium_memzero(tok, sizeof(tok));
+	return rc;
+}
+
+static int respond_json(struct gw_response *resp, int status, cJSON *o)
+{
+	char *text = cJSON_PrintUnformatted(o);
+
+	cJSON_Delete(o);
+	if (!text)
+		return gw_error(resp, 500, "internal", "out of memory");
+	free(resp->body);
+	resp->status = status;
+	resp->body = text;
+	resp->len = strlen(text);
+	resp->content_type = "application/json";
+	return 0;
+}
+
+/* Audits the refusal, then answers it; 503 if it cannot be recorded. */
+static int refuse(const struct gw_env *env, const struct gw_member *caller, const struct lookup *l,
+		  const struct policy_decision *dec, int status, const char *code,
+		  const char *message, struct gw_response *resp)
+{
+	char id[33];
+
+	if (audit(env, caller, l, dec, code, status, 0, id) < 0)
+		return gw_error(resp, 503, "audit_unavailable",
+				"the decision could not be recorded, so nothing is answered");
+	return gw_error(resp, status, code, message);
+}
+
+int gw_node_lookup(const struct gw_env *env, const struct gw_member *caller,
+		   const cJSON *body, struct gw_response *resp)
+{
+	struct gw_node_worker *w = env->node_worker;
+	struct lookup l = { 0 };
+	struct policy_field pf[MAX_LOOKUP_FIELDS];
+	struct policy_request req = { 0 };
+	struct policy_decision dec;
+	const struct node_dataset *ds = NULL;
+	struct adapter *a = NULL;
+	unsigned proj[MAX_LOOKUP_FIELDS];
+	struct fetch f = { 0 };
+	struct adapter_value key;
+	struct adapter_filter filter;
+	struct adapter_stats stats = { 0 };
+	struct diag d = { 0 };
+	char audit_id[33];
+	unsigned wait;
+	int rc;
+
+	if (!w || !env->policies)
+		return gw_error(resp, 501, "not_implemented", "this gateway has no node role");
+
+	/* 1. Rate limit: before any work, per requester. */
+	if ((wait = rate_limit(w, caller->oin)) > 0) {
+		resp->retry_after = wait;
+		return gw_error(resp, 429, "rate_limited", "too many lookups; retry later");
+	}
+
+	/* 2. Validate. A malformed body is not a decision; a bad BSN is. */
+	if (parse_body(body, &l, resp) < 0)
+		return 0;
+	if (l.bsn_error != BSN_OK)
+		return refuse(env, caller, &l, NULL, 400, "invalid_bsn", bsn_error_name(l.bsn_error), resp);
+
+	/* 3. Decide: the caller's grants for this purpose, dataset and fields. */
+	for (size_t i = 0; i < l.nfields; i++)
+		pf[i] = (struct policy_field){ l.dataset, l.fields[i], POLICY_GEN_NONE };
+	req.requester = caller->id;
+	req.purpose = l.purpose;
+	req.operation = POLICY_OP_LOOKUP;
+	req.datasets = &l.dataset;
+	req.ndatasets = 1;
+	req.fields = pf;
+	req.nfields = l.nfields;
+	req.identifiers = l.identifiers;
+	req.time = time(NULL);
+	if (policy_decide(env->policies, &req, &dec) < 0)
+		return gw_error(resp, 500, "internal", "the policy could not be evaluated");
+	if (!dec.permit)
+		return refuse(env, caller, &l, &dec, 403, policy_reason_name(dec.reason), dec.message, resp);
+
+	/* 4. Fetch: only the granted fields of this one person. */
+	for (size_t i = 0; i < w->node->nds; i++)
+		if (strcmp(w->node->ds[i].id, l.dataset) == 0) {
+			ds = &w->node->ds[i];
+			a = w->adapters[i];
+		}
+	if (!ds)
+		return refuse(env, caller, &l, &dec, 404, "not_found",
+			      "this node does not hold that dataset", resp);
+	for (size_t i = 0; i < l.nfields; i++) {
+		int idx = adapter_field_index(a, l.fields[i], strlen(l.fields[i]));
+		if (idx < 0 || idx == ds->bsn_field)
+			return refuse(env, caller, &l, &dec, 400, "bad_request",
+				      "a field is not in the dataset, or is the identifier "
+				      "(ask for identifiers: bsn instead)", resp);
+		proj[i] = (unsigned)idx;
+	}
+	key.type = ADAPTER_BSN;
+	key.null = 0;
+	key.bsn = l.bsn;
+	filter.field = (unsigned)ds->bsn_field;
+	filter.values = &key;
+	filter.nvalues = 1;
+	f.ds = ds;
+	f.proj = proj;
+	f.gens = dec.gen;
+	f.names = l.fields;
+	f.nproj = l.nfields;
+	f.today = today_days();
+	f.records = cJSON_CreateArray();
+	if (!f.records)
+		return gw_error(resp, 500, "internal", "out of memory");
+	rc = adapter_scan(a, &filter, 1, proj, l.nfields, on_row, &f, &stats, &d);
+	diag_clear(&d);
+	if (f.unsupported) {
+		cJSON_Delete(f.records);
+		return refuse(env, caller, &l, &dec, 501, "generalisation_unavailable",
+			      "the policy asks for a generalisation this node cannot apply", resp);
+	}
+	if (rc < 0 || f.oom) {
+		cJSON_Delete(f.records);
+		return refuse(env, caller, &l, &dec, 503, "source_unavailable",
+			      "the dataset could not be read", resp);
+	}
+	if (f.nrecords == 0) {
+		/* The same answer whether or not the person is known anywhere
+		 * else: a 404 here says nothing about other datasets. */
+		cJSON_Delete(f.records);
+		return refuse(env, caller, &l, &dec, 404, "not_found",
+			      "no record for this subject in this dataset", resp);
+	}
+
+	/* 5. Audit before anything leaves; fail closed. */
+	if (audit(env, caller, &l, &dec, "answered", 200, f.nrecords, audit_id) < 0) {
+		cJSON_Delete(f.records);
+		return gw_error(resp, 503, "audit_unavailable",
+				"the decision could not be recorded, so nothing is answered");
+	}
+
+	/* 6. Answer: the subject as a pseudonym for this requester and purpose. */
+	{
+		cJSON *o = cJSON_CreateObject();
+		cJSON *subj = cJSON_AddObjectToObject(o, "subject");
+		cJSON *pol = cJSON_CreateObject();
+
+		cJSON_AddStringToObject(o, "purpose", l.purpose);
+		cJSON_AddStringToObject(o, "dataset", l.dataset);
+		if (l.identifiers >= POLICY_IDENT_PSEUDONYM) {
+			struct pseudo_key *k;
+			unsigned char tok[PSEUDO_TOKEN_BYTES];
+			char hex[2 * PSEUDO_TOKEN_BYTES + 1];
+
+			if (pseudo_key_recipient(w->node->master, l.purpose, caller->id, &k) < 0) {
+				cJSON_Delete(o);
+				cJSON_Delete(pol);
+				cJSON_Delete(f.records);
+				return gw_error(resp, 500, "internal", "cannot derive the pseudonym key");
+			}
+			pseudo_token(k, l.bsn, tok);
+			pseudo_key_free(k);
+			pseudo_hex(tok, sizeof(tok), hex);
+			cJSON_AddStringToObject(subj, "pseudonym", hex);
+		}
+		if (l.identifiers == POLICY_IDENT_BSN) {
+			char bsn[10];
+			bsn_format(l.bsn, bsn);
+			cJSON_AddStringToObject(subj, "bsn", bsn);
+		}
+		cJSON_AddItemToObject(o, "records", f.records);
+		cJSON_AddStringToObject(pol, "rule", dec.rule);
+		cJSON_AddStringToObject(pol, "sha256", dec.policy_hash);
+		cJSON_AddItemToObject(o, "policy", pol);
+		cJSON_AddStringToObject(o, "audit_id", audit_id);
+		return respond_json(resp, 200, o);
+	}
+}
