@@ -34,6 +34,7 @@ struct node_dataset {
 
 struct gw_node {
 	const struct gw_config *cfg;
+	const char **ids; /* dataset ids, for the catalog */
 	struct pseudo_master *master;
 	struct pseudo_key *audit_key;
 	struct node_dataset *ds;
@@ -138,9 +139,16 @@ int gw_node_open(const struct gw_config *cfg, const struct policy_catalog *cat,
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	for (int i = 0; i < cfg->node.ndatasets; i++, n->nds++)
+	n->ids = calloc((size_t)cfg->node.ndatasets + 1, sizeof(*n->ids));
+	if (!n->ids) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (int i = 0; i < cfg->node.ndatasets; i++, n->nds++) {
 		if (dataset_open(&cfg->node.datasets[i], cat, &n->ds[i], err, errlen) < 0)
 			goto fail;
+		n->ids[i] = n->ds[i].id;
+	}
 	/* Each worker keeps its own bucket: the per-requester limit is
 	 * split evenly, so it holds whichever worker a connection lands on. */
 	if (nworkers == 0)
@@ -163,6 +171,7 @@ void gw_node_free(struct gw_node *n)
 	for (size_t i = 0; i < n->nds; i++)
 		free(n->ds[i].fields);
 	free(n->ds);
+	free(n->ids);
 	pseudo_key_free(n->audit_key);
 	pseudo_master_free(n->master);
 	free(n);
@@ -202,6 +211,12 @@ void gw_node_worker_free(struct gw_node_worker *w)
 		adapter_close(w->adapters[i]);
 	free(w->adapters);
 	free(w);
+}
+
+size_t gw_node_datasets(const struct gw_node_worker *w, const char *const **ids)
+{
+	*ids = w->node->ids;
+	return w->node->nds;
 }
 
 /* ---- the lookup ---- */

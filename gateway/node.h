@@ -39,6 +39,10 @@ int gw_node_worker_open(const struct gw_node *n, struct gw_node_worker **out,
 			char *err, size_t errlen);
 void gw_node_worker_free(struct gw_node_worker *w);
 
+/* The ids of the datasets this node serves; returns their number and
+ * points |*ids| at them (valid while the node lives). */
+size_t gw_node_datasets(const struct gw_node_worker *w, const char *const **ids);
+
 /*
  * POST /v1/lookup for |caller| with the parsed body |body|: rate limit →
  * validate → decide → audit → fetch → generalise → pseudonymise → answer.

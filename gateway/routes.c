@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../policies/policy.h"
 #include "members.h"
@@ -34,6 +35,8 @@ static int h_not_yet(const struct gw_env *, const struct gw_request *,
 		     const struct gw_member *, const cJSON *, struct gw_response *);
 static int h_lookup(const struct gw_env *, const struct gw_request *,
 		    const struct gw_member *, const cJSON *, struct gw_response *);
+static int h_catalog(const struct gw_env *, const struct gw_request *,
+		     const struct gw_member *, const cJSON *, struct gw_response *);
 
 /* Indexed by enum gw_route. /healthz answers any verified certificate, so a
  * monitoring system needs no membership; everything else needs a member. */
@@ -41,6 +44,7 @@ static const struct route routes[GW_ROUTE__COUNT] = {
 	[GW_ROUTE_HEALTHZ] = { "/healthz", "GET", 0, h_healthz },
 	[GW_ROUTE_METRICS] = { "/metrics", "GET", 1, h_metrics },
 	[GW_ROUTE_WHOAMI] = { "/v1/whoami", "GET", 1, h_whoami },
+	[GW_ROUTE_CATALOG] = { "/v1/catalog", "GET", 1, h_catalog },
 	[GW_ROUTE_LOOKUP] = { "/v1/lookup", "POST", 1, h_lookup },
 	[GW_ROUTE_AGGREGATE] = { "/v1/aggregate", "POST", 1, h_not_yet },
 	[GW_ROUTE_SUBQUERY] = { "/v1/federation/subquery", "POST", 1, h_not_yet },
@@ -174,6 +178,116 @@ static int h_not_yet(const struct gw_env *env, const struct gw_request *req,
 	(void)env, (void)req, (void)m, (void)json;
 	return gw_error(resp, 501, "not_implemented",
 			"this gateway has no data role configured for this route yet");
+}
+
+/* What one grant offers the caller on one dataset, as JSON. */
+struct offers {
+	const char *dataset;
+	cJSON *list;
+	int oom;
+};
+
+static void add_offer(void *arg, const struct policy_grant_view *v)
+{
+	struct offers *o = arg;
+	static const enum policy_op ops[] = {
+		POLICY_OP_LOOKUP, POLICY_OP_AGGREGATE, POLICY_OP_LINKED_AGGREGATE,
+	};
+	cJSON *g, *x;
+
+	if (strcmp(v->dataset, o->dataset) != 0)
+		return;
+	if (!(g = cJSON_CreateObject()) || !cJSON_AddItemToArray(o->list, g)) {
+		cJSON_Delete(g);
+		o->oom = 1;
+		return;
+	}
+	cJSON_AddStringToObject(g, "purpose", v->purpose);
+	cJSON_AddStringToObject(g, "description", v->purpose_description);
+	cJSON_AddStringToObject(g, "legal_basis", v->legal_basis);
+	cJSON_AddStringToObject(g, "rule", v->rule);
+	x = cJSON_AddArrayToObject(g, "operations");
+	for (size_t i = 0; x && i < sizeof(ops) / sizeof(ops[0]); i++)
+		if (v->operations & ops[i])
+			cJSON_AddItemToArray(x, cJSON_CreateString(policy_op_name(ops[i])));
+	x = cJSON_AddObjectToObject(g, "fields");
+	for (size_t i = 0; x && i < v->nfields; i++)
+		cJSON_AddStringToObject(x, v->field_names[i], policy_gen_name(v->field_gens[i]));
+	x = cJSON_AddObjectToObject(g, "output");
+	if (x) {
+		cJSON_AddNumberToObject(x, "min_cell", v->out.min_cell);
+		if (v->out.noise)
+			cJSON_AddNumberToObject(x, "epsilon", v->out.epsilon);
+		cJSON_AddNumberToObject(x, "round_to", v->out.round_to);
+		cJSON_AddStringToObject(x, "identifiers", policy_ident_name(v->out.identifiers));
+	}
+}
+
+/*
+ * GET /v1/catalog: the datasets here (a node's own; otherwise the whole
+ * catalog), their fields with type and role, and what the caller's grants
+ * offer on each. Forbids still apply at request time: this is a map, the
+ * decision is policy_decide()'s.
+ */
+static int h_catalog(const struct gw_env *env, const struct gw_request *req,
+		     const struct gw_member *m, const cJSON *json, struct gw_response *resp)
+{
+	const char *const *ids = NULL;
+	size_t n = 0;
+	cJSON *o, *arr;
+	char *text;
+	int oom = 0;
+
+	(void)req, (void)json;
+	if (!env->catalog)
+		return gw_error(resp, 404, "not_found", "this gateway has no dataset catalog");
+	if (env->node_worker)
+		n = gw_node_datasets(env->node_worker, &ids);
+	else
+		n = policy_catalog_count(env->catalog);
+	o = cJSON_CreateObject();
+	arr = cJSON_AddArrayToObject(o, "datasets");
+	for (size_t i = 0; arr && i < n; i++) {
+		const char *id = ids ? ids[i] : policy_catalog_dataset(env->catalog, i);
+		const struct policy_catalog_field *f;
+		int nf = policy_catalog_fields(env->catalog, id, &f);
+		cJSON *d = cJSON_CreateObject(), *fields;
+		struct offers offers = { id, NULL, 0 };
+
+		if (!d || !cJSON_AddItemToArray(arr, d)) {
+			cJSON_Delete(d);
+			oom = 1;
+			break;
+		}
+		cJSON_AddStringToObject(d, "id", id);
+		cJSON_AddStringToObject(d, "description", policy_catalog_description(env->catalog, id));
+		fields = cJSON_AddArrayToObject(d, "fields");
+		for (int j = 0; fields && j < nf; j++) {
+			cJSON *x = cJSON_CreateObject();
+			if (!x || !cJSON_AddItemToArray(fields, x)) {
+				cJSON_Delete(x);
+				oom = 1;
+				break;
+			}
+			cJSON_AddStringToObject(x, "name", f[j].name);
+			cJSON_AddStringToObject(x, "type", policy_field_type_name(f[j].type));
+			cJSON_AddStringToObject(x, "role", policy_field_role_name(f[j].role));
+			if (f[j].ncategories)
+				cJSON_AddItemToObject(x, "categories",
+						      cJSON_CreateStringArray(f[j].categories, (int)f[j].ncategories));
+		}
+		offers.list = cJSON_AddArrayToObject(d, "your_grants");
+		if (env->policies && offers.list)
+			policy_grants_for(env->policies, m->id, (int64_t)time(NULL), add_offer, &offers);
+		oom |= offers.oom;
+	}
+	if (env->policies)
+		cJSON_AddStringToObject(o, "policy_set", policy_set_hash(env->policies));
+	text = oom || !arr ? NULL : cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	if (!text)
+		return gw_error(resp, 500, "internal", "out of memory");
+	return set_body(resp, 200, text, strlen(text));
 }
 
 static int h_lookup(const struct gw_env *env, const struct gw_request *req,

@@ -148,6 +148,77 @@ static void metrics_text(void)
 	free(r.body);
 }
 
+static void catalog_lists_fields_and_grants(void)
+{
+	static const char cat_text[] =
+		"datasets:\n"
+		"  uwv/ww:\n"
+		"    description: WW\n"
+		"    fields:\n"
+		"      bsn: {type: bsn, role: identifier}\n"
+		"      end_reason: {type: category, role: attribute, categories: [werk, overig]}\n"
+		"      birth_date: {type: date, role: quasi_identifier}\n";
+	static const char pol_text[] =
+		"purposes:\n"
+		"  - id: p1\n"
+		"    description: test\n"
+		"    legal_basis: art. 6\n"
+		"    valid: {from: 2020-01-01, until: 2099-12-31}\n"
+		"    grants:\n"
+		"      - id: g1\n"
+		"        requesters: [provincie-groningen]\n"
+		"        operations: [aggregate, lookup]\n"
+		"        identifiers: pseudonym\n"
+		"        datasets:\n"
+		"          uwv/ww: {end_reason: exact, birth_date: age_band_10}\n";
+	struct policy_catalog *cat = NULL;
+	struct policy_set *set = NULL;
+	struct policy_refs refs = { 0 };
+	struct diag d = { 0 };
+	struct gw_response r;
+	struct gw_env e = env;
+
+	ask(&groningen, "GET", "/v1/catalog", NULL, &r);
+	CHECK(r.status == 404); /* no catalog configured */
+	free(r.body);
+	CHECK(policy_catalog_load_mem("cat.yaml", (const unsigned char *)cat_text, sizeof(cat_text) - 1,
+				      &cat, &d) == 0);
+	refs.catalog = cat;
+	CHECK(policy_set_load_mem("p.yaml", (const unsigned char *)pol_text, sizeof(pol_text) - 1,
+				  &refs, &set, &d) == 0);
+	if (d.errors)
+		printf("# %s", diag_text(&d));
+	e.catalog = cat;
+	e.policies = set;
+	{
+		struct gw_request req = { "GET", "/v1/catalog", NULL, 0, &groningen };
+		memset(&r, 0, sizeof(r));
+		gw_handle(&e, &req, &r);
+	}
+	CHECK(r.status == 200);
+	CHECK_CONTAINS(r.body, "{\"id\":\"uwv/ww\",\"description\":\"WW\",\"fields\":[");
+	CHECK_CONTAINS(r.body, "{\"name\":\"bsn\",\"type\":\"bsn\",\"role\":\"identifier\"}");
+	CHECK_CONTAINS(r.body, "\"categories\":[\"werk\",\"overig\"]");
+	CHECK_CONTAINS(r.body, "\"role\":\"quasi_identifier\"");
+	CHECK_CONTAINS(r.body, "\"purpose\":\"p1\"");
+	CHECK_CONTAINS(r.body, "\"operations\":[\"lookup\",\"aggregate\"]");
+	CHECK_CONTAINS(r.body, "\"fields\":{\"end_reason\":\"exact\",\"birth_date\":\"age_band_10\"}");
+	free(r.body);
+	/* Another member sees the datasets but no grants. */
+	{
+		static const struct gw_peer other = { "00000001009876543000", "ef", "2029-01-01T00:00:00Z" };
+		struct gw_request req = { "GET", "/v1/catalog", NULL, 0, &other };
+		memset(&r, 0, sizeof(r));
+		gw_handle(&e, &req, &r);
+	}
+	CHECK(r.status == 200);
+	CHECK_CONTAINS(r.body, "\"your_grants\":[]");
+	free(r.body);
+	policy_set_free(set);
+	policy_catalog_free(cat);
+	diag_clear(&d);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/np-routes-XXXXXX";
@@ -159,7 +230,9 @@ int main(void)
 	p = check_write(dir, "m.yaml",
 			"members:\n"
 			"  - {id: provincie-groningen, name: 'Provincie \"Groningen\"', "
-			"oin: \"00000001001589623000\", roles: [node]}\n");
+			"oin: \"00000001001589623000\", roles: [node]}\n"
+			"  - {id: arbeidsmarkttafel, name: AMT, "
+			"oin: \"00000001009876543000\", roles: [coordinator]}\n");
 	if (gw_members_load(p, &members, &d) < 0) {
 		printf("not ok - test_routes: setup: %s", diag_text(&d));
 		return 1;
@@ -172,6 +245,7 @@ int main(void)
 	RUN(json_bodies);
 	RUN(error_messages_are_escaped);
 	RUN(metrics_text);
+	RUN(catalog_lists_fields_and_grants);
 	gw_members_free(members);
 	unlink(p);
 	rmdir(dir);
