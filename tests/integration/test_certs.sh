@@ -29,15 +29,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-failed=0
-pass() { echo "ok - $1"; }
-fail() { # name [diagnostic...]
-	echo "not ok - $1"
-	shift
-	local line
-	for line in "$@"; do printf '%s\n' "$line" | sed 's/^/#   /'; done
-	failed=1
-}
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "$0")/lib.sh"
 # check NAME CMD...: passes if CMD exits 0; shows its output if not.
 check() {
 	local name=$1 outp

@@ -14,30 +14,8 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/noordpoort-test-synth.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 out=$tmp/out
 
-failed=0
-pass() { echo "ok - $1"; }
-fail() { # name [diagnostic...]
-	echo "not ok - $1"
-	shift
-	local line
-	for line in "$@"; do printf '%s\n' "$line" | sed 's/^/#   /'; done
-	failed=1
-}
-# expect NAME STATUS PATTERN CMD...: CMD exits with STATUS and its output
-# (stdout and stderr) matches the extended regular expression PATTERN.
-expect() {
-	local name=$1 want=$2 pattern=$3 rc
-	shift 3
-	"$@" >"$out" 2>&1
-	rc=$?
-	if [ "$rc" -ne "$want" ]; then
-		fail "$name" "exit status $rc, expected $want" "$(cat "$out")"
-	elif ! grep -Eq -- "$pattern" "$out"; then
-		fail "$name" "output does not match: $pattern" "$(cat "$out")"
-	else
-		pass "$name"
-	fi
-}
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "$0")/lib.sh"
 # distinct NUMBER FILES...: distinct BSNs (column 1) over the files, optionally
 # only rows whose column 2 is PROGRAMME (distinct_prog PROGRAMME FILES...).
 distinct() { tail -q -n +2 "$@" | cut -d, -f1 | sort -u | wc -l; }
