@@ -34,6 +34,9 @@ struct node_dataset {
 
 struct gw_node {
 	const struct gw_config *cfg;
+	/* The node's own copy: its schemas point into it, and the state's
+	 * catalog may be replaced by a reload at any time. */
+	struct policy_catalog *catalog;
 	const char **ids; /* dataset ids, for the catalog */
 	struct pseudo_master *master;
 	struct pseudo_key *audit_key;
@@ -113,10 +116,11 @@ static int dataset_open(const struct gw_dataset_cfg *c, const struct policy_cata
 	return 0;
 }
 
-int gw_node_open(const struct gw_config *cfg, const struct policy_catalog *cat,
-		 unsigned nworkers, struct gw_node **out, char *err, size_t errlen)
+int gw_node_open(const struct gw_config *cfg, unsigned nworkers, struct gw_node **out,
+		 char *err, size_t errlen)
 {
 	struct gw_node *n = calloc(1, sizeof(*n));
+	struct diag d = { 0 };
 
 	*out = NULL;
 	if (!n) {
@@ -124,10 +128,15 @@ int gw_node_open(const struct gw_config *cfg, const struct policy_catalog *cat,
 		return -1;
 	}
 	n->cfg = cfg;
-	if (!cat) {
-		snprintf(err, errlen, "a node needs a catalog");
+	if (!cfg->catalog_file || policy_catalog_load(cfg->catalog_file, &n->catalog, &d) < 0) {
+		if (cfg->catalog_file)
+			diag_first(&d, err, errlen);
+		else
+			snprintf(err, errlen, "a node needs a catalog");
+		diag_clear(&d);
 		goto fail;
 	}
+	diag_clear(&d);
 	if (pseudo_master_load(cfg->node.master_key, &n->master, err, errlen) < 0)
 		goto fail;
 	if (pseudo_key_audit(n->master, &n->audit_key) < 0) {
@@ -145,7 +154,7 @@ int gw_node_open(const struct gw_config *cfg, const struct policy_catalog *cat,
 		goto fail;
 	}
 	for (int i = 0; i < cfg->node.ndatasets; i++, n->nds++) {
-		if (dataset_open(&cfg->node.datasets[i], cat, &n->ds[i], err, errlen) < 0)
+		if (dataset_open(&cfg->node.datasets[i], n->catalog, &n->ds[i], err, errlen) < 0)
 			goto fail;
 		n->ids[i] = n->ds[i].id;
 	}
@@ -174,6 +183,7 @@ void gw_node_free(struct gw_node *n)
 	free(n->ids);
 	pseudo_key_free(n->audit_key);
 	pseudo_master_free(n->master);
+	policy_catalog_free(n->catalog);
 	free(n);
 }
 

@@ -15,7 +15,6 @@ struct gw_config;
 struct gw_env;
 struct gw_member;
 struct gw_response;
-struct policy_catalog;
 struct audit_log;
 
 /* Per process: key, schemas, sources. Immutable once open. */
@@ -26,12 +25,12 @@ struct gw_node_worker;
 
 /*
  * Opens the node described by |cfg|: loads the master key (refused unless
- * mode 0600) and builds every dataset's schema from |cat|. Dataset and
- * catalog changes need a restart; policies reload on SIGHUP. Returns 0, or
- * -1 with the reason in |err|.
+ * mode 0600) and its own copy of the catalog, and builds every dataset's
+ * schema from it. Dataset and catalog changes need a restart; policies
+ * reload on SIGHUP. Returns 0, or -1 with the reason in |err|.
  */
-int gw_node_open(const struct gw_config *cfg, const struct policy_catalog *cat,
-		 unsigned nworkers, struct gw_node **out, char *err, size_t errlen);
+int gw_node_open(const struct gw_config *cfg, unsigned nworkers, struct gw_node **out,
+		 char *err, size_t errlen);
 void gw_node_free(struct gw_node *n);
 
 /* Opens every dataset for one worker; 0, or -1 with the reason in |err|. */

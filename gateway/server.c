@@ -839,7 +839,7 @@ int gw_server_run(struct gw_config *cfg)
 		}
 	}
 	if ((cfg->roles & GW_CFG_NODE) &&
-	    gw_node_open(cfg, st->catalog, cfg->workers, &srv.node, err, sizeof(err)) < 0) {
+	    gw_node_open(cfg, cfg->workers, &srv.node, err, sizeof(err)) < 0) {
 		gw_log_message("error", "start_failed", err);
 		goto out;
 	}
