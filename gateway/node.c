@@ -6,6 +6,7 @@
 #include "node.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,8 +43,9 @@ struct gw_node {
 	struct pseudo_key *audit_key;
 	struct node_dataset *ds;
 	size_t nds;
-	double rate_per_ms; /* tokens per millisecond for one worker */
+	double rate_per_ms; /* tokens per millisecond */
 	double burst;
+	struct limiter *limiter; /* written by every worker: the one mutable part */
 };
 
 struct bucket {
@@ -52,11 +54,18 @@ struct bucket {
 	uint64_t last_ms;
 };
 
+/* One limiter for the whole node, so a requester gets its rate and burst
+ * whichever worker its connections land on. Lookups are few and already
+ * serialised on the audit log; the lock is held for a few instructions. */
+struct limiter {
+	pthread_mutex_t lock;
+	struct bucket b[MAX_BUCKETS];
+	size_t n;
+};
+
 struct gw_node_worker {
 	const struct gw_node *node;
 	struct adapter **adapters; /* parallel to node->ds */
-	struct bucket buckets[MAX_BUCKETS];
-	size_t nbuckets;
 };
 
 /* ---- opening ---- */
@@ -87,8 +96,8 @@ static int dataset_open(const struct gw_dataset_cfg *c, const struct policy_cata
 	d->src.kind = c->sqlite ? ADAPTER_SQLITE : ADAPTER_CSV;
 	d->src.path = c->path;
 	d->src.on_bad_row = c->skip_bad_rows ? ADAPTER_BAD_ROW_SKIP : ADAPTER_BAD_ROW_FAIL;
-	d->src.headerless = c->headerless;
-	d->src.delimiter = c->delimiter;
+	d->src.headerless = c->sqlite ? 0 : c->headerless;
+	d->src.delimiter = c->sqlite ? 0 : c->delimiter;
 	d->src.table = c->table;
 	d->src.query = c->query;
 	d->fields = calloc((size_t)n, sizeof(*d->fields));
@@ -116,56 +125,91 @@ static int dataset_open(const struct gw_dataset_cfg *c, const struct policy_cata
 	return 0;
 }
 
-int gw_node_open(const struct gw_config *cfg, unsigned nworkers, struct gw_node **out,
-		 char *err, size_t errlen)
+static int ignore_row(void *arg, const struct adapter_value *v, size_t n)
 {
-	struct gw_node *n = calloc(1, sizeof(*n));
-	struct diag d = { 0 };
+	(void)arg, (void)v, (void)n;
+	return 0;
+}
 
-	*out = NULL;
-	if (!n) {
-		snprintf(err, errlen, "out of memory");
+/*
+ * Reads every row of |d| once at start, as the load: with on_bad_row: fail
+ * a bad row refuses the start, with skip each is reported and counted. A
+ * SQLite source without an index on bsn is worth a warning: every lookup
+ * would read the whole table.
+ */
+static int dataset_check(const struct node_dataset *d, struct diag *diag)
+{
+	struct adapter_schema schema = { d->fields, d->nfields };
+	struct adapter_stats st = { 0 };
+	struct adapter *a;
+	char err[400];
+	int indexed = 1, rc;
+
+	if (adapter_open(&d->src, &schema, &a, err, sizeof(err)) < 0) {
+		diag_error(diag, d->src.path, 0, 0, "dataset %s: %s", d->id, err);
 		return -1;
 	}
+	rc = adapter_scan(a, NULL, 0, NULL, 0, ignore_row, NULL, &st, diag);
+	if (rc == 0 && st.rows_bad_skipped)
+		diag_warn(diag, d->src.path, 0, 0, "dataset %s: %llu of %llu rows skipped as bad "
+			  "(on_bad_row: skip); lookups of those persons answer 404", d->id,
+			  (unsigned long long)st.rows_bad_skipped, (unsigned long long)st.rows_read);
+	if (rc == 0 && d->src.kind == ADAPTER_SQLITE &&
+	    adapter_field_indexed(a, (unsigned)d->bsn_field, &indexed, err, sizeof(err)) == 0 && !indexed)
+		diag_warn(diag, d->src.path, 0, 0, "dataset %s: no index on '%s': every lookup "
+			  "reads the whole table (CREATE INDEX ... ON ...(%s))", d->id,
+			  d->fields[d->bsn_field].name, d->fields[d->bsn_field].name);
+	adapter_close(a);
+	if (rc < 0 && !diag->errors)
+		diag_error(diag, d->src.path, 0, 0, "dataset %s cannot be read", d->id);
+	return rc < 0 ? -1 : 0;
+}
+
+int gw_node_open(const struct gw_config *cfg, struct gw_node **out, struct diag *d)
+{
+	struct gw_node *n = calloc(1, sizeof(*n));
+	char err[512];
+
+	*out = NULL;
+	if (!n || !(n->limiter = calloc(1, sizeof(*n->limiter)))) {
+		free(n);
+		diag_error(d, cfg->path, 0, 0, "out of memory");
+		return -1;
+	}
+	pthread_mutex_init(&n->limiter->lock, NULL);
 	n->cfg = cfg;
-	if (!cfg->catalog_file || policy_catalog_load(cfg->catalog_file, &n->catalog, &d) < 0) {
-		if (cfg->catalog_file)
-			diag_first(&d, err, errlen);
-		else
-			snprintf(err, errlen, "a node needs a catalog");
-		diag_clear(&d);
+	if (!cfg->catalog_file) {
+		diag_error(d, cfg->path, 0, 0, "a node needs a catalog");
 		goto fail;
 	}
-	diag_clear(&d);
-	if (pseudo_master_load(cfg->node.master_key, &n->master, err, errlen) < 0)
+	if (policy_catalog_load(cfg->catalog_file, &n->catalog, d) < 0)
 		goto fail;
+	if (pseudo_master_load(cfg->node.master_key, &n->master, err, sizeof(err)) < 0) {
+		diag_error(d, cfg->node.master_key, 0, 0, "node.master_key: %s", err);
+		goto fail;
+	}
 	if (pseudo_key_audit(n->master, &n->audit_key) < 0) {
-		snprintf(err, errlen, "cannot derive the audit key");
+		diag_error(d, cfg->node.master_key, 0, 0, "cannot derive the audit key");
 		goto fail;
 	}
 	n->ds = calloc((size_t)cfg->node.ndatasets + 1, sizeof(*n->ds));
-	if (!n->ds) {
-		snprintf(err, errlen, "out of memory");
-		goto fail;
-	}
 	n->ids = calloc((size_t)cfg->node.ndatasets + 1, sizeof(*n->ids));
-	if (!n->ids) {
-		snprintf(err, errlen, "out of memory");
+	if (!n->ds || !n->ids) {
+		diag_error(d, cfg->path, 0, 0, "out of memory");
 		goto fail;
 	}
-	for (int i = 0; i < cfg->node.ndatasets; i++, n->nds++) {
-		if (dataset_open(&cfg->node.datasets[i], n->catalog, &n->ds[i], err, errlen) < 0)
+	for (int i = 0; i < cfg->node.ndatasets; i++) {
+		n->nds = (size_t)i + 1; /* so gw_node_free() frees what this one allocates */
+		if (dataset_open(&cfg->node.datasets[i], n->catalog, &n->ds[i], err, sizeof(err)) < 0) {
+			diag_error(d, cfg->path, 0, 0, "%s", err);
 			goto fail;
+		}
 		n->ids[i] = n->ds[i].id;
+		if (dataset_check(&n->ds[i], d) < 0)
+			goto fail;
 	}
-	/* Each worker keeps its own bucket: the per-requester limit is
-	 * split evenly, so it holds whichever worker a connection lands on. */
-	if (nworkers == 0)
-		nworkers = 1;
-	n->rate_per_ms = (double)cfg->node.lookups_per_minute / 60000.0 / nworkers;
-	n->burst = (double)cfg->node.lookup_burst / nworkers;
-	if (n->burst < 1)
-		n->burst = 1;
+	n->rate_per_ms = (double)cfg->node.lookups_per_minute / 60000.0;
+	n->burst = cfg->node.lookup_burst;
 	*out = n;
 	return 0;
 fail:
@@ -184,6 +228,9 @@ void gw_node_free(struct gw_node *n)
 	pseudo_key_free(n->audit_key);
 	pseudo_master_free(n->master);
 	policy_catalog_free(n->catalog);
+	if (n->limiter)
+		pthread_mutex_destroy(&n->limiter->lock);
+	free(n->limiter);
 	free(n);
 }
 
@@ -240,21 +287,27 @@ static uint64_t wall_ms(void)
 }
 
 /* Token bucket per requester; returns 0, or the seconds to wait. */
-static unsigned rate_limit(struct gw_node_worker *w, const char *oin)
+static unsigned rate_limit(const struct gw_node *n, const char *oin)
 {
-	const struct gw_node *n = w->node;
+	struct limiter *lim = n->limiter;
 	uint64_t now = wall_ms();
 	struct bucket *b = NULL;
+	unsigned wait = 0;
 
 	if (n->cfg->node.lookups_per_minute == 0)
 		return 0;
-	for (size_t i = 0; i < w->nbuckets; i++)
-		if (strcmp(w->buckets[i].oin, oin) == 0)
-			b = &w->buckets[i];
+	pthread_mutex_lock(&lim->lock);
+	for (size_t i = 0; i < lim->n && !b; i++)
+		if (strcmp(lim->b[i].oin, oin) == 0)
+			b = &lim->b[i];
 	if (!b) {
-		/* Members are a few dozen; past the table, the oldest is reused. */
-		size_t i = w->nbuckets < MAX_BUCKETS ? w->nbuckets++ : 0;
-		b = &w->buckets[i];
+		/* Members are a few dozen; past the table, the longest idle
+		 * bucket (which has refilled the most) is reused. */
+		size_t i = lim->n < MAX_BUCKETS ? lim->n++ : 0;
+		for (size_t j = 1; lim->n == MAX_BUCKETS && j < MAX_BUCKETS; j++)
+			if (lim->b[j].last_ms < lim->b[i].last_ms)
+				i = j;
+		b = &lim->b[i];
 		snprintf(b->oin, sizeof(b->oin), "%s", oin);
 		b->tokens = n->burst;
 		b->last_ms = now;
@@ -263,11 +316,12 @@ static unsigned rate_limit(struct gw_node_worker *w, const char *oin)
 	if (b->tokens > n->burst)
 		b->tokens = n->burst;
 	b->last_ms = now;
-	if (b->tokens >= 1) {
+	if (b->tokens >= 1)
 		b->tokens -= 1;
-		return 0;
-	}
-	return (unsigned)((1 - b->tokens) / n->rate_per_ms / 1000.0) + 1;
+	else
+		wait = (unsigned)((1 - b->tokens) / n->rate_per_ms / 1000.0) + 1;
+	pthread_mutex_unlock(&lim->lock);
+	return wait;
 }
 
 struct lookup {
@@ -276,13 +330,14 @@ struct lookup {
 	const cJSON *bsn_json;
 	uint32_t bsn;
 	int bsn_error;
+	int bsn_valid; /* parsed and passed the elfproef */
 	const char *fields[MAX_LOOKUP_FIELDS];
 	size_t nfields;
 	enum policy_ident identifiers;
 };
 
-/* Reads the body; 0, or -1 with a 400 answer in |resp|. */
-static int parse_body(const cJSON *body, struct lookup *l, struct gw_response *resp)
+/* Reads the body; NULL, or what is wrong with it (for a 400). */
+static const char *parse_body(const cJSON *body, struct lookup *l)
 {
 	const cJSON *p = cJSON_GetObjectItemCaseSensitive(body, "purpose");
 	const cJSON *d = cJSON_GetObjectItemCaseSensitive(body, "dataset");
@@ -292,37 +347,35 @@ static int parse_body(const cJSON *body, struct lookup *l, struct gw_response *r
 	const cJSON *it;
 
 	if (!cJSON_IsString(p) || !*p->valuestring)
-		return gw_error(resp, 400, "bad_request", "'purpose' must be a purpose id"), -1;
+		return "'purpose' must be a purpose id";
 	if (!cJSON_IsString(d) || !*d->valuestring)
-		return gw_error(resp, 400, "bad_request", "'dataset' must be a dataset id"), -1;
+		return "'dataset' must be a dataset id";
 	if (!cJSON_IsObject(s) || !cJSON_IsString(l->bsn_json = cJSON_GetObjectItemCaseSensitive(s, "bsn")))
-		return gw_error(resp, 400, "bad_request", "'subject' must be {\"bsn\": \"...\"}"), -1;
+		return "'subject' must be {\"bsn\": \"...\"}";
 	if (!cJSON_IsArray(f) || cJSON_GetArraySize(f) == 0)
-		return gw_error(resp, 400, "bad_request", "'fields' must be a non-empty list of field names"), -1;
+		return "'fields' must be a non-empty list of field names";
 	cJSON_ArrayForEach(it, f) {
 		if (!cJSON_IsString(it) || !*it->valuestring)
-			return gw_error(resp, 400, "bad_request", "'fields' must hold field names"), -1;
+			return "'fields' must hold field names";
 		if (l->nfields == MAX_LOOKUP_FIELDS)
-			return gw_error(resp, 400, "bad_request", "'fields' names more than 32 fields"), -1;
+			return "'fields' names more than 32 fields";
 		for (size_t i = 0; i < l->nfields; i++)
 			if (strcmp(l->fields[i], it->valuestring) == 0)
-				return gw_error(resp, 400, "bad_request", "'fields' names a field twice"), -1;
+				return "'fields' names a field twice";
 		l->fields[l->nfields++] = it->valuestring;
 	}
 	l->identifiers = POLICY_IDENT_PSEUDONYM;
 	if (id && (!cJSON_IsString(id) ||
 		   (strcmp(id->valuestring, "none") != 0 &&
 		    policy_ident_parse(id->valuestring, &l->identifiers) < 0)))
-		return gw_error(resp, 400, "bad_request",
-				"'identifiers' must be none, pseudonym or bsn"), -1;
+		return "'identifiers' must be none, pseudonym or bsn";
 	if (id && strcmp(id->valuestring, "none") == 0)
 		l->identifiers = POLICY_IDENT_NEVER;
 	l->purpose = p->valuestring;
 	l->dataset = d->valuestring;
-	/* cJSON strings are NUL-terminated copies, but may hold an escaped
-	 * NUL: bsn_parse takes the length and refuses it. */
 	l->bsn_error = bsn_parse(l->bsn_json->valuestring, strlen(l->bsn_json->valuestring), &l->bsn);
-	return 0;
+	l->bsn_valid = l->bsn_error == BSN_OK;
+	return NULL;
 }
 
 /* Formats |v| as JSON under the generalisation |g|; NULL when |g| does not
@@ -460,14 +513,16 @@ static int audit(const struct gw_env *env, const struct gw_member *caller, const
 	}
 	cJSON_AddStringToObject(o, "operation", "lookup");
 	cJSON_AddStringToObject(o, "requester", caller->id);
-	cJSON_AddStringToObject(o, "purpose", l->purpose);
-	cJSON_AddItemToObject(o, "datasets", cJSON_CreateStringArray(&l->dataset, 1));
+	if (l->purpose)
+		cJSON_AddStringToObject(o, "purpose", l->purpose);
+	if (l->dataset)
+		cJSON_AddItemToObject(o, "datasets", cJSON_CreateStringArray(&l->dataset, 1));
 	for (size_t i = 0; i < l->nfields; i++)
 		cJSON_AddItemToArray(fields, cJSON_CreateString(l->fields[i]));
 	cJSON_AddItemToObject(o, "fields", fields);
 	/* The person only as the keyed audit pseudonym, so "who looked at
 	 * my data?" can be answered without the log holding a BSN. */
-	if (l->bsn_error == BSN_OK) {
+	if (l->bsn_valid) {
 		pseudo_token(n->audit_key, l->bsn, tok);
 		pseudo_hex(tok, sizeof(tok), subject);
 		cJSON_AddStringToObject(o, "subject", subject);
@@ -476,6 +531,8 @@ static int audit(const struct gw_env *env, const struct gw_member *caller, const
 	if (dec) {
 		cJSON_AddStringToObject(o, "rule", dec->rule);
 		cJSON_AddStringToObject(o, "reason", policy_reason_name(dec->reason));
+		if (!dec->permit && dec->nearest[0])
+			cJSON_AddStringToObject(o, "nearest_rule", dec->nearest);
 		cJSON_AddStringToObject(o, "policy_hash", dec->policy_hash);
 	}
 	cJSON_AddStringToObject(o, "outcome", outcome);
@@ -533,22 +590,26 @@ int gw_node_lookup(const struct gw_env *env, const struct gw_member *caller,
 	struct adapter_stats stats = { 0 };
 	struct diag d = { 0 };
 	char audit_id[33];
+	const char *bad;
 	unsigned wait;
 	int rc;
 
 	if (!w || !env->policies)
 		return gw_error(resp, 501, "not_implemented", "this gateway has no node role");
 
-	/* 1. Rate limit: before any work, per requester. */
-	if ((wait = rate_limit(w, caller->oin)) > 0) {
-		resp->retry_after = wait;
-		return gw_error(resp, 429, "rate_limited", "too many lookups; retry later");
+	/* 1. Rate limit: before any work, per requester. Refusals are
+	 * recorded too: every lookup request leaves a line. */
+	if ((wait = rate_limit(w->node, caller->oin)) > 0) {
+		rc = refuse(env, caller, &l, NULL, 429, "rate_limited", "too many lookups; retry later", resp);
+		if (resp->status == 429)
+			resp->retry_after = wait;
+		return rc;
 	}
 
-	/* 2. Validate. A malformed body is not a decision; a bad BSN is. */
-	if (parse_body(body, &l, resp) < 0)
-		return 0;
-	if (l.bsn_error != BSN_OK)
+	/* 2. Validate: a malformed body or a bad BSN is refused, and recorded. */
+	if ((bad = parse_body(body, &l)) != NULL)
+		return refuse(env, caller, &l, NULL, 400, "bad_request", bad, resp);
+	if (!l.bsn_valid)
 		return refuse(env, caller, &l, NULL, 400, "invalid_bsn", bsn_error_name(l.bsn_error), resp);
 
 	/* 3. Decide: the caller's grants for this purpose, dataset and fields. */

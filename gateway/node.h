@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 struct gw_config;
+struct diag;
 struct gw_env;
 struct gw_member;
 struct gw_response;
@@ -25,12 +26,13 @@ struct gw_node_worker;
 
 /*
  * Opens the node described by |cfg|: loads the master key (refused unless
- * mode 0600) and its own copy of the catalog, and builds every dataset's
- * schema from it. Dataset and catalog changes need a restart; policies
- * reload on SIGHUP. Returns 0, or -1 with the reason in |err|.
+ * mode 0600) and its own copy of the catalog, builds every dataset's schema
+ * from it, and reads every dataset once (the load: on_bad_row: fail refuses
+ * a bad row, skip reports it as a warning in |d|; a SQLite source without an
+ * index on bsn gets a warning). Dataset and catalog changes need a restart;
+ * policies reload on SIGHUP. Returns 0, or -1 with the reasons in |d|.
  */
-int gw_node_open(const struct gw_config *cfg, unsigned nworkers, struct gw_node **out,
-		 char *err, size_t errlen);
+int gw_node_open(const struct gw_config *cfg, struct gw_node **out, struct diag *d);
 void gw_node_free(struct gw_node *n);
 
 /* Opens every dataset for one worker; 0, or -1 with the reason in |err|. */

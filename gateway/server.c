@@ -135,9 +135,29 @@ int gw_server_check(const struct gw_config *cfg, struct diag *d)
 {
 	int policy_failed;
 	struct gw_state *s = state_load(cfg, 1, d, &policy_failed);
+	struct gw_node *n = NULL;
+	int rc = s ? 0 : -1;
 
+	if (rc == 0 && (cfg->roles & GW_CFG_NODE) && gw_node_open(cfg, &n, d) < 0)
+		rc = -1;
+	gw_node_free(n);
 	state_free(s);
-	return s ? 0 : -1;
+	return rc;
+}
+
+/* Each diagnostic line as a log event of its own severity. */
+static void log_diag(const struct diag *d)
+{
+	const char *t = diag_text(d);
+
+	while (*t) {
+		size_t n = strcspn(t, "\n");
+		char line[1024];
+
+		snprintf(line, sizeof(line), "%.*s", (int)(n < sizeof(line) ? n : sizeof(line) - 1), t);
+		gw_log_message(strstr(line, ": error: ") ? "error" : "warn", "dataset", line);
+		t += n + (t[n] == '\n');
+	}
 }
 
 /* ---- connections ---- */
@@ -838,10 +858,16 @@ int gw_server_run(struct gw_config *cfg)
 			goto out;
 		}
 	}
-	if ((cfg->roles & GW_CFG_NODE) &&
-	    gw_node_open(cfg, cfg->workers, &srv.node, err, sizeof(err)) < 0) {
-		gw_log_message("error", "start_failed", err);
-		goto out;
+	if (cfg->roles & GW_CFG_NODE) {
+		struct diag d = { 0 };
+		int e = gw_node_open(cfg, &srv.node, &d);
+
+		log_diag(&d);
+		diag_clear(&d);
+		if (e < 0) {
+			gw_log_message("error", "start_failed", "the node's datasets or key could not be opened");
+			goto out;
+		}
 	}
 	srv.workers = calloc(srv.nworkers, sizeof(*srv.workers));
 	srv.metrics = calloc(srv.nworkers, sizeof(*srv.metrics));

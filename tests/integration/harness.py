@@ -215,7 +215,14 @@ def to_yaml(obj, indent=0):
             elif isinstance(v, list):
                 lines.append(f"{pad}{k}:")
                 for item in v:
-                    lines.append(f"{pad}  - {_yaml_scalar(item)}")
+                    if isinstance(item, dict):
+                        # a mapping as a list item: "- key: v" and the rest
+                        # of its keys aligned under the first
+                        sub = to_yaml(item, indent + 2).split("\n")
+                        lines.append(f"{pad}  - {sub[0].lstrip()}")
+                        lines.extend(sub[1:])
+                    else:
+                        lines.append(f"{pad}  - {_yaml_scalar(item)}")
             else:
                 lines.append(f"{pad}{k}: {_yaml_scalar(v)}")
     return "\n".join(l for l in lines if l != "")
@@ -397,6 +404,27 @@ class Gateway:
                     fail(f"no \"listening\" log line within {START_TIMEOUT}s; "
                          f"stderr: {self._tail()}")
                 self._cond.wait(min(left, 0.2))
+
+    def run_expect_exit(self, timeout=START_TIMEOUT):
+        """Runs `serve` for a config the server must refuse at start: waits
+        for it to exit by itself (killing it and failing after |timeout|).
+        Returns (exit status, stderr text). The temporary folder stays until
+        cleanup()."""
+        try:
+            r = subprocess.run([str(BIN), "serve", "-c", str(self.config_path)],
+                               stdin=subprocess.DEVNULL, capture_output=True,
+                               env=self.env, cwd="/", timeout=timeout)
+        except subprocess.TimeoutExpired:
+            fail(f"the server did not exit within {timeout}s (it should have "
+                 f"refused to start)")
+        err = r.stderr.decode("utf-8", "replace")
+        if any(m in err for m in SANITIZER_MARKERS):
+            fail("sanitizer report in server output: " + err[-1500:])
+        return r.returncode, err
+
+    def cleanup(self):
+        """Removes the temporary folder of a Gateway that was never started."""
+        self.dir.cleanup()
 
     def __enter__(self):
         return self.start()
@@ -1132,6 +1160,146 @@ def check_refused(r, what):
     check(r.status == 0 and r.rc != 0,
           f"{what}: expected the TLS handshake / connection to be refused, got "
           f"curl rc {r.rc}, status {r.status}, body {r.body[:120]!r}")
+
+
+# --------------------------------------------------------------------------
+# A node: synthetic data, master key, catalog, policies, audit log
+# --------------------------------------------------------------------------
+
+EXAMPLE_CATALOG = REPO / "policies" / "examples" / "catalog.yaml"
+_SYNTH = {}
+
+
+def synth_data(seed=7, scale=0.01):
+    """Folder with `noordpoort synth` output (DIR/OWNER/NAME.csv), made once
+    per process and removed at exit. Treat it as read-only."""
+    key = (seed, scale)
+    if key not in _SYNTH:
+        import atexit
+        td = tempfile.TemporaryDirectory(prefix="noordpoort-synth-")
+        atexit.register(td.cleanup)
+        r = run_cli("synth", "--out", Path(td.name) / "data", "--seed", seed,
+                    "--scale", scale, timeout=120)
+        check(r.returncode == 0, f"synth failed ({r.returncode}): {r.stderr[-500:]}")
+        _SYNTH[key] = (td, Path(td.name) / "data")
+    return _SYNTH[key][1]
+
+
+def read_csv(path):
+    """Rows of a CSV file as dicts (header from the first line)."""
+    import csv
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def bsn_ok(s):
+    """The elfproef, as crypto/pseudo.c applies it (9 digits)."""
+    if len(s) != 9 or not s.isdigit():
+        return False
+    t = sum(int(s[i]) * (9 - i) for i in range(8)) - int(s[8])
+    return t % 11 == 0 and int(s) != 0
+
+
+def make_bsn(start, avoid=()):
+    """The first valid BSN >= |start| (9 digits) that is not in |avoid|."""
+    n = start
+    while True:
+        s = f"{n:09d}"
+        if bsn_ok(s) and s not in avoid:
+            return s
+        n += 1
+
+
+class NodeFiles:
+    """A temporary folder with what a node needs beyond certificates: a
+    pseudonymisation master key, policy files, data files and the audit log.
+    It outlives the Gateways started on it (restart on the same audit log).
+
+        nf = NodeFiles()
+        pol = nf.write("p.yaml", POLICY)
+        with Gateway(config=nf.config([pol], [nf.csv_dataset(ID, path)])) as gw:
+            ...
+        nf.cleanup()
+    """
+
+    def __init__(self):
+        self._td = tempfile.TemporaryDirectory(prefix="noordpoort-node-")
+        self.dir = Path(self._td.name)
+        self.master_key = self.dir / "master.key"
+        r = run_cli("keygen", "--out", self.master_key)
+        check(r.returncode == 0, f"keygen failed: {r.stderr}")
+        self.audit = self.dir / "audit.log"
+        self.catalog = EXAMPLE_CATALOG
+
+    def write(self, name, text, mode=None):
+        p = self.dir / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        data = text if isinstance(text, bytes) else text.encode("utf-8")
+        tmp = p.with_name("." + p.name + ".tmp")
+        tmp.write_bytes(data)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, p)
+        return p
+
+    @staticmethod
+    def csv_dataset(ds_id, path, on_bad_row="skip", **extra):
+        src = {"type": "csv", "path": str(path), "on_bad_row": on_bad_row}
+        src.update(extra)
+        return {"id": ds_id, "source": src}
+
+    @staticmethod
+    def sqlite_dataset(ds_id, path, table=None, query=None, on_bad_row="fail"):
+        src = {"type": "sqlite", "path": str(path), "on_bad_row": on_bad_row}
+        if table is not None:
+            src["table"] = table
+        if query is not None:
+            src["query"] = query
+        return {"id": ds_id, "source": src}
+
+    def config(self, policies, datasets, organisation="opleidingsfonds-techniek",
+               lookups_per_minute=0, lookup_burst=30, audit=None, **top):
+        """Config overrides for Gateway(config=...): roles [node], catalog,
+        policies, node, audit. |audit| adds keys to the audit section; |top|
+        adds or overrides top-level keys (workers, require_signed_policies,
+        policy_signing_key, ...)."""
+        cfg = {
+            "roles": ["node"],
+            "catalog": str(self.catalog),
+            "policies": [str(p) for p in policies],
+            "node": {
+                "organisation": organisation,
+                "master_key": str(self.master_key),
+                "datasets": list(datasets),
+                "lookups_per_minute": lookups_per_minute,
+                "lookup_burst": lookup_burst,
+            },
+            "audit": dict({"path": str(self.audit)}, **(audit or {})),
+        }
+        cfg.update(top)
+        return cfg
+
+    def cleanup(self):
+        self._td.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.cleanup()
+
+
+def post_json(client, path, obj):
+    """POST |obj| as JSON on an H2Client; returns (status, headers, parsed
+    body or None, raw body)."""
+    body = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    st, hdrs, raw = client.request("POST", path, body=body,
+                                   headers=[("content-type", "application/json")])
+    try:
+        parsed = json.loads(raw.decode("utf-8"))
+    except ValueError:
+        parsed = None
+    return st, hdrs, parsed, raw
 
 
 # --------------------------------------------------------------------------
