@@ -40,7 +40,9 @@
  * refused, as is one owned by another user than the process or root.
  *
  * Memory: the master and every derived key live in sodium_malloc memory
- * (guard pages, mlock'd, wiped on free), read-only once built. Each key costs
+ * (guard pages, mlock'd, wiped on free), read-only once built. A derived key
+ * also holds the BLAKE2b chaining value after its key block (so a token costs
+ * one compression, not two); that value is as secret as the key. Each key costs
  * a few pages of address space and one locked page; per-query keys are meant
  * to be freed when the query ends. Keys are immutable after derivation, so
  * one key may be used by several threads at once.
@@ -77,7 +79,7 @@ void bsn_format(uint32_t bsn, char out[10]);
 #define PSEUDO_QUERY_ID_BYTES 16
 
 struct pseudo_master;   /* the master key, sodium_malloc'd, read-only (sodium_mprotect_readonly) after load */
-struct pseudo_key;      /* a derived key with its keyed BLAKE2b state precomputed */
+struct pseudo_key;      /* a derived key with the BLAKE2b chaining value after its key block precomputed */
 
 /* What the functions below return (0 on success). */
 enum pseudo_error {
@@ -126,10 +128,23 @@ void pseudo_key_free(struct pseudo_key *k); /* wipes; NULL is a no-op */
 /*
  * Keyed BLAKE2b of the canonical 9-digit BSN under |k|: equal to
  * crypto_generichash(out, 32, digits, 9, key, 32). Hot path: no allocation;
- * copies the precomputed keyed state, adds the 9 bytes, finalises, and wipes
- * the copy and the digits. |bsn| as for bsn_format.
+ * one BLAKE2b compression (the final block: the 9 digits, zero-padded) from
+ * the chaining value the key block left, which was computed once when |k|
+ * was derived. Wipes the digits and the stack it used. |bsn| as for
+ * bsn_format.
  */
 void pseudo_token(const struct pseudo_key *k, uint32_t bsn, unsigned char out[PSEUDO_TOKEN_BYTES]);
+
+/*
+ * pseudo_token for |n| BSNs at once (n may be 0; then nothing is read or
+ * written): out[i] = token of bsns[i], bit-identical to pseudo_token. For
+ * whole datasets: four tokens per compression pass on CPUs with AVX2 (chosen
+ * at run time), one at a time otherwise. No allocation; wipes its stack once
+ * per call. |bsns| and |out| must not overlap. Like pseudo_token, safe to
+ * call from several threads with one key.
+ */
+void pseudo_tokens(const struct pseudo_key *k, const uint32_t *bsns, size_t n,
+		   unsigned char (*out)[PSEUDO_TOKEN_BYTES]);
 
 /* Lower-case hex of |n| bytes; |out| has room for 2n+1 (NUL-terminated). */
 void pseudo_hex(const unsigned char *in, size_t n, char *out);
