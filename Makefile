@@ -16,7 +16,7 @@ CFLAGS   ?= -O2 -g
 LIBS     := -lnghttp2 -lssl -lcrypto -lsodium -lcjson -lyaml -lsqlite3 -lpthread
 SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-SRC      := $(wildcard common/*.c gateway/*.c crypto/*.c synth/*.c adapters/*.c policies/*.c)
+SRC      := $(wildcard common/*.c gateway/*.c crypto/*.c synth/*.c adapters/*.c policies/*.c aggregate/*.c)
 LIBSRC   := $(filter-out gateway/main.c,$(SRC))
 OBJ      := $(SRC:%.c=build/obj/%.o)
 ASANOBJ  := $(SRC:%.c=build/asan/obj/%.o)

@@ -1,0 +1,644 @@
+/*
+ * The privacy budget ledger (aggregate/ledger.h): one row per debit in a
+ * SQLite file in WAL mode; a debit is a sum and an insert inside one
+ * BEGIN IMMEDIATE transaction, so hubs sharing the file cannot overspend
+ * together. Why each choice was made: docs/ledger.md.
+ */
+#include <errno.h>
+#include <float.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "ledger.h"
+
+struct ledger {
+	pthread_mutex_t mu; /* one connection, shared by the workers */
+	sqlite3 *db;
+	sqlite3_stmt *begin, *sum, *insert, *commit, *rollback;
+	char *path;         /* for messages */
+	int busy_ms;        /* the busy timeout in force, for messages */
+};
+
+/*
+ * Schema version 1. Debits are append-only: a trigger refuses UPDATE and
+ * DELETE, so "giving budget back" takes a deliberate act outside the hub.
+ * Spent is summed over debit times, not over period_start, so a policy that
+ * changes its period still counts every debit that falls in the new period.
+ */
+static const char schema_sql[] =
+	"CREATE TABLE ledger_schema (version INTEGER NOT NULL);"
+	"INSERT INTO ledger_schema (version) VALUES (1);"
+	"CREATE TABLE ledger_debit ("
+	" id INTEGER PRIMARY KEY,"
+	" requester TEXT NOT NULL,"
+	" purpose TEXT NOT NULL,"
+	" period TEXT NOT NULL CHECK (period IN ('month', 'quarter', 'year')),"
+	" period_start INTEGER NOT NULL,"
+	" time INTEGER NOT NULL,"
+	" amount_micro INTEGER NOT NULL CHECK (amount_micro > 0),"
+	" limit_micro INTEGER NOT NULL CHECK (limit_micro >= 0));"
+	"CREATE INDEX ledger_debit_key ON ledger_debit (requester, purpose, time);"
+	"CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger_debit BEGIN"
+	" SELECT RAISE(ABORT, 'the budget ledger is append-only: no refunds'); END;"
+	"CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger_debit BEGIN"
+	" SELECT RAISE(ABORT, 'the budget ledger is append-only: no refunds'); END;";
+
+static const char sum_sql[] =
+	"SELECT coalesce(sum(amount_micro), 0) FROM ledger_debit"
+	" WHERE requester = ?1 AND purpose = ?2 AND time >= ?3 AND time < ?4";
+static const char insert_sql[] =
+	"INSERT INTO ledger_debit (requester, purpose, period, period_start, time,"
+	" amount_micro, limit_micro) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+/* ---- calendar arithmetic (proleptic Gregorian, UTC) ----------------------- */
+
+/* Days since 1970-01-01 of y-m-d (H. Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
+{
+	int64_t era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, int64_t *m, int64_t *d)
+{
+	int64_t era, doe, yoe, doy, mp;
+
+	z += 719468;
+	era = (z >= 0 ? z : z - 146096) / 146097;
+	doe = z - era * 146097;
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	*d = doy - (153 * mp + 2) / 5 + 1;
+	*m = mp < 10 ? mp + 3 : mp - 9;
+	*y = yoe + era * 400 + (*m <= 2);
+}
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+	return a / b - (a % b != 0 && (a < 0) != (b < 0));
+}
+
+int ledger_period(int64_t t, enum policy_period per, int64_t *start, int64_t *reset)
+{
+	int64_t y, m, d, first, next_y, next_m;
+
+	if (!start || !reset || t < LEDGER_TIME_MIN || t > LEDGER_TIME_MAX)
+		return -EINVAL;
+	civil_from_days(floor_div(t, 86400), &y, &m, &d);
+	switch (per) {
+	case POLICY_PER_MONTH:
+		first = m;
+		next_m = m + 1;
+		break;
+	case POLICY_PER_QUARTER:
+		first = (m - 1) / 3 * 3 + 1;
+		next_m = first + 3;
+		break;
+	case POLICY_PER_YEAR:
+		first = 1;
+		next_m = 13;
+		break;
+	default:
+		return -EINVAL;
+	}
+	next_y = y;
+	if (next_m > 12) {
+		next_m -= 12;
+		next_y++;
+	}
+	*start = days_from_civil(y, first, 1) * 86400;
+	*reset = days_from_civil(next_y, next_m, 1) * 86400;
+	return 0;
+}
+
+static const char *period_name(enum policy_period per)
+{
+	switch (per) {
+	case POLICY_PER_MONTH: return "month";
+	case POLICY_PER_QUARTER: return "quarter";
+	case POLICY_PER_YEAR: return "year";
+	}
+	return "?";
+}
+
+char *ledger_format_time(int64_t t, char buf[LEDGER_TIME_LEN])
+{
+	int64_t y, m, d, s;
+
+	if (t < LEDGER_TIME_MIN || t > LEDGER_TIME_MAX) {
+		snprintf(buf, LEDGER_TIME_LEN, "-");
+		return buf;
+	}
+	civil_from_days(floor_div(t, 86400), &y, &m, &d);
+	s = t - floor_div(t, 86400) * 86400;
+	/* The modulos cannot change a value in range; they tell the compiler
+	 * that the text fits. */
+	snprintf(buf, LEDGER_TIME_LEN, "%04u-%02u-%02uT%02u:%02u:%02uZ", (unsigned)y % 10000u,
+		 (unsigned)m % 100u, (unsigned)d % 100u, (unsigned)(s / 3600) % 100u,
+		 (unsigned)(s / 60 % 60), (unsigned)(s % 60));
+	return buf;
+}
+
+/* ---- amounts ------------------------------------------------------------- */
+
+char *ledger_format_eps(uint64_t micro, char buf[LEDGER_EPS_LEN])
+{
+	unsigned frac = (unsigned)(micro % LEDGER_MICRO);
+	int n;
+
+	n = snprintf(buf, LEDGER_EPS_LEN, "%" PRIu64, micro / LEDGER_MICRO);
+	if (frac && n > 0 && n < LEDGER_EPS_LEN - 8) {
+		int digits = 6;
+
+		while (frac % 10 == 0) {
+			frac /= 10;
+			digits--;
+		}
+		snprintf(buf + n, (size_t)(LEDGER_EPS_LEN - n), ".%0*u", digits, frac);
+	}
+	return buf;
+}
+
+/*
+ * |dir| > 0 rounds up, < 0 down. eps * 1e6 carries a relative error of at
+ * most about 2^-52 (eps was rounded once when parsed, the product once
+ * more), so a product within 4 DBL_EPSILON of an integer is that integer:
+ * the policy author wrote a decimal with at most six places.
+ */
+static int to_micro(double eps, int dir, uint64_t *out)
+{
+	double x, frac, tol;
+	uint64_t lo;
+
+	if (!out || !(eps >= 0) || eps > LEDGER_EPSILON_MAX)
+		return -EINVAL;
+	x = eps * LEDGER_MICRO;
+	lo = (uint64_t)x;          /* x < 2^53: lo and x - lo are exact */
+	frac = x - (double)lo;
+	tol = 4 * DBL_EPSILON * x;
+	if (frac <= tol)
+		*out = lo;
+	else if (1 - frac <= tol)
+		*out = lo + 1;
+	else
+		*out = dir > 0 ? lo + 1 : lo;
+	return 0;
+}
+
+int ledger_micro_up(double eps, uint64_t *out)
+{
+	return to_micro(eps, 1, out);
+}
+
+int ledger_micro_down(double eps, uint64_t *out)
+{
+	return to_micro(eps, -1, out);
+}
+
+/* ---- errors -------------------------------------------------------------- */
+
+/* Maps a SQLite result to a ledger code and says what happened in |err|. */
+static int fail(const struct ledger *l, int rc, const char *what, char *err, size_t errlen)
+{
+	const char *msg = l->db ? sqlite3_errmsg(l->db) : sqlite3_errstr(rc);
+	const char *path = l->path;
+
+	switch (rc & 0xff) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		snprintf(err, errlen,
+			 "the budget ledger is locked by another process (%s: still busy after %d ms"
+			 " while %s)",
+			 path, l->busy_ms, what);
+		return LEDGER_BUSY;
+	case SQLITE_NOMEM:
+		snprintf(err, errlen, "%s: out of memory while %s", path, what);
+		return -ENOMEM;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		snprintf(err, errlen,
+			 "%s: not a usable budget ledger (%s while %s); restore it from a backup,"
+			 " the hub will not guess what was spent",
+			 path, msg, what);
+		return LEDGER_CORRUPT;
+	default:
+		snprintf(err, errlen, "%s: budget ledger %s failed: %s", path, what, msg);
+		return LEDGER_IO;
+	}
+}
+
+/* Runs one statement that returns no rows (or whose rows are ignored). */
+static int exec_step(sqlite3_stmt *s)
+{
+	int rc;
+
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		;
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* ---- open and close ------------------------------------------------------ */
+
+/* PRAGMA |sql| whose first result column must be |want| (case-insensitive). */
+static int pragma_expect(sqlite3 *db, const char *sql, const char *want, char *got, size_t gotlen)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+
+	if (rc != SQLITE_OK)
+		return rc;
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		const char *v = (const char *)sqlite3_column_text(s, 0);
+
+		snprintf(got, gotlen, "%s", v ? v : "(null)");
+		for (char *c = got; *c; c++) /* quick_check answers in lines; err is one */
+			if (*c == '\n')
+				*c = ' ';
+		rc = v && sqlite3_stricmp(v, want) == 0 ? SQLITE_OK : SQLITE_MISMATCH;
+	} else if (rc == SQLITE_DONE) {
+		snprintf(got, gotlen, "(no answer)");
+		rc = SQLITE_MISMATCH;
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/* One-row integer query; *out is -1 when there is no row. */
+static int query_int(sqlite3 *db, const char *sql, int64_t *out, int *nrows)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+
+	*out = -1;
+	*nrows = 0;
+	if (rc != SQLITE_OK)
+		return rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (!*nrows)
+			*out = sqlite3_column_int64(s, 0);
+		++*nrows;
+	}
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/*
+ * Checks the version of an existing ledger, or creates the schema in an
+ * empty file. The check only reads, so a hub can start while another holds
+ * the write lock; creating takes BEGIN IMMEDIATE and looks again, so two
+ * hubs creating one new file at once cannot both create it.
+ */
+static int check_schema(struct ledger *l, char *err, size_t errlen)
+{
+	int64_t v = -1, ntables;
+	int rows = 0, rc = SQLITE_OK, ret = 0;
+
+	for (int immediate = 0; immediate < 2; immediate++) {
+		rc = sqlite3_exec(l->db, immediate ? "BEGIN IMMEDIATE" : "BEGIN", NULL, NULL, NULL);
+		if (rc == SQLITE_OK)
+			rc = query_int(l->db,
+				       "SELECT count(*) FROM sqlite_master WHERE name = 'ledger_schema'",
+				       &v, &rows);
+		if (rc != SQLITE_OK || v != 0)
+			break;
+		rc = query_int(l->db, "SELECT count(*) FROM sqlite_master", &ntables, &rows);
+		if (rc == SQLITE_OK && ntables != 0) {
+			snprintf(err, errlen,
+				 "%s: a SQLite database, but not a budget ledger (no ledger_schema"
+				 " table); refusing to write into it",
+				 l->path);
+			ret = LEDGER_CORRUPT;
+			goto out;
+		}
+		if (rc == SQLITE_OK && immediate) {
+			rc = sqlite3_exec(l->db, schema_sql, NULL, NULL, NULL);
+			if (rc == SQLITE_OK)
+				rc = sqlite3_exec(l->db, "COMMIT", NULL, NULL, NULL);
+			if (rc != SQLITE_OK)
+				ret = fail(l, rc, "creating the schema", err, errlen);
+			goto out;
+		}
+		if (rc != SQLITE_OK)
+			break;
+		sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	if (rc == SQLITE_OK)
+		rc = query_int(l->db, "SELECT version FROM ledger_schema", &v, &rows);
+	if (rc != SQLITE_OK) {
+		ret = fail(l, rc, "reading the schema version", err, errlen);
+		goto out;
+	}
+	if (rows == 1 && v > LEDGER_SCHEMA_VERSION) {
+		snprintf(err, errlen,
+			 "%s: budget ledger schema version %" PRId64 " was written by a newer"
+			 " Noordpoort; this build knows version %d and will not touch it",
+			 l->path, v, LEDGER_SCHEMA_VERSION);
+		ret = LEDGER_VERSION;
+	} else if (rows != 1 || v != LEDGER_SCHEMA_VERSION) {
+		snprintf(err, errlen,
+			 "%s: budget ledger schema table is damaged (%d rows, version %" PRId64 ")",
+			 l->path, rows, v);
+		ret = LEDGER_CORRUPT;
+	}
+out:
+	if (!sqlite3_get_autocommit(l->db))
+		sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+	return ret;
+}
+
+/* Journal mode, durability, schema and integrity: everything ledger_open()
+ * checks before it prepares the statements. */
+static int setup(struct ledger *l, char *err, size_t errlen)
+{
+	char got[128];
+	int rc, ret;
+
+	/* WAL: readers (ledger_status) never wait for a debit, and a debit's
+	 * commit is one append. FULL: a debit is durable before the answer that
+	 * it pays for is released, even across a power cut. */
+	rc = pragma_expect(l->db, "PRAGMA journal_mode = WAL", "wal", got, sizeof(got));
+	if (rc == SQLITE_MISMATCH) {
+		snprintf(err, errlen,
+			 "%s: the budget ledger needs WAL mode but SQLite gave '%s' (a network or"
+			 " read-only file system?)",
+			 l->path, got);
+		return LEDGER_IO;
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(l->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		return fail(l, rc, "setting WAL mode", err, errlen);
+	ret = check_schema(l, err, errlen);
+	if (ret)
+		return ret;
+	rc = pragma_expect(l->db, "PRAGMA quick_check", "ok", got, sizeof(got));
+	if (rc == SQLITE_MISMATCH) {
+		snprintf(err, errlen,
+			 "%s: the budget ledger fails its integrity check (%s); restore it from a"
+			 " backup, the hub will not guess what was spent",
+			 l->path, got);
+		return LEDGER_CORRUPT;
+	}
+	if (rc != SQLITE_OK)
+		return fail(l, rc, "checking integrity", err, errlen);
+	return 0;
+}
+
+int ledger_open(const char *path, struct ledger **out, char *err, size_t errlen)
+{
+	struct ledger *l;
+	struct timespec t0;
+	int rc, ret;
+
+	if (out)
+		*out = NULL;
+	if (!path || !*path || !out) {
+		snprintf(err, errlen, "budget ledger: no file name");
+		return -EINVAL;
+	}
+	l = calloc(1, sizeof(*l));
+	if (!l || !(l->path = strdup(path))) {
+		free(l);
+		snprintf(err, errlen, "%s: out of memory", path);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&l->mu, NULL);
+	/* NOMUTEX: the handle's own mutex serialises every use of the connection. */
+	rc = sqlite3_open_v2(path, &l->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		ret = fail(l, rc, "opening", err, errlen);
+		goto bad;
+	}
+	sqlite3_extended_result_codes(l->db, 1);
+	/* Starting up may wait longer than a debit: no request is waiting yet. */
+	l->busy_ms = LEDGER_OPEN_BUSY_MS;
+	sqlite3_busy_timeout(l->db, l->busy_ms);
+	/* SQLite returns BUSY at once, without waiting, where waiting could
+	 * deadlock (two connections both upgrading from a read lock, as two hubs
+	 * starting on one new file do), so starting up retries as a whole. */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while ((ret = setup(l, err, errlen)) == LEDGER_BUSY) {
+		struct timespec now, pause = { 0, 20 * 1000 * 1000 };
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 >=
+		    LEDGER_OPEN_BUSY_MS)
+			break;
+		nanosleep(&pause, NULL);
+	}
+	if (ret)
+		goto bad;
+	rc = sqlite3_prepare_v3(l->db, "BEGIN IMMEDIATE", -1, SQLITE_PREPARE_PERSISTENT,
+					&l->begin, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v3(l->db, sum_sql, -1, SQLITE_PREPARE_PERSISTENT, &l->sum, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v3(l->db, insert_sql, -1, SQLITE_PREPARE_PERSISTENT,
+					&l->insert, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v3(l->db, "COMMIT", -1, SQLITE_PREPARE_PERSISTENT, &l->commit,
+					NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v3(l->db, "ROLLBACK", -1, SQLITE_PREPARE_PERSISTENT,
+					&l->rollback, NULL);
+	if (rc != SQLITE_OK) {
+		ret = fail(l, rc, "preparing statements", err, errlen);
+		goto bad;
+	}
+	l->busy_ms = LEDGER_BUSY_MS;
+	sqlite3_busy_timeout(l->db, l->busy_ms);
+	*out = l;
+	return 0;
+bad:
+	ledger_close(l);
+	return ret;
+}
+
+void ledger_close(struct ledger *l)
+{
+	if (!l)
+		return;
+	sqlite3_finalize(l->rollback);
+	sqlite3_finalize(l->commit);
+	sqlite3_finalize(l->insert);
+	sqlite3_finalize(l->sum);
+	sqlite3_finalize(l->begin);
+	sqlite3_close(l->db);
+	pthread_mutex_destroy(&l->mu);
+	free(l->path);
+	free(l);
+}
+
+/* ---- debit and status ---------------------------------------------------- */
+
+/* Spent in [start, reset) for requester × purpose, into *spent. */
+static int sum_spent(struct ledger *l, const char *requester, const char *purpose, int64_t start,
+		     int64_t reset, uint64_t *spent)
+{
+	int rc;
+
+	sqlite3_bind_text(l->sum, 1, requester, -1, SQLITE_STATIC);
+	sqlite3_bind_text(l->sum, 2, purpose, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(l->sum, 3, start);
+	sqlite3_bind_int64(l->sum, 4, reset);
+	rc = sqlite3_step(l->sum);
+	if (rc == SQLITE_ROW) {
+		int64_t v = sqlite3_column_int64(l->sum, 0);
+
+		*spent = v > 0 ? (uint64_t)v : 0;
+		rc = SQLITE_OK;
+	}
+	sqlite3_reset(l->sum);
+	sqlite3_clear_bindings(l->sum);
+	return rc;
+}
+
+static void fill_status(struct ledger_status *st, uint64_t limit, uint64_t spent, int64_t start,
+			int64_t reset, int64_t id)
+{
+	if (!st)
+		return;
+	st->limit_micro = limit;
+	st->spent_micro = spent;
+	st->remaining_micro = spent < limit ? limit - spent : 0;
+	st->period_start = start;
+	st->reset = reset;
+	st->debit_id = id;
+}
+
+static int check_args(struct ledger *l, const char *requester, const char *purpose,
+		      enum policy_period per, uint64_t limit, int64_t now, int64_t *start,
+		      int64_t *reset, char *err, size_t errlen)
+{
+	if (!l || !requester || !purpose) {
+		snprintf(err, errlen, "budget ledger: missing handle, requester or purpose");
+		return -EINVAL;
+	}
+	if (limit > (uint64_t)(LEDGER_EPSILON_MAX * LEDGER_MICRO)) {
+		snprintf(err, errlen, "budget ledger: limit of %" PRIu64 " micro-epsilon is too large",
+			 limit);
+		return -EINVAL;
+	}
+	if (ledger_period(now, per, start, reset) != 0) {
+		snprintf(err, errlen, "budget ledger: no period %d at time %" PRId64, (int)per, now);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int ledger_debit(struct ledger *l, const char *requester, const char *purpose,
+		 enum policy_period per, uint64_t limit_micro, uint64_t amount_micro, int64_t now,
+		 struct ledger_status *st, char *err, size_t errlen)
+{
+	int64_t start, reset, id = 0;
+	uint64_t spent = 0;
+	char left[LEDGER_EPS_LEN], lim[LEDGER_EPS_LEN], want[LEDGER_EPS_LEN], when[LEDGER_TIME_LEN];
+	int rc, ret;
+
+	if (st)
+		memset(st, 0, sizeof(*st));
+	ret = check_args(l, requester, purpose, per, limit_micro, now, &start, &reset, err, errlen);
+	if (ret)
+		return ret;
+	if (amount_micro == 0 || amount_micro > (uint64_t)(LEDGER_EPSILON_MAX * LEDGER_MICRO)) {
+		snprintf(err, errlen, "budget ledger: a debit must be between 1 micro-epsilon and %g",
+			 LEDGER_EPSILON_MAX);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&l->mu);
+	/* IMMEDIATE takes the write lock before the sum is read, so no other
+	 * connection in any process can commit a debit between our read and our
+	 * insert; the sum always sees the newest committed state. */
+	rc = exec_step(l->begin);
+	if (rc != SQLITE_OK) {
+		ret = fail(l, rc, "starting a debit", err, errlen);
+		goto out;
+	}
+	rc = sum_spent(l, requester, purpose, start, reset, &spent);
+	if (rc != SQLITE_OK) {
+		ret = fail(l, rc, "reading the spent budget", err, errlen);
+		goto out;
+	}
+	if (spent > limit_micro || amount_micro > limit_micro - spent) {
+		fill_status(st, limit_micro, spent, start, reset, 0);
+		snprintf(err, errlen,
+			 "privacy budget exhausted for %s, purpose %s: this query needs epsilon %s,"
+			 " %s of %s is left this %s; it resets at %s",
+			 requester, purpose, ledger_format_eps(amount_micro, want),
+			 ledger_format_eps(spent < limit_micro ? limit_micro - spent : 0, left),
+			 ledger_format_eps(limit_micro, lim), period_name(per),
+			 ledger_format_time(reset, when));
+		ret = LEDGER_EXHAUSTED;
+		goto out;
+	}
+	sqlite3_bind_text(l->insert, 1, requester, -1, SQLITE_STATIC);
+	sqlite3_bind_text(l->insert, 2, purpose, -1, SQLITE_STATIC);
+	sqlite3_bind_text(l->insert, 3, period_name(per), -1, SQLITE_STATIC);
+	sqlite3_bind_int64(l->insert, 4, start);
+	sqlite3_bind_int64(l->insert, 5, now);
+	sqlite3_bind_int64(l->insert, 6, (int64_t)amount_micro);
+	sqlite3_bind_int64(l->insert, 7, (int64_t)limit_micro);
+	rc = exec_step(l->insert);
+	sqlite3_clear_bindings(l->insert);
+	if (rc != SQLITE_OK) {
+		ret = fail(l, rc, "recording a debit", err, errlen);
+		goto out;
+	}
+	id = sqlite3_last_insert_rowid(l->db);
+	rc = exec_step(l->commit);
+	if (rc != SQLITE_OK) {
+		ret = fail(l, rc, "committing a debit", err, errlen);
+		goto out;
+	}
+	fill_status(st, limit_micro, spent + amount_micro, start, reset, id);
+out:
+	/* On any failure the transaction (if still open) is rolled back: the
+	 * debit is either committed whole or not at all. */
+	if (!sqlite3_get_autocommit(l->db))
+		exec_step(l->rollback);
+	pthread_mutex_unlock(&l->mu);
+	return ret;
+}
+
+int ledger_status(struct ledger *l, const char *requester, const char *purpose,
+		  enum policy_period per, uint64_t limit_micro, int64_t now,
+		  struct ledger_status *st, char *err, size_t errlen)
+{
+	int64_t start, reset;
+	uint64_t spent = 0;
+	int rc, ret;
+
+	if (st)
+		memset(st, 0, sizeof(*st));
+	ret = check_args(l, requester, purpose, per, limit_micro, now, &start, &reset, err, errlen);
+	if (ret)
+		return ret;
+	if (!st) {
+		snprintf(err, errlen, "budget ledger: no status to fill");
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&l->mu);
+	rc = sum_spent(l, requester, purpose, start, reset, &spent);
+	if (rc == SQLITE_OK)
+		fill_status(st, limit_micro, spent, start, reset, 0);
+	else
+		ret = fail(l, rc, "reading the spent budget", err, errlen);
+	pthread_mutex_unlock(&l->mu);
+	return ret;
+}

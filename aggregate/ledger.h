@@ -1,0 +1,140 @@
+/*
+ * The privacy budget ledger: how much ε each requester × purpose has spent in
+ * the current calendar period (UTC), kept in a SQLite file that several hub
+ * processes may share. Debits are atomic and never refunded. Schema, rounding
+ * and guarantees: docs/ledger.md. Library code: it never logs or exits.
+ */
+#ifndef NOORDPOORT_LEDGER_H
+#define NOORDPOORT_LEDGER_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../policies/policy.h"
+
+/*
+ * Return codes besides 0, -EINVAL (a bad argument) and -ENOMEM. The gateway
+ * answers LEDGER_EXHAUSTED with 429 and every other error with 503; in no
+ * case is anything released.
+ */
+#define LEDGER_EXHAUSTED (-EDQUOT)         /* the debit would pass the limit */
+#define LEDGER_BUSY      (-EBUSY)          /* locked by another process past LEDGER_BUSY_MS */
+#define LEDGER_IO        (-EIO)            /* cannot open, read, write or sync the file */
+#define LEDGER_CORRUPT   (-EBADMSG)        /* not a ledger, or a damaged one */
+#define LEDGER_VERSION   (-EPROTONOSUPPORT) /* written by a newer Noordpoort */
+
+/* How long a debit waits for another hub's transaction before LEDGER_BUSY.
+ * A debit holds the lock for well under a millisecond plus one fsync, so a
+ * wait this long means something is wrong with the other holder; a worker
+ * should fail fast (503) rather than queue behind it. */
+#define LEDGER_BUSY_MS 250
+/* ledger_open() waits longer: no request is waiting yet, and a hub that
+ * starts while another is creating the file should not fail for it. */
+#define LEDGER_OPEN_BUSY_MS 5000
+
+/* The schema version this build writes and reads (docs/ledger.md). */
+#define LEDGER_SCHEMA_VERSION 1
+
+/* ε is stored in integer micro-ε; the largest ε the ledger accepts. Below
+ * 2^53 micro-ε, so every whole micro-ε value is exact in a double. */
+#define LEDGER_MICRO 1000000u
+#define LEDGER_EPSILON_MAX 1e9
+
+/* Periods are computed for years 1 to 9999 (unix seconds, UTC). */
+#define LEDGER_TIME_MIN (-62135596800LL) /* 0001-01-01T00:00:00Z */
+#define LEDGER_TIME_MAX 253402300799LL   /* 9999-12-31T23:59:59Z */
+
+/* "2024-03-01T00:00:00Z" plus NUL; ε as "0.05" (at most 6 decimals) plus NUL. */
+#define LEDGER_TIME_LEN 21
+#define LEDGER_EPS_LEN 24
+
+struct ledger;
+
+/* Where a requester × purpose stands in one period. All amounts in micro-ε. */
+struct ledger_status {
+	uint64_t limit_micro;     /* the limit the caller passed */
+	uint64_t spent_micro;     /* debited in this period (this debit included on success) */
+	uint64_t remaining_micro; /* limit - spent; 0 when spent exceeds a lowered limit */
+	int64_t period_start;     /* unix seconds UTC, first instant of the period */
+	int64_t reset;            /* unix seconds UTC, first instant of the next period */
+	int64_t debit_id;         /* ledger_debit() success: the row id (put it in the
+				   * audit record); otherwise 0 */
+};
+
+/*
+ * Opens |path|, creating it (and its schema) if it does not exist or is
+ * empty (waiting up to LEDGER_OPEN_BUSY_MS for another hub). Sets WAL mode,
+ * synchronous=FULL and a busy timeout of LEDGER_BUSY_MS for later calls, and
+ * runs PRAGMA quick_check, so a damaged file is refused here rather than
+ * under-counting spent budget later.
+ * Returns 0 with a handle in |*out| (the caller frees it with ledger_close()),
+ * or, with one sentence in |err| naming |path|: LEDGER_IO (cannot open or
+ * create), LEDGER_CORRUPT (not a SQLite file, a SQLite file that is not a
+ * ledger, or one that fails the check), LEDGER_VERSION (schema version newer
+ * than LEDGER_SCHEMA_VERSION), LEDGER_BUSY, -EINVAL, -ENOMEM.
+ * One handle per process is meant to be shared by all worker threads: calls
+ * on it are serialised by a mutex. A handle must not cross fork(2); a child
+ * opens its own.
+ */
+int ledger_open(const char *path, struct ledger **out, char *err, size_t errlen);
+
+/* Closes and frees; NULL is a no-op. No call may run concurrently or later. */
+void ledger_close(struct ledger *l);
+
+/*
+ * The calendar period of |per| (month, quarter or year, in UTC) that holds
+ * |t|: |*start| is its first second, |*reset| the first second of the next.
+ * Returns 0, or -EINVAL for an unknown |per| or |t| outside
+ * [LEDGER_TIME_MIN, LEDGER_TIME_MAX].
+ */
+int ledger_period(int64_t t, enum policy_period per, int64_t *start, int64_t *reset);
+
+/*
+ * ε to micro-ε: ledger_micro_up() for what a query costs (rounds up),
+ * ledger_micro_down() for a limit (rounds down), so rounding can never let a
+ * requester spend more than the policy allows. A value within double
+ * precision of a whole micro-ε (0.1, 0.3, ...) is taken as that value, so
+ * ten queries of 0.1 fit a budget of 1. Returns 0, or -EINVAL for NaN, a
+ * negative value or more than LEDGER_EPSILON_MAX.
+ */
+int ledger_micro_up(double eps, uint64_t *out);
+int ledger_micro_down(double eps, uint64_t *out);
+
+/*
+ * Debits |amount_micro| (> 0) from |requester| × |purpose| in the period of
+ * |per| that holds |now| (unix seconds; the caller reads the clock), against
+ * |limit_micro|. In one BEGIN IMMEDIATE transaction it sums what was debited
+ * in [start, reset) and, if spent + amount <= limit, records the debit and
+ * commits (synchronously: it is on disk when this returns 0). Exactly
+ * reaching the limit succeeds. |requester| is the member id from the
+ * certificate and |purpose| a purpose id policy_decide() accepted; both
+ * NUL-terminated. |st| (may be NULL) is filled on 0 and on LEDGER_EXHAUSTED;
+ * on other errors it is zeroed.
+ * Call this BEFORE releasing the answer: a crash after the debit wastes the
+ * budget, but nothing is ever released unpaid. There is no refund.
+ * Returns 0, LEDGER_EXHAUSTED (nothing recorded; |err| says what is left and
+ * when it resets), LEDGER_BUSY ("the budget ledger is locked by another
+ * process"; nothing recorded), LEDGER_IO, LEDGER_CORRUPT, -EINVAL, -ENOMEM.
+ */
+int ledger_debit(struct ledger *l, const char *requester, const char *purpose,
+		 enum policy_period per, uint64_t limit_micro, uint64_t amount_micro, int64_t now,
+		 struct ledger_status *st, char *err, size_t errlen);
+
+/*
+ * Read-only: where |requester| × |purpose| stands at |now| against
+ * |limit_micro|. Readers do not wait for a writer (WAL). Returns 0 with |st|
+ * filled (debit_id 0), or LEDGER_BUSY, LEDGER_IO, LEDGER_CORRUPT, -EINVAL,
+ * -ENOMEM with |err| set.
+ */
+int ledger_status(struct ledger *l, const char *requester, const char *purpose,
+		  enum policy_period per, uint64_t limit_micro, int64_t now,
+		  struct ledger_status *st, char *err, size_t errlen);
+
+/* Formats micro-ε as a decimal without trailing zeros ("1", "0.05"), for the
+ * 429 body and messages; always NUL-terminates. Returns |buf|. */
+char *ledger_format_eps(uint64_t micro, char buf[LEDGER_EPS_LEN]);
+/* Formats unix seconds as "YYYY-MM-DDTHH:MM:SSZ" (UTC); "-" out of range. */
+char *ledger_format_time(int64_t t, char buf[LEDGER_TIME_LEN]);
+
+#endif
