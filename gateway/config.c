@@ -43,6 +43,10 @@ static void set_defaults(struct gw_config *c)
 	c->audit.fsync_every_records = 64;
 	c->audit.fsync_every_ms = 100;
 	c->audit.checkpoint_every_records = 1000;
+	/* A node answering a million-person question takes about a second;
+	 * ten is generous and still gives the coordinator an answer soon. */
+	c->hub.node_timeout_ms = 10000;
+	c->hub.jobs = 4;
 }
 
 /* Resolves |p| against the config file's folder unless absolute. */
@@ -373,8 +377,9 @@ static int parse_node(struct ydoc *y, yaml_node_t *n, struct gw_config *c)
 	struct ykey k[] = {
 		{ "organisation", 1, NULL }, { "master_key", 1, NULL }, { "datasets", 1, NULL },
 		{ "lookups_per_minute", 0, NULL }, { "lookup_burst", 0, NULL },
+		{ "hub_public_key", 0, NULL },
 	};
-	int bad = ydoc_map(y, n, "node", k, 5) < 0;
+	int bad = ydoc_map(y, n, "node", k, 6) < 0;
 	yaml_node_item_t *it;
 
 	if (k[0].value)
@@ -409,6 +414,29 @@ static int parse_node(struct ydoc *y, yaml_node_t *n, struct gw_config *c)
 	}
 	bad |= set_u32(y, k[3].value, "node.lookups_per_minute", 0, 1000000, &c->node.lookups_per_minute) < 0;
 	bad |= set_u32(y, k[4].value, "node.lookup_burst", 1, 1000000, &c->node.lookup_burst) < 0;
+	if (k[5].value)
+		bad |= parse_path(y, k[5].value, "node.hub_public_key", c->path, &c->node.hub_public_key, 1) < 0;
+	return bad ? -1 : 0;
+}
+
+static int parse_hub(struct ydoc *y, yaml_node_t *n, struct gw_config *c)
+{
+	struct ykey k[] = {
+		{ "box_key", 1, NULL }, { "client_certificate", 1, NULL }, { "client_key", 1, NULL },
+		{ "ledger", 1, NULL }, { "node_timeout", 0, NULL }, { "jobs", 0, NULL },
+	};
+	int bad = ydoc_map(y, n, "hub", k, 6) < 0;
+
+	if (k[0].value)
+		bad |= parse_path(y, k[0].value, "hub.box_key", c->path, &c->hub.box_key, 1) < 0;
+	if (k[1].value)
+		bad |= parse_path(y, k[1].value, "hub.client_certificate", c->path, &c->hub.client_certificate, 1) < 0;
+	if (k[2].value)
+		bad |= parse_path(y, k[2].value, "hub.client_key", c->path, &c->hub.client_key, 1) < 0;
+	if (k[3].value)
+		bad |= parse_path(y, k[3].value, "hub.ledger", c->path, &c->hub.ledger, 0) < 0;
+	bad |= set_ms(y, k[4].value, "hub.node_timeout", 100, 600000, &c->hub.node_timeout_ms) < 0;
+	bad |= set_u32(y, k[5].value, "hub.jobs", 1, 256, &c->hub.jobs) < 0;
 	return bad ? -1 : 0;
 }
 
@@ -439,8 +467,9 @@ static int parse_root(struct ydoc *y, struct gw_config *c)
 		{ "log", 0, NULL }, { "roles", 0, NULL }, { "catalog", 0, NULL },
 		{ "policies", 0, NULL }, { "node", 0, NULL }, { "audit", 0, NULL },
 		{ "require_signed_policies", 0, NULL }, { "policy_signing_key", 0, NULL },
+		{ "hub", 0, NULL },
 	};
-	int bad = ydoc_map(y, ydoc_root(y), "config", k, 14) < 0;
+	int bad = ydoc_map(y, ydoc_root(y), "config", k, 15) < 0;
 	yaml_node_t *n;
 
 	if ((n = k[0].value)) {
@@ -496,8 +525,22 @@ static int parse_root(struct ydoc *y, struct gw_config *c)
 		bad |= ydoc_bool(y, k[12].value, "require_signed_policies", &c->policies.require_signed) < 0;
 	if (k[13].value)
 		bad |= parse_path(y, k[13].value, "policy_signing_key", c->path, &c->policies.signing_key, 1) < 0;
+	if (k[14].value)
+		bad |= parse_hub(y, k[14].value, c) < 0;
 	if (bad)
 		return -1;
+	if ((c->roles & GW_CFG_HUB) && !k[14].value) {
+		ydoc_error(y, k[7].value, "roles: a hub needs a 'hub' section (its keys and ledger)");
+		bad = 1;
+	}
+	if (k[14].value && !(c->roles & GW_CFG_HUB)) {
+		ydoc_error(y, k[14].value, "hub: this section needs 'roles: [hub]'");
+		bad = 1;
+	}
+	if ((c->roles & GW_CFG_HUB) && (!c->audit.path || !c->policies.nfiles)) {
+		ydoc_error(y, k[7].value, "roles: a hub needs 'policies' and an 'audit' log");
+		bad = 1;
+	}
 	if (c->policies.require_signed && !c->policies.signing_key) {
 		ydoc_error(y, k[12].value, "require_signed_policies: needs 'policy_signing_key' "
 			   "(the privacy officer's public key)");
@@ -584,5 +627,10 @@ void gw_config_free(struct gw_config *c)
 	}
 	free(c->audit.path);
 	free(c->audit.sign_key);
+	free(c->node.hub_public_key);
+	free(c->hub.box_key);
+	free(c->hub.client_certificate);
+	free(c->hub.client_key);
+	free(c->hub.ledger);
 	free(c);
 }

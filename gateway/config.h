@@ -81,7 +81,17 @@ struct gw_config {
 		int ndatasets;
 		uint32_t lookups_per_minute; /* per requester; 0 = unlimited */
 		uint32_t lookup_burst;
+		char *hub_public_key; /* X25519 key linked answers are sealed to */
 	} node;
+
+	struct {
+		char *box_key;            /* X25519 secret key (keygen --box) */
+		char *client_certificate; /* the hub's mTLS identity towards nodes */
+		char *client_key;
+		char *ledger;             /* SQLite privacy budget ledger */
+		uint32_t node_timeout_ms;
+		uint32_t jobs;            /* questions answered at once */
+	} hub;
 
 	struct {
 		char *path; /* NULL: no audit log (refused with a node role) */

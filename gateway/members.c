@@ -81,13 +81,14 @@ static int parse_member(struct ydoc *y, yaml_node_t *n, size_t idx, struct gw_me
 {
 	struct ykey k[] = {
 		{ "id", 1, NULL }, { "name", 1, NULL }, { "oin", 1, NULL }, { "roles", 1, NULL },
+		{ "endpoint", 0, NULL },
 	};
 	char what[32];
 	const char *s;
 	int bad;
 
 	snprintf(what, sizeof(what), "members[%zu]", idx);
-	bad = ydoc_map(y, n, what, k, 4) < 0;
+	bad = ydoc_map(y, n, what, k, 5) < 0;
 	if (k[0].value && (s = ydoc_str(y, k[0].value, "id"))) {
 		if (!valid_id(s)) {
 			ydoc_error(y, k[0].value, "%s.id: '%s' must be lower-case letters, digits and '-'", what, s);
@@ -120,6 +121,18 @@ static int parse_member(struct ydoc *y, yaml_node_t *n, size_t idx, struct gw_me
 	}
 	if (k[3].value && parse_roles(y, k[3].value, what, &m->roles) < 0)
 		bad = 1;
+	if (k[4].value && (s = ydoc_str(y, k[4].value, "endpoint"))) {
+		/* The hub talks to nodes over mTLS only. */
+		if (strncmp(s, "https://", 8) != 0 || strlen(s) < 10 || strlen(s) > 255 ||
+		    s[strlen(s) - 1] == '/') {
+			ydoc_error(y, k[4].value, "%s.endpoint: '%s' must be https://HOST:PORT", what, s);
+			bad = 1;
+		} else if (!(m->endpoint = strdup(s))) {
+			bad = 1;
+		}
+	} else if (k[4].value) {
+		bad = 1;
+	}
 	return bad ? -1 : 0;
 }
 
@@ -199,6 +212,7 @@ void gw_members_free(struct gw_members *m)
 	for (size_t i = 0; i < m->n; i++) {
 		free(m->v[i].id);
 		free(m->v[i].name);
+		free(m->v[i].endpoint);
 	}
 	free(m->v);
 	free(m);

@@ -23,6 +23,7 @@ struct gw_member {
 	char *name; /* display name, UTF-8 */
 	char oin[GW_OIN_LEN + 1];
 	unsigned roles; /* enum gw_role bits */
+	char *endpoint; /* "https://host:port" of its node; NULL if none */
 };
 
 struct gw_members;
