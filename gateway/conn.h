@@ -24,6 +24,7 @@
 
 /* What a reload replaces, as one unit: all files load, or none is used. */
 struct gw_state {
+	atomic_int pins; /* jobs still using this state: not freed while > 0 */
 	SSL_CTX *ctx;
 	struct gw_members *members;
 	struct policy_catalog *catalog; /* NULL without 'catalog' */
@@ -46,6 +47,7 @@ struct gw_stream {
 	enum gw_route route;
 	int takes_body;
 	int responded;
+	int deferred;          /* a job is computing the answer */
 	int headers_too_large;
 	int body_too_large;
 	int path_too_long;
@@ -67,6 +69,7 @@ struct gw_worker;
 struct gw_conn {
 	struct gw_evsrc ev; /* first: epoll hands us this pointer */
 	struct gw_worker *w;
+	uint64_t id;        /* unique per worker: finished jobs find their connection by it */
 	struct gw_conn *prev, *next;
 	enum gw_conn_state state;
 	SSL *ssl;
@@ -110,7 +113,22 @@ struct gw_worker {
 	struct gw_metrics metrics;
 	struct gw_log log;
 	struct gw_node_worker *node; /* NULL without the node role */
+	uint64_t next_conn_id;
+	pthread_mutex_t done_lock;   /* jobs finished by job threads, for this worker */
+	struct gw_job *done;
 	unsigned char rbuf[16384];
+};
+
+/* A deferred request: run on a job thread, answered on its worker. */
+struct gw_job {
+	struct gw_worker *w;
+	uint64_t conn_id;
+	int32_t stream_id;
+	struct gw_state *state;  /* pinned */
+	const struct gw_member *caller;
+	struct cJSON *body;
+	struct gw_response resp;
+	struct gw_job *next;
 };
 
 struct gw_server {
@@ -125,9 +143,16 @@ struct gw_server {
 	int log_fd;
 	struct gw_node *node;   /* NULL without the node role */
 	struct audit_log *audit; /* NULL without an audit log */
+	struct gw_hubctx *hub;   /* NULL without the hub role */
 };
 
+/* server.c: hands a deferred stream to the job threads; 0, or -1 (the
+ * caller answers 503). */
+int gw_job_submit(struct gw_conn *c, struct gw_stream *s);
+
 /* h2.c */
+/* Sends |s->resp| (filled by a finished job) on its stream. */
+void gw_h2_respond(struct gw_conn *c, struct gw_stream *s);
 int gw_h2_start(struct gw_conn *c);
 void gw_h2_callbacks(nghttp2_session_callbacks *cbs);
 void gw_h2_option(nghttp2_option *opt);

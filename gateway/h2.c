@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
 #include "conn.h"
 #include "routes.h"
 
@@ -26,6 +28,7 @@ void gw_stream_free(struct gw_stream *s)
 		return;
 	free(s->body);
 	free(s->resp.body);
+	cJSON_Delete(s->resp.job_body);
 	free(s);
 }
 
@@ -57,7 +60,7 @@ static ssize_t read_body(nghttp2_session *h2, int32_t id, uint8_t *buf, size_t l
 }
 
 /* Queues |s->resp| and records it in the metrics and the log. */
-static void respond(struct gw_conn *c, struct gw_stream *s)
+void gw_h2_respond(struct gw_conn *c, struct gw_stream *s)
 {
 	char status[4], length[24], retry[16];
 	nghttp2_nv nv[5];
@@ -102,7 +105,7 @@ static void refuse(struct gw_conn *c, struct gw_stream *s, int status,
 		nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
 		return;
 	}
-	respond(c, s);
+	gw_h2_respond(c, s);
 }
 
 void gw_h2_timeout_stream(struct gw_conn *c, struct gw_stream *s)
@@ -124,6 +127,7 @@ static void dispatch(struct gw_conn *c, struct gw_stream *s)
 		.global = &w->srv->global,
 		.node_worker = w->node,
 		.audit = w->srv->audit,
+		.hub = w->srv->hub != NULL,
 	};
 	struct gw_request req = {
 		.method = s->method,
@@ -144,7 +148,20 @@ static void dispatch(struct gw_conn *c, struct gw_stream *s)
 		nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
 		return;
 	}
-	respond(c, s);
+	if (s->resp.deferred) {
+		/* Answered later by gw_h2_respond() on this worker; the request
+		 * timeout no longer applies (the hub has its own per node). */
+		s->responded = 1;
+		s->deferred = 1;
+		if (gw_job_submit(c, s) < 0) {
+			s->deferred = 0;
+			s->resp.deferred = 0;
+			gw_error(&s->resp, 503, "overloaded", "too many questions in progress; retry later");
+			gw_h2_respond(c, s);
+		}
+		return;
+	}
+	gw_h2_respond(c, s);
 }
 
 static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *f, void *user)

@@ -11,6 +11,7 @@
 #include "../synth/synth.h"
 #include "audit.h"
 #include "config.h"
+#include "fanout.h"
 #include "server.h"
 
 #ifndef NOORDPOORT_VERSION
@@ -29,6 +30,8 @@ static const char usage_main[] =
 	"  policy COMMAND ...     check, test, explain, diff, sign and verify policy files\n"
 	"  keygen --out FILE      write a new pseudonymisation master key (mode 0600)\n"
 	"  keygen --sign --out P  write an Ed25519 key pair P.sec (0600) and P.pub\n"
+	"  keygen --box --out P   write the hub's X25519 box key pair P.sec (0600), P.pub\n"
+	"  query --hub URL -f Q   ask the hub a federated question (table, csv or json)\n"
 	"  synth --out DIR        write synthetic partner data (--seed S, --scale X)\n"
 	"  audit verify FILE      check an audit log's hash chain and signatures\n"
 	"  audit subject ...      every access concerning one person (subject access)\n"
@@ -161,11 +164,16 @@ int main(int argc, char **argv)
 	if (strcmp(argv[1], "policy") == 0)
 		return policy_cli(argc - 1, argv + 1);
 	if (strcmp(argv[1], "keygen") == 0) {
-		for (int i = 2; i < argc; i++)
+		for (int i = 2; i < argc; i++) {
 			if (strcmp(argv[i], "--sign") == 0)
 				return policy_keygen_cli(argc - 1, argv + 1);
+			if (strcmp(argv[i], "--box") == 0)
+				return pseudo_boxkey_cli(argc - 1, argv + 1);
+		}
 		return pseudo_keygen_cli(argc - 1, argv + 1);
 	}
+	if (strcmp(argv[1], "query") == 0)
+		return query_cli(argc - 1, argv + 1);
 	if (strcmp(argv[1], "check-config") == 0)
 		return cmd_check_config(argc - 2, argv + 2);
 	return usage_error(NULL, "unknown command '%s'", argv[1]);

@@ -1,6 +1,6 @@
 /*
- * The node: datasets, master key, and the purpose-bound lookup. The lookup
- * reads like the rule it enforces: rate limit, validate, decide, fetch,
+ * The node: datasets, master key, the purpose-bound lookup and the hub's
+ * subquery. Both read like the rule they enforce: validate, decide, fetch,
  * audit, answer. Nothing is answered that was not decided and recorded.
  */
 #include "node.h"
@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "../adapters/adapter.h"
+#include "../aggregate/wire.h"
 #include "../crypto/pseudo.h"
 #include "../policies/policy.h"
 #include "audit.h"
@@ -46,6 +47,10 @@ struct gw_node {
 	double rate_per_ms; /* tokens per millisecond */
 	double burst;
 	struct limiter *limiter; /* written by every worker: the one mutable part */
+	/* The hub's X25519 key linked answers are sealed to; without it a
+	 * node answers only counts. A public key: no secrecy to check. */
+	unsigned char hub_pk[32];
+	int has_hub_pk;
 };
 
 struct bucket {
@@ -207,6 +212,13 @@ int gw_node_open(const struct gw_config *cfg, struct gw_node **out, struct diag 
 		n->ids[i] = n->ds[i].id;
 		if (dataset_check(&n->ds[i], d) < 0)
 			goto fail;
+	}
+	if (cfg->node.hub_public_key) {
+		if (pseudo_box_read_pub(cfg->node.hub_public_key, n->hub_pk, err, sizeof(err)) < 0) {
+			diag_error(d, cfg->node.hub_public_key, 0, 0, "node.hub_public_key: %s", err);
+			goto fail;
+		}
+		n->has_hub_pk = 1;
 	}
 	n->rate_per_ms = (double)cfg->node.lookups_per_minute / 60000.0;
 	n->burst = cfg->node.lookup_burst;
@@ -378,77 +390,151 @@ static const char *parse_body(const cJSON *body, struct lookup *l)
 	return NULL;
 }
 
-/* Formats |v| as JSON under the generalisation |g|; NULL when |g| does not
- * apply to the value's type (the caller answers 501). */
-static cJSON *generalise(const struct adapter_field *f, const struct adapter_value *v,
-			 enum policy_gen g, int32_t today)
+/* Days since 1970-01-01 to the proleptic Gregorian calendar (H. Hinnant's
+ * civil_from_days): the same dates as adapter_date_format, without the
+ * format-and-sscanf round trip on every row of a scan. */
+static void civil_date(int32_t days, int *y, int *m, int *d)
 {
-	char buf[32];
-	int y, m, d;
+	int64_t z = (int64_t)days + 719468;
+	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+	unsigned doe = (unsigned)(z - era * 146097);
+	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	unsigned mp = (5 * doy + 2) / 153;
+	unsigned mm = mp < 10 ? mp + 3 : mp - 9;
+
+	*y = (int)((int64_t)yoe + era * 400 + (mm <= 2));
+	*m = (int)mm;
+	*d = (int)(doy - (153 * mp + 2) / 5 + 1);
+}
+
+#define GEN_BUF 32
+
+/*
+ * |v| under the generalisation |g| as the text that leaves the node (the
+ * wire's values, docs/federation.md): categories as their name, bools
+ * true/false, dates as YYYY-MM-DD, YYYY-MM, YYYY-Qn or YYYY, ages as
+ * "30-39", postcodes as their first four characters. Points |*out| at the
+ * category name, into the value, or at |buf|; |*len| is its length (a
+ * string value is not NUL-terminated at |*len|). Returns 0, 1 for null, or
+ * -1 when |g| does not apply to the value's type (the caller answers 501).
+ */
+static int generalise_text(const struct adapter_field *f, const struct adapter_value *v,
+			   enum policy_gen g, int32_t today, char buf[GEN_BUF], const char **out,
+			   size_t *len)
+{
+	int y, m, d, n = -1;
 
 	if (v->null)
-		return cJSON_CreateNull();
+		return 1;
 	switch (f->type) {
 	case ADAPTER_CATEGORY:
-		return g <= POLICY_GEN_EXACT ? cJSON_CreateString(f->categories[v->category]) : NULL;
+		if (g > POLICY_GEN_EXACT)
+			return -1;
+		*out = f->categories[v->category];
+		*len = strlen(*out);
+		return 0;
 	case ADAPTER_INT:
-		return g <= POLICY_GEN_EXACT ? cJSON_CreateNumber((double)v->i) : NULL;
+		if (g > POLICY_GEN_EXACT)
+			return -1;
+		n = snprintf(buf, GEN_BUF, "%lld", (long long)v->i);
+		break;
 	case ADAPTER_BOOL:
-		return g <= POLICY_GEN_EXACT ? cJSON_CreateBool(v->b) : NULL;
+		if (g > POLICY_GEN_EXACT)
+			return -1;
+		*out = v->b ? "true" : "false";
+		*len = v->b ? 4 : 5;
+		return 0;
 	case ADAPTER_STRING:
 		if (g <= POLICY_GEN_EXACT) {
-			cJSON *s;
-			char *copy = strndup(v->str.ptr, v->str.len);
-			if (!copy)
-				return NULL;
-			s = cJSON_CreateString(copy);
-			free(copy);
-			return s;
+			*out = v->str.ptr;
+			*len = v->str.len;
+			return 0;
 		}
 		if (g == POLICY_GEN_POSTCODE4 && v->str.len >= 4) {
-			snprintf(buf, sizeof(buf), "%.4s", v->str.ptr);
-			return cJSON_CreateString(buf);
+			*out = v->str.ptr;
+			*len = 4;
+			return 0;
 		}
-		return NULL;
+		return -1;
 	case ADAPTER_DATE:
-		adapter_date_format(v->date, buf);
-		if (sscanf(buf, "%d-%d-%d", &y, &m, &d) != 3)
-			return NULL;
+		civil_date(v->date, &y, &m, &d);
 		switch (g) {
 		case POLICY_GEN_NONE:
 		case POLICY_GEN_EXACT:
-			return cJSON_CreateString(buf);
+			n = snprintf(buf, GEN_BUF, "%04d-%02d-%02d", y, m, d);
+			break;
 		case POLICY_GEN_MONTH:
-			buf[7] = '\0';
-			return cJSON_CreateString(buf);
+			n = snprintf(buf, GEN_BUF, "%04d-%02d", y, m);
+			break;
 		case POLICY_GEN_QUARTER:
-			snprintf(buf, sizeof(buf), "%04d-Q%d", y, (m - 1) / 3 + 1);
-			return cJSON_CreateString(buf);
+			n = snprintf(buf, GEN_BUF, "%04d-Q%d", y, (m - 1) / 3 + 1);
+			break;
 		case POLICY_GEN_YEAR:
 		case POLICY_GEN_BIRTH_YEAR:
-			return cJSON_CreateNumber(y);
+			n = snprintf(buf, GEN_BUF, "%d", y);
+			break;
 		case POLICY_GEN_AGE_BAND_5:
 		case POLICY_GEN_AGE_BAND_10:
 		case POLICY_GEN_AGE_BAND_20: {
-			char t[11];
 			int ty, tm, td, age, band;
 
-			adapter_date_format(today, t);
-			if (sscanf(t, "%d-%d-%d", &ty, &tm, &td) != 3)
-				return NULL;
+			civil_date(today, &ty, &tm, &td);
 			age = ty - y - (tm < m || (tm == m && td < d));
 			band = g == POLICY_GEN_AGE_BAND_5 ? 5 : g == POLICY_GEN_AGE_BAND_10 ? 10 : 20;
 			if (age < 0)
 				age = 0;
-			snprintf(buf, sizeof(buf), "%d-%d", age / band * band, age / band * band + band - 1);
-			return cJSON_CreateString(buf);
+			n = snprintf(buf, GEN_BUF, "%d-%d", age / band * band, age / band * band + band - 1);
+			break;
 		}
 		default:
-			return NULL;
+			return -1;
 		}
+		break;
 	default:
-		return NULL;
+		return -1; /* an identifier is never a value */
 	}
+	if (n < 0 || n >= GEN_BUF)
+		return -1;
+	*out = buf;
+	*len = (size_t)n;
+	return 0;
+}
+
+/* Formats |v| as JSON under the generalisation |g| (the lookup's records:
+ * numbers stay numbers, a year is a number); NULL when |g| does not apply
+ * to the value's type (the caller answers 501). */
+static cJSON *generalise(const struct adapter_field *f, const struct adapter_value *v,
+			 enum policy_gen g, int32_t today)
+{
+	char buf[GEN_BUF];
+	const char *s;
+	size_t n;
+	char *copy;
+	cJSON *j;
+	int rc = generalise_text(f, v, g, today, buf, &s, &n);
+
+	if (rc < 0)
+		return NULL;
+	if (rc > 0)
+		return cJSON_CreateNull();
+	switch (f->type) {
+	case ADAPTER_INT:
+		return cJSON_CreateNumber((double)v->i);
+	case ADAPTER_BOOL:
+		return cJSON_CreateBool(v->b);
+	case ADAPTER_DATE:
+		if (g == POLICY_GEN_YEAR || g == POLICY_GEN_BIRTH_YEAR)
+			return cJSON_CreateNumber(strtod(s, NULL));
+		break;
+	default:
+		break;
+	}
+	if (!(copy = strndup(s, n)))
+		return NULL;
+	j = cJSON_CreateString(copy);
+	free(copy);
+	return j;
 }
 
 struct fetch {
@@ -724,4 +810,972 @@ int gw_node_lookup(const struct gw_env *env, const struct gw_member *caller,
 		cJSON_AddStringToObject(o, "audit_id", audit_id);
 		return respond_json(resp, 200, o);
 	}
+}
+
+/* ---- the subquery (docs/federation.md, "The subquery") ---- */
+
+#define SQ_MAX_FILTERS 16   /* as the hub allows (docs/federation.md) */
+#define SQ_MAX_VALUES 256   /* values in one filter, likewise */
+#define SQ_CACHE 4096       /* raw value -> code, per field (direct-mapped) */
+#define SQ_TOKEN_CHUNK 4096 /* tokens per pseudo_tokens call: 128 KiB of tokens at a time */
+
+struct sq_filter {
+	const char *field;
+	enum policy_gen gen;     /* as asked; the decision's applies */
+	unsigned idx;            /* schema field */
+	const char *values[SQ_MAX_VALUES];
+	size_t lens[SQ_MAX_VALUES];
+	char num[SQ_MAX_VALUES][24]; /* numbers in the request, as text */
+	size_t nvalues;
+	/* An exact filter goes to the adapter (SQLite: WHERE ... IN) */
+	int pushed;
+	struct adapter_value typed[SQ_MAX_VALUES];
+	size_t ntyped;
+};
+
+struct subquery {
+	char query_hex[33];
+	unsigned char query_id[PSEUDO_QUERY_ID_BYTES];
+	const char *requester;
+	const char *purpose;
+	const char *dataset;
+	enum policy_op op;
+	int tokens;              /* mode tokens; else counts */
+	const char *fields[WIRE_MAX_FIELDS];
+	enum policy_gen fgen[WIRE_MAX_FIELDS];
+	size_t nfields;
+	struct sq_filter filters[SQ_MAX_FILTERS];
+	size_t nfilters;
+	unsigned max_cells;      /* from the body; 0: not given */
+	int parsed;              /* the whole body was valid */
+};
+
+/* A request's "gen": absent is NONE (the policy's); NULL or what is wrong. */
+static const char *parse_gen(const cJSON *g, enum policy_gen *out)
+{
+	*out = POLICY_GEN_NONE;
+	if (!g)
+		return NULL;
+	if (!cJSON_IsString(g) || policy_gen_parse(g->valuestring, out) < 0)
+		return "a 'gen' is not a generalisation (exact, month, quarter, year, age_band_10, postcode4, ...)";
+	return NULL;
+}
+
+/* Reads the body; NULL, or what is wrong with it (for a 400). */
+static const char *sq_parse(const cJSON *body, struct subquery *q)
+{
+	const cJSON *qid = cJSON_GetObjectItemCaseSensitive(body, "query_id");
+	const cJSON *req = cJSON_GetObjectItemCaseSensitive(body, "requester");
+	const cJSON *p = cJSON_GetObjectItemCaseSensitive(body, "purpose");
+	const cJSON *op = cJSON_GetObjectItemCaseSensitive(body, "operation");
+	const cJSON *ds = cJSON_GetObjectItemCaseSensitive(body, "dataset");
+	const cJSON *mode = cJSON_GetObjectItemCaseSensitive(body, "mode");
+	const cJSON *fields = cJSON_GetObjectItemCaseSensitive(body, "fields");
+	const cJSON *filters = cJSON_GetObjectItemCaseSensitive(body, "filters");
+	const cJSON *mc = cJSON_GetObjectItemCaseSensitive(body, "max_cells_per_person");
+	const cJSON *it;
+	const char *bad;
+	size_t binlen = 0;
+	const char *end = NULL;
+
+	if (!cJSON_IsObject(body))
+		return "the body must be a JSON object";
+	if (!cJSON_IsString(req) || !*req->valuestring)
+		return "'requester' must be the member id of the coordinator who asked";
+	if (!cJSON_IsString(p) || !*p->valuestring)
+		return "'purpose' must be a purpose id";
+	q->requester = req->valuestring;
+	q->purpose = p->valuestring;
+	if (!cJSON_IsString(ds) || !*ds->valuestring)
+		return "'dataset' must be a dataset id";
+	q->dataset = ds->valuestring;
+	if (!cJSON_IsString(qid) || strlen(qid->valuestring) != 2 * PSEUDO_QUERY_ID_BYTES ||
+	    sodium_hex2bin(q->query_id, sizeof(q->query_id), qid->valuestring, 2 * PSEUDO_QUERY_ID_BYTES,
+			   NULL, &binlen, &end) != 0 ||
+	    binlen != PSEUDO_QUERY_ID_BYTES)
+		return "'query_id' must be 32 hex digits (16 random bytes)";
+	memcpy(q->query_hex, qid->valuestring, sizeof(q->query_hex));
+	if (!cJSON_IsString(op) || policy_op_parse(op->valuestring, &q->op) < 0 ||
+	    (q->op != POLICY_OP_AGGREGATE && q->op != POLICY_OP_LINKED_AGGREGATE))
+		return "'operation' must be aggregate or linked_aggregate";
+	if (!cJSON_IsString(mode) ||
+	    (strcmp(mode->valuestring, "counts") != 0 && strcmp(mode->valuestring, "tokens") != 0))
+		return "'mode' must be counts or tokens";
+	q->tokens = strcmp(mode->valuestring, "tokens") == 0;
+	/* Tokens are what links persons across datasets: only under a
+	 * linked_aggregate grant. */
+	if (q->tokens && q->op != POLICY_OP_LINKED_AGGREGATE)
+		return "'mode' tokens needs 'operation' linked_aggregate";
+	if (fields && !cJSON_IsArray(fields))
+		return "'fields' must be a list of {\"field\", \"gen\"}";
+	cJSON_ArrayForEach(it, fields) {
+		const cJSON *f = cJSON_IsString(it) ? it : cJSON_GetObjectItemCaseSensitive(it, "field");
+
+		if (!cJSON_IsString(f) || !*f->valuestring)
+			return "'fields' must hold {\"field\": NAME, \"gen\": GEN}";
+		if (q->nfields == WIRE_MAX_FIELDS)
+			return "'fields' names more than 8 fields";
+		for (size_t i = 0; i < q->nfields; i++)
+			if (strcmp(q->fields[i], f->valuestring) == 0)
+				return "'fields' names a field twice";
+		if (cJSON_IsObject(it) && (bad = parse_gen(cJSON_GetObjectItemCaseSensitive(it, "gen"),
+							   &q->fgen[q->nfields])) != NULL)
+			return bad;
+		q->fields[q->nfields++] = f->valuestring;
+	}
+	if (filters && !cJSON_IsArray(filters))
+		return "'filters' must be a list of {\"field\", \"gen\", \"values\"}";
+	cJSON_ArrayForEach(it, filters) {
+		const cJSON *f = cJSON_GetObjectItemCaseSensitive(it, "field");
+		const cJSON *vals = cJSON_GetObjectItemCaseSensitive(it, "values");
+		const cJSON *v;
+		struct sq_filter *fl;
+
+		if (!cJSON_IsObject(it) || !cJSON_IsString(f) || !*f->valuestring)
+			return "'filters' must hold {\"field\": NAME, \"gen\": GEN, \"values\": [...]}";
+		if (q->nfilters == SQ_MAX_FILTERS)
+			return "'filters' names more than 16 fields";
+		for (size_t i = 0; i < q->nfilters; i++)
+			if (strcmp(q->filters[i].field, f->valuestring) == 0)
+				return "'filters' names a field twice";
+		fl = &q->filters[q->nfilters];
+		fl->field = f->valuestring;
+		if ((bad = parse_gen(cJSON_GetObjectItemCaseSensitive(it, "gen"), &fl->gen)) != NULL)
+			return bad;
+		if (!cJSON_IsArray(vals) || cJSON_GetArraySize(vals) == 0)
+			return "a filter's 'values' must be a non-empty list";
+		cJSON_ArrayForEach(v, vals) {
+			if (fl->nvalues == SQ_MAX_VALUES)
+				return "a filter has more than 256 values";
+			if (cJSON_IsString(v)) {
+				fl->values[fl->nvalues] = v->valuestring;
+			} else if (cJSON_IsNumber(v) && v->valuedouble == (double)(long long)v->valuedouble &&
+				   v->valuedouble > -9007199254740992.0 && v->valuedouble < 9007199254740992.0) {
+				snprintf(fl->num[fl->nvalues], sizeof(fl->num[0]), "%lld", (long long)v->valuedouble);
+				fl->values[fl->nvalues] = fl->num[fl->nvalues];
+			} else {
+				return "a filter's values must be strings or whole numbers";
+			}
+			fl->lens[fl->nvalues] = strlen(fl->values[fl->nvalues]);
+			fl->nvalues++;
+		}
+		q->nfilters++;
+	}
+	if (mc) {
+		if (!cJSON_IsNumber(mc) || mc->valuedouble < 1 || mc->valuedouble > 1000 ||
+		    mc->valuedouble != (double)(int)mc->valuedouble)
+			return "'max_cells_per_person' must be a whole number from 1 to 1000";
+		q->max_cells = (unsigned)mc->valuedouble;
+	}
+	q->parsed = 1;
+	return NULL;
+}
+
+/* One field's value dictionary while scanning: text -> code, with a cache
+ * from the raw value (category index, int, day, bool) so most rows neither
+ * format nor hash. */
+struct sq_dict {
+	char **values;
+	size_t *lens;
+	uint32_t n, cap;
+	uint32_t *slots; /* code + 1; 0 empty */
+	uint32_t mask;
+	int64_t ckey[SQ_CACHE];
+	uint32_t ccode[SQ_CACHE]; /* code + 1; 0 empty */
+};
+
+struct sq_scan {
+	const struct node_dataset *ds;
+	const struct subquery *q;
+	const enum policy_gen *gen; /* the decision's: fields, then filters */
+	int32_t today;
+	unsigned max_cells;
+	size_t nf;
+	const struct adapter_field *field[WIRE_MAX_FIELDS];
+	struct sq_dict *dict;       /* nf of them */
+	const struct sq_filter *live[SQ_MAX_FILTERS]; /* filters evaluated here */
+	const struct adapter_field *live_field[SQ_MAX_FILTERS];
+	enum policy_gen live_gen[SQ_MAX_FILTERS];
+	size_t nlive;
+	/* the rows that pass the filters, in source order; after
+	 * sq_bound() one (person, combination) each */
+	uint32_t *bsn;
+	uint16_t *codes;
+	size_t n, cap;
+	int unsupported, oom, too_many;
+};
+
+static uint64_t sq_hash(const char *s, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+	return h ^ (h >> 29);
+}
+
+/* A raw key for the cache, or -1 when the value is not cacheable (strings). */
+static int raw_key(const struct adapter_value *v, int64_t *key)
+{
+	switch (v->type) {
+	case ADAPTER_CATEGORY: *key = v->category; return 0;
+	case ADAPTER_INT: *key = v->i; return 0;
+	case ADAPTER_DATE: *key = v->date; return 0;
+	case ADAPTER_BOOL: *key = v->b; return 0;
+	default: return -1;
+	}
+}
+
+static uint32_t cache_slot(int64_t key)
+{
+	return (uint32_t)(((uint64_t)key * 0x9E3779B97F4A7C15ULL) >> 52) & (SQ_CACHE - 1);
+}
+
+/* The code of |s| (|len| bytes) in |d|; -1 out of memory, -2 too many. */
+static int dict_intern(struct sq_dict *d, const char *s, size_t len, uint16_t *code)
+{
+	uint32_t i;
+
+	if ((d->n + 1) * 2 > d->mask) {
+		uint32_t cap = d->mask ? (d->mask + 1) * 2 : 64;
+		uint32_t *slots = calloc(cap, sizeof(*slots));
+
+		if (!slots)
+			return -1;
+		for (uint32_t c = 0; c < d->n; c++) {
+			for (i = (uint32_t)sq_hash(d->values[c], d->lens[c]) & (cap - 1); slots[i]; i = (i + 1) & (cap - 1))
+				;
+			slots[i] = c + 1;
+		}
+		free(d->slots);
+		d->slots = slots;
+		d->mask = cap - 1;
+	}
+	for (i = (uint32_t)sq_hash(s, len) & d->mask; d->slots[i]; i = (i + 1) & d->mask) {
+		uint32_t c = d->slots[i] - 1;
+
+		if (d->lens[c] == len && memcmp(d->values[c], s, len) == 0) {
+			*code = (uint16_t)c;
+			return 0;
+		}
+	}
+	if (d->n >= WIRE_NULL)
+		return -2;
+	if (d->n == d->cap) {
+		uint32_t cap = d->cap ? d->cap * 2 : 16;
+		char **v = realloc(d->values, cap * sizeof(*v));
+		size_t *l;
+
+		if (!v)
+			return -1;
+		d->values = v;
+		if (!(l = realloc(d->lens, cap * sizeof(*l))))
+			return -1;
+		d->lens = l;
+		d->cap = cap;
+	}
+	if (!(d->values[d->n] = strndup(s, len)))
+		return -1;
+	d->lens[d->n] = len;
+	d->slots[i] = d->n + 1;
+	*code = (uint16_t)d->n++;
+	return 0;
+}
+
+/* |v|'s code under |g| in |d|: WIRE_NULL for null; -1 unsupported, -2 out
+ * of memory, -3 too many values. */
+static int code_of(struct sq_dict *d, const struct adapter_field *f, const struct adapter_value *v,
+		   enum policy_gen g, int32_t today, uint16_t *code)
+{
+	char buf[GEN_BUF];
+	const char *s;
+	size_t len;
+	int64_t key = 0;
+	uint32_t slot = 0;
+	int cacheable = !v->null && raw_key(v, &key) == 0, rc;
+
+	if (v->null) {
+		*code = WIRE_NULL;
+		return 0;
+	}
+	if (cacheable) {
+		slot = cache_slot(key);
+		if (d->ccode[slot] && d->ckey[slot] == key) {
+			*code = (uint16_t)(d->ccode[slot] - 1);
+			return 0;
+		}
+	}
+	if ((rc = generalise_text(f, v, g, today, buf, &s, &len)) < 0)
+		return -1;
+	if (rc > 0) {
+		*code = WIRE_NULL;
+		return 0;
+	}
+	if ((rc = dict_intern(d, s, len, code)) < 0)
+		return rc == -1 ? -2 : -3;
+	if (cacheable) {
+		d->ckey[slot] = key;
+		d->ccode[slot] = (uint32_t)*code + 1;
+	}
+	return 0;
+}
+
+/* Whether |v| under |g| is one of |fl|'s values: 1, 0, or -1 unsupported. */
+static int filter_match(const struct sq_filter *fl, const struct adapter_field *f,
+			const struct adapter_value *v, enum policy_gen g, int32_t today)
+{
+	char buf[GEN_BUF];
+	const char *s;
+	size_t len;
+	int rc = generalise_text(f, v, g, today, buf, &s, &len);
+
+	if (rc != 0)
+		return rc < 0 ? -1 : 0; /* null never matches */
+	for (size_t i = 0; i < fl->nvalues; i++)
+		if (fl->lens[i] == len && memcmp(fl->values[i], s, len) == 0)
+			return 1;
+	return 0;
+}
+
+static int rows_grow(struct sq_scan *sc)
+{
+	size_t cap = sc->cap ? sc->cap * 2 : 4096;
+	uint32_t *b = malloc(cap * sizeof(*b));
+	uint16_t *c;
+
+	if (!b)
+		return -1;
+	/* the BSNs move by hand so the old copy can be wiped */
+	if (sc->bsn) {
+		memcpy(b, sc->bsn, sc->n * sizeof(*b));
+		sodium_memzero(sc->bsn, sc->n * sizeof(*b));
+		free(sc->bsn);
+	}
+	sc->bsn = b;
+	if (sc->nf) {
+		if (!(c = realloc(sc->codes, cap * sc->nf * sizeof(*c))))
+			return -1;
+		sc->codes = c;
+	}
+	sc->cap = cap;
+	return 0;
+}
+
+/* One row: the filters, then the generalised codes; kept in flat arrays.
+ * Projection: fields, the bsn, the live filter fields. */
+static int sq_row(void *arg, const struct adapter_value *v, size_t nv)
+{
+	struct sq_scan *sc = arg;
+	uint16_t codes[WIRE_MAX_FIELDS];
+
+	(void)nv;
+	for (size_t i = 0; i < sc->nlive; i++) {
+		int m = filter_match(sc->live[i], sc->live_field[i], &v[sc->nf + 1 + i], sc->live_gen[i], sc->today);
+
+		if (m < 0) {
+			sc->unsupported = 1;
+			return -1;
+		}
+		if (!m)
+			return 0;
+	}
+	for (size_t i = 0; i < sc->nf; i++) {
+		int rc = code_of(&sc->dict[i], sc->field[i], &v[i], sc->gen[i], sc->today, &codes[i]);
+
+		if (rc < 0) {
+			sc->unsupported |= rc == -1;
+			sc->oom |= rc == -2;
+			sc->too_many |= rc == -3;
+			return -1;
+		}
+	}
+	if (sc->n == sc->cap && rows_grow(sc) < 0) {
+		sc->oom = 1;
+		return -1;
+	}
+	if (sc->n >= UINT32_MAX) {
+		sc->too_many = 1;
+		return -1;
+	}
+	sc->bsn[sc->n] = v[sc->nf].bsn;
+	if (sc->nf)
+		memcpy(sc->codes + sc->n * sc->nf, codes, sc->nf * sizeof(*codes));
+	sc->n++;
+	return 0;
+}
+
+/*
+ * Contribution bounding (docs/federation.md): each person keeps its first
+ * |max_cells| distinct combinations in source order; the rest are dropped.
+ * The rows are put in (bsn, source order) by a stable radix sort on the 30
+ * bits of a BSN (a hash table of a million persons spends its time in cache
+ * misses), each person's rows are walked in source order, and the kept rows
+ * are compacted in place. 0, or -1 out of memory.
+ */
+static int sq_bound(struct sq_scan *sc)
+{
+	size_t n = sc->n, w = 0;
+	uint64_t *a, *t;
+	size_t *count;
+	unsigned char *keep;
+
+	if (n == 0)
+		return 0;
+	a = malloc(n * sizeof(*a));
+	t = malloc(n * sizeof(*t));
+	count = malloc(1024 * sizeof(*count));
+	keep = calloc(n, 1);
+	if (!a || !t || !count || !keep) {
+		free(a);
+		free(t);
+		free(count);
+		free(keep);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		a[i] = (uint64_t)sc->bsn[i] << 32 | (uint32_t)i;
+	for (int shift = 32; shift < 62; shift += 10) {
+		size_t sum = 0;
+
+		memset(count, 0, 1024 * sizeof(*count));
+		for (size_t i = 0; i < n; i++)
+			count[(a[i] >> shift) & 1023]++;
+		for (size_t dg = 0; dg < 1024; dg++) {
+			size_t c = count[dg];
+			count[dg] = sum;
+			sum += c;
+		}
+		for (size_t i = 0; i < n; i++)
+			t[count[(a[i] >> shift) & 1023]++] = a[i];
+		{
+			uint64_t *x = a;
+			a = t;
+			t = x;
+		}
+	}
+	for (size_t i = 0, j; i < n; i = j) {
+		size_t kept = 0;
+
+		/* a person's rows are a[i..j); its kept rows are a[i..i+kept)
+		 * once moved there, so each row is compared with at most
+		 * max_cells others however many rows the person has */
+		for (j = i; j < n && a[j] >> 32 == a[i] >> 32; j++) {
+			size_t r = (uint32_t)a[j];
+			int seen = 0;
+
+			if (kept >= sc->max_cells)
+				continue;
+			for (size_t k = i; k < i + kept && !seen; k++)
+				seen = memcmp(sc->codes + (uint32_t)a[k] * sc->nf, sc->codes + r * sc->nf,
+					      sc->nf * sizeof(*sc->codes)) == 0;
+			if (!seen) {
+				keep[r] = 1;
+				a[i + kept++] = a[j];
+			}
+		}
+	}
+	for (size_t r = 0; r < n; r++) {
+		if (!keep[r])
+			continue;
+		sc->bsn[w] = sc->bsn[r];
+		if (sc->nf && w != r)
+			memmove(sc->codes + w * sc->nf, sc->codes + r * sc->nf, sc->nf * sizeof(*sc->codes));
+		w++;
+	}
+	/* the dropped rows' BSNs past the end, and the sort's copies */
+	sodium_memzero(sc->bsn + w, (n - w) * sizeof(*sc->bsn));
+	sodium_memzero(a, n * sizeof(*a));
+	sodium_memzero(t, n * sizeof(*t));
+	free(a);
+	free(t);
+	free(count);
+	free(keep);
+	sc->n = w;
+	return 0;
+}
+
+static void sq_scan_free(struct sq_scan *sc)
+{
+	for (size_t i = 0; sc->dict && i < sc->nf; i++) {
+		for (uint32_t c = 0; c < sc->dict[i].n; c++)
+			free(sc->dict[i].values[c]);
+		free(sc->dict[i].values);
+		free(sc->dict[i].lens);
+		free(sc->dict[i].slots);
+	}
+	free(sc->dict);
+	/* personal data */
+	if (sc->bsn)
+		sodium_memzero(sc->bsn, sc->n * sizeof(*sc->bsn));
+	free(sc->bsn);
+	free(sc->codes);
+	memset(sc, 0, sizeof(*sc));
+}
+
+/* Writes the audit line for this subquery; 0, or -1 (the caller answers 503). */
+static int sq_audit(const struct gw_env *env, const struct gw_member *caller, const struct subquery *q,
+		    const struct policy_decision *dec, unsigned max_cells, const char *outcome, int status,
+		    size_t records, long cells, char audit_id[33])
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON *fields = cJSON_CreateArray(), *filters = cJSON_CreateArray();
+	int rc = -1;
+
+	if (!o || !fields || !filters) {
+		cJSON_Delete(o);
+		cJSON_Delete(fields);
+		cJSON_Delete(filters);
+		return -1;
+	}
+	cJSON_AddStringToObject(o, "operation", "subquery");
+	cJSON_AddStringToObject(o, "hub", caller->id);
+	if (q->requester)
+		cJSON_AddStringToObject(o, "requester", q->requester);
+	if (q->purpose)
+		cJSON_AddStringToObject(o, "purpose", q->purpose);
+	if (q->dataset)
+		cJSON_AddItemToObject(o, "datasets", cJSON_CreateStringArray(&q->dataset, 1));
+	if (q->query_hex[0])
+		cJSON_AddStringToObject(o, "query_id", q->query_hex);
+	if (q->parsed) {
+		cJSON_AddStringToObject(o, "mode", q->tokens ? "tokens" : "counts");
+		cJSON_AddStringToObject(o, "policy_operation", policy_op_name(q->op));
+	}
+	for (size_t i = 0; i < q->nfields; i++)
+		cJSON_AddItemToArray(fields, cJSON_CreateString(q->fields[i]));
+	cJSON_AddItemToObject(o, "fields", fields);
+	for (size_t i = 0; i < q->nfilters; i++)
+		cJSON_AddItemToArray(filters, cJSON_CreateString(q->filters[i].field));
+	cJSON_AddItemToObject(o, "filters", filters);
+	cJSON_AddStringToObject(o, "decision", dec && dec->permit ? "permit" : "deny");
+	if (dec) {
+		cJSON_AddStringToObject(o, "rule", dec->rule);
+		cJSON_AddStringToObject(o, "reason", policy_reason_name(dec->reason));
+		if (!dec->permit && dec->nearest[0])
+			cJSON_AddStringToObject(o, "nearest_rule", dec->nearest);
+		cJSON_AddStringToObject(o, "policy_hash", dec->policy_hash);
+	}
+	if (max_cells)
+		cJSON_AddNumberToObject(o, "max_cells_per_person", max_cells);
+	cJSON_AddStringToObject(o, "outcome", outcome);
+	cJSON_AddNumberToObject(o, "status", status);
+	cJSON_AddNumberToObject(o, "records", (double)records);
+	if (cells >= 0)
+		cJSON_AddNumberToObject(o, "cells", (double)cells);
+	if (env->audit)
+		rc = audit_append(env->audit, o, audit_id);
+	cJSON_Delete(o);
+	return rc;
+}
+
+/* Audits the refusal, then answers it; 503 if it cannot be recorded. */
+static int sq_refuse(const struct gw_env *env, const struct gw_member *caller, const struct subquery *q,
+		     const struct policy_decision *dec, int status, const char *code, const char *message,
+		     struct gw_response *resp)
+{
+	char id[33];
+
+	if (sq_audit(env, caller, q, dec, 0, code, status, 0, -1, id) < 0)
+		return gw_error(resp, 503, "audit_unavailable",
+				"the decision could not be recorded, so nothing is answered");
+	return gw_error(resp, status, code, message);
+}
+
+/*
+ * Exact filters go to the adapter as typed values (SQLite filters in SQL;
+ * the CSV reader skips typing the rest of a row that does not match). A
+ * value is kept only when it is the canonical text of its typed value
+ * ("1" is not "true"), so pushing down matches exactly what comparing the
+ * text would. Returns 0, or 1 when a filter can match nothing.
+ */
+static int sq_push_filters(struct subquery *q, const struct node_dataset *ds, const enum policy_gen *gen)
+{
+	int empty = 0;
+
+	for (size_t j = 0; j < q->nfilters; j++) {
+		struct sq_filter *fl = &q->filters[j];
+		const struct adapter_field *f = &ds->fields[fl->idx];
+
+		if (gen[j] > POLICY_GEN_EXACT)
+			continue;
+		fl->pushed = 1;
+		for (size_t i = 0; i < fl->nvalues; i++) {
+			struct adapter_value tv;
+			char why[128], buf[GEN_BUF];
+			const char *s;
+			size_t len;
+
+			if (fl->lens[i] == 0 ||
+			    adapter_value_parse(f, fl->values[i], fl->lens[i], &tv, why, sizeof(why)) < 0 ||
+			    tv.null || generalise_text(f, &tv, POLICY_GEN_EXACT, 0, buf, &s, &len) != 0 ||
+			    len != fl->lens[i] || memcmp(s, fl->values[i], len) != 0)
+				continue;
+			fl->typed[fl->ntyped++] = tv;
+		}
+		empty |= fl->ntyped == 0;
+	}
+	return empty;
+}
+
+/* Mode counts: distinct persons per combination that occurs. After the
+ * bound, every kept row is one (person, combination), so a cell's rows are
+ * its persons. Returns the "cells" array, or NULL out of memory. */
+static cJSON *sq_cells(const struct sq_scan *sc, long *ncells)
+{
+	cJSON *cells = cJSON_CreateArray();
+	uint32_t *slots = NULL, *first = NULL, *count = NULL, mask = 1023, n = 0;
+
+	*ncells = 0;
+	while (mask + 1 < 2 * sc->n + 2)
+		mask = mask * 2 + 1;
+	if (!cells || !(slots = calloc((size_t)mask + 1, sizeof(*slots))) ||
+	    !(first = malloc((sc->n + 1) * sizeof(*first))) || !(count = malloc((sc->n + 1) * sizeof(*count))))
+		goto oom;
+	for (size_t r = 0; r < sc->n; r++) {
+		const uint16_t *k = sc->codes + r * sc->nf;
+		uint32_t i = (uint32_t)sq_hash((const char *)k, sc->nf * sizeof(*k)) & mask;
+
+		for (; slots[i]; i = (i + 1) & mask)
+			if (memcmp(sc->codes + (size_t)first[slots[i] - 1] * sc->nf, k, sc->nf * sizeof(*k)) == 0)
+				break;
+		if (!slots[i]) {
+			first[n] = (uint32_t)r;
+			count[n] = 0;
+			slots[i] = ++n;
+		}
+		count[slots[i] - 1]++;
+	}
+	for (uint32_t c = 0; c < n; c++) {
+		cJSON *cell = cJSON_CreateObject(), *key = cJSON_CreateArray();
+
+		if (!cell || !key || !cJSON_AddItemToArray(cells, cell)) {
+			cJSON_Delete(cell);
+			cJSON_Delete(key);
+			goto oom;
+		}
+		cJSON_AddItemToObject(cell, "key", key);
+		for (size_t f = 0; f < sc->nf; f++) {
+			uint16_t code = sc->codes[(size_t)first[c] * sc->nf + f];
+			cJSON *v = code == WIRE_NULL ? cJSON_CreateNull() : cJSON_CreateString(sc->dict[f].values[code]);
+
+			if (!v || !cJSON_AddItemToArray(key, v)) {
+				cJSON_Delete(v);
+				goto oom;
+			}
+		}
+		if (!cJSON_AddNumberToObject(cell, "persons", count[c]))
+			goto oom;
+	}
+	free(slots);
+	free(first);
+	free(count);
+	*ncells = n;
+	return cells;
+oom:
+	free(slots);
+	free(first);
+	free(count);
+	cJSON_Delete(cells);
+	return NULL;
+}
+
+/* Mode tokens: per-query tokens (pseudo_key_query under the purpose key,
+ * truncated to 16 bytes), the wire plaintext, sealed to the hub. Returns 0
+ * with |*b64| (the caller frees it), or a wire/pseudo error. */
+static int sq_seal(const struct gw_node *n, const struct subquery *q, const struct sq_scan *sc,
+		   char **b64, size_t *b64len, uint32_t *nrecords)
+{
+	struct pseudo_key *pk = NULL, *qk = NULL;
+	struct wire_builder *b = NULL;
+	unsigned char (*tok)[PSEUDO_TOKEN_BYTES] = NULL;
+	unsigned char *plain = NULL;
+	size_t plen = 0;
+	int rc = WIRE_ERR_NOMEM;
+
+	*b64 = NULL;
+	if (pseudo_key_purpose(n->master, q->purpose, &pk) < 0 || pseudo_key_query(pk, q->query_id, &qk) < 0)
+		goto done;
+	if ((rc = wire_builder_new((uint32_t)sc->nf, &b)) < 0)
+		goto done;
+	if (!(tok = malloc(SQ_TOKEN_CHUNK * sizeof(*tok)))) {
+		rc = WIRE_ERR_NOMEM;
+		goto done;
+	}
+	/* One batch call per chunk: the AVX2 path works four at a time, so
+	 * chunks cost nothing and keep the tokens in 128 KiB. */
+	for (size_t i = 0; i < sc->n; i += SQ_TOKEN_CHUNK) {
+		size_t m = sc->n - i < SQ_TOKEN_CHUNK ? sc->n - i : SQ_TOKEN_CHUNK;
+
+		pseudo_tokens(qk, sc->bsn + i, m, tok);
+		for (size_t j = 0; j < m; j++) {
+			const char *vals[WIRE_MAX_FIELDS];
+
+			for (size_t f = 0; f < sc->nf; f++) {
+				uint16_t c = sc->codes[(i + j) * sc->nf + f];
+				vals[f] = c == WIRE_NULL ? NULL : sc->dict[f].values[c];
+			}
+			if ((rc = wire_builder_add(b, tok[j], vals)) < 0)
+				goto done;
+		}
+	}
+	if ((rc = wire_builder_finish(b, &plain, &plen, nrecords)) < 0)
+		goto done;
+	rc = wire_seal(plain, plen, n->hub_pk, b64, b64len);
+done:
+	if (plain) {
+		sodium_memzero(plain, plen);
+		free(plain);
+	}
+	if (tok) {
+		sodium_memzero(tok, SQ_TOKEN_CHUNK * sizeof(*tok));
+		free(tok);
+	}
+	wire_builder_free(b);
+	pseudo_key_free(qk);
+	pseudo_key_free(pk);
+	return rc;
+}
+
+/* {"dataset", "policy_hash", "records", "audit_id", "sealed"}: the small
+ * part through cJSON, the (large, JSON-safe) base64 appended by hand. */
+static int sq_respond_sealed(struct gw_response *resp, const struct subquery *q,
+			     const struct policy_decision *dec, uint32_t nrecords, const char *audit_id,
+			     const char *b64, size_t b64len)
+{
+	cJSON *o = cJSON_CreateObject();
+	char *head = NULL, *body;
+	size_t hlen;
+
+	if (o && cJSON_AddStringToObject(o, "dataset", q->dataset) &&
+	    cJSON_AddStringToObject(o, "policy_hash", dec->policy_hash) &&
+	    cJSON_AddNumberToObject(o, "records", nrecords) && cJSON_AddStringToObject(o, "audit_id", audit_id))
+		head = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	if (!head)
+		return gw_error(resp, 500, "internal", "out of memory");
+	hlen = strlen(head) - 1; /* without the closing brace */
+	if (!(body = malloc(hlen + b64len + 16))) {
+		free(head);
+		return gw_error(resp, 500, "internal", "out of memory");
+	}
+	memcpy(body, head, hlen);
+	memcpy(body + hlen, ",\"sealed\":\"", 11);
+	memcpy(body + hlen + 11, b64, b64len);
+	memcpy(body + hlen + 11 + b64len, "\"}", 3);
+	free(head);
+	free(resp->body);
+	resp->status = 200;
+	resp->body = body;
+	resp->len = hlen + 11 + b64len + 2;
+	resp->content_type = "application/json";
+	return 0;
+}
+
+int gw_node_subquery(const struct gw_env *env, const struct gw_member *caller,
+		     const cJSON *body, struct gw_response *resp)
+{
+	struct gw_node_worker *w = env->node_worker;
+	struct subquery *q;
+	struct policy_field pf[WIRE_MAX_FIELDS + SQ_MAX_FILTERS];
+	struct policy_request req = { 0 };
+	struct policy_decision dec;
+	const struct node_dataset *ds = NULL;
+	struct adapter *a = NULL;
+	unsigned proj[1 + WIRE_MAX_FIELDS + SQ_MAX_FILTERS];
+	struct adapter_filter pushed[SQ_MAX_FILTERS];
+	size_t npushed = 0, nproj;
+	struct sq_scan sc = { 0 };
+	struct diag d = { 0 };
+	cJSON *cells = NULL;
+	char *b64 = NULL, audit_id[33];
+	size_t b64len = 0;
+	uint32_t nrecords = 0;
+	long ncells = -1;
+	const char *bad;
+	unsigned max_cells;
+	int rc, empty;
+
+	if (!w || !env->policies)
+		return gw_error(resp, 501, "not_implemented", "this gateway has no node role");
+	if (!(q = calloc(1, sizeof(*q))))
+		return gw_error(resp, 500, "internal", "out of memory");
+
+	/* 1. Only the hub asks: a coordinator gets tables from the hub, never
+	 * per-node counts or tokens. */
+	if (!(caller->roles & GW_ROLE_HUB)) {
+		rc = sq_refuse(env, caller, q, NULL, 403, "not_a_hub",
+			       "subqueries are answered only to members with the hub role", resp);
+		goto done;
+	}
+
+	/* 2. Validate against the request's shape and this node's schema. */
+	if ((bad = sq_parse(body, q)) != NULL) {
+		rc = sq_refuse(env, caller, q, NULL, 400, "bad_request", bad, resp);
+		goto done;
+	}
+	for (size_t i = 0; i < w->node->nds; i++)
+		if (strcmp(w->node->ds[i].id, q->dataset) == 0) {
+			ds = &w->node->ds[i];
+			a = w->adapters[i];
+		}
+	if (!ds) {
+		rc = sq_refuse(env, caller, q, NULL, 404, "not_found", "this node does not hold that dataset", resp);
+		goto done;
+	}
+	for (size_t i = 0; i < q->nfields + q->nfilters; i++) {
+		const char *name = i < q->nfields ? q->fields[i] : q->filters[i - q->nfields].field;
+		int idx = adapter_field_index(a, name, strlen(name));
+
+		if (idx < 0 || idx == ds->bsn_field) {
+			rc = sq_refuse(env, caller, q, NULL, 400, "bad_request",
+				       i < q->nfields ? "a field in 'fields' is not in the dataset, or is the identifier"
+						      : "a field in 'filters' is not in the dataset, or is the identifier",
+				       resp);
+			goto done;
+		}
+		proj[i] = (unsigned)idx;
+		if (i >= q->nfields)
+			q->filters[i - q->nfields].idx = (unsigned)idx;
+	}
+	if (q->tokens && !w->node->has_hub_pk) {
+		rc = sq_refuse(env, caller, q, NULL, 501, "no_hub_key",
+			       "this node has no node.hub_public_key to seal linked answers to", resp);
+		goto done;
+	}
+
+	/* 3. Decide with this node's own policy, as the coordinator who asked:
+	 * fields and filter fields, at the generalisation the hub asks (NONE:
+	 * the policy's). A permit at a requested generalisation means it is
+	 * at least as coarse as granted, so dec.gen is the coarser of the two. */
+	for (size_t i = 0; i < q->nfields; i++)
+		pf[i] = (struct policy_field){ q->dataset, q->fields[i], q->fgen[i] };
+	for (size_t j = 0; j < q->nfilters; j++)
+		pf[q->nfields + j] = (struct policy_field){ q->dataset, q->filters[j].field, q->filters[j].gen };
+	req.requester = q->requester;
+	req.purpose = q->purpose;
+	req.operation = q->op;
+	req.datasets = &q->dataset;
+	req.ndatasets = 1;
+	req.fields = pf;
+	req.nfields = q->nfields + q->nfilters;
+	req.identifiers = POLICY_IDENT_NEVER;
+	req.time = time(NULL);
+	if (policy_decide(env->policies, &req, &dec) < 0) {
+		rc = gw_error(resp, 500, "internal", "the policy could not be evaluated");
+		goto done;
+	}
+	if (!dec.permit) {
+		rc = sq_refuse(env, caller, q, &dec, 403, policy_reason_name(dec.reason), dec.message, resp);
+		goto done;
+	}
+	/* The stricter of the node's bound (default 1) and the hub's. */
+	max_cells = dec.out.max_cells_per_person ? dec.out.max_cells_per_person : 1;
+	if (q->max_cells && q->max_cells < max_cells)
+		max_cells = q->max_cells;
+
+	/* 4. Read: stream the rows, keep BSNs and codes in flat arrays, then
+	 * bound each person's contribution. */
+	empty = sq_push_filters(q, ds, dec.gen + q->nfields);
+	sc.ds = ds;
+	sc.q = q;
+	sc.gen = dec.gen;
+	sc.today = today_days();
+	sc.max_cells = max_cells;
+	sc.nf = q->nfields;
+	for (size_t i = 0; i < q->nfields; i++)
+		sc.field[i] = &ds->fields[proj[i]];
+	nproj = q->nfields;
+	proj[nproj++] = (unsigned)ds->bsn_field;
+	for (size_t j = 0; j < q->nfilters; j++) {
+		struct sq_filter *fl = &q->filters[j];
+
+		if (fl->pushed) {
+			pushed[npushed++] = (struct adapter_filter){ fl->idx, fl->typed, fl->ntyped };
+			continue;
+		}
+		sc.live[sc.nlive] = fl;
+		sc.live_field[sc.nlive] = &ds->fields[fl->idx];
+		sc.live_gen[sc.nlive++] = dec.gen[q->nfields + j];
+		proj[nproj++] = fl->idx;
+	}
+	if (sc.nf && !(sc.dict = calloc(sc.nf, sizeof(*sc.dict)))) {
+		rc = gw_error(resp, 500, "internal", "out of memory");
+		goto done;
+	}
+	rc = empty ? 0 : adapter_scan(a, pushed, npushed, proj, nproj, sq_row, &sc, NULL, &d);
+	diag_clear(&d);
+	if (sc.unsupported) {
+		rc = sq_refuse(env, caller, q, &dec, 501, "generalisation_unavailable",
+			       "the policy asks for a generalisation this node cannot apply", resp);
+		goto done;
+	}
+	if (sc.too_many) {
+		rc = sq_refuse(env, caller, q, &dec, 400, "bad_request",
+			       "a field has more than 65535 distinct values; ask for it generalised", resp);
+		goto done;
+	}
+	if (sc.oom) {
+		rc = gw_error(resp, 500, "internal", "out of memory");
+		goto done;
+	}
+	if (rc < 0) {
+		rc = sq_refuse(env, caller, q, &dec, 503, "source_unavailable", "the dataset could not be read", resp);
+		goto done;
+	}
+	if (sq_bound(&sc) < 0) {
+		rc = gw_error(resp, 500, "internal", "out of memory");
+		goto done;
+	}
+
+	/* 5. Build the answer; nothing of it leaves before the audit line. */
+	if (!q->tokens) {
+		if (!(cells = sq_cells(&sc, &ncells))) {
+			rc = gw_error(resp, 500, "internal", "out of memory");
+			goto done;
+		}
+	} else if ((rc = sq_seal(w->node, q, &sc, &b64, &b64len, &nrecords)) < 0) {
+		if (rc == WIRE_ERR_LIMIT)
+			rc = sq_refuse(env, caller, q, &dec, 400, "bad_request",
+				       "a value is too long for the wire (65535 bytes)", resp);
+		else
+			rc = gw_error(resp, 500, "internal", "the sealed answer could not be built");
+		goto done;
+	}
+
+	/* 6. Audit before anything leaves; fail closed. */
+	if (sq_audit(env, caller, q, &dec, max_cells, "answered", 200, q->tokens ? nrecords : sc.n, ncells,
+		     audit_id) < 0) {
+		rc = gw_error(resp, 503, "audit_unavailable",
+			      "the decision could not be recorded, so nothing is answered");
+		goto done;
+	}
+
+	/* 7. Answer. */
+	if (q->tokens) {
+		rc = sq_respond_sealed(resp, q, &dec, nrecords, audit_id, b64, b64len);
+	} else {
+		cJSON *o = cJSON_CreateObject(), *names = cJSON_CreateArray();
+
+		if (!o || !names) {
+			cJSON_Delete(o);
+			cJSON_Delete(names);
+			rc = gw_error(resp, 500, "internal", "out of memory");
+			goto done;
+		}
+		cJSON_AddStringToObject(o, "dataset", q->dataset);
+		cJSON_AddStringToObject(o, "policy_hash", dec.policy_hash);
+		for (size_t i = 0; i < q->nfields; i++)
+			cJSON_AddItemToArray(names, cJSON_CreateString(q->fields[i]));
+		cJSON_AddItemToObject(o, "fields", names);
+		cJSON_AddItemToObject(o, "cells", cells);
+		cells = NULL;
+		cJSON_AddStringToObject(o, "audit_id", audit_id);
+		rc = respond_json(resp, 200, o);
+	}
+done:
+	cJSON_Delete(cells);
+	free(b64);
+	sq_scan_free(&sc);
+	free(q);
+	return rc;
 }

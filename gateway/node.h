@@ -1,7 +1,9 @@
 /*
  * The node role: the partner's own datasets behind adapters, its
  * pseudonymisation master key, and the purpose-bound lookup of one person
- * (POST /v1/lookup). A node is the only thing that touches personal data.
+ * (POST /v1/lookup), and the hub's subquery over a whole dataset
+ * (POST /v1/federation/subquery). A node is the only thing that touches
+ * personal data.
  */
 #ifndef NOORDPOORT_NODE_H
 #define NOORDPOORT_NODE_H
@@ -29,8 +31,11 @@ struct gw_node_worker;
  * mode 0600) and its own copy of the catalog, builds every dataset's schema
  * from it, and reads every dataset once (the load: on_bad_row: fail refuses
  * a bad row, skip reports it as a warning in |d|; a SQLite source without an
- * index on bsn gets a warning). Dataset and catalog changes need a restart;
- * policies reload on SIGHUP. Returns 0, or -1 with the reasons in |d|.
+ * index on bsn gets a warning). With node.hub_public_key set it reads the
+ * hub's X25519 public key (one line of 64 hex) that linked answers are sealed
+ * to; without it, subqueries in mode tokens answer 501 no_hub_key. Dataset,
+ * catalog and key changes need a restart; policies reload on SIGHUP.
+ * Returns 0, or -1 with the reasons in |d|.
  */
 int gw_node_open(const struct gw_config *cfg, struct gw_node **out, struct diag *d);
 void gw_node_free(struct gw_node *n);
@@ -52,5 +57,24 @@ size_t gw_node_datasets(const struct gw_node_worker *w, const char *const **ids)
  */
 int gw_node_lookup(const struct gw_env *env, const struct gw_member *caller,
 		   const cJSON *body, struct gw_response *resp);
+
+/*
+ * POST /v1/federation/subquery for |caller| (docs/federation.md, "The
+ * subquery"): hub role → validate → decide (this node's own policy, for the
+ * body's requester and purpose) → read the dataset with the filters,
+ * generalised as decided, contribution-bounded per person → audit → answer
+ * counts per cell (mode counts) or per-query tokens sealed to the hub's key
+ * (mode tokens). Statuses: 403 not_a_hub or the policy's reason, 400
+ * bad_request naming the part, 404 not_found (dataset not here), 501
+ * no_hub_key / generalisation_unavailable, 503 audit_unavailable /
+ * source_unavailable, 500 internal. Every answer and refusal (the non-hub's
+ * too) is audited first, one line with operation "subquery"; one that
+ * cannot be audited is a 503 and releases nothing. Contribution bound: the
+ * smaller of the decision's max_cells_per_person (default 1) and the body's.
+ * Always fills |resp|; returns 0, or -1 when even an error body could not be
+ * allocated.
+ */
+int gw_node_subquery(const struct gw_env *env, const struct gw_member *caller,
+		     const cJSON *body, struct gw_response *resp);
 
 #endif

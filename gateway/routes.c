@@ -37,6 +37,10 @@ static int h_lookup(const struct gw_env *, const struct gw_request *,
 		    const struct gw_member *, const cJSON *, struct gw_response *);
 static int h_catalog(const struct gw_env *, const struct gw_request *,
 		     const struct gw_member *, const cJSON *, struct gw_response *);
+static int h_aggregate(const struct gw_env *, const struct gw_request *,
+		       const struct gw_member *, const cJSON *, struct gw_response *);
+static int h_subquery(const struct gw_env *, const struct gw_request *,
+		      const struct gw_member *, const cJSON *, struct gw_response *);
 
 /* Indexed by enum gw_route. /healthz answers any verified certificate, so a
  * monitoring system needs no membership; everything else needs a member. */
@@ -46,8 +50,8 @@ static const struct route routes[GW_ROUTE__COUNT] = {
 	[GW_ROUTE_WHOAMI] = { "/v1/whoami", "GET", 1, h_whoami },
 	[GW_ROUTE_CATALOG] = { "/v1/catalog", "GET", 1, h_catalog },
 	[GW_ROUTE_LOOKUP] = { "/v1/lookup", "POST", 1, h_lookup },
-	[GW_ROUTE_AGGREGATE] = { "/v1/aggregate", "POST", 1, h_not_yet },
-	[GW_ROUTE_SUBQUERY] = { "/v1/federation/subquery", "POST", 1, h_not_yet },
+	[GW_ROUTE_AGGREGATE] = { "/v1/aggregate", "POST", 1, h_aggregate },
+	[GW_ROUTE_SUBQUERY] = { "/v1/federation/subquery", "POST", 1, h_subquery },
 	[GW_ROUTE_OTHER] = { "other", NULL, 0, NULL },
 };
 
@@ -288,6 +292,31 @@ static int h_catalog(const struct gw_env *env, const struct gw_request *req,
 	if (!text)
 		return gw_error(resp, 500, "internal", "out of memory");
 	return set_body(resp, 200, text, strlen(text));
+}
+
+/* POST /v1/aggregate: the hub asks the nodes, which takes a while; the
+ * server answers the stream from a job thread (gateway/hub.c does the work). */
+static int h_aggregate(const struct gw_env *env, const struct gw_request *req,
+		       const struct gw_member *m, const cJSON *json, struct gw_response *resp)
+{
+	if (!env->hub)
+		return h_not_yet(env, req, m, json, resp);
+	resp->job_body = cJSON_Duplicate(json, 1);
+	if (!resp->job_body)
+		return gw_error(resp, 503, "overloaded", "out of memory");
+	resp->job_caller = m;
+	resp->deferred = 1;
+	resp->route = GW_ROUTE_AGGREGATE;
+	return 0;
+}
+
+/* POST /v1/federation/subquery: a hub asks this node its part of a question. */
+static int h_subquery(const struct gw_env *env, const struct gw_request *req,
+		      const struct gw_member *m, const cJSON *json, struct gw_response *resp)
+{
+	if (!env->node_worker)
+		return h_not_yet(env, req, m, json, resp);
+	return gw_node_subquery(env, m, json, resp);
 }
 
 static int h_lookup(const struct gw_env *env, const struct gw_request *req,

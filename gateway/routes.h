@@ -44,6 +44,7 @@ struct gw_env {
 	size_t nworkers;
 	const struct gw_metrics_global *global;
 	struct gw_node_worker *node_worker; /* this worker's datasets; NULL without the node role */
+	int hub;                            /* the hub role: aggregates are answered */
 	struct audit_log *audit;            /* NULL: no audit log */
 };
 
@@ -55,8 +56,17 @@ struct gw_request {
 	const struct gw_peer *peer;
 };
 
+struct gw_member;
+
 struct gw_response {
 	int status;
+	/* Set by a handler whose answer takes longer than an event-loop turn
+	 * (a federated question): the server runs it on a job thread and
+	 * answers the stream when it is done. The response then owns |job_body|
+	 * and |job_caller| points into the state the job pins. */
+	int deferred;
+	struct cJSON *job_body;
+	const struct gw_member *job_caller;
 	enum gw_route route;
 	const char *org;    /* member id for the log, or NULL */
 	const char *allow;  /* Allow header for 405, or NULL */

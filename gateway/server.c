@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <sodium.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../aggregate/ledger.h"
+#include "../crypto/pseudo.h"
 #include "conn.h"
+#include "fanout.h"
+#include "hub.h"
 #include "log.h"
 
 #define SWEEP_MS 250
@@ -435,6 +440,7 @@ static void accept_one(struct gw_worker *w, int fd)
 	c->ev.kind = GW_EV_CONN;
 	c->ev.fd = fd;
 	c->w = w;
+	c->id = ++w->next_conn_id;
 	c->accepted_ms = w->now_ms;
 	c->ssl = SSL_new(w->state->ctx);
 	if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
@@ -563,6 +569,239 @@ static void start_drain(struct gw_worker *w)
 	}
 }
 
+/* ---- jobs: federated questions, answered off the event loop ---- */
+
+#define MAX_QUEUED_JOBS 64
+
+struct gw_hubctx {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct gw_job *head, *tail;
+	unsigned queued;
+	int stop;
+	pthread_t *threads;
+	unsigned nthreads;
+	/* What every question needs besides the state (process lifetime). */
+	struct ledger *ledger;
+	struct gw_fanout *fanout;
+	unsigned char box_pk[crypto_box_PUBLICKEYBYTES];
+	unsigned char *box_sk; /* sodium_malloc, read-only */
+	unsigned node_timeout_ms;
+	struct audit_log *audit;
+};
+
+int gw_job_submit(struct gw_conn *c, struct gw_stream *s)
+{
+	struct gw_hubctx *h = c->w->srv->hub;
+	struct gw_job *j;
+
+	if (!h)
+		return -1;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return -1;
+	j->w = c->w;
+	j->conn_id = c->id;
+	j->stream_id = s->id;
+	j->state = c->w->state;
+	j->caller = s->resp.job_caller;
+	j->body = s->resp.job_body;
+	pthread_mutex_lock(&h->lock);
+	if (h->queued >= MAX_QUEUED_JOBS || h->stop) {
+		pthread_mutex_unlock(&h->lock);
+		free(j);
+		return -1;
+	}
+	s->resp.job_body = NULL; /* the job owns it now */
+	/* The state (policies, members) stays alive until the worker has
+	 * answered: the job reads it, the answer's log line points into it. */
+	atomic_fetch_add(&j->state->pins, 1);
+	if (h->tail)
+		h->tail->next = j;
+	else
+		h->head = j;
+	h->tail = j;
+	h->queued++;
+	pthread_cond_signal(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+	return 0;
+}
+
+static void job_run(struct gw_hubctx *h, struct gw_job *j)
+{
+	struct gw_hub hub = {
+		.policies = j->state->policies,
+		.catalog = j->state->catalog,
+		.members = j->state->members,
+		.ledger = h->ledger,
+		.audit = h->audit,
+		.box_pk = h->box_pk,
+		.box_sk = h->box_sk,
+		.fanout = gw_fanout_run,
+		.fanout_arg = h->fanout,
+		.node_timeout_ms = h->node_timeout_ms,
+	};
+
+	if (gw_hub_aggregate(&hub, j->caller, j->body, &j->resp) < 0)
+		j->resp.status = 0; /* the worker resets the stream */
+	cJSON_Delete(j->body);
+	j->body = NULL;
+}
+
+static void *job_thread(void *arg)
+{
+	struct gw_hubctx *h = arg;
+	uint64_t one = 1;
+
+	for (;;) {
+		struct gw_job *j;
+
+		pthread_mutex_lock(&h->lock);
+		while (!h->head && !h->stop)
+			pthread_cond_wait(&h->cond, &h->lock);
+		if (!h->head) {
+			pthread_mutex_unlock(&h->lock);
+			return NULL;
+		}
+		j = h->head;
+		h->head = j->next;
+		if (!h->head)
+			h->tail = NULL;
+		h->queued--;
+		pthread_mutex_unlock(&h->lock);
+
+		j->next = NULL;
+		job_run(h, j);
+		pthread_mutex_lock(&j->w->done_lock);
+		j->next = j->w->done;
+		j->w->done = j;
+		pthread_mutex_unlock(&j->w->done_lock);
+		if (write(j->w->wake.fd, &one, sizeof(one)) < 0)
+			continue; /* the counter is full: the worker is awake anyway */
+	}
+}
+
+static void job_free(struct gw_job *j)
+{
+	atomic_fetch_sub(&j->state->pins, 1);
+	cJSON_Delete(j->body);
+	free(j->resp.body);
+	free(j);
+}
+
+/* Answers the streams whose jobs finished, if they are still there. */
+static void finish_jobs(struct gw_worker *w)
+{
+	struct gw_job *j, *next;
+
+	pthread_mutex_lock(&w->done_lock);
+	j = w->done;
+	w->done = NULL;
+	pthread_mutex_unlock(&w->done_lock);
+	for (; j; j = next) {
+		struct gw_conn *c = w->conns;
+		struct gw_stream *s = NULL;
+
+		next = j->next;
+		while (c && c->id != j->conn_id)
+			c = c->next;
+		if (c && c->h2)
+			s = nghttp2_session_get_stream_user_data(c->h2, j->stream_id);
+		if (s && s->deferred) {
+			s->deferred = 0;
+			if (j->resp.status == 0) {
+				nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, s->id,
+							  NGHTTP2_INTERNAL_ERROR);
+			} else {
+				const char *org = s->resp.org;
+				free(s->resp.body);
+				s->resp = j->resp;
+				s->resp.route = GW_ROUTE_AGGREGATE;
+				s->resp.org = org;
+				j->resp.body = NULL;
+				gw_h2_respond(c, s);
+			}
+			if (conn_flush(c) < 0)
+				conn_close(c);
+		}
+		/* Else the client went away: the question was answered and
+		 * audited, and the answer is dropped. */
+		job_free(j);
+	}
+}
+
+static void hub_free(struct gw_hubctx *h)
+{
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->lock);
+	h->stop = 1;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+	for (unsigned i = 0; i < h->nthreads; i++)
+		pthread_join(h->threads[i], NULL);
+	while (h->head) {
+		struct gw_job *j = h->head;
+		h->head = j->next;
+		job_free(j);
+	}
+	free(h->threads);
+	gw_fanout_free(h->fanout);
+	ledger_close(h->ledger);
+	sodium_free(h->box_sk);
+	pthread_cond_destroy(&h->cond);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
+
+/* Opens what the hub role needs: its box key, the budget ledger, the
+ * fan-out client; job threads start later (hub_start). */
+static int hub_open(const struct gw_config *cfg, struct audit_log *audit,
+		    struct gw_hubctx **out, char *err, size_t errlen)
+{
+	struct gw_hubctx *h = calloc(1, sizeof(*h));
+
+	*out = NULL;
+	if (!h) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	pthread_mutex_init(&h->lock, NULL);
+	pthread_cond_init(&h->cond, NULL);
+	h->audit = audit;
+	h->node_timeout_ms = cfg->hub.node_timeout_ms;
+	h->box_sk = sodium_malloc(crypto_box_SECRETKEYBYTES);
+	if (!h->box_sk ||
+	    pseudo_box_read_sec(cfg->hub.box_key, h->box_sk, err, errlen) < 0 ||
+	    crypto_scalarmult_base(h->box_pk, h->box_sk) != 0) {
+		if (!h->box_sk)
+			snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	sodium_mprotect_readonly(h->box_sk);
+	if (ledger_open(cfg->hub.ledger, &h->ledger, err, errlen) < 0)
+		goto fail;
+	if (gw_fanout_new(cfg->hub.client_certificate, cfg->hub.client_key,
+			  cfg->client_ca_file, &h->fanout, err, errlen) < 0)
+		goto fail;
+	*out = h;
+	return 0;
+fail:
+	hub_free(h);
+	return -1;
+}
+
+static int hub_start(struct gw_hubctx *h, unsigned n)
+{
+	h->threads = calloc(n, sizeof(*h->threads));
+	if (!h->threads)
+		return -1;
+	for (; h->nthreads < n; h->nthreads++)
+		if (pthread_create(&h->threads[h->nthreads], NULL, job_thread, h) != 0)
+			return -1;
+	return 0;
+}
+
 /* ---- the worker loop ---- */
 
 static void adopt_state(struct gw_worker *w)
@@ -596,6 +835,7 @@ static void *worker_main(void *arg)
 				uint64_t v;
 				if (read(src->fd, &v, sizeof(v)) < 0)
 					continue;
+				finish_jobs(w);
 			} else {
 				conn_event((struct gw_conn *)src, evs[i].events);
 			}
@@ -681,6 +921,7 @@ static int worker_init(struct gw_server *srv, struct gw_worker *w, unsigned idx,
 		w->max_conns = 1;
 	w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	gw_log_init(&w->log);
+	pthread_mutex_init(&w->done_lock, NULL);
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	w->wake.kind = GW_EV_WAKE;
 	w->wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -729,6 +970,12 @@ static void worker_fini(struct gw_worker *w)
 	nghttp2_session_callbacks_del(w->cbs);
 	nghttp2_option_del(w->opt);
 	gw_node_worker_free(w->node);
+	while (w->done) {
+		struct gw_job *j = w->done;
+		w->done = j->next;
+		job_free(j);
+	}
+	pthread_mutex_destroy(&w->done_lock);
 	gw_log_fini(&w->log);
 }
 
@@ -754,7 +1001,7 @@ static void reap_states(struct gw_server *srv)
 	}
 	while (*pp) {
 		struct gw_state *s = *pp;
-		if (s->gen < min) {
+		if (s->gen < min && atomic_load(&s->pins) == 0) {
 			*pp = s->next_retired;
 			state_free(s);
 		} else {
@@ -869,6 +1116,10 @@ int gw_server_run(struct gw_config *cfg)
 			goto out;
 		}
 	}
+	if ((cfg->roles & GW_CFG_HUB) && hub_open(cfg, srv.audit, &srv.hub, err, sizeof(err)) < 0) {
+		gw_log_message("error", "start_failed", err);
+		goto out;
+	}
 	srv.workers = calloc(srv.nworkers, sizeof(*srv.workers));
 	srv.metrics = calloc(srv.nworkers, sizeof(*srv.metrics));
 	if (!srv.workers || !srv.metrics) {
@@ -884,6 +1135,10 @@ int gw_server_run(struct gw_config *cfg)
 			gw_log_message("error", "start_failed", err);
 			goto out;
 		}
+	}
+	if (srv.hub && hub_start(srv.hub, cfg->hub.jobs) < 0) {
+		gw_log_message("error", "start_failed", "cannot start the hub's job threads");
+		goto out;
 	}
 	for (unsigned i = 0; i < srv.nworkers; i++) {
 		if (pthread_create(&srv.workers[i].thread, NULL, worker_main, &srv.workers[i]) != 0) {
@@ -920,6 +1175,10 @@ int gw_server_run(struct gw_config *cfg)
 out:
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(srv.workers[i].thread, NULL);
+	/* Job threads after the workers: a job still running finishes into a
+	 * done list that worker_fini() frees. */
+	hub_free(srv.hub);
+	srv.hub = NULL;
 	if (started)
 		gw_log_event("info", "stopped", NULL);
 	for (unsigned i = 0; srv.workers && i < srv.nworkers; i++)

@@ -75,10 +75,10 @@ static const char policy_text[] =
 	"            postcode: gemeente\n"
 	"        identifiers: pseudonym\n";
 
-static struct gw_member groningen = { "gemeente-groningen", "Gemeente Groningen",
-				      "00000001001589609000", 1 };
-static struct gw_member leeuwarden = { "gemeente-leeuwarden", "Gemeente Leeuwarden",
-				       "00000001001740063000", 1 };
+static struct gw_member groningen = { .id = "gemeente-groningen", .name = "Gemeente Groningen",
+				      .oin = "00000001001589609000", .roles = 1 };
+static struct gw_member leeuwarden = { .id = "gemeente-leeuwarden", .name = "Gemeente Leeuwarden",
+				       .oin = "00000001001740063000", .roles = 1 };
 
 /* One node + worker for a test, with its own rate settings. */
 struct fixture {

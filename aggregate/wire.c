@@ -1,0 +1,618 @@
+/*
+ * The node→hub tokens plaintext (docs/federation.md, "Mode tokens"): a
+ * builder that dictionary-codes values and sorts a million records without
+ * a comparison sort over all of them, a decoder that trusts no count it
+ * reads, and the sealed box around both.
+ */
+#include "wire.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const unsigned char magic[4] = { 'N', 'P', 'T', '1' };
+
+/* ---- little-endian helpers ---- */
+
+static void put_u16(unsigned char *p, uint16_t v)
+{
+	p[0] = (unsigned char)v;
+	p[1] = (unsigned char)(v >> 8);
+}
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)v;
+	p[1] = (unsigned char)(v >> 8);
+	p[2] = (unsigned char)(v >> 16);
+	p[3] = (unsigned char)(v >> 24);
+}
+
+static uint16_t get_u16(const unsigned char *p)
+{
+	return (uint16_t)(p[0] | (unsigned)p[1] << 8);
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t hash_bytes(const char *s, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a: values are short */
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+	return h ^ (h >> 29);
+}
+
+/* ---- the builder ---- */
+
+struct dict {
+	char **values;   /* code -> value, malloc'd copies */
+	uint16_t *lens;
+	uint32_t n;
+	uint32_t *slots; /* open addressing: code + 1, 0 = empty */
+	uint32_t mask;   /* slots - 1; a power of two minus one */
+};
+
+struct wire_builder {
+	uint32_t nfields;
+	struct dict dict[WIRE_MAX_FIELDS];
+	unsigned char *tokens; /* n * WIRE_TOKEN_BYTES, in insertion order */
+	uint16_t *codes;       /* n * nfields */
+	size_t n, cap;
+	int spent;
+};
+
+int wire_builder_new(uint32_t nfields, struct wire_builder **out)
+{
+	struct wire_builder *b;
+
+	if (!out)
+		return WIRE_ERR_ARG;
+	*out = NULL;
+	if (nfields > WIRE_MAX_FIELDS)
+		return WIRE_ERR_ARG;
+	if (!(b = calloc(1, sizeof(*b))))
+		return WIRE_ERR_NOMEM;
+	b->nfields = nfields;
+	*out = b;
+	return 0;
+}
+
+static int dict_grow(struct dict *d)
+{
+	uint32_t cap = d->mask ? (d->mask + 1) * 2 : 64;
+	uint32_t *slots = calloc(cap, sizeof(*slots));
+
+	if (!slots)
+		return WIRE_ERR_NOMEM;
+	for (uint32_t c = 0; c < d->n; c++) {
+		uint32_t i = (uint32_t)hash_bytes(d->values[c], d->lens[c]) & (cap - 1);
+
+		while (slots[i])
+			i = (i + 1) & (cap - 1);
+		slots[i] = c + 1;
+	}
+	free(d->slots);
+	d->slots = slots;
+	d->mask = cap - 1;
+	return 0;
+}
+
+/* The code of |s| in |d|, adding it when new; 0 or a negative error. */
+static int dict_code(struct dict *d, const char *s, uint16_t *code)
+{
+	size_t len = strlen(s);
+	uint64_t h = hash_bytes(s, len);
+	uint32_t i;
+	char *copy;
+
+	if (len > 0xFFFF)
+		return WIRE_ERR_LIMIT;
+	if ((d->n + 1) * 2 > d->mask && dict_grow(d) < 0)
+		return WIRE_ERR_NOMEM;
+	for (i = (uint32_t)h & d->mask; d->slots[i]; i = (i + 1) & d->mask) {
+		uint32_t c = d->slots[i] - 1;
+
+		if (d->lens[c] == len && memcmp(d->values[c], s, len) == 0) {
+			*code = (uint16_t)c;
+			return 0;
+		}
+	}
+	if (d->n >= WIRE_NULL) /* 0xFFFF is null: 65535 values, codes 0..65534 */
+		return WIRE_ERR_LIMIT;
+	if ((d->n & (d->n - 1)) == 0) {
+		/* the arrays are full whenever n is 0 or a power of two */
+		size_t cap = d->n ? (size_t)d->n * 2 : 1;
+		char **v = realloc(d->values, cap * sizeof(*v));
+		uint16_t *l;
+
+		if (!v)
+			return WIRE_ERR_NOMEM;
+		d->values = v;
+		if (!(l = realloc(d->lens, cap * sizeof(*l))))
+			return WIRE_ERR_NOMEM;
+		d->lens = l;
+	}
+	if (!(copy = malloc(len + 1)))
+		return WIRE_ERR_NOMEM;
+	memcpy(copy, s, len + 1);
+	d->values[d->n] = copy;
+	d->lens[d->n] = (uint16_t)len;
+	d->slots[i] = d->n + 1;
+	*code = (uint16_t)d->n++;
+	return 0;
+}
+
+int wire_builder_add(struct wire_builder *b, const unsigned char token[WIRE_TOKEN_BYTES],
+		     const char *const *values)
+{
+	uint16_t codes[WIRE_MAX_FIELDS];
+
+	if (!b || !token || b->spent || (b->nfields && !values))
+		return WIRE_ERR_ARG;
+	if (b->n == UINT32_MAX)
+		return WIRE_ERR_LIMIT;
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 1024;
+		unsigned char *t = realloc(b->tokens, cap * WIRE_TOKEN_BYTES);
+		uint16_t *c;
+
+		if (!t)
+			return WIRE_ERR_NOMEM;
+		b->tokens = t;
+		if (b->nfields) {
+			if (!(c = realloc(b->codes, cap * b->nfields * sizeof(*c))))
+				return WIRE_ERR_NOMEM;
+			b->codes = c;
+		}
+		b->cap = cap;
+	}
+	/* A value that fails to code may leave a new dictionary entry behind;
+	 * harmless (a value without a record), and the record is not added. */
+	for (uint32_t f = 0; f < b->nfields; f++) {
+		int rc;
+
+		if (!values[f])
+			codes[f] = WIRE_NULL;
+		else if ((rc = dict_code(&b->dict[f], values[f], &codes[f])) < 0)
+			return rc;
+	}
+	memcpy(b->tokens + b->n * WIRE_TOKEN_BYTES, token, WIRE_TOKEN_BYTES);
+	if (b->nfields)
+		memcpy(b->codes + b->n * b->nfields, codes, b->nfields * sizeof(*codes));
+	b->n++;
+	return 0;
+}
+
+static int rec_cmp(const void *pa, const void *pb, void *arg)
+{
+	const struct wire_builder *b = arg;
+	uint32_t x = *(const uint32_t *)pa, y = *(const uint32_t *)pb;
+	int c = memcmp(b->tokens + (size_t)x * WIRE_TOKEN_BYTES, b->tokens + (size_t)y * WIRE_TOKEN_BYTES,
+		       WIRE_TOKEN_BYTES);
+
+	for (uint32_t f = 0; !c && f < b->nfields; f++) {
+		uint16_t u = b->codes[(size_t)x * b->nfields + f], v = b->codes[(size_t)y * b->nfields + f];
+		c = (u > v) - (u < v);
+	}
+	return c;
+}
+
+struct kv {
+	uint32_t key; /* the token's first 4 bytes, big-endian: numeric order is byte order */
+	uint32_t idx;
+};
+
+/*
+ * Record order into |order|. Tokens are uniformly random, so two 16-bit
+ * radix passes over their first 32 bits put almost every record in place;
+ * the few runs with an equal prefix (one person's several combinations, or
+ * a 1-in-2^32 coincidence) are finished with a full comparison.
+ */
+static int sort_records(const struct wire_builder *b, uint32_t *order)
+{
+	size_t n = b->n;
+	struct kv *a, *t;
+	uint32_t *count;
+
+	if (n < 4096) {
+		for (size_t i = 0; i < n; i++)
+			order[i] = (uint32_t)i;
+		qsort_r(order, n, sizeof(*order), rec_cmp, (void *)(uintptr_t)b);
+		return 0;
+	}
+	a = malloc(n * sizeof(*a));
+	t = malloc(n * sizeof(*t));
+	count = malloc(65536 * sizeof(*count));
+	if (!a || !t || !count) {
+		free(a);
+		free(t);
+		free(count);
+		return WIRE_ERR_NOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const unsigned char *p = b->tokens + i * WIRE_TOKEN_BYTES;
+
+		a[i].key = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+		a[i].idx = (uint32_t)i;
+	}
+	for (int shift = 0; shift < 32; shift += 16) {
+		uint32_t sum = 0;
+
+		memset(count, 0, 65536 * sizeof(*count));
+		for (size_t i = 0; i < n; i++)
+			count[(a[i].key >> shift) & 0xFFFF]++;
+		for (size_t d = 0; d < 65536; d++) {
+			uint32_t c = count[d];
+			count[d] = sum;
+			sum += c;
+		}
+		for (size_t i = 0; i < n; i++)
+			t[count[(a[i].key >> shift) & 0xFFFF]++] = a[i];
+		{
+			struct kv *s = a;
+			a = t;
+			t = s;
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		order[i] = a[i].idx;
+	for (size_t i = 0, j; i < n; i = j) {
+		for (j = i + 1; j < n && a[j].key == a[i].key; j++)
+			;
+		if (j - i > 1)
+			qsort_r(order + i, j - i, sizeof(*order), rec_cmp, (void *)(uintptr_t)b);
+	}
+	free(a);
+	free(t);
+	free(count);
+	return 0;
+}
+
+int wire_builder_finish(struct wire_builder *b, unsigned char **plain, size_t *len, uint32_t *nrecords)
+{
+	size_t size = 12, reclen, kept = 0;
+	uint32_t *order = NULL;
+	unsigned char *buf, *p, *countp;
+	int rc;
+
+	if (!b || !plain || !len || !nrecords || b->spent)
+		return WIRE_ERR_ARG;
+	*plain = NULL;
+	*len = 0;
+	*nrecords = 0;
+	b->spent = 1;
+	reclen = WIRE_TOKEN_BYTES + 2 * (size_t)b->nfields;
+	for (uint32_t f = 0; f < b->nfields; f++) {
+		size += 4;
+		for (uint32_t c = 0; c < b->dict[f].n; c++)
+			size += 2 + (size_t)b->dict[f].lens[c];
+	}
+	size += b->n * reclen;
+	if (b->n && !(order = malloc(b->n * sizeof(*order))))
+		return WIRE_ERR_NOMEM;
+	if (b->n && (rc = sort_records(b, order)) < 0) {
+		free(order);
+		return rc;
+	}
+	if (!(buf = malloc(size))) {
+		free(order);
+		return WIRE_ERR_NOMEM;
+	}
+	memcpy(buf, magic, 4);
+	put_u32(buf + 4, b->nfields);
+	p = buf + 8;
+	for (uint32_t f = 0; f < b->nfields; f++) {
+		put_u32(p, b->dict[f].n);
+		p += 4;
+		for (uint32_t c = 0; c < b->dict[f].n; c++) {
+			put_u16(p, b->dict[f].lens[c]);
+			memcpy(p + 2, b->dict[f].values[c], b->dict[f].lens[c]);
+			p += 2 + b->dict[f].lens[c];
+		}
+	}
+	countp = p;
+	p += 4;
+	for (size_t i = 0; i < b->n; i++) {
+		uint32_t r = order[i];
+
+		if (i && rec_cmp(&order[i - 1], &order[i], b) == 0)
+			continue; /* an exact duplicate */
+		memcpy(p, b->tokens + (size_t)r * WIRE_TOKEN_BYTES, WIRE_TOKEN_BYTES);
+		p += WIRE_TOKEN_BYTES;
+		for (uint32_t f = 0; f < b->nfields; f++, p += 2)
+			put_u16(p, b->codes[(size_t)r * b->nfields + f]);
+		kept++;
+	}
+	put_u32(countp, (uint32_t)kept);
+	free(order);
+	*plain = buf;
+	*len = (size_t)(p - buf);
+	*nrecords = (uint32_t)kept;
+	return 0;
+}
+
+void wire_builder_free(struct wire_builder *b)
+{
+	if (!b)
+		return;
+	for (uint32_t f = 0; f < b->nfields; f++) {
+		for (uint32_t c = 0; c < b->dict[f].n; c++)
+			free(b->dict[f].values[c]);
+		free(b->dict[f].values);
+		free(b->dict[f].lens);
+		free(b->dict[f].slots);
+	}
+	if (b->tokens)
+		sodium_memzero(b->tokens, b->cap * WIRE_TOKEN_BYTES);
+	free(b->tokens);
+	free(b->codes);
+	free(b);
+}
+
+/* ---- the decoder ---- */
+
+static int fail(char *err, size_t errlen, const char *msg)
+{
+	if (err && errlen)
+		snprintf(err, errlen, "%s", msg);
+	return WIRE_ERR_FORMAT;
+}
+
+/* Reads field |f|'s dictionary at |*pos|; 0 or a negative error. */
+static int decode_dict(const unsigned char *buf, size_t len, size_t *pos, struct wire_field *wf,
+		       char *err, size_t errlen)
+{
+	uint32_t nvalues, mask;
+	uint32_t *slots = NULL;
+	size_t p = *pos;
+
+	if (len - p < 4)
+		return fail(err, errlen, "the plaintext ends inside a value dictionary");
+	nvalues = get_u32(buf + p);
+	p += 4;
+	if (nvalues > 0xFFFE + 1u)
+		return fail(err, errlen, "a value dictionary has more than 65535 values");
+	if ((size_t)nvalues * 2 > len - p)
+		return fail(err, errlen, "a value dictionary declares more values than the plaintext holds");
+	if (nvalues == 0) {
+		*pos = p;
+		return 0;
+	}
+	for (mask = 15; mask + 1 < 2 * nvalues; mask = mask * 2 + 1)
+		;
+	wf->values = calloc(nvalues, sizeof(*wf->values));
+	slots = calloc((size_t)mask + 1, sizeof(*slots));
+	if (!wf->values || !slots) {
+		free(slots);
+		snprintf(err, errlen, "out of memory");
+		return WIRE_ERR_NOMEM;
+	}
+	for (uint32_t c = 0; c < nvalues; c++) {
+		uint16_t vlen;
+		uint32_t i;
+
+		if (len - p < 2) {
+			free(slots);
+			return fail(err, errlen, "the plaintext ends inside a value dictionary");
+		}
+		vlen = get_u16(buf + p);
+		p += 2;
+		if (len - p < vlen) {
+			free(slots);
+			return fail(err, errlen, "a dictionary value runs past the end of the plaintext");
+		}
+		if (memchr(buf + p, 0, vlen)) {
+			free(slots);
+			return fail(err, errlen, "a dictionary value contains a NUL byte");
+		}
+		for (i = (uint32_t)hash_bytes((const char *)buf + p, vlen) & mask; slots[i]; i = (i + 1) & mask) {
+			const char *o = wf->values[slots[i] - 1];
+
+			if (strlen(o) == vlen && memcmp(o, buf + p, vlen) == 0) {
+				free(slots);
+				return fail(err, errlen, "a value dictionary holds the same value twice");
+			}
+		}
+		if (!(wf->values[c] = malloc((size_t)vlen + 1))) {
+			free(slots);
+			snprintf(err, errlen, "out of memory");
+			return WIRE_ERR_NOMEM;
+		}
+		memcpy(wf->values[c], buf + p, vlen);
+		wf->values[c][vlen] = '\0';
+		wf->nvalues = (uint16_t)(c + 1);
+		slots[i] = c + 1;
+		p += vlen;
+	}
+	free(slots);
+	*pos = p;
+	return 0;
+}
+
+int wire_decode(const unsigned char *buf, size_t len, struct wire_tokens *out, char *err, size_t errlen)
+{
+	size_t p = 8, reclen, need;
+	uint32_t nfields, n;
+	int rc;
+
+	if (!out)
+		return WIRE_ERR_ARG;
+	memset(out, 0, sizeof(*out));
+	if (!buf && len)
+		return WIRE_ERR_ARG;
+	if (len < 4 || memcmp(buf, magic, 4) != 0)
+		return fail(err, errlen, "the plaintext does not start with the magic NPT1");
+	if (len < 8)
+		return fail(err, errlen, "the plaintext ends before the number of fields");
+	nfields = get_u32(buf + 4);
+	if (nfields > WIRE_MAX_FIELDS)
+		return fail(err, errlen, "the plaintext declares more than 8 fields");
+	out->nfields = nfields;
+	for (uint32_t f = 0; f < nfields; f++)
+		if ((rc = decode_dict(buf, len, &p, &out->fields[f], err, errlen)) < 0)
+			goto fail;
+	if (len - p < 4) {
+		rc = fail(err, errlen, "the plaintext ends before the number of records");
+		goto fail;
+	}
+	n = get_u32(buf + p);
+	p += 4;
+	reclen = WIRE_TOKEN_BYTES + 2 * (size_t)nfields;
+	/* n * reclen fits a size_t on every platform we build for (< 2^37) */
+	need = (size_t)n * reclen;
+	if (need > len - p) {
+		rc = fail(err, errlen, "the plaintext holds fewer records than it declares");
+		goto fail;
+	}
+	if (need < len - p) {
+		rc = fail(err, errlen, "the plaintext has bytes after its last record");
+		goto fail;
+	}
+	if (n) {
+		out->tokens = malloc((size_t)n * WIRE_TOKEN_BYTES);
+		if (nfields)
+			out->codes = malloc((size_t)n * nfields * sizeof(*out->codes));
+		if (!out->tokens || (nfields && !out->codes)) {
+			snprintf(err, errlen, "out of memory");
+			rc = WIRE_ERR_NOMEM;
+			goto fail;
+		}
+	}
+	out->nrecords = n;
+	for (uint32_t r = 0; r < n; r++, p += reclen) {
+		unsigned char *tok = out->tokens + (size_t)r * WIRE_TOKEN_BYTES;
+
+		memcpy(tok, buf + p, WIRE_TOKEN_BYTES);
+		if (r && memcmp(tok - WIRE_TOKEN_BYTES, tok, WIRE_TOKEN_BYTES) > 0) {
+			rc = fail(err, errlen, "the records are not sorted by token");
+			goto fail;
+		}
+		for (uint32_t f = 0; f < nfields; f++) {
+			uint16_t c = get_u16(buf + p + WIRE_TOKEN_BYTES + 2 * f);
+
+			if (c != WIRE_NULL && c >= out->fields[f].nvalues) {
+				rc = fail(err, errlen, "a record has a code outside its field's dictionary");
+				goto fail;
+			}
+			out->codes[(size_t)r * nfields + f] = c;
+		}
+	}
+	return 0;
+fail:
+	wire_tokens_free(out);
+	return rc;
+}
+
+void wire_tokens_free(struct wire_tokens *t)
+{
+	if (!t)
+		return;
+	for (uint32_t f = 0; f < t->nfields && f < WIRE_MAX_FIELDS; f++) {
+		for (uint32_t c = 0; t->fields[f].values && c < t->fields[f].nvalues; c++)
+			free(t->fields[f].values[c]);
+		free(t->fields[f].values);
+	}
+	if (t->tokens)
+		sodium_memzero(t->tokens, (size_t)t->nrecords * WIRE_TOKEN_BYTES);
+	if (t->codes)
+		sodium_memzero(t->codes, (size_t)t->nrecords * t->nfields * sizeof(*t->codes));
+	free(t->tokens);
+	free(t->codes);
+	memset(t, 0, sizeof(*t));
+}
+
+/* ---- the sealed box ---- */
+
+int wire_seal(const unsigned char *plain, size_t len, const unsigned char hub_pk[32], char **b64,
+	      size_t *b64len)
+{
+	unsigned char *box;
+	size_t boxlen, enclen;
+	char *text;
+
+	if (!b64 || !b64len || !hub_pk || (!plain && len))
+		return WIRE_ERR_ARG;
+	*b64 = NULL;
+	*b64len = 0;
+	if (sodium_init() < 0)
+		return WIRE_ERR_CRYPTO;
+	if (len > SIZE_MAX / 2 - crypto_box_SEALBYTES)
+		return WIRE_ERR_ARG;
+	boxlen = len + crypto_box_SEALBYTES;
+	enclen = sodium_base64_ENCODED_LEN(boxlen, sodium_base64_VARIANT_ORIGINAL);
+	box = malloc(boxlen);
+	text = malloc(enclen);
+	if (!box || !text) {
+		free(box);
+		free(text);
+		return WIRE_ERR_NOMEM;
+	}
+	if (crypto_box_seal(box, plain ? plain : (const unsigned char *)"", len, hub_pk) != 0) {
+		free(box);
+		free(text);
+		return WIRE_ERR_CRYPTO;
+	}
+	sodium_bin2base64(text, enclen, box, boxlen, sodium_base64_VARIANT_ORIGINAL);
+	free(box);
+	*b64 = text;
+	*b64len = enclen - 1;
+	return 0;
+}
+
+int wire_open(const char *b64, size_t b64len, const unsigned char hub_pk[32], const unsigned char hub_sk[32],
+	      unsigned char **plain, size_t *len, char *err, size_t errlen)
+{
+	unsigned char *box, *out;
+	size_t boxlen = 0;
+	const char *end = NULL;
+
+	if (!plain || !len || !hub_pk || !hub_sk || (!b64 && b64len)) {
+		if (err && errlen)
+			snprintf(err, errlen, "a NULL argument");
+		return WIRE_ERR_ARG;
+	}
+	*plain = NULL;
+	*len = 0;
+	if (sodium_init() < 0) {
+		snprintf(err, errlen, "libsodium cannot be initialised");
+		return WIRE_ERR_CRYPTO;
+	}
+	if (b64len % 4 != 0 || b64len / 4 * 3 < crypto_box_SEALBYTES)
+		return fail(err, errlen, "the sealed answer is not padded base64 of a sealed box");
+	if (!(box = malloc(b64len / 4 * 3))) {
+		snprintf(err, errlen, "out of memory");
+		return WIRE_ERR_NOMEM;
+	}
+	if (sodium_base642bin(box, b64len / 4 * 3, b64, b64len, NULL, &boxlen, &end,
+			      sodium_base64_VARIANT_ORIGINAL) != 0 ||
+	    end != b64 + b64len) {
+		free(box);
+		return fail(err, errlen, "the sealed answer is not valid base64");
+	}
+	if (boxlen < crypto_box_SEALBYTES) {
+		free(box);
+		return fail(err, errlen, "the sealed answer is too short to be a sealed box");
+	}
+	if (!(out = malloc(boxlen - crypto_box_SEALBYTES + 1))) {
+		free(box);
+		snprintf(err, errlen, "out of memory");
+		return WIRE_ERR_NOMEM;
+	}
+	if (crypto_box_seal_open(out, box, boxlen, hub_pk, hub_sk) != 0) {
+		free(box);
+		free(out);
+		if (err && errlen)
+			snprintf(err, errlen, "the sealed answer cannot be opened with the hub's key (wrong key, or altered)");
+		return WIRE_ERR_CRYPTO;
+	}
+	free(box);
+	*plain = out;
+	*len = boxlen - crypto_box_SEALBYTES;
+	return 0;
+}

@@ -1,0 +1,110 @@
+/*
+ * The wire between a node and the hub for linked questions: per-query tokens
+ * with their dictionary-coded attributes, in the binary plaintext of
+ * docs/federation.md ("Mode tokens"), sealed to the hub's X25519 key. The
+ * node builds and seals; the hub opens and decodes, refusing anything that is
+ * not exactly what a node builds. Library code: never logs, never exits.
+ */
+#ifndef NOORDPOORT_WIRE_H
+#define NOORDPOORT_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define WIRE_TOKEN_BYTES 16
+#define WIRE_NULL 0xFFFFu
+#define WIRE_MAX_FIELDS 8
+
+/* What the functions below return (0 on success). */
+enum wire_error {
+	WIRE_OK = 0,
+	WIRE_ERR_ARG = -1,    /* NULL argument, nfields > WIRE_MAX_FIELDS */
+	WIRE_ERR_NOMEM = -2,
+	WIRE_ERR_LIMIT = -3,  /* builder: a 65536th distinct value in a field, a value longer
+	                       * than 65535 bytes, or more than 2^32-1 records */
+	WIRE_ERR_FORMAT = -4, /* decode/open: malformed input (|err| says what) */
+	WIRE_ERR_CRYPTO = -5, /* open: wrong key or altered ciphertext; seal: libsodium failed */
+};
+
+/* The value dictionary of one field: values[code], NUL-terminated (a value
+ * never contains a NUL byte). */
+struct wire_field {
+	char **values;
+	uint16_t nvalues;
+};
+
+/* A decoded tokens answer; every pointer is owned by it (wire_tokens_free). */
+struct wire_tokens {
+	uint32_t nfields;
+	struct wire_field fields[WIRE_MAX_FIELDS];
+	uint32_t nrecords;
+	unsigned char *tokens;  /* nrecords * WIRE_TOKEN_BYTES, sorted ascending */
+	uint16_t *codes;        /* nrecords * nfields, row-major; WIRE_NULL = null */
+};
+
+struct wire_builder;
+
+/* A builder for records of |nfields| (0..WIRE_MAX_FIELDS; 0 is a population
+ * dataset that contributes only its persons). 0 and |*out| (free with
+ * wire_builder_free), or WIRE_ERR_ARG / WIRE_ERR_NOMEM with |*out| = NULL. */
+int wire_builder_new(uint32_t nfields, struct wire_builder **out);
+
+/*
+ * Adds one record; |values| has nfields entries (NUL-terminated, copied),
+ * NULL = null; |values| may be NULL when nfields is 0. Values are
+ * dictionary-coded (at most 65535 distinct per field, each at most 65535
+ * bytes). Returns 0, WIRE_ERR_ARG, WIRE_ERR_NOMEM or WIRE_ERR_LIMIT; on an
+ * error no record is added (a value it coded may stay in the dictionary).
+ */
+int wire_builder_add(struct wire_builder *b, const unsigned char token[WIRE_TOKEN_BYTES],
+		     const char *const *values);
+
+/*
+ * Sorts by token (then codes), drops exact duplicates, serialises the
+ * plaintext of docs/federation.md. On 0, |*plain| (malloc'd, |*len| bytes)
+ * belongs to the caller, who wipes it (sodium_memzero: it holds tokens) and
+ * frees it; |*nrecords| is the number of records written. The builder is
+ * spent either way: only wire_builder_free may follow. Returns 0,
+ * WIRE_ERR_ARG, WIRE_ERR_NOMEM.
+ */
+int wire_builder_finish(struct wire_builder *b, unsigned char **plain, size_t *len, uint32_t *nrecords);
+
+/* Wipes the tokens it holds and frees |b|; NULL is a no-op. */
+void wire_builder_free(struct wire_builder *b);
+
+/*
+ * Strict decoder: magic, counts within the buffer, no NUL in a value, no
+ * value twice in a dictionary, codes in range, tokens sorted (ascending;
+ * equal tokens are one person's several combinations), no trailing bytes.
+ * On 0, |*out| is filled (free with wire_tokens_free). On any problem returns
+ * WIRE_ERR_FORMAT (or WIRE_ERR_ARG, WIRE_ERR_NOMEM) with one sentence in
+ * |err| and |*out| zeroed, nothing to free. |buf| is only read.
+ */
+int wire_decode(const unsigned char *buf, size_t len, struct wire_tokens *out, char *err, size_t errlen);
+
+/* Wipes the tokens (sodium_memzero) and the codes, frees everything and
+ * zeroes |t|; NULL is a no-op. */
+void wire_tokens_free(struct wire_tokens *t);
+
+/*
+ * crypto_box_seal of |plain| to the hub's X25519 public key, then base64
+ * (libsodium sodium_bin2base64, ORIGINAL variant, padded). On 0, |*b64| is
+ * malloc'd and NUL-terminated, |*b64len| its length without the NUL; the
+ * caller frees it. Returns 0, WIRE_ERR_ARG, WIRE_ERR_NOMEM, WIRE_ERR_CRYPTO.
+ */
+int wire_seal(const unsigned char *plain, size_t len, const unsigned char hub_pk[32], char **b64,
+	      size_t *b64len);
+
+/*
+ * The hub's side: decodes |b64len| bytes of base64 (ORIGINAL variant, peer
+ * data: never strlen'd; nothing but base64 is accepted, no whitespace) and
+ * opens the box with the hub's key pair. On 0, |*plain| (malloc'd, |*len|
+ * bytes, never NULL even when empty) belongs to the caller, who wipes
+ * (sodium_memzero) and frees it. Returns WIRE_ERR_FORMAT (bad base64, too
+ * short), WIRE_ERR_CRYPTO (wrong key, altered), WIRE_ERR_ARG or
+ * WIRE_ERR_NOMEM with one sentence in |err| and |*plain| = NULL.
+ */
+int wire_open(const char *b64, size_t b64len, const unsigned char hub_pk[32], const unsigned char hub_sk[32],
+	      unsigned char **plain, size_t *len, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,309 @@
+/*
+ * The hub's box key pair: X25519 keys for crypto_box_seal, written and read
+ * as one line of hex each (crypto/pseudo.h, "Box keys"), and the
+ * `noordpoort keygen --box` command that makes them. Like keygen.c, only the
+ * CLI at the bottom writes to stdout/stderr.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "pseudo.h"
+
+#define BOX_HEX_LEN 64                  /* 32 bytes as hex */
+#define BOX_LINE_LEN (BOX_HEX_LEN + 1)  /* and the newline */
+#define BOX_SUFFIX_MAX 5                /* ".sec" / ".pub" + NUL */
+
+static void box_seterr(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void box_seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || !errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static int box_write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Creates |path| with O_EXCL|O_NOFOLLOW and |mode| (whatever the umask),
+ * writes |line| (BOX_LINE_LEN bytes) and fsyncs. Sets *created when the file
+ * now exists because of us. */
+static int box_write_file(const char *path, const char *line, mode_t mode, int *created,
+			  char *err, size_t errlen)
+{
+	int fd, e;
+
+	*created = 0;
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+	if (fd < 0) {
+		e = errno;
+		box_seterr(err, errlen, "%s: %s%s", path, strerror(e),
+			   e == EEXIST ? " (a key file is never overwritten; move it away first)" : "");
+		return e == EEXIST ? PSEUDO_ERR_EXISTS : PSEUDO_ERR_IO;
+	}
+	*created = 1;
+	if (fchmod(fd, mode) < 0 || box_write_all(fd, line, BOX_LINE_LEN) < 0 || fsync(fd) < 0) {
+		e = errno;
+		close(fd);
+		box_seterr(err, errlen, "%s: %s", path, strerror(e));
+		return PSEUDO_ERR_IO;
+	}
+	if (close(fd) < 0) {
+		box_seterr(err, errlen, "%s: %s", path, strerror(errno));
+		return PSEUDO_ERR_IO;
+	}
+	return 0;
+}
+
+/* PREFIX + suffix, malloc'd; NULL when out of memory. */
+static char *box_path(const char *prefix, const char *suffix)
+{
+	size_t n = strlen(prefix) + BOX_SUFFIX_MAX;
+	char *p = malloc(n);
+
+	if (p)
+		snprintf(p, n, "%s%s", prefix, suffix);
+	return p;
+}
+
+int pseudo_box_generate(const char *prefix, char *err, size_t errlen)
+{
+	unsigned char *sk = NULL;
+	unsigned char pk[PSEUDO_BOX_PUB_BYTES];
+	char *line = NULL, *sec = NULL, *pub = NULL;
+	struct stat st;
+	int rc = PSEUDO_ERR_NOMEM, sec_made = 0, pub_made = 0;
+
+	if (!prefix || !*prefix) {
+		box_seterr(err, errlen, "no key file prefix given");
+		return PSEUDO_ERR_ARG;
+	}
+	sec = box_path(prefix, ".sec");
+	pub = box_path(prefix, ".pub");
+	if (!sec || !pub || sodium_init() < 0)
+		goto nomem;
+	/* Refuse before creating anything: a half-new pair is worse than none. */
+	if (lstat(pub, &st) == 0) {
+		box_seterr(err, errlen, "%s: File exists (a key file is never overwritten; "
+			   "move it away first)", pub);
+		rc = PSEUDO_ERR_EXISTS;
+		goto done;
+	}
+	sk = sodium_malloc(PSEUDO_BOX_SEC_BYTES);
+	line = sodium_malloc(BOX_LINE_LEN + 1);
+	if (!sk || !line)
+		goto nomem;
+	if (crypto_box_keypair(pk, sk) != 0) {
+		box_seterr(err, errlen, "%s: crypto_box_keypair failed", prefix);
+		rc = PSEUDO_ERR_CRYPTO;
+		goto done;
+	}
+	sodium_bin2hex(line, BOX_LINE_LEN + 1, sk, PSEUDO_BOX_SEC_BYTES);
+	line[BOX_HEX_LEN] = '\n';
+	rc = box_write_file(sec, line, 0600, &sec_made, err, errlen);
+	if (rc < 0)
+		goto done;
+	sodium_bin2hex(line, BOX_LINE_LEN + 1, pk, PSEUDO_BOX_PUB_BYTES);
+	line[BOX_HEX_LEN] = '\n';
+	/* The public key is public: readable by all, so nodes' operators can copy it. */
+	rc = box_write_file(pub, line, 0644, &pub_made, err, errlen);
+	goto done;
+nomem:
+	box_seterr(err, errlen, "%s: out of memory", prefix);
+	rc = PSEUDO_ERR_NOMEM;
+done:
+	if (rc < 0 && pub_made)
+		unlink(pub);
+	if (rc < 0 && sec_made)
+		unlink(sec);
+	sodium_free(line);
+	sodium_free(sk);
+	free(pub);
+	free(sec);
+	return rc;
+}
+
+/*
+ * Reads a key file of one hex line into |key| (32 bytes). |secret| adds the
+ * secrecy checks and keeps the text in sodium_malloc memory.
+ */
+static int box_read(const char *path, unsigned char *key, int secret, char *err, size_t errlen)
+{
+	const char *what = secret ? "secret box key" : "public box key";
+	char *buf = NULL;
+	char stackbuf[BOX_LINE_LEN + 2];
+	struct stat st;
+	size_t n = 0, binlen = 0;
+	const char *end = NULL;
+	int fd = -1, rc;
+
+	if (!path || !*path || !key) {
+		box_seterr(err, errlen, "no %s file given", what);
+		return PSEUDO_ERR_ARG;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		box_seterr(err, errlen, "%s: %s", path, strerror(errno));
+		rc = PSEUDO_ERR_IO;
+		goto done;
+	}
+	rc = PSEUDO_ERR_INSECURE;
+	if (!S_ISREG(st.st_mode)) {
+		box_seterr(err, errlen, "%s: not a regular file", path);
+		goto done;
+	}
+	if (secret && (st.st_mode & (S_IRWXG | S_IRWXO))) {
+		box_seterr(err, errlen, "%s: mode %04o lets group or others access the %s; "
+			   "refused (chmod 600 it, and consider the key exposed)",
+			   path, (unsigned)(st.st_mode & 07777), what);
+		goto done;
+	}
+	if (secret && st.st_uid != 0 && st.st_uid != geteuid()) {
+		box_seterr(err, errlen, "%s: owned by uid %u, not by this user or root; refused",
+			   path, (unsigned)st.st_uid);
+		goto done;
+	}
+	rc = PSEUDO_ERR_NOMEM;
+	if (secret) {
+		if (sodium_init() < 0 || !(buf = sodium_malloc(BOX_LINE_LEN + 2)))
+			goto nomem;
+	} else {
+		buf = stackbuf;
+	}
+	while (n < BOX_LINE_LEN + 1) { /* one byte more than allowed: catches longer files */
+		ssize_t r = read(fd, buf + n, BOX_LINE_LEN + 1 - n);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			box_seterr(err, errlen, "%s: %s", path, strerror(errno));
+			rc = PSEUDO_ERR_IO;
+			goto done;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	rc = PSEUDO_ERR_FORMAT;
+	if ((n != BOX_LINE_LEN && n != BOX_HEX_LEN) || (n == BOX_LINE_LEN && buf[BOX_HEX_LEN] != '\n') ||
+	    sodium_hex2bin(key, 32, buf, BOX_HEX_LEN, NULL, &binlen, &end) != 0 ||
+	    binlen != 32 || end != buf + BOX_HEX_LEN) {
+		box_seterr(err, errlen, "%s: not a %s (expected one line of 64 hex digits)", path, what);
+		goto done;
+	}
+	rc = 0;
+	goto done;
+nomem:
+	box_seterr(err, errlen, "%s: out of memory", path);
+done:
+	if (rc < 0 && key)
+		sodium_memzero(key, 32);
+	if (buf == stackbuf)
+		sodium_memzero(stackbuf, sizeof(stackbuf));
+	else
+		sodium_free(buf);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+int pseudo_box_read_pub(const char *path, unsigned char pk[32], char *err, size_t errlen)
+{
+	return box_read(path, pk, 0, err, errlen);
+}
+
+int pseudo_box_read_sec(const char *path, unsigned char sk[32], char *err, size_t errlen)
+{
+	return box_read(path, sk, 1, err, errlen);
+}
+
+/* ---- the command line ---------------------------------------------------- */
+
+static const char usage_boxkey[] =
+	"Usage: noordpoort keygen --box --out PREFIX\n"
+	"\n"
+	"Writes a new X25519 key pair for sealed answers (crypto_box_seal):\n"
+	"PREFIX.sec, the hub's secret key (mode 0600; hub.box_key in the hub's\n"
+	"config), and PREFIX.pub, its public key (give it to every node:\n"
+	"node.hub_public_key). Each is one line of lower-case hex. Existing files\n"
+	"are never overwritten. Whoever holds PREFIX.sec can open every linked\n"
+	"answer a node sends: keep it on the hub only.\n"
+	"\n"
+	"Options:\n"
+	"  --box               make a box key pair (required)\n"
+	"  -o, --out PREFIX    where to write PREFIX.sec and PREFIX.pub (required)\n"
+	"  -h, --help          show this help\n";
+
+static int boxkey_usage_error(const char *fmt, const char *arg)
+{
+	fputs("noordpoort keygen: ", stderr);
+	fprintf(stderr, fmt, arg);
+	fputs(" (see 'noordpoort keygen --box --help')\n", stderr);
+	return 2;
+}
+
+int pseudo_boxkey_cli(int argc, char **argv)
+{
+	const char *out = NULL;
+	int box = 0;
+	char err[512];
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			fputs(usage_boxkey, stdout);
+			return 0;
+		}
+		if (strcmp(a, "--box") == 0) {
+			box = 1;
+		} else if (strcmp(a, "-o") == 0 || strcmp(a, "--out") == 0) {
+			if (i + 1 >= argc)
+				return boxkey_usage_error("%s needs a prefix", a);
+			if (out)
+				return boxkey_usage_error("%s given twice", a);
+			out = argv[++i];
+		} else if (strncmp(a, "--out=", 6) == 0) {
+			if (out)
+				return boxkey_usage_error("%s given twice", "--out");
+			out = a + 6;
+		} else {
+			return boxkey_usage_error("unexpected argument '%s'", a);
+		}
+	}
+	if (!box)
+		return boxkey_usage_error("%s", "missing --box");
+	if (!out || !*out)
+		return boxkey_usage_error("%s", "missing --out PREFIX");
+	if (pseudo_box_generate(out, err, sizeof(err)) < 0) {
+		fprintf(stderr, "noordpoort keygen: %s\n", err);
+		return 1;
+	}
+	printf("%s.sec: new box secret key (mode 0600); %s.pub: its public key\n", out, out);
+	return 0;
+}

@@ -1,0 +1,1501 @@
+/*
+ * The hub's request engine for POST /v1/aggregate (gateway/hub.h): one
+ * function, gw_hub_aggregate(), that reads like docs/federation.md ("On the
+ * hub"): validate, decide, check the budget, fan out, open, join, count,
+ * disclose, debit, audit, answer, wipe. Every reason is in that page.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "../aggregate/disclose.h"
+#include "../aggregate/ledger.h"
+#include "../aggregate/wire.h"
+#include "../policies/policy.h"
+#include "audit.h"
+#include "hub.h"
+#include "members.h"
+
+#define NAME_MAX_LEN 256   /* dataset ids, field names, group-by strings */
+#define MSG_LEN 1024
+#define PRESENT_IN "present_in."
+
+/* One group-by field: a dimension of the table. */
+struct hub_dim {
+	const char *text;        /* as asked, borrowed from the question */
+	size_t ds;               /* the dataset it belongs to */
+	int present_in;          /* present_in.DATASET: categories false, true */
+	char field[NAME_MAX_LEN];
+	enum policy_gen asked;   /* :GEN, or NONE */
+	enum policy_gen gen;     /* what the decision requires */
+	size_t pf;               /* index in the dataset's policy fields */
+	unsigned wire;           /* index in the dataset's subquery fields */
+	const struct policy_catalog_field *cf;
+	const char *const *cats; /* categories without null, in release order */
+	size_t ncats;
+	const char **seen;       /* owned array (of borrowed strings) when from answers */
+	int sorted;              /* |cats| sorted by value_cmp (bsearch) */
+	int has_null;            /* null is the last category */
+	size_t size;             /* ncats + has_null */
+	size_t stride;           /* of this dimension's index in the cell index */
+};
+
+struct hub_filter {
+	size_t ds;
+	char field[NAME_MAX_LEN];
+	enum policy_gen asked, gen;
+	size_t pf;
+	char **values; /* owned, sorted by value_cmp, distinct */
+	size_t nvalues;
+};
+
+/* One dataset of the question: one subquery, one decision, one answer. */
+struct hub_ds {
+	const char *id;          /* borrowed from the question */
+	int population;
+	char owner[NAME_MAX_LEN];
+	const struct gw_member *member;
+	struct policy_field pf[POLICY_MAX_FIELDS];
+	size_t npf;
+	unsigned nwire;          /* group-by fields asked of the node */
+	size_t wire_dim[GW_HUB_MAX_GROUP_BY]; /* subquery field -> dimension */
+	struct policy_decision dec;
+	int missing;             /* its node failed and the answer is partial */
+	char policy_hash[POLICY_HASH_HEX + 1];
+	struct wire_tokens tok;  /* mode tokens */
+	uint32_t *map[GW_HUB_MAX_GROUP_BY]; /* tokens: dictionary code -> category */
+	cJSON *counts;           /* mode counts: the node's parsed answer */
+};
+
+struct hub_query {
+	const struct gw_hub *hub;
+	const struct gw_member *caller;
+	int64_t now;
+	const char *purpose;
+	struct hub_ds ds[GW_HUB_MAX_DATASETS];
+	size_t nds;
+	struct hub_dim dim[GW_HUB_MAX_GROUP_BY];
+	size_t ndims;
+	struct hub_filter filt[GW_HUB_MAX_FILTERS];
+	size_t nfilt;
+	int linked;
+	enum policy_op op;
+	int permitted;             /* every decision permitted */
+	struct policy_output out;  /* the strictest of every decision */
+	unsigned cells_per_person; /* what the hub counts: min(out, GW_HUB_MAX_CELLS_PER_PERSON) */
+	int budgeted;
+	uint64_t eps_micro, limit_micro;
+	struct ledger_status budget;
+	int have_budget;          /* |budget| holds a status worth showing */
+	char query_id[2 * 16 + 1];
+	struct agg_cell *cells;
+	size_t ncells;
+	struct agg_table table;
+	size_t released;
+	int partial;
+
+	/* The outcome, for the audit line and the error body. */
+	int status;
+	const char *code;
+	char message[MSG_LEN];
+	const char *fail_node;       /* node errors: the node */
+	const char *fail_dataset;    /* 403 and node errors: the dataset */
+	const struct policy_decision *fail_dec; /* 403 */
+	char node_code[128];         /* node_refused: what the node said */
+	char node_message[512];
+	int budget_error;            /* 429: show |budget| */
+};
+
+/* |v| is a whole number in [lo, hi] (no libm: the build does not link it). */
+static int whole(double v, double lo, double hi)
+{
+	return v >= lo && v <= hi && v == (double)(int64_t)v;
+}
+
+static int fail(struct hub_query *q, int status, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int fail(struct hub_query *q, int status, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+
+	q->status = status;
+	q->code = code;
+	va_start(ap, fmt);
+	vsnprintf(q->message, sizeof(q->message), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static int oom(struct hub_query *q)
+{
+	return fail(q, 500, "internal", "out of memory");
+}
+
+/*
+ * Adds |item| to |parent| (an object when |name|, else an array) and returns
+ * it; on any failure (NULL parent or item, no memory) frees |item|, clears
+ * |*ok| and returns NULL. A subquery without one of its filters, an answer
+ * without one of its cells or an audit line without its requester must
+ * never go out, so every JSON we build goes through here and is sent only
+ * when |*ok| survived.
+ */
+static cJSON *put(int *ok, cJSON *parent, const char *name, cJSON *item)
+{
+	if (!parent || !item || !(name ? cJSON_AddItemToObject(parent, name, item)
+				      : cJSON_AddItemToArray(parent, item))) {
+		cJSON_Delete(item);
+		*ok = 0;
+		return NULL;
+	}
+	return item;
+}
+
+static cJSON *put_str(int *ok, cJSON *parent, const char *name, const char *v)
+{
+	return put(ok, parent, name, cJSON_CreateString(v));
+}
+
+static cJSON *put_num(int *ok, cJSON *parent, const char *name, double v)
+{
+	return put(ok, parent, name, cJSON_CreateNumber(v));
+}
+
+/* Prints |o| (and frees it); NULL when anything failed on the way. */
+static char *print_json(int ok, cJSON *o)
+{
+	char *text = ok && o ? cJSON_PrintUnformatted(o) : NULL;
+
+	cJSON_Delete(o);
+	return text;
+}
+
+/*
+ * Category order for values the catalog does not list (years, quarters, age
+ * bands, postcodes): a leading run of digits compares as a number, the rest
+ * as bytes, so "5-9" comes before "10-14" and "2023-Q2" before "2023-Q3".
+ */
+static int value_cmp(const char *a, const char *b)
+{
+	if (isdigit((unsigned char)a[0]) && isdigit((unsigned char)b[0])) {
+		size_t la = strspn(a, "0123456789"), lb = strspn(b, "0123456789");
+		int c;
+
+		if (la != lb)
+			return la < lb ? -1 : 1;
+		if ((c = memcmp(a, b, la)) != 0)
+			return c;
+		return strcmp(a + la, b + lb);
+	}
+	return strcmp(a, b);
+}
+
+static int value_qcmp(const void *a, const void *b)
+{
+	return value_cmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The category index of |v| in |d|, or -1 when it is not a category. */
+static long cat_index(const struct hub_dim *d, const char *v)
+{
+	if (!v)
+		return d->has_null ? (long)d->ncats : -1;
+	if (d->sorted) {
+		size_t lo = 0, hi = d->ncats;
+
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			int c = value_cmp(v, d->cats[mid]);
+
+			if (c == 0)
+				return (long)mid;
+			if (c < 0)
+				hi = mid;
+			else
+				lo = mid + 1;
+		}
+		return -1;
+	}
+	for (size_t i = 0; i < d->ncats; i++)
+		if (strcmp(d->cats[i], v) == 0)
+			return (long)i;
+	return -1;
+}
+
+/* ---- 1. The question ------------------------------------------------- */
+
+static long ds_index(const struct hub_query *q, const char *id, size_t len)
+{
+	for (size_t i = 0; i < q->nds; i++)
+		if (strlen(q->ds[i].id) == len && memcmp(q->ds[i].id, id, len) == 0)
+			return (long)i;
+	return -1;
+}
+
+static int add_dataset(struct hub_query *q, const cJSON *v, int population, const char *part)
+{
+	const struct policy_catalog_field *cf;
+	const char *id = cJSON_GetStringValue(v);
+	const char *slash;
+
+	if (!id || !*id || strlen(id) >= NAME_MAX_LEN)
+		return fail(q, 400, "bad_request", "%s: a dataset id (OWNER/NAME) is required", part);
+	if (q->nds == GW_HUB_MAX_DATASETS)
+		return fail(q, 400, "bad_request", "%s: at most %d datasets per question", part,
+			    GW_HUB_MAX_DATASETS);
+	if (ds_index(q, id, strlen(id)) >= 0)
+		return fail(q, 400, "bad_request", "%s: dataset '%s' is named twice", part, id);
+	if (policy_catalog_fields(q->hub->catalog, id, &cf) < 0)
+		return fail(q, 400, "unknown_dataset", "%s: dataset '%s' is not in the catalog", part, id);
+	slash = strchr(id, '/');
+	if (!slash || slash == id)
+		return fail(q, 400, "bad_request", "%s: dataset '%s' is not OWNER/NAME", part, id);
+	q->ds[q->nds].id = id;
+	q->ds[q->nds].population = population;
+	memcpy(q->ds[q->nds].owner, id, (size_t)(slash - id));
+	q->ds[q->nds].owner[slash - id] = '\0';
+	q->nds++;
+	return 0;
+}
+
+/*
+ * Parses "DATASET.FIELD" or "DATASET.FIELD:GEN" (|allow_present|: also
+ * "present_in.DATASET") against the question's datasets and the catalog.
+ */
+static int parse_field_ref(struct hub_query *q, const char *s, const char *part, int allow_present,
+			   size_t *ds, char field[NAME_MAX_LEN], enum policy_gen *gen, int *present,
+			   const struct policy_catalog_field **cfp)
+{
+	const struct policy_catalog_field *cf;
+	const char *colon, *dot;
+	size_t baselen;
+	long di;
+	int n;
+
+	*present = 0;
+	*gen = POLICY_GEN_NONE;
+	*cfp = NULL;
+	if (strlen(s) >= NAME_MAX_LEN)
+		return fail(q, 400, "bad_request", "%s: too long", part);
+	if (allow_present && strncmp(s, PRESENT_IN, strlen(PRESENT_IN)) == 0) {
+		const char *id = s + strlen(PRESENT_IN);
+
+		if ((di = ds_index(q, id, strlen(id))) < 0)
+			return fail(q, 400, "bad_request", "%s: '%s' is not a dataset of this question", part, id);
+		if (!q->linked)
+			return fail(q, 400, "bad_request", "%s: present_in needs a linked question (a link "
+				    "or several population datasets); here it would always be true", part);
+		*ds = (size_t)di;
+		*present = 1;
+		field[0] = '\0';
+		return 0;
+	}
+	colon = strrchr(s, ':');
+	baselen = colon ? (size_t)(colon - s) : strlen(s);
+	if (colon && (policy_gen_parse(colon + 1, gen) < 0 || *gen == POLICY_GEN_NONE))
+		return fail(q, 400, "bad_request", "%s: unknown generalisation '%s'", part, colon + 1);
+	for (dot = NULL, n = (int)baselen - 1; n >= 0; n--)
+		if (s[n] == '.') {
+			dot = s + n;
+			break;
+		}
+	if (!dot || dot == s || (size_t)(dot - s) + 1 >= baselen)
+		return fail(q, 400, "bad_request", "%s: '%s' is not DATASET.FIELD[:GEN]%s", part, s,
+			    allow_present ? " or present_in.DATASET" : "");
+	if ((di = ds_index(q, s, (size_t)(dot - s))) < 0)
+		return fail(q, 400, "bad_request", "%s: '%.*s' is not a dataset of this question", part,
+			    (int)(dot - s), s);
+	*ds = (size_t)di;
+	memcpy(field, dot + 1, baselen - (size_t)(dot - s) - 1);
+	field[baselen - (size_t)(dot - s) - 1] = '\0';
+	n = policy_catalog_fields(q->hub->catalog, q->ds[di].id, &cf);
+	for (int i = 0; i < n; i++)
+		if (strcmp(cf[i].name, field) == 0)
+			*cfp = &cf[i];
+	if (!*cfp)
+		return fail(q, 400, "bad_request", "%s: dataset '%s' has no field '%s'", part, q->ds[di].id, field);
+	if ((*cfp)->type == POLICY_T_BSN || (*cfp)->role == POLICY_ROLE_IDENTIFIER)
+		return fail(q, 400, "bad_request", "%s: '%s' identifies persons; a table cannot use it", part,
+			    field);
+	return 0;
+}
+
+static int add_policy_field(struct hub_query *q, size_t ds, const char *field, enum policy_gen gen,
+			    size_t *pf)
+{
+	struct hub_ds *d = &q->ds[ds];
+
+	if (d->npf == POLICY_MAX_FIELDS)
+		return fail(q, 400, "bad_request", "too many fields of dataset '%s'", d->id);
+	d->pf[d->npf] = (struct policy_field){ d->id, field, gen };
+	*pf = d->npf++;
+	return 0;
+}
+
+static int parse_filter(struct hub_query *q, const cJSON *item)
+{
+	struct hub_filter *f = &q->filt[q->nfilt];
+	char part[NAME_MAX_LEN + 16];
+	const struct policy_catalog_field *cf;
+	const cJSON *v;
+	int present, n;
+
+	snprintf(part, sizeof(part), "filters.%s", item->string);
+	if (q->nfilt == GW_HUB_MAX_FILTERS)
+		return fail(q, 400, "bad_request", "filters: at most %d", GW_HUB_MAX_FILTERS);
+	if (parse_field_ref(q, item->string, part, 0, &f->ds, f->field, &f->asked, &present, &cf) < 0)
+		return -1;
+	q->nfilt++;
+	n = cJSON_GetArraySize(item);
+	if (!cJSON_IsArray(item) || n < 1 || n > GW_HUB_MAX_FILTER_VALUES)
+		return fail(q, 400, "bad_request", "%s: a list of 1 to %d values is required", part,
+			    GW_HUB_MAX_FILTER_VALUES);
+	if (!(f->values = calloc((size_t)n, sizeof(*f->values))))
+		return oom(q);
+	cJSON_ArrayForEach(v, item) {
+		char buf[32];
+		const char *s = buf;
+
+		if (cJSON_IsString(v) && strlen(v->valuestring) < NAME_MAX_LEN)
+			s = v->valuestring;
+		else if (cJSON_IsBool(v))
+			s = cJSON_IsTrue(v) ? "true" : "false";
+		else if (cJSON_IsNumber(v) && whole(v->valuedouble, -1e15, 1e15))
+			snprintf(buf, sizeof(buf), "%lld", (long long)v->valuedouble);
+		else
+			return fail(q, 400, "bad_request", "%s: values are strings, integers or booleans", part);
+		if (!(f->values[f->nvalues++] = strdup(s)))
+			return oom(q);
+	}
+	qsort(f->values, f->nvalues, sizeof(*f->values), value_qcmp);
+	for (size_t i = 1; i < f->nvalues; i++)
+		if (value_cmp(f->values[i - 1], f->values[i]) == 0)
+			return fail(q, 400, "bad_request", "%s: value '%s' is listed twice", part, f->values[i]);
+	return add_policy_field(q, f->ds, f->field, f->asked, &f->pf);
+}
+
+static int parse_question(struct hub_query *q, const cJSON *question)
+{
+	const cJSON *pop, *link, *measure, *group, *filters, *item;
+	const cJSON *purpose;
+	size_t npop = 0;
+
+	if (!cJSON_IsObject(question))
+		return fail(q, 400, "bad_request", "the question must be a JSON object");
+	cJSON_ArrayForEach(item, question) {
+		static const char *const known[] = { "purpose", "population", "link", "measure",
+						     "group_by", "filters" };
+		int ok = 0;
+
+		for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+			ok |= item->string && strcmp(item->string, known[i]) == 0;
+		if (!ok)
+			return fail(q, 400, "bad_request", "unknown member '%s' (purpose, population, link, "
+				    "measure, group_by, filters)", item->string ? item->string : "");
+	}
+	purpose = cJSON_GetObjectItemCaseSensitive(question, "purpose");
+	q->purpose = cJSON_GetStringValue(purpose);
+	if (!q->purpose || !*q->purpose || strlen(q->purpose) >= NAME_MAX_LEN)
+		return fail(q, 400, "bad_request", "purpose: a purpose id is required");
+
+	pop = cJSON_GetObjectItemCaseSensitive(question, "population");
+	if (cJSON_IsString(pop)) {
+		if (add_dataset(q, pop, 1, "population") < 0)
+			return -1;
+	} else if (cJSON_IsArray(pop) && cJSON_GetArraySize(pop) > 0) {
+		cJSON_ArrayForEach(item, pop)
+			if (add_dataset(q, item, 1, "population") < 0)
+				return -1;
+	} else {
+		return fail(q, 400, "bad_request", "population: a dataset id or a non-empty list of them "
+			    "is required");
+	}
+	npop = q->nds;
+	link = cJSON_GetObjectItemCaseSensitive(question, "link");
+	if (link) {
+		if (!cJSON_IsArray(link))
+			return fail(q, 400, "bad_request", "link: a list of dataset ids is required");
+		cJSON_ArrayForEach(item, link)
+			if (add_dataset(q, item, 0, "link") < 0)
+				return -1;
+	}
+	q->linked = npop > 1 || q->nds > npop;
+	q->op = q->linked ? POLICY_OP_LINKED_AGGREGATE : POLICY_OP_AGGREGATE;
+
+	measure = cJSON_GetObjectItemCaseSensitive(question, "measure");
+	if (measure) {
+		const cJSON *c = cJSON_GetObjectItemCaseSensitive(measure, "count");
+
+		if (!cJSON_IsObject(measure) || cJSON_GetArraySize(measure) != 1 || !cJSON_IsString(c) ||
+		    strcmp(c->valuestring, "persons") != 0)
+			return fail(q, 400, "bad_request", "measure: only {\"count\": \"persons\"} is supported");
+	}
+
+	group = cJSON_GetObjectItemCaseSensitive(question, "group_by");
+	if (group) {
+		if (!cJSON_IsArray(group) || cJSON_GetArraySize(group) > GW_HUB_MAX_GROUP_BY)
+			return fail(q, 400, "bad_request", "group_by: a list of at most %d fields is required",
+				    GW_HUB_MAX_GROUP_BY);
+		cJSON_ArrayForEach(item, group) {
+			struct hub_dim *d = &q->dim[q->ndims];
+			char part[32];
+
+			snprintf(part, sizeof(part), "group_by[%zu]", q->ndims);
+			if (!cJSON_IsString(item))
+				return fail(q, 400, "bad_request", "%s: a string is required", part);
+			d->text = item->valuestring;
+			if (parse_field_ref(q, d->text, part, 1, &d->ds, d->field, &d->asked,
+					    &d->present_in, &d->cf) < 0)
+				return -1;
+			for (size_t i = 0; i < q->ndims; i++)
+				if (q->dim[i].ds == d->ds && q->dim[i].present_in == d->present_in &&
+				    strcmp(q->dim[i].field, d->field) == 0)
+					return fail(q, 400, "bad_request", "%s: '%s' is grouped by twice", part,
+						    d->text);
+			q->ndims++;
+			if (!d->present_in) {
+				struct hub_ds *ds = &q->ds[d->ds];
+
+				if (add_policy_field(q, d->ds, d->field, d->asked, &d->pf) < 0)
+					return -1;
+				d->wire = ds->nwire;
+				ds->wire_dim[ds->nwire++] = q->ndims - 1;
+			}
+		}
+	}
+
+	filters = cJSON_GetObjectItemCaseSensitive(question, "filters");
+	if (filters) {
+		if (!cJSON_IsObject(filters))
+			return fail(q, 400, "bad_request", "filters: an object of DATASET.FIELD: [values] is required");
+		cJSON_ArrayForEach(item, filters)
+			if (parse_filter(q, item) < 0)
+				return -1;
+	}
+	return 0;
+}
+
+/* ---- 2. The decision --------------------------------------------------- */
+
+/* Strictest wins, control by control, as policy_decide() merges grants. */
+static void merge_output(struct policy_output *o, const struct policy_output *g)
+{
+	if (g->min_cell > o->min_cell)
+		o->min_cell = g->min_cell;
+	if (g->noise && (!o->noise || g->epsilon < o->epsilon)) {
+		o->noise = 1;
+		o->epsilon = g->epsilon;
+	}
+	if (g->round_to > o->round_to)
+		o->round_to = g->round_to;
+	if (g->max_cells_per_person < o->max_cells_per_person)
+		o->max_cells_per_person = g->max_cells_per_person;
+	/* The smallest limit over the longest period: stricter than each. */
+	if (g->has_budget) {
+		if (!o->has_budget || g->budget_epsilon < o->budget_epsilon)
+			o->budget_epsilon = g->budget_epsilon;
+		if (!o->has_budget || g->budget_per > o->budget_per)
+			o->budget_per = g->budget_per;
+		o->has_budget = 1;
+	}
+	if (!g->partial_ok)
+		o->partial_ok = 0;
+}
+
+static int decide(struct hub_query *q)
+{
+	for (size_t i = 0; i < q->nds; i++) {
+		struct hub_ds *d = &q->ds[i];
+		struct policy_request req = { 0 };
+
+		req.requester = q->caller->id;
+		req.purpose = q->purpose;
+		req.operation = q->op;
+		req.datasets = &d->id;
+		req.ndatasets = 1;
+		req.fields = d->pf;
+		req.nfields = d->npf;
+		req.identifiers = POLICY_IDENT_NEVER;
+		req.time = q->now;
+		if (policy_decide(q->hub->policies, &req, &d->dec) < 0)
+			return fail(q, 500, "internal", "the policy could not be evaluated");
+		if (!d->dec.permit) {
+			q->fail_dec = &d->dec;
+			q->fail_dataset = d->id;
+			return fail(q, 403, policy_reason_name(d->dec.reason), "%s: %s", d->id, d->dec.message);
+		}
+		if (i == 0)
+			q->out = d->dec.out;
+		else
+			merge_output(&q->out, &d->dec.out);
+	}
+	q->permitted = 1;
+	for (size_t i = 0; i < q->ndims; i++) {
+		struct hub_dim *d = &q->dim[i];
+
+		if (!d->present_in)
+			d->gen = q->ds[d->ds].dec.gen[d->pf] == POLICY_GEN_NONE ? POLICY_GEN_EXACT
+										  : q->ds[d->ds].dec.gen[d->pf];
+	}
+	for (size_t i = 0; i < q->nfilt; i++) {
+		struct hub_filter *f = &q->filt[i];
+
+		f->gen = q->ds[f->ds].dec.gen[f->pf] == POLICY_GEN_NONE ? POLICY_GEN_EXACT
+									 : q->ds[f->ds].dec.gen[f->pf];
+	}
+	q->cells_per_person = q->out.max_cells_per_person;
+	if (q->cells_per_person == 0 || q->cells_per_person > GW_HUB_MAX_CELLS_PER_PERSON)
+		q->cells_per_person = q->cells_per_person ? GW_HUB_MAX_CELLS_PER_PERSON : 1;
+	return 0;
+}
+
+/* ---- 3. The budget, before any node is asked ------------------------- */
+
+static int budget_fail(struct hub_query *q)
+{
+	char want[LEDGER_EPS_LEN], left[LEDGER_EPS_LEN], lim[LEDGER_EPS_LEN], when[LEDGER_TIME_LEN];
+
+	q->budget_error = 1;
+	q->have_budget = 1;
+	return fail(q, 429, "budget_exhausted",
+		    "privacy budget exhausted for %s, purpose %s: this query needs epsilon %s, %s of %s is "
+		    "left this %s; it resets at %s", q->caller->id, q->purpose,
+		    ledger_format_eps(q->eps_micro, want), ledger_format_eps(q->budget.remaining_micro, left),
+		    ledger_format_eps(q->limit_micro, lim), policy_period_name(q->out.budget_per),
+		    ledger_format_time(q->budget.reset, when));
+}
+
+static int budget_check(struct hub_query *q)
+{
+	char err[512];
+	int rc;
+
+	/* A budget without noise has no effect (docs/policy.md): nothing to spend. */
+	if (!q->out.noise)
+		return 0;
+	if (ledger_micro_up(q->out.epsilon, &q->eps_micro) < 0 || q->eps_micro == 0)
+		return fail(q, 500, "internal", "the policy's epsilon cannot be charged");
+	if (!q->out.has_budget)
+		return 0;
+	q->budgeted = 1;
+	if (ledger_micro_down(q->out.budget_epsilon, &q->limit_micro) < 0)
+		return fail(q, 500, "internal", "the policy's budget cannot be read");
+	if (!q->hub->ledger)
+		return fail(q, 503, "budget_unavailable", "this purpose has a privacy budget and the hub "
+			    "has no budget ledger, so nothing is answered");
+	rc = ledger_status(q->hub->ledger, q->caller->id, q->purpose, q->out.budget_per, q->limit_micro,
+			   q->now, &q->budget, err, sizeof(err));
+	if (rc < 0)
+		return fail(q, 503, "budget_unavailable", "%s", err);
+	if (q->budget.remaining_micro < q->eps_micro)
+		return budget_fail(q);
+	return 0;
+}
+
+/* ---- 4. Planning and the fan-out ---------------------------------------- */
+
+/* Categories known before any node answers: the catalog's, bools, present_in
+ * and filtered values. Checks the table size those alone give. */
+static int fixed_categories(struct hub_query *q)
+{
+	static const char *const bools[] = { "false", "true" };
+	size_t cells = 1;
+
+	for (size_t i = 0; i < q->ndims; i++) {
+		struct hub_dim *d = &q->dim[i];
+
+		d->has_null = !d->present_in;
+		if (d->present_in) {
+			d->cats = bools;
+			d->ncats = 2;
+		} else if (d->cf->type == POLICY_T_CATEGORY && d->gen == POLICY_GEN_EXACT) {
+			d->cats = d->cf->categories;
+			d->ncats = d->cf->ncategories;
+		} else if (d->cf->type == POLICY_T_BOOL && d->gen == POLICY_GEN_EXACT) {
+			d->cats = bools;
+			d->ncats = 2;
+		} else {
+			/* A filter on the same field at the same coarseness
+			 * fixes the categories without looking at data. */
+			for (size_t j = 0; j < q->nfilt; j++) {
+				const struct hub_filter *f = &q->filt[j];
+
+				if (f->ds == d->ds && strcmp(f->field, d->field) == 0 && f->gen == d->gen) {
+					d->cats = (const char *const *)f->values;
+					d->ncats = f->nvalues;
+					d->sorted = 1;
+				}
+			}
+		}
+		d->size = d->ncats + (size_t)d->has_null;
+		if (d->size > GW_HUB_MAX_CELLS || (cells *= d->size) > GW_HUB_MAX_CELLS)
+			return fail(q, 422, "table_too_large", "the group-by categories give more than %d cells",
+				    GW_HUB_MAX_CELLS);
+	}
+	return 0;
+}
+
+/* The subquery body of docs/federation.md; NULL when out of memory. */
+static char *subquery_json(const struct hub_query *q, const struct hub_ds *d)
+{
+	cJSON *o = cJSON_CreateObject();
+	int ok = o != NULL;
+	cJSON *fields, *filters;
+
+	put_str(&ok, o, "query_id", q->query_id);
+	put_str(&ok, o, "requester", q->caller->id);
+	put_str(&ok, o, "purpose", q->purpose);
+	put_str(&ok, o, "operation", policy_op_name(q->op));
+	put_str(&ok, o, "dataset", d->id);
+	put_str(&ok, o, "mode", q->linked ? "tokens" : "counts");
+	fields = put(&ok, o, "fields", cJSON_CreateArray());
+	for (unsigned w = 0; w < d->nwire; w++) {
+		const struct hub_dim *dim = &q->dim[d->wire_dim[w]];
+		cJSON *f = put(&ok, fields, NULL, cJSON_CreateObject());
+
+		put_str(&ok, f, "field", dim->field);
+		put_str(&ok, f, "gen", policy_gen_name(dim->gen));
+	}
+	filters = put(&ok, o, "filters", cJSON_CreateArray());
+	for (size_t i = 0; i < q->nfilt; i++) {
+		const struct hub_filter *flt = &q->filt[i];
+		cJSON *f, *vals;
+
+		if (&q->ds[flt->ds] != d)
+			continue;
+		f = put(&ok, filters, NULL, cJSON_CreateObject());
+		put_str(&ok, f, "field", flt->field);
+		put_str(&ok, f, "gen", policy_gen_name(flt->gen));
+		vals = put(&ok, f, "values", cJSON_CreateArray());
+		for (size_t j = 0; j < flt->nvalues; j++)
+			put_str(&ok, vals, NULL, flt->values[j]);
+	}
+	put_num(&ok, o, "max_cells_per_person", q->cells_per_person);
+	return print_json(ok, o);
+}
+
+static void wipe_free(char *p, size_t len)
+{
+	if (p) {
+		sodium_memzero(p, len);
+		free(p);
+	}
+}
+
+/* Zeroes every number of a parsed answer (exact counts) before freeing it. */
+static void wipe_json(cJSON *j)
+{
+	for (cJSON *c = j; c; c = c->next) {
+		if (cJSON_IsNumber(c)) {
+			c->valueint = 0;
+			c->valuedouble = 0;
+		}
+		if (c->child)
+			wipe_json(c->child);
+	}
+}
+
+static void node_failure(struct hub_query *q, struct hub_ds *d, const struct gw_hub_answer *a,
+			 const char *why, int *first)
+{
+	unsigned ms = q->hub->node_timeout_ms ? q->hub->node_timeout_ms : GW_HUB_NODE_TIMEOUT_MS;
+
+	d->missing = 1;
+	if (!*first)
+		return;
+	*first = 0;
+	q->fail_node = d->owner;
+	q->fail_dataset = d->id;
+	if (!a)
+		fail(q, 502, "node_garbage", "node %s answered garbage for %s: %s", d->owner, d->id, why);
+	else if (a->status == 0 && a->timed_out)
+		fail(q, 504, "node_timeout", "node %s did not answer within %u ms (dataset %s)", d->owner, ms,
+		     d->id);
+	else if (a->status == 0)
+		fail(q, 502, "node_unreachable", "node %s could not be reached (dataset %s)", d->owner, d->id);
+	else
+		fail(q, 502, "node_refused", "node %s refused dataset %s (HTTP %d): %s%s%s", d->owner, d->id,
+		     a->status, q->node_code, q->node_code[0] ? ": " : "", q->node_message);
+}
+
+/* What a refusing node said, when it said it in our error format. */
+static void node_error_text(struct hub_query *q, const struct gw_hub_answer *a)
+{
+	cJSON *j = a->body ? cJSON_ParseWithLength(a->body, a->len) : NULL;
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
+	const char *code = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "code"));
+	const char *msg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(e, "message"));
+
+	snprintf(q->node_code, sizeof(q->node_code), "%s", code ? code : "");
+	snprintf(q->node_message, sizeof(q->node_message), "%s", msg ? msg : "no error message");
+	cJSON_Delete(j);
+}
+
+/* Collects the distinct values of subquery field |w| into dimension |dim|'s
+ * categories (sorted), unless they were fixed before the fan-out. */
+static int seen_categories(struct hub_query *q, struct hub_dim *dim, const char *const *vals, size_t n)
+{
+	size_t k = 0;
+
+	if (dim->cats)
+		return 0;
+	if (n && !(dim->seen = malloc(n * sizeof(*dim->seen))))
+		return oom(q);
+	for (size_t i = 0; i < n; i++)
+		if (vals[i])
+			dim->seen[k++] = vals[i];
+	if (k)
+		qsort(dim->seen, k, sizeof(*dim->seen), value_qcmp);
+	n = k;
+	k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (k == 0 || value_cmp(dim->seen[k - 1], dim->seen[i]) != 0)
+			dim->seen[k++] = dim->seen[i];
+	dim->cats = dim->seen;
+	dim->ncats = k;
+	dim->sorted = 1;
+	dim->size = k + (size_t)dim->has_null;
+	return 0;
+}
+
+/* Mode tokens: open, decode and check one answer. NULL or an error text. */
+static const char *open_tokens(struct hub_query *q, struct hub_ds *d, cJSON *j, char *err, size_t errlen)
+{
+	const cJSON *records = cJSON_GetObjectItemCaseSensitive(j, "records");
+	const char *sealed = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "sealed"));
+	unsigned char *plain = NULL;
+	size_t len = 0, run = 0;
+	int rc;
+
+	if (!cJSON_IsNumber(records) || !whole(records->valuedouble, 0, UINT32_MAX) || !sealed)
+		return "it lacks \"records\" or \"sealed\"";
+	rc = wire_open(sealed, strlen(sealed), q->hub->box_pk, q->hub->box_sk, &plain, &len, err, errlen);
+	/* Memory: the base64 goes before the decoded copy is made. */
+	cJSON_DeleteItemFromObjectCaseSensitive(j, "sealed");
+	if (rc == WIRE_ERR_NOMEM)
+		return "out of memory";
+	if (rc < 0)
+		return err;
+	rc = wire_decode(plain, len, &d->tok, err, errlen);
+	wipe_free((char *)plain, len);
+	if (rc < 0)
+		return rc == WIRE_ERR_NOMEM ? "out of memory" : err;
+	if (d->tok.nfields != d->nwire)
+		return "the sealed answer has another number of fields than asked";
+	if (d->tok.nrecords != (uint32_t)records->valuedouble)
+		return "\"records\" does not match the sealed answer";
+	/* Contribution bounding is the node's job; the hub checks it was done. */
+	for (uint32_t i = 0; i < d->tok.nrecords; i++) {
+		if (i > 0 && memcmp(d->tok.tokens + (size_t)i * WIRE_TOKEN_BYTES,
+				    d->tok.tokens + (size_t)(i - 1) * WIRE_TOKEN_BYTES, WIRE_TOKEN_BYTES) == 0)
+			run++;
+		else
+			run = 1;
+		if (run > q->cells_per_person)
+			return "a person has more records than max_cells_per_person";
+	}
+	for (unsigned w = 0; w < d->nwire; w++) {
+		struct hub_dim *dim = &q->dim[d->wire_dim[w]];
+		const struct wire_field *wf = &d->tok.fields[w];
+
+		if (seen_categories(q, dim, (const char *const *)wf->values, wf->nvalues) < 0)
+			return "out of memory";
+		if (!(d->map[w] = malloc(((size_t)wf->nvalues + 1) * sizeof(uint32_t))))
+			return "out of memory";
+		for (uint16_t c = 0; c < wf->nvalues; c++) {
+			long k = cat_index(dim, wf->values[c]);
+
+			if (k < 0) {
+				/* Not echoed: whatever a node sends stays in the hub. */
+				snprintf(err, errlen, "a value of %s is not one of its categories", dim->text);
+				return err;
+			}
+			d->map[w][c] = (uint32_t)k;
+		}
+		d->map[w][wf->nvalues] = (uint32_t)dim->ncats; /* null, kept last */
+	}
+	return NULL;
+}
+
+/* Mode counts: check the cells' shape and collect their categories. */
+static const char *check_counts(struct hub_query *q, struct hub_ds *d, const cJSON *j, char *err,
+				size_t errlen)
+{
+	const cJSON *fields = cJSON_GetObjectItemCaseSensitive(j, "fields");
+	const cJSON *cells = cJSON_GetObjectItemCaseSensitive(j, "cells");
+	const cJSON *c;
+	size_t ncells = (size_t)cJSON_GetArraySize(cells);
+	const char **vals;
+	unsigned w = 0;
+
+	if (!cJSON_IsArray(fields) || !cJSON_IsArray(cells))
+		return "it lacks \"fields\" or \"cells\"";
+	cJSON_ArrayForEach(c, fields) {
+		if (w >= d->nwire || !cJSON_IsString(c) || strcmp(c->valuestring, q->dim[d->wire_dim[w]].field))
+			return "its \"fields\" are not the fields asked";
+		w++;
+	}
+	if (w != d->nwire)
+		return "its \"fields\" are not the fields asked";
+	cJSON_ArrayForEach(c, cells) {
+		const cJSON *key = cJSON_GetObjectItemCaseSensitive(c, "key");
+		const cJSON *n = cJSON_GetObjectItemCaseSensitive(c, "persons");
+		const cJSON *v;
+
+		if (!cJSON_IsArray(key) || cJSON_GetArraySize(key) != (int)d->nwire || !cJSON_IsNumber(n) ||
+		    !whole(n->valuedouble, 0, (double)AGG_MAX_COUNT))
+			return "a cell is not {\"key\": [...], \"persons\": n}";
+		cJSON_ArrayForEach(v, key)
+			if (!cJSON_IsString(v) && !cJSON_IsNull(v))
+				return "a cell key holds something other than strings and null";
+	}
+	if (!(vals = malloc((ncells ? ncells : 1) * sizeof(*vals))))
+		return "out of memory";
+	for (w = 0; w < d->nwire; w++) {
+		struct hub_dim *dim = &q->dim[d->wire_dim[w]];
+		size_t k = 0;
+
+		cJSON_ArrayForEach(c, cells)
+			vals[k++] = cJSON_GetStringValue(cJSON_GetArrayItem(
+				cJSON_GetObjectItemCaseSensitive(c, "key"), (int)w));
+		if (seen_categories(q, dim, vals, k) < 0) {
+			free(vals);
+			return "out of memory";
+		}
+		for (size_t i = 0; i < k; i++)
+			if (cat_index(dim, vals[i]) < 0) {
+				snprintf(err, errlen, "a value of %s is not one of its categories", dim->text);
+				free(vals);
+				return err;
+			}
+	}
+	free(vals);
+	return NULL;
+}
+
+/* Forgets what a failed answer brought: its tokens and the categories it
+ * seemed to have. */
+static void drop_answer(struct hub_query *q, struct hub_ds *d)
+{
+	wire_tokens_free(&d->tok);
+	for (unsigned w = 0; w < d->nwire; w++) {
+		struct hub_dim *dim = &q->dim[d->wire_dim[w]];
+
+		free(d->map[w]);
+		d->map[w] = NULL;
+		if (dim->seen) {
+			free(dim->seen);
+			dim->seen = NULL;
+			dim->cats = NULL;
+			dim->ncats = 0;
+			dim->sorted = 0;
+		}
+	}
+}
+
+/* Checks one answer; 0, or -1 (the node counts as failed; q->status set when
+ * it is the first, or out of memory). */
+static int take_answer(struct hub_query *q, struct hub_ds *d, struct gw_hub_answer *a, int *first)
+{
+	char err[512];
+	const char *why = NULL;
+	cJSON *j;
+	const char *hash;
+
+	if (a->status != 200) {
+		if (a->status != 0 && *first)
+			node_error_text(q, a);
+		node_failure(q, d, a, NULL, first);
+		return -1;
+	}
+	j = a->body ? cJSON_ParseWithLength(a->body, a->len) : NULL;
+	/* Memory: the parsed copy is all we need from here on. */
+	wipe_free(a->body, a->len);
+	a->body = NULL;
+	if (!cJSON_IsObject(j)) {
+		cJSON_Delete(j);
+		node_failure(q, d, NULL, "not a JSON object", first);
+		return -1;
+	}
+	hash = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "policy_hash"));
+	if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "dataset")) ||
+	    strcmp(cJSON_GetObjectItemCaseSensitive(j, "dataset")->valuestring, d->id) != 0)
+		why = "it is for another dataset";
+	else if (!hash || !*hash || strlen(hash) > POLICY_HASH_HEX)
+		why = "it has no policy_hash";
+	else if (q->linked)
+		why = open_tokens(q, d, j, err, sizeof(err));
+	else
+		why = check_counts(q, d, j, err, sizeof(err));
+	if (!why)
+		snprintf(d->policy_hash, sizeof(d->policy_hash), "%s", hash);
+	if (why || q->linked) {
+		wipe_json(j);
+		cJSON_Delete(j);
+	} else {
+		d->counts = j;
+	}
+	if (why)
+		drop_answer(q, d);
+	if (why && strcmp(why, "out of memory") == 0)
+		return oom(q);
+	if (why) {
+		node_failure(q, d, NULL, why, first);
+		return -1;
+	}
+	return 0;
+}
+
+static int fan_out(struct hub_query *q)
+{
+	struct gw_hub_subquery sq[GW_HUB_MAX_DATASETS] = { 0 };
+	struct gw_hub_answer ans[GW_HUB_MAX_DATASETS] = { 0 };
+	unsigned char id[16];
+	unsigned ms = q->hub->node_timeout_ms ? q->hub->node_timeout_ms : GW_HUB_NODE_TIMEOUT_MS;
+	int first = 1, rc = 0, pop_left = 0;
+
+	for (size_t i = 0; i < q->nds; i++) {
+		struct hub_ds *d = &q->ds[i];
+
+		d->member = gw_members_by_id(q->hub->members, d->owner);
+		if (!d->member || !d->member->endpoint || !*d->member->endpoint) {
+			q->fail_node = d->owner;
+			q->fail_dataset = d->id;
+			return fail(q, 502, "no_node_endpoint", "member '%s' has no node endpoint in the members "
+				    "file, so dataset %s cannot be asked", d->owner, d->id);
+		}
+	}
+	randombytes_buf(id, sizeof(id));
+	sodium_bin2hex(q->query_id, sizeof(q->query_id), id, sizeof(id));
+	for (size_t i = 0; i < q->nds; i++) {
+		sq[i].node = q->ds[i].owner;
+		sq[i].endpoint = q->ds[i].member->endpoint;
+		sq[i].body = subquery_json(q, &q->ds[i]);
+		sq[i].len = sq[i].body ? strlen(sq[i].body) : 0;
+		ans[i].node = q->ds[i].owner;
+		if (!sq[i].body)
+			rc = oom(q);
+	}
+	if (rc == 0 && q->hub->fanout(q->hub->fanout_arg, sq, q->nds, ans, ms) < 0)
+		rc = fail(q, 503, "fanout_failed", "the hub could not send its subqueries");
+	for (size_t i = 0; i < q->nds; i++)
+		free(sq[i].body);
+	for (size_t i = 0; rc == 0 && i < q->nds; i++)
+		if (take_answer(q, &q->ds[i], &ans[i], &first) < 0 && q->status == 500)
+			rc = -1;
+	/* Answers hold sealed tokens or exact counts: wiped, whatever happened. */
+	for (size_t i = 0; i < q->nds; i++)
+		wipe_free(ans[i].body, ans[i].len);
+	if (rc < 0)
+		return -1;
+	if (first)
+		return 0;
+	/* Some node failed. Partial only where every policy allows it, the
+	 * question is linked, and some population is left to count. */
+	for (size_t i = 0; i < q->nds; i++)
+		pop_left |= q->ds[i].population && !q->ds[i].missing;
+	if (!q->out.partial_ok || !q->linked || !pop_left)
+		return -1;
+	q->partial = 1;
+	q->status = 0;
+	q->code = NULL;
+	q->fail_node = q->fail_dataset = NULL;
+	/* Missing datasets: no persons, and null (absent) for everyone. */
+	for (size_t i = 0; i < q->ndims; i++)
+		if (!q->dim[i].cats)
+			q->dim[i].size = (size_t)q->dim[i].has_null;
+	return 0;
+}
+
+/* ---- 5. Count --------------------------------------------------------- */
+
+static int make_table(struct hub_query *q)
+{
+	size_t cells = 1;
+
+	for (size_t i = q->ndims; i-- > 0;) {
+		struct hub_dim *d = &q->dim[i];
+
+		if (!d->cats)
+			d->size = (size_t)d->has_null;
+		d->stride = cells;
+		if (d->size == 0 || d->size > GW_HUB_MAX_CELLS || (cells *= d->size) > GW_HUB_MAX_CELLS)
+			return fail(q, 422, "table_too_large", "the group-by categories give more than %d cells",
+				    GW_HUB_MAX_CELLS);
+	}
+	q->ncells = cells;
+	if (!(q->cells = calloc(cells, sizeof(*q->cells))))
+		return oom(q);
+	q->table.cells = q->cells;
+	if (q->ndims == 2) {
+		q->table.nrows = q->dim[0].size;
+		q->table.ncols = q->dim[1].size;
+	} else {
+		q->table.nrows = 1;
+		q->table.ncols = cells;
+	}
+	return 0;
+}
+
+static int count_cells(struct hub_query *q)
+{
+	const struct hub_ds *d = &q->ds[0];
+	unsigned char *seen = calloc(q->ncells, 1);
+	const cJSON *c;
+
+	if (!seen)
+		return oom(q);
+	cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(d->counts, "cells")) {
+		const cJSON *key = cJSON_GetObjectItemCaseSensitive(c, "key");
+		size_t idx = 0;
+
+		for (unsigned w = 0; w < d->nwire; w++) {
+			const struct hub_dim *dim = &q->dim[d->wire_dim[w]];
+
+			idx += (size_t)cat_index(dim, cJSON_GetStringValue(cJSON_GetArrayItem(key, (int)w))) *
+			       dim->stride;
+		}
+		if (seen[idx]++) {
+			free(seen);
+			q->fail_node = d->owner;
+			q->fail_dataset = d->id;
+			return fail(q, 502, "node_garbage", "node %s answered garbage for %s: a cell is listed "
+				    "twice", d->owner, d->id);
+		}
+		q->cells[idx].n = (uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "persons"));
+	}
+	free(seen);
+	return 0;
+}
+
+/*
+ * One person, present (hi > lo) in some of the datasets: the cells it counts
+ * in. Its combinations are the cross product of its records per dataset
+ * that has group-by fields (one null record where it is absent), in wire
+ * order; the first |cells_per_person| distinct cells count, once each.
+ */
+static void count_person(struct hub_query *q, const uint32_t *lo, const uint32_t *hi)
+{
+	size_t cells[GW_HUB_MAX_CELLS_PER_PERSON];
+	size_t ncells = 0;
+	size_t dss[GW_HUB_MAX_GROUP_BY], nd = 0;
+	uint32_t pick[GW_HUB_MAX_GROUP_BY] = { 0 };
+
+	for (size_t i = 0; i < q->nds; i++)
+		if (q->ds[i].nwire > 0)
+			dss[nd++] = i;
+	for (;;) {
+		size_t idx = 0;
+		int dup = 0;
+		size_t j;
+
+		for (size_t k = 0; k < q->ndims; k++) {
+			const struct hub_dim *dim = &q->dim[k];
+			size_t c;
+
+			if (dim->present_in) {
+				c = hi[dim->ds] > lo[dim->ds];
+			} else if (hi[dim->ds] > lo[dim->ds]) {
+				const struct hub_ds *d = &q->ds[dim->ds];
+				size_t p;
+				uint16_t code;
+
+				for (p = 0; dss[p] != dim->ds; p++)
+					;
+				code = d->tok.codes[(size_t)(lo[dim->ds] + pick[p]) * d->tok.nfields + dim->wire];
+				c = code == WIRE_NULL ? dim->ncats : d->map[dim->wire][code];
+			} else {
+				c = dim->ncats; /* absent: null */
+			}
+			idx += c * dim->stride;
+		}
+		for (size_t k = 0; k < ncells; k++)
+			dup |= cells[k] == idx;
+		if (!dup) {
+			cells[ncells++] = idx;
+			q->cells[idx].n++;
+			if (ncells == q->cells_per_person)
+				return;
+		}
+		/* Next combination (the last dataset's record fastest). */
+		for (j = nd; j-- > 0;) {
+			uint32_t span = hi[dss[j]] - lo[dss[j]];
+
+			if (++pick[j] < (span ? span : 1))
+				break;
+			pick[j] = 0;
+		}
+		if (j == (size_t)-1)
+			return;
+	}
+}
+
+/*
+ * The join: every answer is sorted by token, so a k-way merge walks them
+ * once, side by side, with no hash table and no copy: memory stays the
+ * decoded answers (16 bytes plus 2 per field per record) and the table.
+ */
+static void join(struct hub_query *q)
+{
+	uint32_t pos[GW_HUB_MAX_DATASETS] = { 0 }, lo[GW_HUB_MAX_DATASETS], hi[GW_HUB_MAX_DATASETS];
+
+	for (;;) {
+		const unsigned char *min = NULL;
+		int in_population = 0;
+
+		for (size_t i = 0; i < q->nds; i++) {
+			const struct hub_ds *d = &q->ds[i];
+			const unsigned char *t = d->tok.tokens + (size_t)pos[i] * WIRE_TOKEN_BYTES;
+
+			if (pos[i] < d->tok.nrecords && (!min || memcmp(t, min, WIRE_TOKEN_BYTES) < 0))
+				min = t;
+		}
+		if (!min)
+			return;
+		for (size_t i = 0; i < q->nds; i++) {
+			const struct hub_ds *d = &q->ds[i];
+
+			lo[i] = pos[i];
+			while (pos[i] < d->tok.nrecords &&
+			       memcmp(d->tok.tokens + (size_t)pos[i] * WIRE_TOKEN_BYTES, min, WIRE_TOKEN_BYTES) == 0)
+				pos[i]++;
+			hi[i] = pos[i];
+			in_population |= d->population && hi[i] > lo[i];
+		}
+		/* Persons only in linked datasets are not in the population. */
+		if (in_population)
+			count_person(q, lo, hi);
+	}
+}
+
+static int count(struct hub_query *q)
+{
+	if (make_table(q) < 0)
+		return -1;
+	if (!q->linked)
+		return count_cells(q);
+	join(q);
+	return 0;
+}
+
+/* ---- 6. Disclosure control and the debit ------------------------------- */
+
+static int disclose(struct hub_query *q)
+{
+	struct policy_output o = q->out;
+	char err[256];
+
+	if (o.max_cells_per_person == 0)
+		o.max_cells_per_person = 1;
+	if (o.round_to == 0)
+		o.round_to = 1;
+	if (agg_disclose(&q->table, &o, q->hub->rng, err, sizeof(err)) < 0)
+		return fail(q, 500, "internal", "disclosure control failed: %s", err);
+	for (size_t i = 0; i < q->ncells; i++)
+		q->released += !(q->cells[i].flags & AGG_SUPPRESSED);
+	return 0;
+}
+
+static int debit(struct hub_query *q)
+{
+	char err[512];
+	int rc;
+
+	if (!q->budgeted)
+		return 0;
+	rc = ledger_debit(q->hub->ledger, q->caller->id, q->purpose, q->out.budget_per, q->limit_micro,
+			  q->eps_micro, q->now, &q->budget, err, sizeof(err));
+	if (rc == LEDGER_EXHAUSTED)
+		return budget_fail(q);
+	if (rc < 0)
+		return fail(q, 503, "budget_unavailable", "%s; nothing is released", err);
+	q->have_budget = 1;
+	return 0;
+}
+
+/* ---- 7. Audit and answer --------------------------------------------- */
+
+static cJSON *budget_json(const struct hub_query *q, int with_need, int *ok)
+{
+	char b[LEDGER_EPS_LEN], t[LEDGER_TIME_LEN];
+	cJSON *o = cJSON_CreateObject();
+
+	/* Exact decimals ("0.05"), not a double's rendering of micro-ε. */
+	if (with_need)
+		put(ok, o, "needs", cJSON_CreateRaw(ledger_format_eps(q->eps_micro, b)));
+	put(ok, o, "spent", cJSON_CreateRaw(ledger_format_eps(q->budget.spent_micro, b)));
+	put(ok, o, "remaining", cJSON_CreateRaw(ledger_format_eps(q->budget.remaining_micro, b)));
+	put(ok, o, "limit", cJSON_CreateRaw(ledger_format_eps(q->limit_micro, b)));
+	put_str(ok, o, "per", policy_period_name(q->out.budget_per));
+	put_str(ok, o, "resets", ledger_format_time(q->budget.reset, t));
+	return o;
+}
+
+static cJSON *missing_json(const struct hub_query *q, int *ok)
+{
+	cJSON *a = cJSON_CreateArray();
+
+	for (size_t i = 0; i < q->nds; i++) {
+		int dup = 0;
+
+		for (size_t j = 0; j < i; j++)
+			dup |= q->ds[j].missing && strcmp(q->ds[j].owner, q->ds[i].owner) == 0;
+		if (q->ds[i].missing && !dup)
+			put_str(ok, a, NULL, q->ds[i].owner);
+	}
+	return a;
+}
+
+/* One line per question, whatever its outcome; 0, or -1 (answer 503). */
+static int audit(struct hub_query *q, int64_t debit_id, char audit_id[33])
+{
+	cJSON *o = cJSON_CreateObject();
+	int ok = o != NULL && q->hub->audit != NULL;
+	cJSON *ds, *rules;
+	int rc;
+
+	put_str(&ok, o, "operation", "aggregate");
+	put_str(&ok, o, "requester", q->caller->id);
+	if (q->purpose)
+		put_str(&ok, o, "purpose", q->purpose);
+	put(&ok, o, "linked", cJSON_CreateBool(q->linked));
+	ds = put(&ok, o, "datasets", cJSON_CreateArray());
+	rules = put(&ok, o, "rules", cJSON_CreateArray());
+	for (size_t i = 0; i < q->nds; i++) {
+		put_str(&ok, ds, NULL, q->ds[i].id);
+		if (q->ds[i].dec.rule[0])
+			put_str(&ok, rules, NULL, q->ds[i].dec.rule);
+	}
+	if (q->query_id[0])
+		put_str(&ok, o, "query_id", q->query_id);
+	put_str(&ok, o, "decision", q->permitted ? "permit" : "deny");
+	if (q->fail_dec) {
+		put_str(&ok, o, "reason", policy_reason_name(q->fail_dec->reason));
+		if (q->fail_dec->nearest[0])
+			put_str(&ok, o, "nearest_rule", q->fail_dec->nearest);
+	}
+	put_str(&ok, o, "policy_hash", policy_set_hash(q->hub->policies));
+	if (q->permitted && q->out.noise)
+		put_num(&ok, o, "epsilon", q->out.epsilon);
+	if (q->status == 200) {
+		put_num(&ok, o, "cells", (double)q->released);
+		if (q->partial)
+			put(&ok, o, "missing_nodes", missing_json(q, &ok));
+	}
+	if (debit_id)
+		put_num(&ok, o, "budget_debit", (double)debit_id);
+	if (q->fail_node)
+		put_str(&ok, o, "node", q->fail_node);
+	put_str(&ok, o, "outcome", q->status == 200 ? "answered" : q->code);
+	put_num(&ok, o, "status", q->status);
+	rc = ok ? audit_append(q->hub->audit, o, audit_id) : -1;
+	cJSON_Delete(o);
+	return rc < 0 ? -1 : 0;
+}
+
+static char *error_json(const struct hub_query *q)
+{
+	cJSON *o = cJSON_CreateObject();
+	int ok = o != NULL;
+	cJSON *e = put(&ok, o, "error", cJSON_CreateObject());
+
+	put_str(&ok, e, "code", q->code);
+	put_str(&ok, e, "message", q->message);
+	if (q->fail_dataset)
+		put_str(&ok, e, "dataset", q->fail_dataset);
+	if (q->fail_dec) {
+		put_str(&ok, e, "rule", q->fail_dec->rule);
+		if (q->fail_dec->nearest[0])
+			put_str(&ok, e, "nearest_rule", q->fail_dec->nearest);
+		if (q->fail_dec->missing[0])
+			put_str(&ok, e, "missing", q->fail_dec->missing);
+	}
+	if (q->fail_node)
+		put_str(&ok, e, "node", q->fail_node);
+	if (q->node_code[0] || q->node_message[0]) {
+		cJSON *n = put(&ok, e, "node_error", cJSON_CreateObject());
+
+		put_str(&ok, n, "code", q->node_code);
+		put_str(&ok, n, "message", q->node_message);
+	}
+	if (q->budget_error)
+		put(&ok, o, "budget", budget_json(q, 1, &ok));
+	return print_json(ok, o);
+}
+
+static cJSON *cell_key(const struct hub_query *q, size_t idx, int *ok)
+{
+	cJSON *key = cJSON_CreateArray();
+
+	for (size_t k = 0; k < q->ndims; k++) {
+		const struct hub_dim *d = &q->dim[k];
+		size_t c = idx / d->stride % d->size;
+
+		put(ok, key, NULL, c < d->ncats ? cJSON_CreateString(d->cats[c]) : cJSON_CreateNull());
+	}
+	return key;
+}
+
+static void put_count(int *ok, cJSON *o, const struct agg_cell *c)
+{
+	if (c->flags & AGG_SUPPRESSED) {
+		put(ok, o, "suppressed", cJSON_CreateTrue());
+		return;
+	}
+	put_num(ok, o, "persons", (double)c->value);
+	put(ok, o, "noisy", cJSON_CreateBool((c->flags & AGG_NOISY) != 0));
+}
+
+/* The answer of docs/federation.md, built whole before the audit line is
+ * written: |AUDIT_ID_SLOT| stands where the audit id goes, so nothing can
+ * fail between recording the answer and releasing it. */
+#define AUDIT_ID_SLOT "________________________________"
+
+static char *answer_json(const struct hub_query *q)
+{
+	cJSON *o = cJSON_CreateObject();
+	int ok = o != NULL;
+	cJSON *group, *cells, *disc, *hashes;
+
+	put_str(&ok, o, "purpose", q->purpose);
+	group = put(&ok, o, "group_by", cJSON_CreateArray());
+	for (size_t k = 0; k < q->ndims; k++)
+		put_str(&ok, group, NULL, q->dim[k].text);
+	cells = put(&ok, o, "cells", cJSON_CreateArray());
+	for (size_t i = 0; i < q->ncells && ok; i++) {
+		cJSON *c = put(&ok, cells, NULL, cJSON_CreateObject());
+
+		put(&ok, c, "key", cell_key(q, i, &ok));
+		put_count(&ok, c, &q->cells[i]);
+	}
+	put_count(&ok, put(&ok, o, "total", cJSON_CreateObject()), &q->table.total);
+	disc = put(&ok, o, "disclosure", cJSON_CreateObject());
+	put_num(&ok, disc, "min_cell", q->out.min_cell);
+	put_str(&ok, disc, "noise", q->out.noise ? "discrete_laplace" : "none");
+	put(&ok, disc, "epsilon", q->out.noise ? cJSON_CreateNumber(q->out.epsilon) : cJSON_CreateNull());
+	put_num(&ok, disc, "round_to", q->out.round_to ? q->out.round_to : 1);
+	put_num(&ok, disc, "max_cells_per_person", q->cells_per_person);
+	put(&ok, o, "budget", q->budgeted ? budget_json(q, 0, &ok) : cJSON_CreateNull());
+	put(&ok, o, "partial", cJSON_CreateBool(q->partial));
+	put(&ok, o, "missing_nodes", missing_json(q, &ok));
+	hashes = put(&ok, o, "policy_hashes", cJSON_CreateObject());
+	put_str(&ok, hashes, "hub", policy_set_hash(q->hub->policies));
+	for (size_t i = 0; i < q->nds; i++)
+		if (q->ds[i].policy_hash[0] && !cJSON_GetObjectItemCaseSensitive(hashes, q->ds[i].owner))
+			put_str(&ok, hashes, q->ds[i].owner, q->ds[i].policy_hash);
+	put_str(&ok, o, "audit_id", AUDIT_ID_SLOT);
+	return print_json(ok, o);
+}
+
+static void set_body(struct gw_response *resp, int status, char *text)
+{
+	free(resp->body);
+	resp->status = status;
+	resp->body = text;
+	resp->len = strlen(text);
+	resp->content_type = "application/json";
+}
+
+/* ---- The engine -------------------------------------------------------- */
+
+static void query_free(struct hub_query *q)
+{
+	if (!q)
+		return;
+	for (size_t i = 0; i < q->nds; i++) {
+		struct hub_ds *d = &q->ds[i];
+
+		wire_tokens_free(&d->tok);
+		for (unsigned w = 0; w < GW_HUB_MAX_GROUP_BY; w++)
+			free(d->map[w]);
+		wipe_json(d->counts);
+		cJSON_Delete(d->counts);
+	}
+	for (size_t i = 0; i < q->ndims; i++)
+		free(q->dim[i].seen);
+	for (size_t i = 0; i < q->nfilt; i++) {
+		for (size_t j = 0; j < q->filt[i].nvalues; j++)
+			free(q->filt[i].values[j]);
+		free(q->filt[i].values);
+	}
+	if (q->cells) {
+		sodium_memzero(q->cells, q->ncells * sizeof(*q->cells));
+		free(q->cells);
+	}
+	sodium_memzero(&q->table, sizeof(q->table));
+	free(q);
+}
+
+int gw_hub_aggregate(const struct gw_hub *hub, const struct gw_member *caller, const cJSON *question,
+		     struct gw_response *resp)
+{
+	struct hub_query *q;
+	char audit_id[33] = "";
+	char *text;
+	int rc;
+
+	if (!caller || !(caller->roles & GW_ROLE_COORDINATOR))
+		return gw_error(resp, 403, "not_a_coordinator", "only members with the coordinator role "
+				"may ask aggregate questions");
+	if (!hub || !hub->policies || !hub->catalog || !hub->members || !hub->fanout || !hub->box_pk ||
+	    !hub->box_sk)
+		return gw_error(resp, 501, "not_implemented", "this gateway has no hub role");
+	if (sodium_init() < 0 || !(q = calloc(1, sizeof(*q))))
+		return gw_error(resp, 500, "internal", "out of memory");
+	q->hub = hub;
+	q->caller = caller;
+	q->now = hub->now ? hub->now() : (int64_t)time(NULL);
+
+	rc = parse_question(q, question);
+	if (rc == 0)
+		rc = decide(q);
+	if (rc == 0)
+		rc = budget_check(q);
+	if (rc == 0)
+		rc = fixed_categories(q);
+	if (rc == 0)
+		rc = fan_out(q);
+	if (rc == 0)
+		rc = count(q);
+	if (rc == 0)
+		rc = disclose(q);
+	if (rc == 0)
+		rc = debit(q);
+	if (rc == 0)
+		q->status = 200;
+
+	/* The body first, then the audit line, then nothing that can fail:
+	 * what cannot be recorded is not answered. */
+	text = rc == 0 ? answer_json(q) : error_json(q);
+	if (!text) {
+		rc = oom(q);
+		text = error_json(q);
+	}
+	/* A debit that paid for nothing released is still recorded with its id. */
+	if (audit(q, q->budget.debit_id, audit_id) < 0) {
+		free(text);
+		rc = gw_error(resp, 503, "audit_unavailable",
+			      "the decision could not be recorded, so nothing is answered");
+	} else if (!text) {
+		rc = gw_error(resp, 500, "internal", "out of memory");
+	} else {
+		/* The slot is the last member's value: {..."audit_id":"<32>"} */
+		if (q->status == 200)
+			memcpy(text + strlen(text) - 2 - 32, audit_id, 32);
+		set_body(resp, q->status, text);
+		if (q->status == 429 && q->budget.reset > q->now)
+			resp->retry_after = q->budget.reset - q->now > UINT_MAX
+						    ? UINT_MAX : (unsigned)(q->budget.reset - q->now);
+		rc = 0;
+	}
+	query_free(q);
+	return rc;
+}

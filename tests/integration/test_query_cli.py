@@ -1,0 +1,192 @@
+#!/usr/bin/python3
+"""`noordpoort query`, the coordinator's client, against real gateways.
+
+Until the hub answers /v1/aggregate, a plain gateway stands in: it answers
+501 not_implemented (the "hub could not answer" path) and 403 to a
+non-member (the "hub refused" path). With the hub in place, add the answered
+question here (table, csv and json output).
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (BIN, CERTS, REPO, Gateway, check, run,  # noqa: E402
+                     _server_host)
+
+QUESTION = {
+    "purpose": "hnld-kv-monitoring",
+    "population": "opleidingsfonds-techniek/inschrijvingen",
+    "link": ["uwv/ww-uitkeringen"],
+    "measure": {"count": "persons"},
+    "group_by": ["opleidingsfonds-techniek/inschrijvingen.programme",
+                 "uwv/ww-uitkeringen.end_reason"],
+    "filters": {"opleidingsfonds-techniek/inschrijvingen.start_year": [2023, 2024]},
+}
+
+COORDINATOR = "arbeidsmarkttafel"
+
+
+def query(*args, cwd="/", org=COORDINATOR, cacert=None, timeout=20):
+    """Runs `noordpoort query ARGS` (with --cert/--key/--cacert of |org|
+    unless org is None); returns the CompletedProcess (text)."""
+    cmd = [str(BIN), "query"] + [str(a) for a in args]
+    if org:
+        cmd += ["--cert", CERTS / f"{org}.crt", "--key", CERTS / f"{org}.key",
+                "--cacert", cacert or CERTS / "ca.crt"]
+    env = dict(os.environ)
+    env.pop("https_proxy", None)
+    env.pop("HTTPS_PROXY", None)
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=cwd, stdin=subprocess.DEVNULL)
+
+
+def question_file(td, obj=QUESTION, name="question.json"):
+    p = Path(td) / name
+    p.write_text(obj if isinstance(obj, str) else json.dumps(obj), encoding="utf-8")
+    return p
+
+
+def hub_url(gw):
+    host, _ = _server_host()
+    return f"https://{host}:{gw.port}"
+
+
+def one_line(r, what):
+    lines = r.stderr.strip().splitlines()
+    check(len(lines) == 1, f"{what}: expected one line on stderr, got {r.stderr!r}")
+    return lines[0]
+
+
+def closed_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_help():
+    r = query("--help", org=None)
+    check(r.returncode == 0, f"--help: exit {r.returncode}: {r.stderr}")
+    check(r.stdout.startswith("Usage: noordpoort query --hub"), f"--help: {r.stdout[:200]!r}")
+    for word in ("--format", "table", "csv", "json", "--cert", "--cacert", "<10"):
+        check(word in r.stdout, f"--help does not mention {word!r}")
+    check(r.stderr == "", f"--help wrote to stderr: {r.stderr!r}")
+
+
+def test_bad_usage():
+    with tempfile.TemporaryDirectory() as td:
+        q = question_file(td)
+        cases = [
+            ([], "missing --hub"),
+            (["-f", q], "missing --hub"),
+            (["--hub", "https://127.0.0.1:1"], "missing -f"),
+            (["--hub", "http://127.0.0.1:1", "-f", q], "must be https://"),
+            (["--hub", "https://127.0.0.1:1", "-f", q, "--format", "xml"], "table, csv or json"),
+            (["--hub", "https://127.0.0.1:1", "-f", q, "--bogus"], "unexpected argument '--bogus'"),
+            (["--hub", "https://127.0.0.1:1", "-f"], "-f needs a value"),
+            (["--hub", "https://127.0.0.1:1", "-f", q, "--timeout", "0"], "--timeout"),
+            (["--hub", "https://a:1", "--hub", "https://b:1", "-f", q], "given twice"),
+        ]
+        for args, want in cases:
+            r = query(*args, org=None)
+            check(r.returncode == 2, f"{args}: exit {r.returncode}, expected 2: {r.stderr!r}")
+            line = one_line(r, str(args))
+            check(line.startswith("noordpoort query: ") and want in line,
+                  f"{args}: stderr {line!r}, expected it to say {want!r}")
+            check(r.stdout == "", f"{args}: wrote to stdout: {r.stdout!r}")
+
+
+def test_no_default_certs_outside_repo():
+    """Without --cert, the defaults are certs/dev/... relative to the working
+    folder; elsewhere that is a usage error naming the missing file."""
+    with tempfile.TemporaryDirectory() as td:
+        q = question_file(td)
+        r = query("--hub", "https://127.0.0.1:1", "-f", q, org=None, cwd=td)
+        check(r.returncode == 2, f"exit {r.returncode}: {r.stderr!r}")
+        check("missing --cert FILE" in one_line(r, "no certs"), r.stderr)
+
+
+def test_bad_question_file():
+    with tempfile.TemporaryDirectory() as td:
+        q = question_file(td, '{"purpose": "x",\n  "population": }\n')
+        r = query("--hub", "https://127.0.0.1:1", "-f", q)
+        check(r.returncode == 1, f"exit {r.returncode}: {r.stderr!r}")
+        line = one_line(r, "bad JSON")
+        check(f"{q}:2:" in line and "not a JSON object" in line, line)
+        r = query("--hub", "https://127.0.0.1:1", "-f", Path(td) / "nope.json")
+        check(r.returncode == 1 and "No such file" in one_line(r, "missing file"), r.stderr)
+
+
+def test_unreachable_hub():
+    with tempfile.TemporaryDirectory() as td:
+        q = question_file(td)
+        port = closed_port()
+        r = query("--hub", f"https://127.0.0.1:{port}", "-f", q)
+        check(r.returncode == 1, f"exit {r.returncode}: {r.stderr!r}")
+        line = one_line(r, "unreachable")
+        check(f"no answer from the hub at https://127.0.0.1:{port}" in line and
+              "Couldn't connect to server" in line, line)
+        check(r.stdout == "", f"wrote to stdout: {r.stdout!r}")
+
+
+def test_hub_not_implemented():
+    """A gateway without the hub role answers 501: reported in words, exit 1;
+    the gateway saw the coordinator's certificate over HTTP/2."""
+    with tempfile.TemporaryDirectory() as td, Gateway() as gw:
+        q = question_file(td)
+        r = query("--hub", hub_url(gw), "-f", q)
+        check(r.returncode == 1, f"exit {r.returncode}: {r.stderr!r}")
+        line = one_line(r, "501")
+        check(line.startswith("noordpoort query: hub could not answer the question "
+                              "(501 not_implemented): "), line)
+        check("no data role" in line, line)
+        reqs = [o for o in gw.log_json() if o.get("event") == "request"]
+        check(any(o.get("org") == COORDINATOR and o.get("route") == "/v1/aggregate" and
+                  o.get("status") == 501 and o.get("method") == "POST" for o in reqs),
+              f"no request log line for {COORDINATOR} on /v1/aggregate: {reqs}")
+
+
+def test_default_certs_from_repo_root():
+    """Run from the repository root, the development coordinator's
+    certificate is the default."""
+    if CERTS.resolve() != (REPO / "certs" / "dev").resolve():
+        return  # the defaults point into certs/dev; nothing to check elsewhere
+    with tempfile.TemporaryDirectory() as td, Gateway() as gw:
+        q = question_file(td)
+        r = query("--hub", hub_url(gw), "-f", q, org=None, cwd=REPO)
+        check(r.returncode == 1 and "(501 not_implemented)" in r.stderr, r.stderr)
+        reqs = [o for o in gw.log_json() if o.get("event") == "request"]
+        check(any(o.get("org") == COORDINATOR for o in reqs), f"{reqs}")
+
+
+def test_hub_refuses_non_member():
+    with tempfile.TemporaryDirectory() as td, Gateway(exclude=[COORDINATOR]) as gw:
+        q = question_file(td)
+        r = query("--hub", hub_url(gw), "-f", q)
+        check(r.returncode == 1, f"exit {r.returncode}: {r.stderr!r}")
+        line = one_line(r, "403")
+        check(line.startswith("noordpoort query: hub refused the question (403 "), line)
+
+
+def test_hub_certificate_not_trusted():
+    """The hub is always verified: against another CA the query fails with
+    curl's reason and sends nothing."""
+    with tempfile.TemporaryDirectory() as td, Gateway() as gw:
+        q = question_file(td)
+        r = query("--hub", hub_url(gw), "-f", q, cacert=CERTS / "rogue-ca.crt")
+        check(r.returncode == 1, f"exit {r.returncode}: {r.stderr!r}")
+        line = one_line(r, "rogue CA")
+        check("no answer from the hub" in line and "certificate" in line.lower(), line)
+        reqs = [o for o in gw.log_json() if o.get("event") == "request"]
+        check(not reqs, f"a request got through: {reqs}")
+
+
+if __name__ == "__main__":
+    run(globals())

@@ -1,0 +1,1058 @@
+/*
+ * Unit tests for the node's subquery (gateway/node.c, gw_node_subquery):
+ * called directly over a hand-built gw_env like test_node.c, against a
+ * generated CSV whose answers are recomputed here by brute force: counts
+ * per cell, sealed tokens (opened with the hub's secret key), contribution
+ * bounding, filters, generalisation, refusals, and failing closed.
+ */
+#define CHECK_FILE "test_subquery"
+#include "check.h"
+#include "../../gateway/node.c"
+
+#include <sys/stat.h>
+
+#include "../../common/diag.h"
+
+static char dir[] = "/tmp/np-subquery-XXXXXX";
+static char *catalog_path, *csv_path, *key_path, *audit_path, *policy_path, *hubpub_path;
+static struct gw_config cfg;
+static struct policy_set *policies;
+static struct audit_log *alog;
+static struct pseudo_master *master;
+static unsigned char hub_pk[32], hub_sk[32];
+
+#define DS "fonds/inschrijvingen"
+#define QID_A "00112233445566778899aabbccddeeff"
+#define QID_B "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+#define BSN_TRIPLE 123456782u /* three rows, three programmes, in this order: kv, nld-1, nld-2 */
+
+static const char catalog_text[] =
+	"datasets:\n"
+	"  fonds/inschrijvingen:\n"
+	"    description: test\n"
+	"    fields:\n"
+	"      bsn: {type: bsn, role: identifier}\n"
+	"      programme: {type: category, role: attribute, categories: [nld-1, nld-2, kv]}\n"
+	"      start_year: {type: int, role: attribute}\n"
+	"      start_date: {type: date, role: attribute}\n"
+	"      completed: {type: bool, role: attribute}\n"
+	"      postcode: {type: string, role: quasi_identifier}\n"
+	"      birth_date: {type: date, role: quasi_identifier}\n";
+
+#define GRANT_FIELDS                                  \
+	"        datasets:\n"                          \
+	"          fonds/inschrijvingen:\n"             \
+	"            programme: exact\n"                \
+	"            start_year: exact\n"               \
+	"            start_date: year\n"                \
+	"            completed: exact\n"                \
+	"            postcode: postcode4\n"             \
+	"            birth_date: age_band_10\n"
+
+static const char policy_text[] =
+	"purposes:\n"
+	"  - id: fed\n"
+	"    description: test\n"
+	"    legal_basis: {text: test}\n"
+	"    valid: {from: 2020-01-01, until: 2099-12-31}\n"
+	"    grants:\n"
+	"      - id: fed-grant\n"
+	"        requesters: [arbeidsmarkttafel]\n"
+	"        operations: [aggregate, linked_aggregate]\n"
+	GRANT_FIELDS
+	"  - id: fed-two\n"
+	"    description: test, two cells per person\n"
+	"    legal_basis: {text: test}\n"
+	"    valid: {from: 2020-01-01, until: 2099-12-31}\n"
+	"    grants:\n"
+	"      - id: fed-two-grant\n"
+	"        requesters: [arbeidsmarkttafel]\n"
+	"        operations: [aggregate, linked_aggregate]\n"
+	"        max_cells_per_person: 2\n"
+	GRANT_FIELDS;
+
+static struct gw_member hub = { .id = "hub", .name = "Hub", .oin = "00000001000000001000",
+				.roles = GW_ROLE_HUB };
+static struct gw_member coordinator = { .id = "arbeidsmarkttafel", .name = "AMT",
+					.oin = "00000001000000002000", .roles = GW_ROLE_COORDINATOR };
+
+/* ---- the generated dataset, kept here for the brute force ---- */
+
+#define NROWS 400
+struct row {
+	uint32_t bsn;
+	const char *programme;
+	int start_year;
+	char start_date[11];
+	int completed;
+	char postcode[8]; /* "" = null */
+	char birth_date[11];
+};
+static struct row rows[NROWS];
+static const char *const programmes[] = { "nld-1", "nld-2", "kv" };
+
+static uint64_t splitmix(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static uint32_t random_bsn(uint64_t *s)
+{
+	for (;;) {
+		uint32_t v = (uint32_t)(splitmix(s) % 90000000u) + 10000000u, sum = 0, d = v;
+		for (int w = 2; w <= 9; w++, d /= 10)
+			sum += (d % 10) * (uint32_t)w;
+		if (sum % 11 != 10)
+			return v * 10 + sum % 11;
+	}
+}
+
+/* 400 rows over ~150 persons (up to 5 rows each), BSN_TRIPLE's rows first. */
+static char *make_csv(void)
+{
+	size_t cap = NROWS * 96 + 128, len;
+	char *text = malloc(cap);
+	uint32_t persons[150];
+	uint64_t s = 2024;
+
+	len = (size_t)snprintf(text, cap, "bsn,programme,start_year,start_date,completed,postcode,birth_date\n");
+	for (int i = 0; i < 150; i++)
+		persons[i] = random_bsn(&s);
+	persons[0] = BSN_TRIPLE;
+	for (int i = 0; i < NROWS; i++) {
+		struct row *r = &rows[i];
+		int y = 2021 + (int)(splitmix(&s) % 4);
+
+		r->bsn = i < 3 ? BSN_TRIPLE : persons[1 + splitmix(&s) % 149];
+		r->programme = i < 3 ? (const char *[]){ "kv", "nld-1", "nld-2" }[i] : programmes[splitmix(&s) % 3];
+		/* start_year and the year of start_date differ now and then */
+		r->start_year = y;
+		snprintf(r->start_date, sizeof(r->start_date), "%04d-%02d-%02d",
+			 splitmix(&s) % 5 ? y : y + 1, 1 + (int)(splitmix(&s) % 12), 1 + (int)(splitmix(&s) % 28));
+		r->completed = (int)(splitmix(&s) % 2);
+		if (splitmix(&s) % 6)
+			snprintf(r->postcode, sizeof(r->postcode), "97%02d AB", (int)(splitmix(&s) % 4));
+		else
+			r->postcode[0] = '\0';
+		snprintf(r->birth_date, sizeof(r->birth_date), "19%02d-06-15", 60 + (int)(splitmix(&s) % 40));
+		len += (size_t)snprintf(text + len, cap - len, "%09u,%s,%d,%s,%s,%s,%s\n", r->bsn, r->programme,
+					r->start_year, r->start_date, r->completed ? "true" : "false",
+					r->postcode, r->birth_date);
+	}
+	return text;
+}
+
+/* The brute force: one field's text in a row, as the node should make it. */
+static const char *field_text(const struct row *r, const char *field, char buf[16])
+{
+	if (strcmp(field, "programme") == 0)
+		return r->programme;
+	if (strcmp(field, "start_year") == 0)
+		return snprintf(buf, 16, "%d", r->start_year), buf;
+	if (strcmp(field, "start_date") == 0) /* as the policy's year */
+		return snprintf(buf, 16, "%.4s", r->start_date), buf;
+	if (strcmp(field, "completed") == 0)
+		return r->completed ? "true" : "false";
+	if (strcmp(field, "postcode") == 0) /* postcode4 */
+		return r->postcode[0] ? (snprintf(buf, 16, "%.4s", r->postcode), buf) : NULL;
+	return "?";
+}
+
+struct expect {
+	uint32_t bsn;
+	char key[128]; /* the field texts joined by '|', "~" for null */
+};
+
+/* The records the node should release: filter (one field in a set of
+ * texts, or none), then each person's first |k| distinct combinations. */
+static size_t brute_force(const char *const *fields, size_t nf, const char *ffield, const char *const *fvals,
+			  size_t nfv, unsigned k, struct expect *out)
+{
+	size_t n = 0;
+
+	for (int i = 0; i < NROWS; i++) {
+		struct expect e = { rows[i].bsn, "" };
+		unsigned have = 0;
+		int dup = 0, match = !ffield;
+		char buf[16];
+
+		for (size_t j = 0; ffield && j < nfv; j++) {
+			const char *t = field_text(&rows[i], ffield, buf);
+			match |= t && strcmp(t, fvals[j]) == 0;
+		}
+		if (!match)
+			continue;
+		for (size_t f = 0; f < nf; f++) {
+			const char *t = field_text(&rows[i], fields[f], buf);
+			size_t l = strlen(e.key);
+			snprintf(e.key + l, sizeof(e.key) - l, "%s%s", f ? "|" : "", t ? t : "~");
+		}
+		for (size_t j = 0; j < n; j++)
+			if (out[j].bsn == e.bsn) {
+				have++;
+				dup |= strcmp(out[j].key, e.key) == 0;
+			}
+		if (dup || have >= k)
+			continue;
+		out[n++] = e;
+	}
+	return n;
+}
+
+/* ---- fixture ---- */
+
+struct fixture {
+	struct gw_node *node;
+	struct gw_node_worker *w;
+	struct gw_env env;
+};
+
+static int fixture_open(struct fixture *fx, int with_hub_key)
+{
+	char err[512];
+	struct diag nd = { 0 };
+	int nrc;
+
+	memset(fx, 0, sizeof(*fx));
+	cfg.node.hub_public_key = with_hub_key ? hubpub_path : NULL;
+	nrc = gw_node_open(&cfg, &fx->node, &nd);
+	if (nd.errors || nd.warnings)
+		printf("#   gw_node_open: %s", diag_text(&nd));
+	diag_clear(&nd);
+	if (nrc < 0)
+		return -1;
+	if (gw_node_worker_open(fx->node, &fx->w, err, sizeof(err)) < 0) {
+		printf("#   gw_node_worker_open: %s\n", err);
+		gw_node_free(fx->node);
+		return -1;
+	}
+	fx->env.policies = policies;
+	fx->env.node_worker = fx->w;
+	fx->env.audit = alog;
+	return 0;
+}
+
+static void fixture_close(struct fixture *fx)
+{
+	gw_node_worker_free(fx->w);
+	gw_node_free(fx->node);
+}
+
+static int ask(struct fixture *fx, const struct gw_member *m, const char *json, struct gw_response *r)
+{
+	cJSON *body = cJSON_Parse(json);
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	if (!body) {
+		printf("#   bad test JSON: %s\n", json);
+		return -1;
+	}
+	rc = gw_node_subquery(&fx->env, m, body, r);
+	cJSON_Delete(body);
+	return rc;
+}
+
+static unsigned long audit_lines(void)
+{
+	struct audit_report rep;
+
+	memset(&rep, 0, sizeof(rep));
+	if (audit_verify(audit_path, NULL, &rep) != 0) {
+		printf("#   audit log not intact: line %lu: %s\n", rep.first_bad_line, rep.problem);
+		return (unsigned long)-1;
+	}
+	return rep.records;
+}
+
+/* The last line of the audit log, parsed. */
+static cJSON *last_audit(void)
+{
+	FILE *f = fopen(audit_path, "r");
+	char *line = NULL, *last = NULL;
+	size_t cap = 0;
+	cJSON *o;
+
+	while (f && getline(&line, &cap, f) > 0) {
+		free(last);
+		last = strdup(line);
+	}
+	if (f)
+		fclose(f);
+	free(line);
+	o = last ? cJSON_Parse(last) : NULL;
+	free(last);
+	return o;
+}
+
+#define BODY(purpose, qid, op, mode, fields, filters)                                            \
+	"{\"query_id\":\"" qid "\",\"requester\":\"arbeidsmarkttafel\",\"purpose\":\"" purpose "\"," \
+	"\"operation\":\"" op "\",\"dataset\":\"" DS "\",\"mode\":\"" mode "\","                     \
+	"\"fields\":" fields ",\"filters\":" filters ",\"max_cells_per_person\":5}"
+
+#define F_PROG_YEAR_PC "[{\"field\":\"programme\",\"gen\":\"exact\"},{\"field\":\"start_date\",\"gen\":\"year\"}," \
+		       "{\"field\":\"postcode\"}]"
+#define FILTER_YEARS "[{\"field\":\"start_year\",\"gen\":\"exact\",\"values\":[2023,\"2024\"]}]"
+#define FILTER_DATE_YEAR "[{\"field\":\"start_date\",\"gen\":\"year\",\"values\":[\"2022\",\"2023\"]}]"
+
+/* ---- counts ---- */
+
+/* Compares a counts answer with the brute force of the same question. */
+static void check_counts(const char *body, const struct expect *e, size_t ne)
+{
+	cJSON *o = cJSON_Parse(body), *cells = cJSON_GetObjectItem(o, "cells"), *c;
+	size_t total = 0, ncells = 0;
+
+	CHECK(o != NULL);
+	CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(o, "dataset")), DS);
+	CHECK(cJSON_GetStringValue(cJSON_GetObjectItem(o, "policy_hash")) &&
+	      strlen(cJSON_GetStringValue(cJSON_GetObjectItem(o, "policy_hash"))) == 64);
+	cJSON_ArrayForEach(c, cells) {
+		char key[128] = "";
+		cJSON *v;
+		size_t want = 0;
+		int f = 0;
+
+		cJSON_ArrayForEach(v, cJSON_GetObjectItem(c, "key")) {
+			size_t l = strlen(key);
+			snprintf(key + l, sizeof(key) - l, "%s%s", f++ ? "|" : "", cJSON_IsNull(v) ? "~" : v->valuestring);
+		}
+		for (size_t i = 0; i < ne; i++)
+			want += strcmp(e[i].key, key) == 0;
+		if ((double)want != cJSON_GetNumberValue(cJSON_GetObjectItem(c, "persons"))) {
+			printf("#   cell %s: %g persons, brute force %zu\n", key,
+			       cJSON_GetNumberValue(cJSON_GetObjectItem(c, "persons")), want);
+			CHECK(0);
+		}
+		CHECK(want > 0); /* only cells that occur */
+		total += want;
+		ncells++;
+	}
+	CHECK(total == ne);
+	CHECK(ncells > 1);
+	cJSON_Delete(o);
+}
+
+static void counts_equal_brute_force(void)
+{
+	static const char *const fields[] = { "programme", "start_date", "postcode" };
+	static const char *const years[] = { "2023", "2024" };
+	static const char *const dyears[] = { "2022", "2023" };
+	struct expect *e = malloc(NROWS * sizeof(*e));
+	struct fixture fx;
+	struct gw_response r;
+	unsigned long before = audit_lines();
+	size_t ne;
+	cJSON *a;
+
+	if (fixture_open(&fx, 1) < 0) {
+		CHECK(0);
+		free(e);
+		return;
+	}
+	/* an exact filter (pushed to the adapter), one cell per person */
+	CHECK(ask(&fx, &hub, BODY("fed", QID_A, "aggregate", "counts", F_PROG_YEAR_PC, FILTER_YEARS), &r) == 0);
+	CHECK(r.status == 200);
+	ne = brute_force(fields, 3, "start_year", years, 2, 1, e);
+	check_counts(r.body, e, ne);
+	CHECK_CONTAINS(r.body, "\"fields\":[\"programme\",\"start_date\",\"postcode\"]");
+	CHECK_CONTAINS(r.body, "null"); /* missing postcodes are their own category */
+	CHECK(!strstr(r.body, " AB")); /* postcode4, never the full postcode */
+	free(r.body);
+	CHECK(audit_lines() == before + 1);
+	a = last_audit();
+	CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(a, "operation")), "subquery");
+	CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(a, "hub")), "hub");
+	CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(a, "requester")), "arbeidsmarkttafel");
+	CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(a, "purpose")), "fed");
+	CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(a, "decision")), "permit");
+	CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(a, "rule")), "fed-grant");
+	CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(a, "mode")), "counts");
+	CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(a, "records")) == (double)ne);
+	cJSON_Delete(a);
+
+	/* a generalised filter (evaluated on the year text), two cells per person */
+	CHECK(ask(&fx, &hub, BODY("fed-two", QID_A, "aggregate", "counts", F_PROG_YEAR_PC, FILTER_DATE_YEAR), &r) == 0);
+	CHECK(r.status == 200);
+	ne = brute_force(fields, 3, "start_date", dyears, 2, 2, e);
+	check_counts(r.body, e, ne);
+	free(r.body);
+
+	/* no filter, one field, the hub's bound (1) stricter than the policy's (2) */
+	CHECK(ask(&fx, &hub,
+		  "{\"query_id\":\"" QID_A "\",\"requester\":\"arbeidsmarkttafel\",\"purpose\":\"fed-two\","
+		  "\"operation\":\"aggregate\",\"dataset\":\"" DS "\",\"mode\":\"counts\","
+		  "\"fields\":[{\"field\":\"programme\"}],\"max_cells_per_person\":1}", &r) == 0);
+	CHECK(r.status == 200);
+	ne = brute_force(fields, 1, NULL, NULL, 0, 1, e);
+	check_counts(r.body, e, ne);
+	free(r.body);
+
+	/* a filter value that can never match ("02023" is not an int's text): no cells */
+	CHECK(ask(&fx, &hub, BODY("fed", QID_A, "aggregate", "counts", F_PROG_YEAR_PC,
+				  "[{\"field\":\"start_year\",\"values\":[\"02023\"]}]"), &r) == 0);
+	CHECK(r.status == 200);
+	CHECK_CONTAINS(r.body, "\"cells\":[]");
+	free(r.body);
+	fixture_close(&fx);
+	free(e);
+}
+
+/* ---- tokens ---- */
+
+/* Opens and decodes a tokens answer; 0 or -1. */
+static int open_answer(const char *body, struct wire_tokens *t)
+{
+	cJSON *o = cJSON_Parse(body);
+	const char *sealed = cJSON_GetStringValue(cJSON_GetObjectItem(o, "sealed"));
+	unsigned char *plain = NULL;
+	size_t len = 0;
+	char err[200];
+	int rc = -1;
+
+	if (sealed && wire_open(sealed, strlen(sealed), hub_pk, hub_sk, &plain, &len, err, sizeof(err)) == 0 &&
+	    wire_decode(plain, len, t, err, sizeof(err)) == 0 &&
+	    cJSON_GetNumberValue(cJSON_GetObjectItem(o, "records")) == (double)t->nrecords)
+		rc = 0;
+	else
+		printf("#   cannot open the answer: %s\n", sealed ? err : "no 'sealed'");
+	if (plain) {
+		sodium_memzero(plain, len);
+		free(plain);
+	}
+	cJSON_Delete(o);
+	return rc;
+}
+
+static void token16(const char *purpose, const char *qid_hex, uint32_t bsn, unsigned char out[16])
+{
+	struct pseudo_key *pk, *qk;
+	unsigned char qid[16], tok[PSEUDO_TOKEN_BYTES];
+
+	sodium_hex2bin(qid, 16, qid_hex, 32, NULL, NULL, NULL);
+	pseudo_key_purpose(master, purpose, &pk);
+	pseudo_key_query(pk, qid, &qk);
+	pseudo_token(qk, bsn, tok);
+	memcpy(out, tok, 16);
+	pseudo_key_free(qk);
+	pseudo_key_free(pk);
+}
+
+struct expect_tok {
+	unsigned char tok[16];
+	char key[128];
+};
+
+static int exp_cmp(const void *a, const void *b)
+{
+	const struct expect_tok *x = a, *y = b;
+	int c = memcmp(x->tok, y->tok, 16);
+
+	return c ? c : strcmp(x->key, y->key);
+}
+
+/* Compares a decoded answer with the brute force (as a sorted multiset of
+ * (token, key)); the answer itself must be sorted by token. */
+static void check_tokens(const struct wire_tokens *t, const char *purpose, const char *qid,
+			 const struct expect *e, size_t ne)
+{
+	struct expect_tok *want = malloc((ne + 1) * sizeof(*want)), *got = malloc((t->nrecords + 1) * sizeof(*got));
+
+	CHECK(t->nrecords == ne);
+	for (size_t i = 0; i < ne; i++) {
+		token16(purpose, qid, e[i].bsn, want[i].tok);
+		snprintf(want[i].key, sizeof(want[i].key), "%s", e[i].key);
+	}
+	for (uint32_t r = 0; r < t->nrecords; r++) {
+		memcpy(got[r].tok, t->tokens + (size_t)r * 16, 16);
+		got[r].key[0] = '\0';
+		for (uint32_t f = 0; f < t->nfields; f++) {
+			uint16_t c = t->codes[(size_t)r * t->nfields + f];
+			size_t l = strlen(got[r].key);
+			snprintf(got[r].key + l, sizeof(got[r].key) - l, "%s%s", f ? "|" : "",
+				 c == WIRE_NULL ? "~" : t->fields[f].values[c]);
+		}
+		if (r)
+			CHECK(memcmp(got[r - 1].tok, got[r].tok, 16) <= 0);
+	}
+	qsort(want, ne, sizeof(*want), exp_cmp);
+	qsort(got, t->nrecords, sizeof(*got), exp_cmp);
+	for (size_t i = 0; i < ne && i < t->nrecords; i++)
+		if (exp_cmp(&want[i], &got[i]) != 0) {
+			printf("#   record %zu: got %s, brute force %s\n", i, got[i].key, want[i].key);
+			CHECK(0);
+			break;
+		}
+	free(want);
+	free(got);
+}
+
+/* The records of one person (by its token) in |t|, keys joined by ','. */
+static size_t person_records(const struct wire_tokens *t, const char *purpose, const char *qid, uint32_t bsn,
+			     char *keys, size_t keyslen)
+{
+	unsigned char tok[16];
+	size_t n = 0;
+
+	token16(purpose, qid, bsn, tok);
+	keys[0] = '\0';
+	for (uint32_t r = 0; r < t->nrecords; r++)
+		if (memcmp(t->tokens + (size_t)r * 16, tok, 16) == 0) {
+			uint16_t c = t->codes[(size_t)r * t->nfields];
+			size_t l = strlen(keys);
+			snprintf(keys + l, keyslen - l, "%s%s", n++ ? "," : "", c == WIRE_NULL ? "~" : t->fields[0].values[c]);
+		}
+	return n;
+}
+
+static void tokens_equal_brute_force(void)
+{
+	static const char *const fields[] = { "programme", "start_date", "postcode" };
+	static const char *const years[] = { "2023", "2024" };
+	static const char *const dyears[] = { "2022", "2023" };
+	struct expect *e = malloc(NROWS * sizeof(*e));
+	struct fixture fx;
+	struct gw_response r;
+	struct wire_tokens t;
+	unsigned long before = audit_lines();
+	char keys[256];
+	size_t ne;
+	cJSON *a;
+
+	if (fixture_open(&fx, 1) < 0) {
+		CHECK(0);
+		free(e);
+		return;
+	}
+	CHECK(ask(&fx, &hub, BODY("fed", QID_A, "linked_aggregate", "tokens", F_PROG_YEAR_PC, FILTER_YEARS), &r) == 0);
+	CHECK(r.status == 200);
+	CHECK_CONTAINS(r.body, "\"dataset\":\"" DS "\"");
+	CHECK_CONTAINS(r.body, "\"policy_hash\":\"");
+	CHECK(!strstr(r.body, "\"cells\""));
+	ne = brute_force(fields, 3, "start_year", years, 2, 1, e);
+	if (open_answer(r.body, &t) == 0) {
+		CHECK(t.nfields == 3);
+		check_tokens(&t, "fed", QID_A, e, ne);
+		wire_tokens_free(&t);
+	} else {
+		CHECK(0);
+	}
+	free(r.body);
+	CHECK(audit_lines() == before + 1);
+	a = last_audit();
+	CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(a, "mode")), "tokens");
+	CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(a, "records")) == (double)ne);
+	CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(a, "max_cells_per_person")) == 1);
+	cJSON_Delete(a);
+
+	/* generalised filter, two per person */
+	CHECK(ask(&fx, &hub, BODY("fed-two", QID_B, "linked_aggregate", "tokens", F_PROG_YEAR_PC, FILTER_DATE_YEAR),
+		  &r) == 0);
+	CHECK(r.status == 200);
+	ne = brute_force(fields, 3, "start_date", dyears, 2, 2, e);
+	if (open_answer(r.body, &t) == 0) {
+		check_tokens(&t, "fed-two", QID_B, e, ne);
+		wire_tokens_free(&t);
+	} else {
+		CHECK(0);
+	}
+	free(r.body);
+
+	/* the person with three rows (kv, nld-1, nld-2): its first one, or
+	 * first two, in source order */
+#define PROG_ONLY(purpose, qid) \
+	BODY(purpose, qid, "linked_aggregate", "tokens", "[{\"field\":\"programme\"}]", "[]")
+	CHECK(ask(&fx, &hub, PROG_ONLY("fed", QID_A), &r) == 0);
+	if (r.status == 200 && open_answer(r.body, &t) == 0) {
+		CHECK(person_records(&t, "fed", QID_A, BSN_TRIPLE, keys, sizeof(keys)) == 1);
+		CHECK_STR(keys, "kv");
+		ne = brute_force(fields, 1, NULL, NULL, 0, 1, e);
+		check_tokens(&t, "fed", QID_A, e, ne);
+		wire_tokens_free(&t);
+	} else {
+		CHECK(0);
+	}
+	free(r.body);
+	CHECK(ask(&fx, &hub, PROG_ONLY("fed-two", QID_A), &r) == 0);
+	if (r.status == 200 && open_answer(r.body, &t) == 0) {
+		CHECK(person_records(&t, "fed-two", QID_A, BSN_TRIPLE, keys, sizeof(keys)) == 2);
+		CHECK(strcmp(keys, "kv,nld-1") == 0 || strcmp(keys, "nld-1,kv") == 0);
+		wire_tokens_free(&t);
+	} else {
+		CHECK(0);
+	}
+	free(r.body);
+
+	/* no fields at all: the persons only (a population dataset) */
+	CHECK(ask(&fx, &hub, BODY("fed", QID_A, "linked_aggregate", "tokens", "[]", "[]"), &r) == 0);
+	CHECK(r.status == 200);
+	if (r.status == 200 && open_answer(r.body, &t) == 0) {
+		CHECK(t.nfields == 0);
+		CHECK(t.nrecords == brute_force(fields, 0, NULL, NULL, 0, 1, e));
+		wire_tokens_free(&t);
+	} else {
+		CHECK(0);
+	}
+	free(r.body);
+	fixture_close(&fx);
+	free(e);
+}
+
+static void generalisation_applied(void)
+{
+	struct fixture fx;
+	struct gw_response r;
+	struct wire_tokens t;
+
+	if (fixture_open(&fx, 1) < 0) {
+		CHECK(0);
+		return;
+	}
+	/* the hub asks for age_band_20 where the policy grants age_band_10:
+	 * the coarser applies; start_date: the policy's year for NONE */
+	CHECK(ask(&fx, &hub, BODY("fed", QID_A, "linked_aggregate", "tokens",
+				  "[{\"field\":\"birth_date\",\"gen\":\"age_band_20\"},{\"field\":\"start_date\"},"
+				  "{\"field\":\"postcode\"},{\"field\":\"completed\"},{\"field\":\"start_year\"}]",
+				  "[]"), &r) == 0);
+	CHECK(r.status == 200);
+	if (r.status == 200 && open_answer(r.body, &t) == 0) {
+		for (uint16_t c = 0; c < t.fields[0].nvalues; c++) {
+			int lo, hi;
+			CHECK(sscanf(t.fields[0].values[c], "%d-%d", &lo, &hi) == 2 && lo % 20 == 0 && hi == lo + 19);
+		}
+		for (uint16_t c = 0; c < t.fields[1].nvalues; c++)
+			CHECK(strlen(t.fields[1].values[c]) == 4); /* a year */
+		for (uint16_t c = 0; c < t.fields[2].nvalues; c++)
+			CHECK(strlen(t.fields[2].values[c]) == 4 && !strchr(t.fields[2].values[c], ' '));
+		for (uint16_t c = 0; c < t.fields[3].nvalues; c++)
+			CHECK(strcmp(t.fields[3].values[c], "true") == 0 || strcmp(t.fields[3].values[c], "false") == 0);
+		CHECK(t.fields[3].nvalues == 2);
+		CHECK(t.fields[4].nvalues == 4); /* 2021..2024 */
+		wire_tokens_free(&t);
+	} else {
+		CHECK(0);
+	}
+	free(r.body);
+
+	/* finer than granted: the node's own policy refuses */
+	CHECK(ask(&fx, &hub, BODY("fed", QID_A, "linked_aggregate", "tokens",
+				  "[{\"field\":\"start_date\",\"gen\":\"exact\"}]", "[]"), &r) == 0);
+	CHECK(r.status == 403);
+	CHECK_CONTAINS(r.body, "generalisation_too_fine");
+	free(r.body);
+	/* also in a filter */
+	CHECK(ask(&fx, &hub, BODY("fed", QID_A, "aggregate", "counts", "[{\"field\":\"programme\"}]",
+				  "[{\"field\":\"start_date\",\"gen\":\"month\",\"values\":[\"2023-01\"]}]"), &r) == 0);
+	CHECK(r.status == 403);
+	free(r.body);
+	fixture_close(&fx);
+}
+
+static void tokens_differ_by_query_and_purpose(void)
+{
+	struct fixture fx;
+	struct gw_response r;
+	struct wire_tokens t[3];
+	const char *bodies[3] = { PROG_ONLY("fed", QID_A), PROG_ONLY("fed", QID_B), PROG_ONLY("fed-two", QID_A) };
+	int ok = 1;
+
+	if (fixture_open(&fx, 1) < 0) {
+		CHECK(0);
+		return;
+	}
+	for (int i = 0; i < 3; i++) {
+		CHECK(ask(&fx, &hub, bodies[i], &r) == 0);
+		ok &= r.status == 200 && open_answer(r.body, &t[i]) == 0;
+		free(r.body);
+		if (!ok) {
+			CHECK(0);
+			for (int j = 0; j < i; j++)
+				wire_tokens_free(&t[j]);
+			fixture_close(&fx);
+			return;
+		}
+	}
+	/* no token of one answer appears in another */
+	for (int a = 0; a < 3; a++)
+		for (int b = a + 1; b < 3; b++)
+			for (uint32_t i = 0; i < t[a].nrecords; i++)
+				for (uint32_t j = 0; j < t[b].nrecords; j++)
+					if (memcmp(t[a].tokens + i * 16, t[b].tokens + j * 16, 16) == 0) {
+						printf("#   answers %d and %d share a token\n", a, b);
+						CHECK(0);
+						i = t[a].nrecords;
+						break;
+					}
+	/* and the same question twice gives the same tokens */
+	CHECK(ask(&fx, &hub, bodies[0], &r) == 0);
+	{
+		struct wire_tokens again;
+		if (open_answer(r.body, &again) == 0) {
+			CHECK(again.nrecords == t[0].nrecords &&
+			      memcmp(again.tokens, t[0].tokens, (size_t)again.nrecords * 16) == 0);
+			wire_tokens_free(&again);
+		} else {
+			CHECK(0);
+		}
+	}
+	free(r.body);
+	for (int i = 0; i < 3; i++)
+		wire_tokens_free(&t[i]);
+	fixture_close(&fx);
+}
+
+/* ---- refusals ---- */
+
+static void not_a_hub_403(void)
+{
+	struct fixture fx;
+	struct gw_response r;
+	unsigned long before = audit_lines();
+	cJSON *a;
+
+	if (fixture_open(&fx, 1) < 0) {
+		CHECK(0);
+		return;
+	}
+	CHECK(ask(&fx, &coordinator, BODY("fed", QID_A, "aggregate", "counts", F_PROG_YEAR_PC, "[]"), &r) == 0);
+	CHECK(r.status == 403);
+	CHECK_CONTAINS(r.body, "\"code\":\"not_a_hub\"");
+	CHECK(!strstr(r.body, "cells"));
+	free(r.body);
+	CHECK(audit_lines() == before + 1);
+	a = last_audit();
+	CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(a, "outcome")), "not_a_hub");
+	CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(a, "hub")), "arbeidsmarkttafel");
+	cJSON_Delete(a);
+	fixture_close(&fx);
+}
+
+static void policy_deny_403_audited(void)
+{
+	struct fixture fx;
+	struct gw_response r;
+	unsigned long before = audit_lines();
+	cJSON *a;
+
+	if (fixture_open(&fx, 1) < 0) {
+		CHECK(0);
+		return;
+	}
+	/* a requester the policy does not list */
+	CHECK(ask(&fx, &hub,
+		  "{\"query_id\":\"" QID_A "\",\"requester\":\"gemeente-groningen\",\"purpose\":\"fed\","
+		  "\"operation\":\"aggregate\",\"dataset\":\"" DS "\",\"mode\":\"counts\","
+		  "\"fields\":[{\"field\":\"programme\"}]}", &r) == 0);
+	CHECK(r.status == 403);
+	CHECK_CONTAINS(r.body, "requester_not_listed");
+	CHECK(!strstr(r.body, "cells"));
+	free(r.body);
+	CHECK(audit_lines() == before + 1);
+	a = last_audit();
+	CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(a, "decision")), "deny");
+	CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(a, "reason")), "requester_not_listed");
+	CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(a, "requester")), "gemeente-groningen");
+	CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(a, "records")) == 0);
+	cJSON_Delete(a);
+	/* an unknown purpose */
+	CHECK(ask(&fx, &hub, BODY("nope", QID_A, "aggregate", "counts", "[]", "[]"), &r) == 0);
+	CHECK(r.status == 403);
+	CHECK_CONTAINS(r.body, "unknown_purpose");
+	free(r.body);
+	fixture_close(&fx);
+}
+
+static void bad_requests_400(void)
+{
+	static const char *const bad[] = {
+		/* query_id: short, not hex, missing */
+		BODY("fed", "0011223344556677", "aggregate", "counts", "[]", "[]"),
+		BODY("fed", "zz112233445566778899aabbccddeeff", "aggregate", "counts", "[]", "[]"),
+		"{\"requester\":\"arbeidsmarkttafel\",\"purpose\":\"fed\",\"operation\":\"aggregate\","
+		"\"dataset\":\"" DS "\",\"mode\":\"counts\"}",
+		/* mode, operation */
+		BODY("fed", QID_A, "aggregate", "rows", "[]", "[]"),
+		BODY("fed", QID_A, "lookup", "counts", "[]", "[]"),
+		BODY("fed", QID_A, "aggregate", "tokens", "[]", "[]"),
+		/* unknown fields, the identifier, a field twice, a bad gen */
+		BODY("fed", QID_A, "aggregate", "counts", "[{\"field\":\"salary\"}]", "[]"),
+		BODY("fed", QID_A, "aggregate", "counts", "[{\"field\":\"bsn\"}]", "[]"),
+		BODY("fed", QID_A, "aggregate", "counts", "[]", "[{\"field\":\"salary\",\"values\":[\"1\"]}]"),
+		BODY("fed", QID_A, "aggregate", "counts", "[]", "[{\"field\":\"bsn\",\"values\":[\"123456782\"]}]"),
+		BODY("fed", QID_A, "aggregate", "counts", "[{\"field\":\"programme\"},{\"field\":\"programme\"}]", "[]"),
+		BODY("fed", QID_A, "aggregate", "counts", "[{\"field\":\"programme\",\"gen\":\"weekly\"}]", "[]"),
+		/* filters without values, with a non-scalar value */
+		BODY("fed", QID_A, "aggregate", "counts", "[]", "[{\"field\":\"programme\",\"values\":[]}]"),
+		BODY("fed", QID_A, "aggregate", "counts", "[]", "[{\"field\":\"programme\",\"values\":[{}]}]"),
+		BODY("fed", QID_A, "aggregate", "counts", "[]", "[{\"field\":\"start_year\",\"values\":[2023.5]}]"),
+		/* nine fields */
+		BODY("fed", QID_A, "aggregate", "counts",
+		     "[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\"]", "[]"),
+		/* max_cells_per_person */
+		"{\"query_id\":\"" QID_A "\",\"requester\":\"arbeidsmarkttafel\",\"purpose\":\"fed\","
+		"\"operation\":\"aggregate\",\"dataset\":\"" DS "\",\"mode\":\"counts\",\"max_cells_per_person\":0}",
+		"[]",
+	};
+	struct fixture fx;
+	struct gw_response r;
+	unsigned long before = audit_lines();
+	size_t n = sizeof(bad) / sizeof(bad[0]);
+
+	if (fixture_open(&fx, 1) < 0) {
+		CHECK(0);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		CHECK(ask(&fx, &hub, bad[i], &r) == 0);
+		if (r.status != 400) {
+			printf("#   case %zu: %d %s\n", i, r.status, r.body ? r.body : "");
+			CHECK(0);
+		}
+		CHECK_CONTAINS(r.body, "\"code\":\"bad_request\"");
+		free(r.body);
+	}
+	CHECK(audit_lines() == before + n);
+	/* a dataset this node does not hold */
+	CHECK(ask(&fx, &hub,
+		  "{\"query_id\":\"" QID_A "\",\"requester\":\"arbeidsmarkttafel\",\"purpose\":\"fed\","
+		  "\"operation\":\"aggregate\",\"dataset\":\"uwv/ww\",\"mode\":\"counts\"}", &r) == 0);
+	CHECK(r.status == 404);
+	free(r.body);
+	fixture_close(&fx);
+}
+
+/* The node accepts what the hub may send: 16 filters, 256 values each; one
+ * more of either is a 400. */
+static void limits_at_the_boundary(void)
+{
+	static const char *const names[] = { "programme", "start_year", "start_date", "completed", "postcode",
+					     "birth_date" };
+	struct fixture fx;
+	struct gw_response r;
+	char *body = malloc(65536);
+	size_t len;
+
+	if (fixture_open(&fx, 1) < 0) {
+		CHECK(0);
+		free(body);
+		return;
+	}
+	for (int values = 256; values <= 257; values++) {
+		len = (size_t)snprintf(body, 65536, "%s", BODY("fed", QID_A, "aggregate", "counts",
+							       "[{\"field\":\"programme\"}]", "X"));
+		len -= strlen("X,\"max_cells_per_person\":5}");
+		len += (size_t)snprintf(body + len, 65536 - len, "[{\"field\":\"start_year\",\"values\":[");
+		for (int i = 0; i < values; i++)
+			len += (size_t)snprintf(body + len, 65536 - len, "%s%d", i ? "," : "", 1900 + i);
+		snprintf(body + len, 65536 - len, "]}]}");
+		CHECK(ask(&fx, &hub, body, &r) == 0);
+		CHECK(r.status == (values == 256 ? 200 : 400));
+		free(r.body);
+	}
+	/* 16 filters: the six fields can only be named once each, so 16
+	 * distinct names are 16 - 6 unknown fields (400 as unknown, not as
+	 * too many); 17 is refused for the count before the schema is read */
+	for (int n = 16; n <= 17; n++) {
+		len = (size_t)snprintf(body, 65536, "%s", BODY("fed", QID_A, "aggregate", "counts", "[]", "X"));
+		len -= strlen("X,\"max_cells_per_person\":5}");
+		len += (size_t)snprintf(body + len, 65536 - len, "[");
+		for (int i = 0; i < n; i++)
+			len += (size_t)snprintf(body + len, 65536 - len, "%s{\"field\":\"%s%.0d\",\"values\":[\"1\"]}",
+						i ? "," : "", names[i % 6], i / 6);
+		snprintf(body + len, 65536 - len, "]}");
+		CHECK(ask(&fx, &hub, body, &r) == 0);
+		CHECK(r.status == 400);
+		if (n == 16)
+			CHECK_CONTAINS(r.body, "not in the dataset");
+		else
+			CHECK_CONTAINS(r.body, "more than 16");
+		free(r.body);
+	}
+	fixture_close(&fx);
+	free(body);
+}
+
+static void no_hub_key_501(void)
+{
+	struct fixture fx;
+	struct gw_response r;
+
+	if (fixture_open(&fx, 0) < 0) {
+		CHECK(0);
+		return;
+	}
+	CHECK(ask(&fx, &hub, PROG_ONLY("fed", QID_A), &r) == 0);
+	CHECK(r.status == 501);
+	CHECK_CONTAINS(r.body, "no_hub_key");
+	free(r.body);
+	/* counts need no key */
+	CHECK(ask(&fx, &hub, BODY("fed", QID_A, "aggregate", "counts", "[{\"field\":\"programme\"}]", "[]"), &r) == 0);
+	CHECK(r.status == 200);
+	free(r.body);
+	fixture_close(&fx);
+}
+
+static void audit_failure_503_nothing_released(void)
+{
+	struct fixture fx;
+	struct gw_response r;
+	unsigned long before = audit_lines();
+
+	if (fixture_open(&fx, 1) < 0) {
+		CHECK(0);
+		return;
+	}
+	audit_fail_next_writes(alog, 1);
+	CHECK(ask(&fx, &hub, PROG_ONLY("fed", QID_A), &r) == 0);
+	CHECK(r.status == 503);
+	CHECK_CONTAINS(r.body, "audit_unavailable");
+	CHECK(!strstr(r.body, "sealed") && !strstr(r.body, "records"));
+	free(r.body);
+	audit_fail_next_writes(alog, 1);
+	CHECK(ask(&fx, &hub, BODY("fed", QID_A, "aggregate", "counts", "[{\"field\":\"programme\"}]", "[]"), &r) == 0);
+	CHECK(r.status == 503);
+	CHECK(!strstr(r.body, "cells") && !strstr(r.body, "persons"));
+	free(r.body);
+	/* a deny that cannot be recorded is not answered as a deny */
+	audit_fail_next_writes(alog, 1);
+	CHECK(ask(&fx, &hub, BODY("nope", QID_A, "aggregate", "counts", "[]", "[]"), &r) == 0);
+	CHECK(r.status == 503);
+	free(r.body);
+	/* nor a non-hub */
+	audit_fail_next_writes(alog, 1);
+	CHECK(ask(&fx, &coordinator, BODY("fed", QID_A, "aggregate", "counts", "[]", "[]"), &r) == 0);
+	CHECK(r.status == 503);
+	free(r.body);
+	CHECK(audit_lines() == before);
+	/* without an audit log: nothing either */
+	fx.env.audit = NULL;
+	CHECK(ask(&fx, &hub, PROG_ONLY("fed", QID_A), &r) == 0);
+	CHECK(r.status == 503);
+	free(r.body);
+	fx.env.audit = alog;
+	/* and then answered again */
+	CHECK(ask(&fx, &hub, PROG_ONLY("fed", QID_A), &r) == 0);
+	CHECK(r.status == 200);
+	free(r.body);
+	CHECK(audit_lines() == before + 1);
+	fixture_close(&fx);
+}
+
+/* ---- generalise_text() agrees with adapter_date_format ---- */
+
+static void civil_date_matches_adapter(void)
+{
+	int32_t lo, hi;
+	int bad = 0;
+
+	adapter_date_parse("0001-01-01", 10, &lo);
+	adapter_date_parse("9999-12-31", 10, &hi);
+	for (int32_t d = lo; d <= hi && bad < 3; d++) {
+		char a[11], b[16];
+		int y, m, dd;
+
+		adapter_date_format(d, a);
+		civil_date(d, &y, &m, &dd);
+		snprintf(b, sizeof(b), "%04d-%02d-%02d", y, m, dd);
+		if (strcmp(a, b) != 0) {
+			printf("#   day %d: adapter %s, civil_date %s\n", d, a, b);
+			bad++;
+		}
+	}
+	CHECK(bad == 0);
+}
+
+int main(void)
+{
+	struct diag d = { 0 };
+	struct audit_options ao = { 1, 10, 1000 };
+	struct gw_dataset_cfg ds = { 0 };
+	char err[512], hex[65];
+	char *csv;
+
+	if (!mkdtemp(dir) || sodium_init() < 0)
+		return 1;
+	csv = make_csv();
+	catalog_path = check_write(dir, "catalog.yaml", catalog_text);
+	csv_path = check_write(dir, "fonds.csv", csv);
+	policy_path = check_write(dir, "policy.yaml", policy_text);
+	free(csv);
+	crypto_box_keypair(hub_pk, hub_sk);
+	sodium_bin2hex(hex, sizeof(hex), hub_pk, 32);
+	hubpub_path = check_write(dir, "hub.pub", hex);
+	key_path = malloc(strlen(dir) + 16);
+	sprintf(key_path, "%s/master.key", dir);
+	audit_path = malloc(strlen(dir) + 16);
+	sprintf(audit_path, "%s/audit.log", dir);
+	if (pseudo_master_generate(key_path, err, sizeof(err)) < 0 ||
+	    pseudo_master_load(key_path, &master, err, sizeof(err)) < 0) {
+		printf("not ok - test_subquery: setup: master key: %s\n", err);
+		return 1;
+	}
+	ds.id = (char *)DS;
+	ds.path = csv_path;
+	ds.delimiter = ',';
+	cfg.catalog_file = catalog_path;
+	cfg.node.organisation = (char *)"fonds";
+	cfg.node.master_key = key_path;
+	cfg.node.datasets[0] = ds;
+	cfg.node.ndatasets = 1;
+	{
+		struct policy_catalog *cat;
+		struct policy_refs refs = { 0 };
+
+		if (policy_catalog_load(catalog_path, &cat, &d) < 0) {
+			diag_first(&d, err, sizeof(err));
+			printf("not ok - test_subquery: setup: catalog: %s\n", err);
+			return 1;
+		}
+		refs.catalog = cat;
+		if (policy_set_load_mem("policy.yaml", (const unsigned char *)policy_text, strlen(policy_text), &refs,
+					&policies, &d) < 0) {
+			diag_first(&d, err, sizeof(err));
+			printf("not ok - test_subquery: setup: policy: %s\n", err);
+			return 1;
+		}
+		policy_catalog_free(cat);
+	}
+	diag_clear(&d);
+	if (audit_open(audit_path, NULL, &ao, &alog, err, sizeof(err)) < 0) {
+		printf("not ok - test_subquery: setup: audit_open: %s\n", err);
+		return 1;
+	}
+
+	RUN(not_a_hub_403);
+	RUN(counts_equal_brute_force);
+	RUN(tokens_equal_brute_force);
+	RUN(generalisation_applied);
+	RUN(tokens_differ_by_query_and_purpose);
+	RUN(policy_deny_403_audited);
+	RUN(bad_requests_400);
+	RUN(limits_at_the_boundary);
+	RUN(no_hub_key_501);
+	RUN(audit_failure_503_nothing_released);
+	RUN(civil_date_matches_adapter);
+
+	audit_close(alog);
+	policy_set_free(policies);
+	pseudo_master_free(master);
+	sodium_memzero(hub_sk, sizeof(hub_sk));
+	unlink(catalog_path);
+	unlink(csv_path);
+	unlink(policy_path);
+	unlink(key_path);
+	unlink(audit_path);
+	unlink(hubpub_path);
+	rmdir(dir);
+	free(catalog_path);
+	free(csv_path);
+	free(policy_path);
+	free(key_path);
+	free(audit_path);
+	free(hubpub_path);
+	return check_total_failed ? 1 : 0;
+}

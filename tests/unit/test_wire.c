@@ -1,0 +1,685 @@
+/*
+ * Unit tests for the node→hub tokens wire (aggregate/wire.c): builder round
+ * trips (nulls, no records, 1 and 8 fields, a full dictionary), order and
+ * de-duplication on both sort paths, every decoder refusal including every
+ * truncation point, the sealed box, and each allocation failing in turn.
+ */
+#define CHECK_FILE "test_wire"
+#include "check.h"
+
+#include <sodium.h>
+
+/* Allocation failure on demand: wire.c's allocations go through here.
+ * fail_at = k fails the k-th allocation from now (1-based); 0 never. */
+static unsigned long alloc_count, fail_at;
+static int alloc_fails(void)
+{
+	return fail_at && ++alloc_count == fail_at;
+}
+static void *hook_malloc(size_t n)
+{
+	return alloc_fails() ? NULL : malloc(n);
+}
+static void *hook_calloc(size_t n, size_t m)
+{
+	return alloc_fails() ? NULL : calloc(n, m);
+}
+static void *hook_realloc(void *p, size_t n)
+{
+	return alloc_fails() ? NULL : realloc(p, n);
+}
+#define malloc(n) hook_malloc(n)
+#define calloc(n, m) hook_calloc(n, m)
+#define realloc(p, n) hook_realloc(p, n)
+#include "../../aggregate/wire.c"
+#undef malloc
+#undef calloc
+#undef realloc
+
+static void fail_nth(unsigned long k)
+{
+	alloc_count = 0;
+	fail_at = k;
+}
+
+static uint64_t splitmix(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static void token_of(uint64_t seed, unsigned char tok[WIRE_TOKEN_BYTES])
+{
+	uint64_t a = splitmix(&seed), b = splitmix(&seed);
+
+	memcpy(tok, &a, 8);
+	memcpy(tok + 8, &b, 8);
+}
+
+/* Builds |n| records from |tokens| and |vals| (n * nfields, NULL = null)
+ * and decodes them; 0 or the failing step's code. */
+static int build(uint32_t nfields, size_t n, const unsigned char *tokens, const char *const *vals,
+		 unsigned char **plain, size_t *len, uint32_t *nrec)
+{
+	struct wire_builder *b;
+	int rc;
+
+	if ((rc = wire_builder_new(nfields, &b)) < 0)
+		return rc;
+	for (size_t i = 0; i < n; i++)
+		if ((rc = wire_builder_add(b, tokens + i * WIRE_TOKEN_BYTES, vals ? vals + i * nfields : NULL)) < 0) {
+			wire_builder_free(b);
+			return rc;
+		}
+	rc = wire_builder_finish(b, plain, len, nrec);
+	wire_builder_free(b);
+	return rc;
+}
+
+/* The value of record |r| field |f| in |t|, or NULL for null. */
+static const char *value_of(const struct wire_tokens *t, uint32_t r, uint32_t f)
+{
+	uint16_t c = t->codes[(size_t)r * t->nfields + f];
+
+	return c == WIRE_NULL ? NULL : t->fields[f].values[c];
+}
+
+static int decodes(const unsigned char *buf, size_t len)
+{
+	struct wire_tokens t;
+	char err[200] = "";
+	int rc = wire_decode(buf, len, &t, err, sizeof(err));
+
+	if (rc == 0)
+		wire_tokens_free(&t);
+	else if (!*err)
+		printf("#   refusal without a sentence\n");
+	return rc;
+}
+
+/* ---- round trips ---- */
+
+static void round_trip_two_fields_with_nulls(void)
+{
+	unsigned char tok[3 * WIRE_TOKEN_BYTES];
+	const char *vals[] = { "werk", NULL, NULL, "2023", "werk", "2024" };
+	unsigned char *plain = NULL;
+	size_t len = 0;
+	uint32_t n = 0;
+	struct wire_tokens t;
+	char err[200];
+
+	for (int i = 0; i < 3; i++)
+		token_of((uint64_t)i, tok + i * WIRE_TOKEN_BYTES);
+	CHECK(build(2, 3, tok, vals, &plain, &len, &n) == 0);
+	CHECK(n == 3);
+	CHECK(memcmp(plain, "NPT1", 4) == 0);
+	CHECK(wire_decode(plain, len, &t, err, sizeof(err)) == 0);
+	CHECK(t.nfields == 2 && t.nrecords == 3);
+	CHECK(t.fields[0].nvalues == 1 && t.fields[1].nvalues == 2);
+	for (uint32_t r = 0; r < t.nrecords; r++) {
+		/* find the input row by token */
+		int i;
+		for (i = 0; i < 3; i++)
+			if (memcmp(t.tokens + r * WIRE_TOKEN_BYTES, tok + i * WIRE_TOKEN_BYTES, WIRE_TOKEN_BYTES) == 0)
+				break;
+		CHECK(i < 3);
+		if (i == 3)
+			continue;
+		for (int f = 0; f < 2; f++) {
+			const char *want = vals[i * 2 + f], *got = value_of(&t, r, (uint32_t)f);
+			CHECK((!want && !got) || (want && got && strcmp(want, got) == 0));
+		}
+		if (r)
+			CHECK(memcmp(t.tokens + (r - 1) * WIRE_TOKEN_BYTES, t.tokens + r * WIRE_TOKEN_BYTES,
+				     WIRE_TOKEN_BYTES) < 0);
+	}
+	wire_tokens_free(&t);
+	wire_tokens_free(&t); /* a freed, zeroed struct frees again */
+	wire_tokens_free(NULL);
+	free(plain);
+}
+
+static void round_trip_edges(void)
+{
+	unsigned char tok[WIRE_TOKEN_BYTES];
+	const char *eight[8] = { "a", "", NULL, "dddd", "e e", "fé", NULL, "hhhhhhhhhhhhhhhhhhh" };
+	unsigned char *plain;
+	size_t len;
+	uint32_t n;
+	struct wire_tokens t;
+	char err[200];
+
+	/* no records, with and without fields: the smallest answers */
+	CHECK(build(0, 0, NULL, NULL, &plain, &len, &n) == 0);
+	CHECK(n == 0 && len == 12);
+	CHECK(wire_decode(plain, len, &t, err, sizeof(err)) == 0);
+	CHECK(t.nfields == 0 && t.nrecords == 0 && !t.tokens && !t.codes);
+	wire_tokens_free(&t);
+	free(plain);
+	CHECK(build(3, 0, NULL, NULL, &plain, &len, &n) == 0);
+	CHECK(n == 0 && len == 24);
+	CHECK(wire_decode(plain, len, &t, err, sizeof(err)) == 0);
+	CHECK(t.nfields == 3 && t.nrecords == 0);
+	wire_tokens_free(&t);
+	free(plain);
+
+	/* no fields, one record: only the person */
+	token_of(7, tok);
+	CHECK(build(0, 1, tok, NULL, &plain, &len, &n) == 0);
+	CHECK(n == 1 && len == 12 + WIRE_TOKEN_BYTES);
+	CHECK(wire_decode(plain, len, &t, err, sizeof(err)) == 0);
+	CHECK(t.nrecords == 1 && memcmp(t.tokens, tok, WIRE_TOKEN_BYTES) == 0);
+	wire_tokens_free(&t);
+	free(plain);
+
+	/* one field, one null record */
+	{
+		const char *one[1] = { NULL };
+		CHECK(build(1, 1, tok, one, &plain, &len, &n) == 0);
+		CHECK(wire_decode(plain, len, &t, err, sizeof(err)) == 0);
+		CHECK(t.nfields == 1 && t.fields[0].nvalues == 0 && t.codes[0] == WIRE_NULL);
+		wire_tokens_free(&t);
+		free(plain);
+	}
+
+	/* eight fields, an empty string is a value and not null */
+	CHECK(build(8, 1, tok, eight, &plain, &len, &n) == 0);
+	CHECK(wire_decode(plain, len, &t, err, sizeof(err)) == 0);
+	CHECK(t.nfields == 8 && t.nrecords == 1);
+	for (uint32_t f = 0; f < 8; f++) {
+		const char *got = value_of(&t, 0, f);
+		CHECK((!eight[f] && !got) || (eight[f] && got && strcmp(got, eight[f]) == 0));
+	}
+	wire_tokens_free(&t);
+	free(plain);
+
+	/* nine fields: refused */
+	{
+		struct wire_builder *b = (struct wire_builder *)1;
+		CHECK(wire_builder_new(9, &b) == WIRE_ERR_ARG && b == NULL);
+	}
+}
+
+static void full_dictionary(void)
+{
+	struct wire_builder *b;
+	unsigned char tok[WIRE_TOKEN_BYTES];
+	char v[16];
+	const char *vp[1] = { v };
+	unsigned char *plain;
+	size_t len;
+	uint32_t n;
+	struct wire_tokens t;
+	char err[200];
+	int ok = 1;
+
+	CHECK(wire_builder_new(1, &b) == 0);
+	for (uint32_t i = 0; i < 65535 && ok; i++) {
+		snprintf(v, sizeof(v), "v%u", i);
+		token_of(i, tok);
+		ok = wire_builder_add(b, tok, vp) == 0;
+	}
+	CHECK(ok);
+	/* the 65536th distinct value does not fit (0xFFFF is null) ... */
+	snprintf(v, sizeof(v), "v65535");
+	CHECK(wire_builder_add(b, tok, vp) == WIRE_ERR_LIMIT);
+	/* ... an existing one and null still do */
+	snprintf(v, sizeof(v), "v65534");
+	CHECK(wire_builder_add(b, tok, vp) == 0);
+	vp[0] = NULL;
+	CHECK(wire_builder_add(b, tok, vp) == 0);
+	CHECK(wire_builder_finish(b, &plain, &len, &n) == 0);
+	CHECK(n == 65537 - 1); /* the repeated (token, v65534) is a duplicate */
+	/* spent: no more adds or finishes */
+	CHECK(wire_builder_add(b, tok, vp) == WIRE_ERR_ARG);
+	wire_builder_free(b);
+	CHECK(wire_decode(plain, len, &t, err, sizeof(err)) == 0);
+	CHECK(t.fields[0].nvalues == 65535);
+	CHECK_STR(t.fields[0].values[65534], "v65534");
+	for (uint32_t r = 0; r < t.nrecords; r++) {
+		uint16_t c = t.codes[r];
+		/* every record's value is the one its token was made for */
+		if (c != WIRE_NULL) {
+			unsigned long i = strtoul(t.fields[0].values[c] + 1, NULL, 10);
+			token_of(i, tok);
+			if (memcmp(tok, t.tokens + (size_t)r * WIRE_TOKEN_BYTES, WIRE_TOKEN_BYTES) != 0) {
+				CHECK(0);
+				break;
+			}
+		}
+	}
+	wire_tokens_free(&t);
+	free(plain);
+
+	/* a value longer than 65535 bytes does not fit */
+	{
+		char *big = malloc(65537);
+		const char *bp[1] = { big };
+
+		memset(big, 'x', 65536);
+		big[65536] = '\0';
+		CHECK(wire_builder_new(1, &b) == 0);
+		CHECK(wire_builder_add(b, tok, bp) == WIRE_ERR_LIMIT);
+		big[65535] = '\0';
+		CHECK(wire_builder_add(b, tok, bp) == 0);
+		CHECK(wire_builder_finish(b, &plain, &len, &n) == 0);
+		CHECK(wire_decode(plain, len, &t, err, sizeof(err)) == 0);
+		CHECK(t.nrecords == 1 && strlen(t.fields[0].values[0]) == 65535);
+		wire_tokens_free(&t);
+		free(plain);
+		wire_builder_free(b);
+		free(big);
+	}
+}
+
+/* ---- order and de-duplication ---- */
+
+struct ref {
+	unsigned char tok[WIRE_TOKEN_BYTES];
+	uint16_t code;
+};
+
+static int ref_cmp(const void *a, const void *b)
+{
+	const struct ref *x = a, *y = b;
+	int c = memcmp(x->tok, y->tok, WIRE_TOKEN_BYTES);
+
+	return c ? c : (x->code > y->code) - (x->code < y->code);
+}
+
+/* |n| records over |npersons| tokens with repeats, in a scrambled order;
+ * checks the output against a reference qsort + unique. */
+static void sorted_and_unique(size_t n, size_t npersons, int shared_prefix)
+{
+	static const char *const vals[] = { "a", "b", "c", NULL };
+	unsigned char *tok = malloc(n * WIRE_TOKEN_BYTES);
+	const char **v = malloc(n * sizeof(*v));
+	struct ref *ref = malloc(n * sizeof(*ref));
+	uint64_t s = 42;
+	size_t nref = 0;
+	unsigned char *plain;
+	size_t len;
+	uint32_t nrec;
+	struct wire_tokens t;
+	char err[200];
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t p = splitmix(&s) % npersons;
+		token_of(p, tok + i * WIRE_TOKEN_BYTES);
+		if (shared_prefix) /* many equal 32-bit prefixes: the tie-break path */
+			memset(tok + i * WIRE_TOKEN_BYTES, 0xAB, 4 + (p & 1));
+		v[i] = vals[splitmix(&s) % 4];
+	}
+	CHECK(build(1, n, tok, v, &plain, &len, &nrec) == 0);
+	CHECK(wire_decode(plain, len, &t, err, sizeof(err)) == 0);
+	/* the reference: codes as the decoder says, then sort + unique */
+	for (size_t i = 0; i < n; i++) {
+		uint16_t code = WIRE_NULL;
+		for (uint16_t c = 0; v[i] && c < t.fields[0].nvalues; c++)
+			if (strcmp(t.fields[0].values[c], v[i]) == 0)
+				code = c;
+		memcpy(ref[i].tok, tok + i * WIRE_TOKEN_BYTES, WIRE_TOKEN_BYTES);
+		ref[i].code = code;
+	}
+	qsort(ref, n, sizeof(*ref), ref_cmp);
+	for (size_t i = 0; i < n; i++)
+		if (!nref || ref_cmp(&ref[nref - 1], &ref[i]) != 0)
+			ref[nref++] = ref[i];
+	CHECK(nrec == nref && t.nrecords == nref);
+	for (size_t i = 0; i < nref && i < t.nrecords; i++)
+		if (memcmp(ref[i].tok, t.tokens + i * WIRE_TOKEN_BYTES, WIRE_TOKEN_BYTES) != 0 ||
+		    ref[i].code != t.codes[i]) {
+			printf("#   n %zu: record %zu differs from the reference\n", n, i);
+			CHECK(0);
+			break;
+		}
+	wire_tokens_free(&t);
+	free(plain);
+	free(tok);
+	free(v);
+	free(ref);
+}
+
+static void sort_and_dedup(void)
+{
+	/* small (comparison sort) and large (radix) paths, with many repeats */
+	sorted_and_unique(10, 3, 0);
+	sorted_and_unique(4095, 1000, 0);
+	sorted_and_unique(4096, 1000, 0);
+	sorted_and_unique(200000, 150000, 0);
+	sorted_and_unique(20000, 5000, 1);
+	/* one token, several combinations: ordered by code */
+	{
+		unsigned char tok[4 * WIRE_TOKEN_BYTES];
+		const char *v[4] = { "z", "y", "z", NULL };
+		unsigned char *plain;
+		size_t len;
+		uint32_t n;
+		struct wire_tokens t;
+		char err[200];
+
+		for (int i = 0; i < 4; i++)
+			token_of(5, tok + i * WIRE_TOKEN_BYTES);
+		CHECK(build(1, 4, tok, v, &plain, &len, &n) == 0);
+		CHECK(n == 3);
+		CHECK(wire_decode(plain, len, &t, err, sizeof(err)) == 0);
+		/* "z" was seen first: code 0, "y" code 1, null last */
+		CHECK(t.codes[0] == 0 && t.codes[1] == 1 && t.codes[2] == WIRE_NULL);
+		wire_tokens_free(&t);
+		free(plain);
+	}
+}
+
+/* ---- decoder refusals ---- */
+
+/* A small valid plaintext: 2 fields, 3 records. */
+static unsigned char *sample(size_t *len)
+{
+	unsigned char tok[3 * WIRE_TOKEN_BYTES];
+	const char *vals[] = { "werk", NULL, "ziekte", "2023", "werk", "2024" };
+	unsigned char *plain = NULL;
+	uint32_t n;
+
+	for (int i = 0; i < 3; i++)
+		token_of((uint64_t)i + 100, tok + i * WIRE_TOKEN_BYTES);
+	if (build(2, 3, tok, vals, &plain, len, &n) != 0)
+		return NULL;
+	return plain;
+}
+
+/* Offset of the record count in sample(): "NPT1", nfields, then the two
+ * dictionaries ("werk", "ziekte" | "2023", "2024"). */
+#define SAMPLE_NREC_AT (8 + 4 + 2 + 4 + 2 + 6 + 4 + 2 + 4 + 2 + 4)
+#define SAMPLE_REC_AT (SAMPLE_NREC_AT + 4)
+#define SAMPLE_RECLEN (WIRE_TOKEN_BYTES + 4)
+
+static void expect_refused(const unsigned char *buf, size_t len, const char *needle)
+{
+	struct wire_tokens t;
+	char err[200] = "";
+
+	memset(&t, 0x5A, sizeof(t)); /* the decoder zeroes it whatever it held */
+	CHECK(wire_decode(buf, len, &t, err, sizeof(err)) == WIRE_ERR_FORMAT);
+	CHECK_CONTAINS(err, needle);
+	CHECK(t.tokens == NULL && t.codes == NULL && t.nrecords == 0);
+}
+
+static void decoder_refusals(void)
+{
+	size_t len;
+	unsigned char *s = sample(&len), *m;
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	CHECK(len == SAMPLE_REC_AT + 3 * SAMPLE_RECLEN);
+	CHECK(get_u32(s + SAMPLE_NREC_AT) == 3);
+	CHECK(decodes(s, len) == 0);
+	m = malloc(len + 8);
+
+	/* every truncation point, the empty buffer included */
+	for (size_t cut = 0; cut < len; cut++)
+		if (decodes(s, cut) != WIRE_ERR_FORMAT) {
+			printf("#   a plaintext cut at %zu of %zu bytes was accepted\n", cut, len);
+			CHECK(0);
+		}
+	CHECK(decodes(NULL, 0) == WIRE_ERR_FORMAT);
+
+	/* bad magic */
+	memcpy(m, s, len);
+	m[3] = '2';
+	expect_refused(m, len, "magic");
+
+	/* nine fields */
+	memcpy(m, s, len);
+	put_u32(m + 4, 9);
+	expect_refused(m, len, "more than 8 fields");
+
+	/* a dictionary claiming more values than bytes, or than 65535 */
+	memcpy(m, s, len);
+	put_u32(m + 8, 1000);
+	expect_refused(m, len, "more values than");
+	put_u32(m + 8, 65536);
+	expect_refused(m, len, "more than 65535");
+	/* a value length running past the end */
+	memcpy(m, s, len);
+	put_u16(m + 12, 0xFFFF);
+	expect_refused(m, len, "past the end");
+	/* NUL inside a value */
+	memcpy(m, s, len);
+	m[15] = '\0';
+	expect_refused(m, len, "NUL");
+	/* the same value twice: "werk" "ziekte" -> "werk" "werk" + 2 trailing bytes re-laid */
+	{
+		unsigned char d[] = { 'N', 'P', 'T', '1', 1, 0, 0, 0, 2, 0, 0, 0, 1, 0, 'x', 1, 0, 'x', 0, 0, 0, 0 };
+		expect_refused(d, sizeof(d), "twice");
+		d[17] = 'y';
+		CHECK(decodes(d, sizeof(d)) == 0);
+	}
+
+	/* nrecords lying both ways */
+	memcpy(m, s, len);
+	put_u32(m + SAMPLE_NREC_AT, 4);
+	expect_refused(m, len, "fewer records");
+	put_u32(m + SAMPLE_NREC_AT, 0xFFFFFFFFu);
+	expect_refused(m, len, "fewer records");
+	put_u32(m + SAMPLE_NREC_AT, 2);
+	expect_refused(m, len, "after its last record");
+
+	/* trailing bytes */
+	memcpy(m, s, len);
+	m[len] = 0;
+	expect_refused(m, len + 1, "after its last record");
+
+	/* codes out of range: one past the dictionary, and just inside */
+	memcpy(m, s, len);
+	put_u16(m + SAMPLE_REC_AT + WIRE_TOKEN_BYTES, 2); /* field 0 has 2 values */
+	expect_refused(m, len, "outside");
+	put_u16(m + SAMPLE_REC_AT + WIRE_TOKEN_BYTES, 1);
+	CHECK(decodes(m, len) == 0);
+	put_u16(m + SAMPLE_REC_AT + WIRE_TOKEN_BYTES, 0xFFFE);
+	expect_refused(m, len, "outside");
+	put_u16(m + SAMPLE_REC_AT + WIRE_TOKEN_BYTES, 0xFFFF);
+	CHECK(decodes(m, len) == 0);
+	put_u16(m + SAMPLE_REC_AT + WIRE_TOKEN_BYTES + 2, 7); /* field 1 has 2 values */
+	expect_refused(m, len, "outside");
+
+	/* unsorted tokens: swap the last two records; equal tokens are fine */
+	memcpy(m, s, len);
+	memcpy(m + SAMPLE_REC_AT + 1 * SAMPLE_RECLEN, s + SAMPLE_REC_AT + 2 * SAMPLE_RECLEN, SAMPLE_RECLEN);
+	memcpy(m + SAMPLE_REC_AT + 2 * SAMPLE_RECLEN, s + SAMPLE_REC_AT + 1 * SAMPLE_RECLEN, SAMPLE_RECLEN);
+	expect_refused(m, len, "not sorted");
+	memcpy(m, s, len);
+	memcpy(m + SAMPLE_REC_AT + 2 * SAMPLE_RECLEN, s + SAMPLE_REC_AT + 1 * SAMPLE_RECLEN, WIRE_TOKEN_BYTES);
+	CHECK(decodes(m, len) == 0);
+
+	/* NULL arguments */
+	CHECK(wire_decode(s, len, NULL, NULL, 0) == WIRE_ERR_ARG);
+	free(m);
+	free(s);
+}
+
+/* ---- the sealed box ---- */
+
+static void seal_open(void)
+{
+	unsigned char pk[32], sk[32], pk2[32], sk2[32];
+	size_t len, plen = 0, b64len = 0;
+	unsigned char *s = sample(&len), *plain = NULL;
+	char *b64 = NULL, err[200] = "";
+
+	crypto_box_keypair(pk, sk);
+	crypto_box_keypair(pk2, sk2);
+	CHECK(wire_seal(s, len, pk, &b64, &b64len) == 0);
+	CHECK(b64 && strlen(b64) == b64len && b64len % 4 == 0);
+	CHECK(b64len == sodium_base64_ENCODED_LEN(len + crypto_box_SEALBYTES, sodium_base64_VARIANT_ORIGINAL) - 1);
+	CHECK(wire_open(b64, b64len, pk, sk, &plain, &plen, err, sizeof(err)) == 0);
+	CHECK(plen == len && plain && memcmp(plain, s, len) == 0);
+	CHECK(decodes(plain, plen) == 0);
+	free(plain);
+
+	/* the wrong key pair */
+	plain = (unsigned char *)1;
+	CHECK(wire_open(b64, b64len, pk2, sk2, &plain, &plen, err, sizeof(err)) == WIRE_ERR_CRYPTO);
+	CHECK(plain == NULL);
+	CHECK_CONTAINS(err, "cannot be opened");
+	/* the right public key with another secret key */
+	CHECK(wire_open(b64, b64len, pk, sk2, &plain, &plen, err, sizeof(err)) == WIRE_ERR_CRYPTO);
+
+	/* tampered: one base64 digit changed, in the ephemeral key, the tag, the body */
+	{
+		size_t at[] = { 0, 40, b64len / 2, b64len - 8 };
+		for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+			char keep = b64[at[i]];
+			b64[at[i]] = keep == 'A' ? 'B' : 'A';
+			CHECK(wire_open(b64, b64len, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_CRYPTO);
+			b64[at[i]] = keep;
+		}
+		/* a shorter box: valid base64, not the box */
+		CHECK(wire_open(b64, b64len - 4, pk, sk, &plain, &plen, err, sizeof(err)) < 0);
+	}
+
+	/* bad base64: a foreign character, whitespace, missing padding, the
+	 * URL-safe alphabet, a length that is not a multiple of 4, too short */
+	{
+		char *bad = malloc(b64len + 2);
+		memcpy(bad, b64, b64len + 1);
+		bad[10] = '*';
+		CHECK(wire_open(bad, b64len, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_FORMAT);
+		CHECK_CONTAINS(err, "base64");
+		memcpy(bad, b64, b64len + 1);
+		bad[10] = ' ';
+		CHECK(wire_open(bad, b64len, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_FORMAT);
+		memcpy(bad, b64, b64len + 1);
+		bad[10] = '-';
+		CHECK(wire_open(bad, b64len, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_FORMAT);
+		memcpy(bad, b64, b64len + 1);
+		bad[b64len] = 'A';
+		CHECK(wire_open(bad, b64len + 1, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_FORMAT);
+		memcpy(bad, b64, b64len + 1);
+		if (bad[b64len - 1] == '=') {
+			bad[b64len - 1] = 'A';
+			CHECK(wire_open(bad, b64len, pk, sk, &plain, &plen, err, sizeof(err)) < 0);
+		}
+		CHECK(wire_open("", 0, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_FORMAT);
+		CHECK(wire_open("AAAA", 4, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_FORMAT);
+		CHECK(plain == NULL);
+		free(bad);
+	}
+	free(b64);
+
+	/* an empty plaintext seals and opens (a box with nothing in it) */
+	CHECK(wire_seal(NULL, 0, pk, &b64, &b64len) == 0);
+	CHECK(wire_open(b64, b64len, pk, sk, &plain, &plen, err, sizeof(err)) == 0);
+	CHECK(plen == 0 && plain != NULL);
+	free(plain);
+	free(b64);
+	free(s);
+	sodium_memzero(sk, sizeof(sk));
+	sodium_memzero(sk2, sizeof(sk2));
+}
+
+/* ---- out of memory: each allocation fails in turn ---- */
+
+static void out_of_memory(void)
+{
+	size_t len = 0;
+	unsigned char *s = sample(&len);
+	unsigned char pk[32], sk[32];
+	int done = 0;
+
+	crypto_box_keypair(pk, sk);
+	/* build (small and radix sort paths) */
+	for (size_t n = 3; n <= 5000; n += 4997) {
+		unsigned char *tok = malloc(n * WIRE_TOKEN_BYTES);
+		const char **v = malloc(n * 2 * sizeof(*v));
+		char (*names)[8] = malloc(n * sizeof(*names));
+
+		for (size_t i = 0; i < n; i++) {
+			token_of(i % 100, tok + i * WIRE_TOKEN_BYTES);
+			snprintf(names[i], sizeof(names[i]), "v%zu", i % 70);
+			v[2 * i] = names[i];
+			v[2 * i + 1] = i % 3 ? "x" : NULL;
+		}
+		done = 0;
+		for (unsigned long k = 1; k < 10000 && !done; k++) {
+			unsigned char *plain = NULL;
+			size_t plen;
+			uint32_t nrec;
+			int rc;
+
+			fail_nth(k);
+			rc = build(2, n, tok, v, &plain, &plen, &nrec);
+			fail_nth(0);
+			if (rc == 0) {
+				done = 1;
+				CHECK(decodes(plain, plen) == 0);
+				free(plain);
+			} else {
+				CHECK(rc == WIRE_ERR_NOMEM);
+			}
+		}
+		CHECK(done);
+		free(tok);
+		free(v);
+		free(names);
+	}
+	/* decode */
+	done = 0;
+	for (unsigned long k = 1; k < 100 && !done; k++) {
+		struct wire_tokens t;
+		char err[200];
+		int rc;
+
+		fail_nth(k);
+		rc = wire_decode(s, len, &t, err, sizeof(err));
+		fail_nth(0);
+		if (rc == 0) {
+			done = 1;
+			wire_tokens_free(&t);
+		} else {
+			CHECK(rc == WIRE_ERR_NOMEM);
+		}
+	}
+	CHECK(done);
+	/* seal and open */
+	done = 0;
+	for (unsigned long k = 1; k < 100 && !done; k++) {
+		char *b64 = NULL, err[200];
+		size_t b64len, plen;
+		unsigned char *plain = NULL;
+		int rc;
+
+		fail_nth(k);
+		rc = wire_seal(s, len, pk, &b64, &b64len);
+		if (rc == 0)
+			rc = wire_open(b64, b64len, pk, sk, &plain, &plen, err, sizeof(err));
+		fail_nth(0);
+		if (rc == 0)
+			done = 1;
+		else
+			CHECK(rc == WIRE_ERR_NOMEM);
+		free(b64);
+		free(plain);
+	}
+	CHECK(done);
+	free(s);
+}
+
+int main(void)
+{
+	if (sodium_init() < 0)
+		return 1;
+	RUN(round_trip_two_fields_with_nulls);
+	RUN(round_trip_edges);
+	RUN(full_dictionary);
+	RUN(sort_and_dedup);
+	RUN(decoder_refusals);
+	RUN(seal_open);
+	RUN(out_of_memory);
+	return check_total_failed ? 1 : 0;
+}
