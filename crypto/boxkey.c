@@ -15,25 +15,12 @@
 
 #include <sodium.h>
 
+#include "../common/errbuf.h"
 #include "pseudo.h"
 
 #define BOX_HEX_LEN 64                  /* 32 bytes as hex */
 #define BOX_LINE_LEN (BOX_HEX_LEN + 1)  /* and the newline */
 #define BOX_SUFFIX_MAX 5                /* ".sec" / ".pub" + NUL */
-
-static void box_seterr(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void box_seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static int box_write_all(int fd, const char *p, size_t n)
 {
@@ -62,7 +49,7 @@ static int box_write_file(const char *path, const char *line, mode_t mode, int *
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 	if (fd < 0) {
 		e = errno;
-		box_seterr(err, errlen, "%s: %s%s", path, strerror(e),
+		err_set(err, errlen, "%s: %s%s", path, strerror(e),
 			   e == EEXIST ? " (a key file is never overwritten; move it away first)" : "");
 		return e == EEXIST ? PSEUDO_ERR_EXISTS : PSEUDO_ERR_IO;
 	}
@@ -70,11 +57,11 @@ static int box_write_file(const char *path, const char *line, mode_t mode, int *
 	if (fchmod(fd, mode) < 0 || box_write_all(fd, line, BOX_LINE_LEN) < 0 || fsync(fd) < 0) {
 		e = errno;
 		close(fd);
-		box_seterr(err, errlen, "%s: %s", path, strerror(e));
+		err_set(err, errlen, "%s: %s", path, strerror(e));
 		return PSEUDO_ERR_IO;
 	}
 	if (close(fd) < 0) {
-		box_seterr(err, errlen, "%s: %s", path, strerror(errno));
+		err_set(err, errlen, "%s: %s", path, strerror(errno));
 		return PSEUDO_ERR_IO;
 	}
 	return 0;
@@ -100,7 +87,7 @@ int pseudo_box_generate(const char *prefix, char *err, size_t errlen)
 	int rc = PSEUDO_ERR_NOMEM, sec_made = 0, pub_made = 0;
 
 	if (!prefix || !*prefix) {
-		box_seterr(err, errlen, "no key file prefix given");
+		err_set(err, errlen, "no key file prefix given");
 		return PSEUDO_ERR_ARG;
 	}
 	sec = box_path(prefix, ".sec");
@@ -109,7 +96,7 @@ int pseudo_box_generate(const char *prefix, char *err, size_t errlen)
 		goto nomem;
 	/* Refuse before creating anything: a half-new pair is worse than none. */
 	if (lstat(pub, &st) == 0) {
-		box_seterr(err, errlen, "%s: File exists (a key file is never overwritten; "
+		err_set(err, errlen, "%s: File exists (a key file is never overwritten; "
 			   "move it away first)", pub);
 		rc = PSEUDO_ERR_EXISTS;
 		goto done;
@@ -119,7 +106,7 @@ int pseudo_box_generate(const char *prefix, char *err, size_t errlen)
 	if (!sk || !line)
 		goto nomem;
 	if (crypto_box_keypair(pk, sk) != 0) {
-		box_seterr(err, errlen, "%s: crypto_box_keypair failed", prefix);
+		err_set(err, errlen, "%s: crypto_box_keypair failed", prefix);
 		rc = PSEUDO_ERR_CRYPTO;
 		goto done;
 	}
@@ -134,7 +121,7 @@ int pseudo_box_generate(const char *prefix, char *err, size_t errlen)
 	rc = box_write_file(pub, line, 0644, &pub_made, err, errlen);
 	goto done;
 nomem:
-	box_seterr(err, errlen, "%s: out of memory", prefix);
+	err_set(err, errlen, "%s: out of memory", prefix);
 	rc = PSEUDO_ERR_NOMEM;
 done:
 	if (rc < 0 && pub_made)
@@ -163,28 +150,28 @@ static int box_read(const char *path, unsigned char *key, int secret, char *err,
 	int fd = -1, rc;
 
 	if (!path || !*path || !key) {
-		box_seterr(err, errlen, "no %s file given", what);
+		err_set(err, errlen, "no %s file given", what);
 		return PSEUDO_ERR_ARG;
 	}
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0 || fstat(fd, &st) < 0) {
-		box_seterr(err, errlen, "%s: %s", path, strerror(errno));
+		err_set(err, errlen, "%s: %s", path, strerror(errno));
 		rc = PSEUDO_ERR_IO;
 		goto done;
 	}
 	rc = PSEUDO_ERR_INSECURE;
 	if (!S_ISREG(st.st_mode)) {
-		box_seterr(err, errlen, "%s: not a regular file", path);
+		err_set(err, errlen, "%s: not a regular file", path);
 		goto done;
 	}
 	if (secret && (st.st_mode & (S_IRWXG | S_IRWXO))) {
-		box_seterr(err, errlen, "%s: mode %04o lets group or others access the %s; "
+		err_set(err, errlen, "%s: mode %04o lets group or others access the %s; "
 			   "refused (chmod 600 it, and consider the key exposed)",
 			   path, (unsigned)(st.st_mode & 07777), what);
 		goto done;
 	}
 	if (secret && st.st_uid != 0 && st.st_uid != geteuid()) {
-		box_seterr(err, errlen, "%s: owned by uid %u, not by this user or root; refused",
+		err_set(err, errlen, "%s: owned by uid %u, not by this user or root; refused",
 			   path, (unsigned)st.st_uid);
 		goto done;
 	}
@@ -201,7 +188,7 @@ static int box_read(const char *path, unsigned char *key, int secret, char *err,
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			box_seterr(err, errlen, "%s: %s", path, strerror(errno));
+			err_set(err, errlen, "%s: %s", path, strerror(errno));
 			rc = PSEUDO_ERR_IO;
 			goto done;
 		}
@@ -213,13 +200,13 @@ static int box_read(const char *path, unsigned char *key, int secret, char *err,
 	if ((n != BOX_LINE_LEN && n != BOX_HEX_LEN) || (n == BOX_LINE_LEN && buf[BOX_HEX_LEN] != '\n') ||
 	    sodium_hex2bin(key, 32, buf, BOX_HEX_LEN, NULL, &binlen, &end) != 0 ||
 	    binlen != 32 || end != buf + BOX_HEX_LEN) {
-		box_seterr(err, errlen, "%s: not a %s (expected one line of 64 hex digits)", path, what);
+		err_set(err, errlen, "%s: not a %s (expected one line of 64 hex digits)", path, what);
 		goto done;
 	}
 	rc = 0;
 	goto done;
 nomem:
-	box_seterr(err, errlen, "%s: out of memory", path);
+	err_set(err, errlen, "%s: out of memory", path);
 done:
 	if (rc < 0 && key)
 		sodium_memzero(key, 32);

@@ -13,6 +13,7 @@
 
 #include <sodium.h>
 
+#include "../common/errbuf.h"
 #include "pseudo.h"
 #include "blake2b_batch.h"
 
@@ -106,19 +107,6 @@ struct pseudo_key {
 _Static_assert(sizeof(struct pseudo_key) % 64 == 0, "pseudo_key size must keep sodium_malloc aligned");
 _Static_assert(crypto_generichash_KEYBYTES_MAX >= PSEUDO_KEY_BYTES, "key size");
 _Static_assert(crypto_kdf_KEYBYTES == PSEUDO_KEY_BYTES, "master key size");
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* Takes |key| (32 bytes, any memory) and builds a read-only master around a copy. */
 static int master_from_bytes(const unsigned char *key, struct pseudo_master **out)
@@ -339,7 +327,7 @@ int pseudo_master_generate(const char *path, char *err, size_t errlen)
 	int fd = -1, rc = PSEUDO_ERR_NOMEM, created = 0;
 
 	if (!path || !*path) {
-		seterr(err, errlen, "no key file path given");
+		err_set(err, errlen, "no key file path given");
 		return PSEUDO_ERR_ARG;
 	}
 	if (sodium_init() < 0)
@@ -360,26 +348,26 @@ int pseudo_master_generate(const char *path, char *err, size_t errlen)
 		int e = errno;
 
 		rc = e == EEXIST ? PSEUDO_ERR_EXISTS : PSEUDO_ERR_IO;
-		seterr(err, errlen, "%s: %s%s", path, strerror(e),
+		err_set(err, errlen, "%s: %s%s", path, strerror(e),
 		       e == EEXIST ? " (a key file is never overwritten; move it away first)" : "");
 		goto done;
 	}
 	created = 1;
 	rc = PSEUDO_ERR_IO;
 	if (fchmod(fd, 0600) < 0 || write_all(fd, line, MASTER_LINE_LEN) < 0 || fsync(fd) < 0) {
-		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		err_set(err, errlen, "%s: %s", path, strerror(errno));
 		goto done;
 	}
 	if (close(fd) < 0) {
 		fd = -1;
-		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		err_set(err, errlen, "%s: %s", path, strerror(errno));
 		goto done;
 	}
 	fd = -1;
 	rc = 0;
 	goto done;
 nomem:
-	seterr(err, errlen, "%s: out of memory", path);
+	err_set(err, errlen, "%s: out of memory", path);
 	rc = PSEUDO_ERR_NOMEM;
 done:
 	if (fd >= 0)
@@ -402,35 +390,35 @@ int pseudo_master_load(const char *path, struct pseudo_master **out, char *err, 
 
 	*out = NULL;
 	if (!path || !*path) {
-		seterr(err, errlen, "no key file path given");
+		err_set(err, errlen, "no key file path given");
 		return PSEUDO_ERR_ARG;
 	}
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0 || fstat(fd, &st) < 0) {
-		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		err_set(err, errlen, "%s: %s", path, strerror(errno));
 		rc = PSEUDO_ERR_IO;
 		goto done;
 	}
 	/* relayd's check_file_secrecy: the checks apply to the file opened. */
 	rc = PSEUDO_ERR_INSECURE;
 	if (!S_ISREG(st.st_mode)) {
-		seterr(err, errlen, "%s: not a regular file", path);
+		err_set(err, errlen, "%s: not a regular file", path);
 		goto done;
 	}
 	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		seterr(err, errlen, "%s: mode %04o lets group or others access the master key; "
+		err_set(err, errlen, "%s: mode %04o lets group or others access the master key; "
 			       "refused (chmod 600 it, and consider the key exposed)",
 		       path, (unsigned)(st.st_mode & 07777));
 		goto done;
 	}
 	if (st.st_uid != 0 && st.st_uid != geteuid()) {
-		seterr(err, errlen, "%s: owned by uid %u, not by this user or root; refused", path,
+		err_set(err, errlen, "%s: owned by uid %u, not by this user or root; refused", path,
 		       (unsigned)st.st_uid);
 		goto done;
 	}
 	rc = PSEUDO_ERR_FORMAT;
 	if (st.st_size != (off_t)MASTER_LINE_LEN && st.st_size != (off_t)MASTER_LINE_LEN - 1) {
-		seterr(err, errlen, "%s: %lld bytes, expected %zu: not a noordpoort master key "
+		err_set(err, errlen, "%s: %lld bytes, expected %zu: not a noordpoort master key "
 			       "(one line '%s<64 hex digits>')",
 		       path, (long long)st.st_size, MASTER_LINE_LEN, MASTER_MAGIC);
 		goto done;
@@ -448,7 +436,7 @@ int pseudo_master_load(const char *path, struct pseudo_master **out, char *err, 
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			seterr(err, errlen, "%s: %s", path, strerror(errno));
+			err_set(err, errlen, "%s: %s", path, strerror(errno));
 			rc = PSEUDO_ERR_IO;
 			goto done;
 		}
@@ -463,7 +451,7 @@ int pseudo_master_load(const char *path, struct pseudo_master **out, char *err, 
 	    sodium_hex2bin(key, PSEUDO_KEY_BYTES, buf + MASTER_MAGIC_LEN, 2 * PSEUDO_KEY_BYTES,
 			   NULL, &binlen, &end) != 0 ||
 	    binlen != PSEUDO_KEY_BYTES || end != buf + MASTER_MAGIC_LEN + 2 * PSEUDO_KEY_BYTES) {
-		seterr(err, errlen, "%s: not a noordpoort master key (expected one line '%s<64 hex digits>')",
+		err_set(err, errlen, "%s: not a noordpoort master key (expected one line '%s<64 hex digits>')",
 		       path, MASTER_MAGIC);
 		goto done;
 	}
@@ -471,7 +459,7 @@ int pseudo_master_load(const char *path, struct pseudo_master **out, char *err, 
 	if (rc == 0)
 		goto done;
 nomem:
-	seterr(err, errlen, "%s: out of memory", path);
+	err_set(err, errlen, "%s: out of memory", path);
 	rc = PSEUDO_ERR_NOMEM;
 done:
 	if (fd >= 0)

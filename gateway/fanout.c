@@ -15,6 +15,7 @@
  * concurrent question. Lanes are never freed before gw_fanout_free, so there
  * are at most as many as questions ever ran at once (the hub's workers).
  */
+#include "../common/errbuf.h"
 #include "fanout.h"
 
 #include <errno.h>
@@ -72,20 +73,6 @@ struct xfer {
 	char url[MAX_ENDPOINT + sizeof(SUBQUERY_PATH)];
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* Reads |path| whole (at most MAX_FILE_BYTES) into malloc'd or, when
  * |secret|, sodium_malloc'd memory. A secret file must not be accessible by
  * group or others (as gateway/tls.c demands of the server key). */
@@ -101,21 +88,21 @@ static int read_pem(const char *what, const char *path, int secret, void **out, 
 	*outlen = 0;
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0 || fstat(fd, &st) < 0) {
-		set_err(err, errlen, "%s '%s': %s", what, path, strerror(errno));
+		err_set(err, errlen, "%s '%s': %s", what, path, strerror(errno));
 		goto done;
 	}
 	if (!S_ISREG(st.st_mode) || st.st_size <= 0 || (uintmax_t)st.st_size > MAX_FILE_BYTES) {
-		set_err(err, errlen, "%s '%s': not a regular file of 1 byte to 1 MiB", what, path);
+		err_set(err, errlen, "%s '%s': not a regular file of 1 byte to 1 MiB", what, path);
 		goto done;
 	}
 	if (secret && (st.st_mode & (S_IRWXG | S_IRWXO))) {
-		set_err(err, errlen, "%s '%s' is accessible by group or others (mode %03o); "
+		err_set(err, errlen, "%s '%s' is accessible by group or others (mode %03o); "
 			"run: chmod 600 '%s'", what, path, (unsigned)(st.st_mode & 0777), path);
 		goto done;
 	}
 	buf = secret ? sodium_malloc((size_t)st.st_size + 1) : malloc((size_t)st.st_size + 1);
 	if (!buf) {
-		set_err(err, errlen, "%s '%s': out of memory", what, path);
+		err_set(err, errlen, "%s '%s': out of memory", what, path);
 		rc = GW_FANOUT_ERR_NOMEM;
 		goto done;
 	}
@@ -125,7 +112,7 @@ static int read_pem(const char *what, const char *path, int secret, void **out, 
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
-			set_err(err, errlen, "%s '%s': %s", what, path,
+			err_set(err, errlen, "%s '%s': %s", what, path,
 				r < 0 ? strerror(errno) : "shorter than its size");
 			goto done;
 		}
@@ -161,23 +148,23 @@ static int check_pems(const struct gw_fanout *f, const char *cert, const char *k
 
 	if (!(b = BIO_new_mem_buf(f->cert, (int)f->cert_len)) ||
 	    !(x = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
-		set_err(err, errlen, "client certificate '%s': not a PEM certificate", cert);
+		err_set(err, errlen, "client certificate '%s': not a PEM certificate", cert);
 		goto done;
 	}
 	BIO_free(b);
 	if (!(b = BIO_new_mem_buf(f->key, (int)f->key_len)) ||
 	    !(pk = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL))) {
-		set_err(err, errlen, "client key '%s': not a PEM private key (or encrypted)", key);
+		err_set(err, errlen, "client key '%s': not a PEM private key (or encrypted)", key);
 		goto done;
 	}
 	if (X509_check_private_key(x, pk) != 1) {
-		set_err(err, errlen, "client key '%s' does not belong to certificate '%s'", key, cert);
+		err_set(err, errlen, "client key '%s' does not belong to certificate '%s'", key, cert);
 		goto done;
 	}
 	BIO_free(b);
 	if (!(b = BIO_new_mem_buf(f->ca, (int)f->ca_len)) ||
 	    !(cax = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
-		set_err(err, errlen, "CA file '%s': no PEM certificate in it", ca);
+		err_set(err, errlen, "CA file '%s': no PEM certificate in it", ca);
 		goto done;
 	}
 	rc = 0;
@@ -209,21 +196,21 @@ int gw_fanout_new(const char *cert, const char *key, const char *ca, struct gw_f
 	if (out)
 		*out = NULL;
 	if (!cert || !key || !ca || !out || !*cert || !*key || !*ca) {
-		set_err(err, errlen, "fan-out: certificate, key and CA files are all required");
+		err_set(err, errlen, "fan-out: certificate, key and CA files are all required");
 		return GW_FANOUT_ERR_ARG;
 	}
 	pthread_once(&curl_once, curl_init_once);
 	if (curl_init_rc != CURLE_OK || sodium_init() < 0) {
-		set_err(err, errlen, "fan-out: libcurl or libsodium failed to initialise");
+		err_set(err, errlen, "fan-out: libcurl or libsodium failed to initialise");
 		return GW_FANOUT_ERR_CURL;
 	}
 	if (!(f = calloc(1, sizeof(*f)))) {
-		set_err(err, errlen, "fan-out: out of memory");
+		err_set(err, errlen, "fan-out: out of memory");
 		return GW_FANOUT_ERR_NOMEM;
 	}
 	if (pthread_mutex_init(&f->lock, NULL) != 0) {
 		free(f);
-		set_err(err, errlen, "fan-out: cannot create a mutex");
+		err_set(err, errlen, "fan-out: cannot create a mutex");
 		return GW_FANOUT_ERR_NOMEM;
 	}
 	if ((rc = read_pem("client certificate", cert, 0, &p, &f->cert_len, err, errlen)) < 0)
@@ -250,7 +237,7 @@ int gw_fanout_new(const char *cert, const char *key, const char *ca, struct gw_f
 	*out = f;
 	return 0;
 nomem:
-	set_err(err, errlen, "fan-out: out of memory");
+	err_set(err, errlen, "fan-out: out of memory");
 fail:
 	gw_fanout_free(f);
 	return rc;

@@ -4,6 +4,7 @@
  * the answer as an aligned table, CSV or JSON (docs/query.md). Everything the
  * hub sends is peer data: printed only after control characters are masked.
  */
+#include "../common/errbuf.h"
 #include "fanout.h"
 
 #include <errno.h>
@@ -61,20 +62,6 @@ static int query_usage_error(const char *fmt, const char *arg)
 	fprintf(stderr, fmt, arg);
 	fputs(" (see 'noordpoort query --help')\n", stderr);
 	return 2;
-}
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
 }
 
 /* ---- formatting the answer ----------------------------------------------- */
@@ -194,14 +181,14 @@ static int cell_count(const cJSON *o, const char *min_cell, char **txt, char **c
 		fmt_num(num, sizeof(num), p->valuedouble);
 		snprintf(buf, sizeof(buf), "%s%s", *noisy ? "~" : "", num);
 	} else {
-		set_err(err, errlen, "%s has neither persons nor suppressed", what);
+		err_set(err, errlen, "%s has neither persons nor suppressed", what);
 		return -1;
 	}
 	*txt = strdup(buf);
 	if (csv)
 		*csv = strdup(num);
 	if (!*txt || (csv && !*csv)) {
-		set_err(err, errlen, "out of memory");
+		err_set(err, errlen, "out of memory");
 		return -1;
 	}
 	return 0;
@@ -213,7 +200,7 @@ static int answer_parse(struct answer *an, const char *json, size_t len, char *e
 	size_t r = 0;
 
 	if (!(an->root = cJSON_ParseWithLength(json, len)) || !cJSON_IsObject(an->root)) {
-		set_err(err, errlen, "not a JSON object");
+		err_set(err, errlen, "not a JSON object");
 		return -1;
 	}
 	an->group_by = cJSON_GetObjectItemCaseSensitive(an->root, "group_by");
@@ -223,13 +210,13 @@ static int answer_parse(struct answer *an, const char *json, size_t len, char *e
 	an->budget = cJSON_GetObjectItemCaseSensitive(an->root, "budget");
 	an->missing = cJSON_GetObjectItemCaseSensitive(an->root, "missing_nodes");
 	if (!cJSON_IsArray(an->group_by) || !cJSON_IsArray(an->cells)) {
-		set_err(err, errlen, "no group_by or cells array");
+		err_set(err, errlen, "no group_by or cells array");
 		return -1;
 	}
 	an->ncols = (size_t)cJSON_GetArraySize(an->group_by);
 	an->nrows = (size_t)cJSON_GetArraySize(an->cells);
 	if (an->ncols > MAX_GROUP_BY) {
-		set_err(err, errlen, "%zu group_by fields (at most %d)", an->ncols, MAX_GROUP_BY);
+		err_set(err, errlen, "%zu group_by fields (at most %d)", an->ncols, MAX_GROUP_BY);
 		return -1;
 	}
 	d = cJSON_GetObjectItemCaseSensitive(an->disclosure, "min_cell");
@@ -241,7 +228,7 @@ static int answer_parse(struct answer *an, const char *json, size_t len, char *e
 		const cJSON *g = cJSON_GetArrayItem(an->group_by, (int)i);
 
 		if (!cJSON_IsString(g)) {
-			set_err(err, errlen, "group_by[%zu] is not a string", i);
+			err_set(err, errlen, "group_by[%zu] is not a string", i);
 			return -1;
 		}
 		if (!(an->head[i] = header_name(g->valuestring, 0)))
@@ -275,7 +262,7 @@ static int answer_parse(struct answer *an, const char *json, size_t len, char *e
 		snprintf(what, sizeof(what), "cells[%zu]", r);
 		if (!cJSON_IsObject(c) || !cJSON_IsArray(key) ||
 		    (size_t)cJSON_GetArraySize(key) != an->ncols) {
-			set_err(err, errlen, "%s: key is not an array of %zu values (one per group_by field)",
+			err_set(err, errlen, "%s: key is not an array of %zu values (one per group_by field)",
 				what, an->ncols);
 			return -1;
 		}
@@ -297,7 +284,7 @@ static int answer_parse(struct answer *an, const char *json, size_t len, char *e
 				fmt_num(num, sizeof(num), v->valuedouble);
 				an->keys[r][i] = strdup(num);
 			} else {
-				set_err(err, errlen, "%s: key[%zu] is not a string, bool, number or null", what, i);
+				err_set(err, errlen, "%s: key[%zu] is not a string, bool, number or null", what, i);
 				return -1;
 			}
 			if (!an->keys[r][i])
@@ -321,7 +308,7 @@ static int answer_parse(struct answer *an, const char *json, size_t len, char *e
 	}
 	return 0;
 nomem:
-	set_err(err, errlen, "out of memory");
+	err_set(err, errlen, "out of memory");
 	return -1;
 }
 
@@ -528,7 +515,7 @@ int query_format(const char *answer_json, size_t len, enum query_fmt fmt, FILE *
 	int rc = -1;
 
 	if (!answer_json || !out) {
-		set_err(err, errlen, "no answer");
+		err_set(err, errlen, "no answer");
 		return -1;
 	}
 	if (answer_parse(&an, answer_json, len, err, errlen) < 0)
@@ -536,14 +523,14 @@ int query_format(const char *answer_json, size_t len, enum query_fmt fmt, FILE *
 	/* Built in memory first: a malformed answer prints nothing at all. */
 	if (fmt == QUERY_FMT_JSON) {
 		if (!(text = cJSON_Print(an.root))) {
-			set_err(err, errlen, "out of memory");
+			err_set(err, errlen, "out of memory");
 			goto done;
 		}
 		rc = (fputs(text, out) < 0 || fputc('\n', out) == EOF || fflush(out) != 0) ? -2 : 0;
 		goto done;
 	}
 	if (!(mem = open_memstream(&buf, &blen))) {
-		set_err(err, errlen, "out of memory");
+		err_set(err, errlen, "out of memory");
 		goto done;
 	}
 	if (fmt == QUERY_FMT_CSV)
@@ -552,14 +539,14 @@ int query_format(const char *answer_json, size_t len, enum query_fmt fmt, FILE *
 		write_table(&an, mem);
 	if (fclose(mem) != 0) {
 		mem = NULL;
-		set_err(err, errlen, "out of memory");
+		err_set(err, errlen, "out of memory");
 		goto done;
 	}
 	mem = NULL;
 	rc = (fwrite(buf, 1, blen, out) != blen || fflush(out) != 0) ? -2 : 0;
 done:
 	if (rc == -2)
-		set_err(err, errlen, "cannot write the answer: %s", strerror(errno));
+		err_set(err, errlen, "cannot write the answer: %s", strerror(errno));
 	if (mem)
 		fclose(mem);
 	free(buf);
@@ -612,20 +599,20 @@ static char *read_question(const char *path, size_t *len, char *err, size_t errl
 	cJSON *j;
 
 	if (!f) {
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		err_set(err, errlen, "%s: %s", path, strerror(errno));
 		return NULL;
 	}
 	if (!(buf = malloc(MAX_QUESTION_BYTES + 1))) {
-		set_err(err, errlen, "out of memory");
+		err_set(err, errlen, "out of memory");
 		goto fail;
 	}
 	n = fread(buf, 1, MAX_QUESTION_BYTES + 1, f);
 	if (ferror(f)) {
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		err_set(err, errlen, "%s: %s", path, strerror(errno));
 		goto fail;
 	}
 	if (n > MAX_QUESTION_BYTES) {
-		set_err(err, errlen, "%s: larger than 1 MiB; a question is a few lines of JSON", path);
+		err_set(err, errlen, "%s: larger than 1 MiB; a question is a few lines of JSON", path);
 		goto fail;
 	}
 	buf[n] = '\0';
@@ -638,7 +625,7 @@ static char *read_question(const char *path, size_t *len, char *err, size_t errl
 		for (const char *p = buf; p < at; p++, col++)
 			if (*p == '\n')
 				line++, col = 0;
-		set_err(err, errlen, "%s:%zu:%zu: not a JSON object (the question: docs/federation.md)",
+		err_set(err, errlen, "%s:%zu:%zu: not a JSON object (the question: docs/federation.md)",
 			path, line, col);
 		cJSON_Delete(j);
 		goto fail;
