@@ -23,7 +23,7 @@ ASANOBJ  := $(SRC:%.c=build/asan/obj/%.o)
 UNIT     := $(patsubst tests/unit/%.c,build/asan/tests/%,$(wildcard tests/unit/test_*.c))
 STAMP    := build/.deps-ok
 
-.PHONY: all deps test unit demo bench fuzz certs clean install help
+.PHONY: all deps test unit demo federation bench fuzz certs clean install help
 all: build/noordpoort
 
 help:
@@ -31,6 +31,7 @@ help:
 	@echo "make deps       install the Debian packages needed (apt-get; root)"
 	@echo "make certs      create the development PKI in certs/dev/"
 	@echo "make demo       start a gateway, show who gets in and who is refused"
+	@echo "make federation start the hub and a node per partner; ask with noordpoort query"
 	@echo "make test       build with ASan+UBSan and run unit + integration tests"
 	@echo "make bench      run the benchmarks (bench/)"
 	@echo "make install PREFIX=/usr/local"
@@ -74,10 +75,19 @@ certs:
 # tests/fuzz/corpus/ stay small; what the fuzzer grows lives in build/fuzz/.
 FUZZ_SECONDS ?= 60
 FUZZERS  := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
-FUZZFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-build/fuzz/%: tests/fuzz/%.c $(LIBSRC) $(STAMP)
+FUZZFLAGS := -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+FUZZOBJ  := $(LIBSRC:%.c=build/fuzz/obj/%.o)
+# The library is compiled once with clang's coverage instrumentation; each
+# target links it.
+build/fuzz/obj/%.o: %.c $(STAMP)
 	@mkdir -p $(dir $@)
-	clang $(CPPFLAGS) $(FUZZFLAGS) -Wno-unused-function -o $@ $< $(LIBSRC) $(LIBS)
+	clang $(CPPFLAGS) $(FUZZFLAGS) -Wno-unused-function -c $< -o $@
+build/fuzz/libfuzz.a: $(FUZZOBJ)
+	@rm -f $@
+	ar rcs $@ $^
+build/fuzz/%: tests/fuzz/%.c build/fuzz/libfuzz.a
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) $(FUZZFLAGS) -fsanitize=fuzzer -Wno-unused-function -o $@ $< build/fuzz/libfuzz.a $(LIBS)
 fuzz: $(FUZZERS)
 	@for f in $(FUZZERS); do \
 		n=$${f#build/fuzz/fuzz_}; mkdir -p build/fuzz/corpus-$$n build/fuzz/artifacts; \
@@ -91,7 +101,7 @@ fuzz: $(FUZZERS)
 		grep -E 'stat::number_of_executed_units' build/fuzz/$$n.log; \
 	done
 
-test: $(STAMP) build/asan/noordpoort build/noordpoort $(UNIT) certs
+test: $(STAMP) build/asan/noordpoort build/noordpoort $(UNIT) $(FUZZERS) certs
 	@sh tests/run.sh
 
 unit: $(UNIT)
@@ -99,6 +109,9 @@ unit: $(UNIT)
 
 demo: $(STAMP) build/noordpoort certs
 	@sh scripts/demo.sh
+
+federation: $(STAMP) build/noordpoort certs
+	@sh scripts/federation.sh run
 
 bench: $(STAMP) build/noordpoort certs
 	@sh bench/h2/run.sh build/noordpoort certs/dev

@@ -47,8 +47,28 @@ done
 for t in tests/integration/test_*.sh; do
 	[ -f "$t" ] && run "$(basename "$t")" bash "$t"
 done
-for t in tests/integration/test_*.py; do
+for t in tests/integration/test_*.py tests/abuse/test_*.py tests/faults/test_*.py; do
 	[ -f "$t" ] && run "$(basename "$t")" "$PY" "$t"
+done
+
+# Fuzzing smoke pass: each target replays its committed seed corpus (every
+# crash ever fixed stays a regression test) and then fuzzes briefly.
+# New inputs go to a scratch folder, never into tests/fuzz/corpus/.
+fuzz_smoke() {
+	f=$1
+	n=${f#build/fuzz/fuzz_}
+	scratch=$(mktemp -d)
+	if "$f" -max_total_time="${FUZZ_SMOKE_SECONDS:-5}" -artifact_prefix="$scratch/" \
+		"$scratch" "tests/fuzz/corpus/$n" >"$scratch/log" 2>&1; then
+		echo "ok - fuzz: $n ($(grep -o 'Done [0-9]* runs' "$scratch/log" | head -1))"
+	else
+		grep -E 'ERROR|SUMMARY' "$scratch/log" | head -5 | sed 's/^/#   /'
+		echo "not ok - fuzz: $n"
+	fi
+	rm -rf "$scratch"
+}
+for f in build/fuzz/fuzz_*; do
+	[ -x "$f" ] && run "fuzz_$(basename "$f")" fuzz_smoke "$f"
 done
 
 echo "$passed passed, $failed failed"
