@@ -30,7 +30,7 @@ help:
 	@echo "make            build build/noordpoort"
 	@echo "make deps       install the Debian packages needed (apt-get; root)"
 	@echo "make certs      create the development PKI in certs/dev/"
-	@echo "make demo       start a gateway, show who gets in and who is refused"
+	@echo "make demo       the whole federation on loopback: a gateway, a node, the hub and nine nodes"
 	@echo "make federation start the hub and a node per partner; ask with noordpoort query"
 	@echo "make test       build with ASan+UBSan and run unit + integration tests"
 	@echo "make bench      run the benchmarks (bench/)"

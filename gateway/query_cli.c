@@ -121,6 +121,7 @@ struct answer {
 	char **raw;       /* nrows: "120" or "" when suppressed (CSV form) */
 	int *suppressed, *noisy;
 	char *total_txt;
+	int total_hidden; /* the total was withheld (secondary suppression) */
 	char min_cell[32];
 	int any_noisy, any_suppressed, any_null;
 };
@@ -174,7 +175,12 @@ static int cell_count(const cJSON *o, const char *min_cell, char **txt, char **c
 
 	*supp = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "suppressed"));
 	*noisy = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "noisy"));
-	if (*supp) {
+	if (*supp && !csv) {
+		/* A total is withheld so that it cannot give a suppressed cell
+		 * back, not because it is small: "<10" would say the wrong thing. */
+		snprintf(buf, sizeof(buf), "(hidden)");
+		num[0] = '\0';
+	} else if (*supp) {
 		snprintf(buf, sizeof(buf), "<%s", min_cell);
 		num[0] = '\0';
 	} else if (cJSON_IsNumber(p)) {
@@ -304,7 +310,7 @@ static int answer_parse(struct answer *an, const char *json, size_t len, char *e
 			       "total") < 0)
 			return -1;
 		an->any_noisy |= nz;
-		an->any_suppressed |= s;
+		an->total_hidden = s;
 	}
 	return 0;
 nomem:
@@ -406,6 +412,8 @@ static void write_table(const struct answer *an, FILE *out)
 	if (an->any_suppressed)
 		fprintf(out, "<%-6s suppressed: fewer than %s persons, or hidden so that the totals\n"
 			"        cannot give a small cell back\n", an->min_cell, an->min_cell);
+	if (an->total_hidden)
+		fputs("(hidden) the total is withheld, so that it cannot give a suppressed cell back\n", out);
 	if (an->any_null)
 		fputs("(none)  no value: the person is not in that dataset, or the field is empty\n", out);
 
@@ -652,8 +660,10 @@ static void report_hub_error(long status, const struct body *b)
 	const char *verb = status >= 500 ? "could not answer" : "refused";
 	char extra[256] = "";
 	char *pcode, *pmsg, *prule;
-	const cJSON *rem = cJSON_GetObjectItemCaseSensitive(e, "remaining");
-	const char *resets = str_field(e, "resets");
+	/* On 429 the hub puts what is left in a top-level "budget" object. */
+	const cJSON *budget = cJSON_GetObjectItemCaseSensitive(root, "budget");
+	const cJSON *rem = cJSON_GetObjectItemCaseSensitive(budget ? budget : e, "remaining");
+	const char *resets = str_field(budget ? budget : e, "resets");
 
 	if (!code || !msg) {
 		fprintf(stderr, "noordpoort query: the hub answered HTTP %ld without an error "
@@ -666,7 +676,7 @@ static void report_hub_error(long status, const struct body *b)
 			 resets ? ", resets " : "", resets ? resets : "");
 	pcode = printable(code);
 	pmsg = printable(msg);
-	prule = rule ? printable(rule) : NULL;
+	prule = rule && *rule ? printable(rule) : NULL;
 	fprintf(stderr, "noordpoort query: hub %s the question (%ld %s): %.600s%s%s%s\n", verb,
 		status, pcode ? pcode : "", pmsg ? pmsg : "", prule ? " [rule " : "",
 		prule ? prule : "", prule ? "]" : "");

@@ -148,6 +148,8 @@ def members_yaml(orgs):
         out.append(f"    name: {q(o['name'])}")
         out.append(f"    oin: {q(o['oin'])}")
         out.append("    roles: [" + ", ".join(q(r) for r in o["roles"]) + "]")
+        if o.get("endpoint"):
+            out.append(f"    endpoint: {q(o['endpoint'])}")
     return "\n".join(out) + "\n"
 
 
@@ -282,8 +284,12 @@ class Gateway:
     Gateway(config={...overrides...}, exclude=["provincie-fryslan"])
     """
 
-    def __init__(self, config=None, exclude=(), members_text=None, env=None):
+    def __init__(self, config=None, exclude=(), members_text=None, env=None,
+                 rlimits=None):
+        """|rlimits|: {resource.RLIMIT_*: (soft, hard)} set in the server
+        process before it starts (like `prlimit` / `ulimit` in a wrapper)."""
         ensure_certs()
+        self.rlimits = dict(rlimits or {})
         check(BIN.exists(), f"server binary {BIN} does not exist")
         self.dir = tempfile.TemporaryDirectory(prefix="noordpoort-it-")
         self.path = Path(self.dir.name)
@@ -307,6 +313,10 @@ class Gateway:
         self._cond = threading.Condition()
         self._threads = []
         self._stopped = False
+        # keep=True: survives the runner's cleanup between tests (a fixture
+        # shared by several tests, e.g. a Federation); killed at the end of
+        # run() if the tests did not stop it themselves
+        self.keep = False
 
     # -- members ------------------------------------------------------------
     def write_members(self, exclude=(), text=None):
@@ -360,10 +370,18 @@ class Gateway:
             time.sleep(0.05)
 
     def start(self):
+        preexec = None
+        if self.rlimits:
+            import resource
+            limits = dict(self.rlimits)
+
+            def preexec():
+                for k, v in limits.items():
+                    resource.setrlimit(k, v)
         self.proc = subprocess.Popen(
             [str(BIN), "serve", "-c", str(self.config_path)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=self.env, cwd="/")
+            stderr=subprocess.PIPE, env=self.env, cwd="/", preexec_fn=preexec)
         self.pid = self.proc.pid
         _LIVE.add(self)
         dest = str(self.config.get("log", {}).get("destination", "stderr"))
@@ -576,8 +594,11 @@ def _listening_port(line):
     return None
 
 
-def cleanup_all():
+def cleanup_all(everything=False):
+    """Kills every live Gateway but those marked keep, unless |everything|."""
     for gw in list(_LIVE):
+        if getattr(gw, "keep", False) and not everything:
+            continue
         try:
             gw._kill()
         except Exception:
@@ -834,8 +855,40 @@ class H2Client:
         elif isinstance(ev, h2.events.ConnectionTerminated):
             self.terminated = ev
 
+    def _send_body(self, sid, body, st, deadline):
+        """Sends |body| as the flow-control windows allow (a body larger
+        than the server's initial window waits for its WINDOW_UPDATEs)."""
+        off = 0
+        while True:
+            left = len(body) - off
+            room = min(self.conn.local_flow_control_window(sid),
+                       self.conn.max_outbound_frame_size, left)
+            if room > 0 or left == 0:
+                self.conn.send_data(sid, body[off:off + room],
+                                    end_stream=room == left)
+                off += room
+                if off == len(body):
+                    return
+                continue
+            self._flush()
+            if st["done"] or self.terminated is not None:
+                return          # answered (or reset) before the body was sent
+            if time.monotonic() > deadline:
+                fail(f"stream {sid}: flow-control window still closed after "
+                     f"{self.timeout}s ({off} of {len(body)} body bytes sent)")
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not data:
+                fail(f"connection closed while sending the body of stream {sid}")
+            for ev in self.conn.receive_data(data):
+                self._handle(ev)
+
     def request(self, method, path, body=None, headers=()):
-        """Returns (status, headers, body_bytes). Raises on reset / close."""
+        """Returns (status, headers, body_bytes). Raises on reset / close.
+        A body larger than the flow-control window is sent as the server
+        opens it."""
         sid = self.conn.get_next_available_stream_id()
         hdrs = request_headers(self.gw, method, path, headers)
         if body is not None:
@@ -843,11 +896,11 @@ class H2Client:
         self._streams[sid] = {"headers": None, "body": b"", "done": False,
                               "reset": None}
         self.conn.send_headers(sid, hdrs, end_stream=body is None)
-        if body is not None:
-            self.conn.send_data(sid, body, end_stream=True)
-        self._flush()
         st = self._streams[sid]
         deadline = time.monotonic() + self.timeout
+        if body is not None:
+            self._send_body(sid, body, st, deadline)
+        self._flush()
         while not st["done"]:
             if self.terminated is not None:
                 fail(f"connection terminated (GOAWAY error "
@@ -1128,6 +1181,133 @@ class RawH2:
 
 
 # --------------------------------------------------------------------------
+# A well-behaved companion connection and resource probes (abuse tests)
+# --------------------------------------------------------------------------
+
+class Companion:
+    """A well-behaved h2 connection asking GET |path| in a loop, in a thread,
+    while a test attacks the server on other connections.
+
+        comp = Companion(gw).start()
+        t0 = time.monotonic(); ...attack...; t1 = time.monotonic()
+        comp.stop()
+        comp.check_healthy(t0, t1, "the attack")
+
+    Every answer must be 200; stop() waits (at most 5 s) for one answer
+    completed after the attack, so "served after" never depends on thread
+    timing. Bounded: at most |max_requests| requests."""
+
+    def __init__(self, gw, org="provincie-fryslan", path="/v1/whoami",
+                 interval=0.01, max_requests=20000, timeout=IO_TIMEOUT):
+        self.path = path
+        self.client = H2Client(gw, org, timeout=timeout)
+        self.results = []     # (monotonic time, status)
+        self.error = None
+        self.interval = interval
+        self.max_requests = max_requests
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self):
+        for _ in range(self.max_requests):
+            if self._stop.is_set():
+                return
+            try:
+                st, _, body = self.client.request("GET", self.path)
+                self.results.append((time.monotonic(), st))
+            except BaseException as e:  # noqa: B902
+                self.error = e
+                return
+            time.sleep(self.interval)
+
+    def start(self):
+        st, _, body = self.client.request("GET", self.path)
+        check(st == 200, f"companion's first GET {self.path}: {st} {body[:200]!r}")
+        self._t.start()
+        return self
+
+    def stop(self):
+        t, deadline = time.monotonic(), time.monotonic() + 5
+        while (self.error is None and self._t.is_alive() and
+               not any(rt > t for rt, _ in self.results) and
+               time.monotonic() < deadline):
+            time.sleep(0.005)
+        self._stop.set()
+        self._t.join(15)
+        check(not self._t.is_alive(), "companion thread did not stop")
+        self.client.close()
+
+    def check_healthy(self, t_from, t_to, what, min_during=0):
+        if self.error is not None:
+            fail(f"well-behaved connection failed during {what}: {self.error}")
+        bad = [s for _, s in self.results if s != 200]
+        check(not bad, f"well-behaved connection got non-200 during {what}: {bad[:5]}")
+        during = [s for t, s in self.results if t_from <= t <= t_to]
+        after = [s for t, s in self.results if t > t_to]
+        note(f"companion: {len(during)} {self.path} 200s during {what} "
+             f"({t_to - t_from:.2f}s), {len(after)} after")
+        check(during or after, f"well-behaved connection completed no request "
+              f"during or after {what}")
+        check(len(during) >= min_during, f"only {len(during)} answers on the "
+              f"well-behaved connection during {what} (expected >= {min_during})")
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *a):
+        if self._t.is_alive():
+            self._stop.set()
+            self._t.join(15)
+        self.client.close()
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of a process, in seconds (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def is_asan_binary(path=None):
+    """True when the server binary is built with AddressSanitizer (its RSS
+    then includes ASan's quarantine of freed memory, 256 MiB by default)."""
+    try:
+        with open(path or BIN, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+def rss_report(gw, what, before_kb, bound_kb, after_kb=None):
+    """Prints `# rss WHAT: before=.. after=.. delta=..` and fails when the
+    growth exceeds |bound_kb|. Returns the growth in kB."""
+    after = gw.rss_kb() if after_kb is None else after_kb
+    delta = after - before_kb
+    note(f"rss {what}: before={before_kb} kB after={after} kB "
+         f"delta={delta:+d} kB (bound {bound_kb} kB)")
+    check(delta <= bound_kb, f"{what}: server RSS grew by {delta} kB "
+          f"({before_kb} -> {after} kB), bound {bound_kb} kB")
+    return delta
+
+
+def client_hello(gw=None, org="provincie-groningen"):
+    """The bytes of a real TLS ClientHello (with ALPN h2), made in memory."""
+    host, _ = _server_host()
+    ctx = client_context(org)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname=host)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+# --------------------------------------------------------------------------
 # Common assertions
 # --------------------------------------------------------------------------
 
@@ -1258,7 +1438,8 @@ class NodeFiles:
         return {"id": ds_id, "source": src}
 
     def config(self, policies, datasets, organisation="opleidingsfonds-techniek",
-               lookups_per_minute=0, lookup_burst=30, audit=None, **top):
+               lookups_per_minute=0, lookup_burst=30, audit=None,
+               hub_public_key=None, **top):
         """Config overrides for Gateway(config=...): roles [node], catalog,
         policies, node, audit. |audit| adds keys to the audit section; |top|
         adds or overrides top-level keys (workers, require_signed_policies,
@@ -1276,6 +1457,8 @@ class NodeFiles:
             },
             "audit": dict({"path": str(self.audit)}, **(audit or {})),
         }
+        if hub_public_key is not None:
+            cfg["node"]["hub_public_key"] = str(hub_public_key)
         cfg.update(top)
         return cfg
 
@@ -1303,8 +1486,454 @@ def post_json(client, path, obj):
 
 
 # --------------------------------------------------------------------------
+# A federation: a hub and nodes on loopback (issue 5, docs/federation.md)
+# --------------------------------------------------------------------------
+
+_SODIUM = None
+
+
+def sodium():
+    """libsodium through ctypes (sealed boxes; Debian's python3 has no PyNaCl)."""
+    global _SODIUM
+    if _SODIUM is None:
+        import ctypes
+        import ctypes.util
+        name = ctypes.util.find_library("sodium") or "libsodium.so.23"
+        lib = ctypes.CDLL(name)
+        check(lib.sodium_init() >= 0, "sodium_init failed")
+        _SODIUM = lib
+    return _SODIUM
+
+
+def box_seal(msg, pk):
+    """crypto_box_seal(msg, pk) -> bytes."""
+    import ctypes
+    lib = sodium()
+    out = ctypes.create_string_buffer(len(msg) + 48)
+    check(lib.crypto_box_seal(out, msg, ctypes.c_ulonglong(len(msg)), pk) == 0,
+          "crypto_box_seal failed")
+    return out.raw
+
+
+def box_seal_open(ct, pk, sk):
+    """crypto_box_seal_open -> bytes, or None when it does not open."""
+    import ctypes
+    lib = sodium()
+    if len(ct) < 48:
+        return None
+    out = ctypes.create_string_buffer(len(ct) - 48 or 1)
+    if lib.crypto_box_seal_open(out, ct, ctypes.c_ulonglong(len(ct)), pk, sk) != 0:
+        return None
+    return out.raw[:len(ct) - 48]
+
+
+def read_hex_key(path):
+    """A key file of one line of hex (keygen --box), or a master key file
+    ("noordpoort-master-key-v1 HEX")."""
+    text = Path(path).read_text().strip()
+    return bytes.fromhex(text.split()[-1])
+
+
+def _b2b(data, key, person=b"", salt=b"", size=32):
+    import hashlib
+    return hashlib.blake2b(data, digest_size=size, key=key,
+                           salt=salt.ljust(16, b"\0"),
+                           person=person.ljust(16, b"\0")).digest()
+
+
+def query_token_key(master, purpose, query_id_hex):
+    """pseudo_key_query(pseudo_key_purpose(master, purpose), query_id), as
+    crypto/pseudo.c derives it (an independent re-implementation with
+    hashlib, checked against a node's sealed answer in the tests)."""
+    # crypto_kdf_derive_from_key(root, 32, id 1, "NPpseudo", master)
+    root = _b2b(b"", master, person=b"NPpseudo", salt=(1).to_bytes(8, "little"))
+    p = purpose.encode()
+    pk = _b2b(len(p).to_bytes(8, "little") + p, root, person=b"NP-purpose-v1")
+    return _b2b(bytes.fromhex(query_id_hex), pk, person=b"NP-query-v1")
+
+
+def query_tokens(master, purpose, query_id_hex, bsns):
+    """{bsn: 16-byte token} for one question (wire tokens are truncated)."""
+    qk = query_token_key(master, purpose, query_id_hex)
+    return {b: _b2b(b.encode(), qk)[:16] for b in bsns}
+
+
+def wire_decode(plain):
+    """The NPT1 plaintext of a sealed token answer -> (dicts, records): one
+    value list per field, and (token, codes) per record; fails on anything
+    malformed."""
+    import struct
+    check(plain[:4] == b"NPT1", f"wire: bad magic {plain[:4]!r}")
+    pos = 4
+
+    def u(fmt):
+        nonlocal pos
+        v = struct.unpack_from("<" + fmt, plain, pos)[0]
+        pos += struct.calcsize(fmt)
+        return v
+    nf = u("I")
+    dicts = []
+    for _ in range(nf):
+        vals = []
+        for _ in range(u("I")):
+            ln = u("H")
+            vals.append(plain[pos:pos + ln].decode())
+            pos += ln
+        dicts.append(vals)
+    recs = []
+    for _ in range(u("I")):
+        tok = plain[pos:pos + 16]
+        pos += 16
+        recs.append((tok, [u("H") for _ in range(nf)]))
+    check(pos == len(plain), f"wire: {len(plain) - pos} bytes after the records")
+    return dicts, recs
+
+
+def wire_encode(dicts, records):
+    """Builds an NPT1 plaintext (no checks: tests use it to make bad ones)."""
+    import struct
+    out = bytearray(b"NPT1") + struct.pack("<I", len(dicts))
+    for vals in dicts:
+        out += struct.pack("<I", len(vals))
+        for v in vals:
+            b = v.encode()
+            out += struct.pack("<H", len(b)) + b
+    out += struct.pack("<I", len(records))
+    for tok, codes in records:
+        out += tok + b"".join(struct.pack("<H", c) for c in codes)
+    return bytes(out)
+
+
+class FakeNode:
+    """A TLS + HTTP/2 server with the dev server certificate that answers
+    every request with reply(method, path, body) -> (status, body bytes), or
+    never answers when reply returns None. For a node that answers garbage.
+
+        with FakeNode(lambda m, p, b: (200, b"junk")) as fake:
+            fed.set_endpoint("uwv", fake.url)
+    """
+
+    def __init__(self, reply):
+        self.reply = reply
+        self.requests = []            # (method, path, body) received
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(str(CERTS / "server.crt"), str(CERTS / "server.key"))
+        self.ctx.set_alpn_protocols(["h2"])
+        self._stop = threading.Event()
+        self._threads = []
+        t = threading.Thread(target=self._accept, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _accept(self):
+        self.lsock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                s, _ = self.lsock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            t = threading.Thread(target=self._serve, args=(s,), daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _serve(self, raw):
+        try:
+            raw.settimeout(IO_TIMEOUT)
+            s = self.ctx.wrap_socket(raw, server_side=True)
+            s.settimeout(0.2)
+            conn = h2.connection.H2Connection(config=h2.config.H2Configuration(
+                client_side=False, header_encoding="utf-8"))
+            conn.initiate_connection()
+            s.sendall(conn.data_to_send())
+            reqs = {}
+            while not self._stop.is_set():
+                try:
+                    data = s.recv(65536)
+                except socket.timeout:
+                    continue
+                if not data:
+                    return
+                for ev in conn.receive_data(data):
+                    if isinstance(ev, h2.events.RequestReceived):
+                        reqs[ev.stream_id] = [dict(ev.headers), b""]
+                    elif isinstance(ev, h2.events.DataReceived):
+                        reqs[ev.stream_id][1] += ev.data
+                        conn.acknowledge_received_data(ev.flow_controlled_length,
+                                                       ev.stream_id)
+                    elif isinstance(ev, h2.events.StreamEnded):
+                        hdrs, body = reqs.pop(ev.stream_id)
+                        m, p = hdrs.get(":method"), hdrs.get(":path")
+                        self.requests.append((m, p, body))
+                        r = self.reply(m, p, body)
+                        if r is None:
+                            continue
+                        st, rbody = r
+                        conn.send_headers(ev.stream_id, [
+                            (":status", str(st)), ("content-type", "application/json"),
+                            ("content-length", str(len(rbody)))])
+                        conn.send_data(ev.stream_id, rbody, end_stream=True)
+                s.sendall(conn.data_to_send())
+        except Exception:
+            pass
+        finally:
+            try:
+                raw.close()
+            except OSError:
+                pass
+
+    def close(self):
+        self._stop.set()
+        try:
+            self.lsock.close()
+        except OSError:
+            pass
+        for t in self._threads:
+            t.join(2)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+
+class SilentListener:
+    """Accepts TCP connections and never reads or answers (not even the TLS
+    handshake): a node that hangs."""
+
+    def __init__(self):
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.accepted = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._accept, daemon=True)
+        self._t.start()
+
+    def _accept(self):
+        self.lsock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                s, _ = self.lsock.accept()
+                self.accepted.append(s)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+
+    def close(self):
+        self._stop.set()
+        self._t.join(2)
+        for s in self.accepted + [self.lsock]:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+
+class Federation:
+    """A hub and one node per organisation, all real `noordpoort serve`
+    processes on loopback. Every node holds the same master key (phase 1,
+    docs/federation.md) and the hub's box public key; the hub's members file
+    names each node's endpoint.
+
+        fed = Federation({"uwv": [("uwv/ww-uitkeringen", csv)], ...},
+                         policies=[p], node_timeout="1s").start()
+        st, hdrs, obj, raw = fed.ask({"purpose": ..., "population": ...})
+        fed.stop()
+
+    The gateways are marked keep (they survive the runner's cleanup between
+    tests); stop() stops them all (SIGTERM, sanitizer check) and is also
+    registered with at_end(). Every answer the hub gave is kept in
+    fed.answers (question, status, headers, raw body).
+    """
+
+    def __init__(self, nodes, policies, node_timeout="1s", hub_extra=None,
+                 node_extra=None, coordinator="arbeidsmarkttafel"):
+        self.node_spec = dict(nodes)
+        self.policies = [str(p) for p in policies]
+        self.node_timeout = node_timeout
+        self.hub_extra = hub_extra or {}
+        self.node_extra = node_extra or {}
+        self.coordinator = coordinator
+        self.files = NodeFiles()
+        self.dir = self.files.dir
+        self.master_key = self.files.master_key
+        self.box = self.dir / "hubbox"
+        r = run_cli("keygen", "--box", "--out", self.box)
+        check(r.returncode == 0, f"keygen --box failed: {r.stderr}")
+        self.box_pub, self.box_sec = self.dir / "hubbox.pub", self.dir / "hubbox.sec"
+        self.ledger = self.dir / "ledger.sqlite"
+        self.hub_audit = self.dir / "hub-audit.log"
+        self.nodes = {}
+        self.endpoints = {}
+        self.hub = None
+        self.answers = []
+        self.killed = set()
+        self._stopped = False
+
+    def node_audit(self, org):
+        return self.dir / f"{org}-audit.log"
+
+    def audit_paths(self):
+        out = {"hub": self.hub_audit}
+        out.update({o: self.node_audit(o) for o in self.node_spec})
+        return out
+
+    def _members_text(self):
+        orgs = []
+        for o in load_orgs():
+            o = dict(o)
+            if o["id"] in self.endpoints:
+                o["endpoint"] = self.endpoints[o["id"]]
+            orgs.append(o)
+        return members_yaml(orgs)
+
+    def start(self):
+        try:
+            for org, datasets in self.node_spec.items():
+                cfg = self.files.config(
+                    self.policies,
+                    [NodeFiles.csv_dataset(ds, path) for ds, path in datasets],
+                    organisation=org, hub_public_key=self.box_pub,
+                    audit={"path": str(self.node_audit(org))})
+                cfg = deep_merge(cfg, self.node_extra)
+                gw = Gateway(config=cfg)
+                gw.keep = True
+                gw.start()
+                self.nodes[org] = gw
+                self.endpoints[org] = f"https://127.0.0.1:{gw.port}"
+            self._start_hub()
+        except BaseException:
+            self.stop(check_rc=False)
+            raise
+        at_end(lambda: self.stop(check_rc=False))
+        return self
+
+    def _start_hub(self):
+        hub_cfg = {
+            "roles": ["hub"],
+            "catalog": str(self.files.catalog),
+            "policies": self.policies,
+            "hub": {
+                "box_key": str(self.box_sec),
+                "client_certificate": str(CERTS / "hub.crt"),
+                "client_key": str(CERTS / "hub.key"),
+                "ledger": str(self.ledger),
+                "node_timeout": self.node_timeout,
+            },
+            "audit": {"path": str(self.hub_audit)},
+        }
+        self.hub = Gateway(config=deep_merge(hub_cfg, self.hub_extra),
+                           members_text=self._members_text())
+        self.hub.keep = True
+        self.hub.start()
+
+    def restart_hub(self, node_timeout=None):
+        """Stops the hub (SIGTERM; fails on a sanitizer report or a bad exit)
+        and starts a new one on the same ledger, audit log and members (the
+        config, e.g. hub.node_timeout, is read at start only)."""
+        if node_timeout is not None:
+            self.node_timeout = node_timeout
+        old, self.hub = self.hub, None
+        old.stop()
+        self._start_hub()
+        return self.hub
+
+    # -- asking -----------------------------------------------------------
+    def ask(self, question, org=None, timeout=IO_TIMEOUT):
+        """POST /v1/aggregate on the hub: (status, headers, parsed or None, raw)."""
+        with H2Client(self.hub, org=org or self.coordinator, timeout=timeout) as c:
+            r = post_json(c, "/v1/aggregate", question)
+        self.answers.append((question, r[0], r[1], r[3]))
+        return r
+
+    def ask_ok(self, question, what=""):
+        st, hdrs, obj, raw = self.ask(question)
+        check(st == 200 and isinstance(obj, dict),
+              f"{what or question}: status {st}, expected 200: {raw[:400]!r}")
+        return obj
+
+    # -- reconfiguring the hub ----------------------------------------------
+    def set_endpoint(self, org, url, timeout=5.0):
+        """Points the hub's members file at |url| for |org| and reloads it
+        (SIGHUP; waits for the "reloaded" log line)."""
+        self.endpoints[org] = url
+        before = sum(1 for o in self.hub.log_json() if o.get("event") == "reloaded")
+        self.hub.write_members(text=self._members_text())
+        self.hub.signal(signal.SIGHUP)
+        wait_for(lambda: sum(1 for o in self.hub.log_json()
+                             if o.get("event") == "reloaded") > before or
+                 any(o.get("event") == "reload_failed" for o in self.hub.log_json()),
+                 timeout, what="the hub's reload")
+        check(not any(o.get("event") == "reload_failed" for o in self.hub.log_json()),
+              f"hub reload failed: {self.hub._tail(600)}")
+
+    def kill_node(self, org, sig=signal.SIGKILL):
+        gw = self.nodes[org]
+        gw.signal(sig)
+        if sig == signal.SIGKILL:
+            self.killed.add(org)
+            gw.proc.wait(5)
+
+    # -- stopping -----------------------------------------------------------
+    def stop(self, check_rc=True):
+        """Stops the hub, then the nodes (SIGCONT first, in case a test
+        stopped one); fails on a sanitizer report or, with check_rc, an exit
+        status other than 0 of a gateway that was not killed on purpose."""
+        if self._stopped:
+            return
+        self._stopped = True
+        problems = []
+        gws = ([("hub", self.hub)] if self.hub else []) + list(self.nodes.items())
+        for name, gw in gws:
+            if gw.proc is None:
+                continue
+            try:
+                if gw.proc.poll() is None:
+                    gw.signal(signal.SIGCONT)
+                gw.stop(expect_rc=0 if check_rc and name not in self.killed else None)
+            except TestFailure as e:
+                problems.append(f"{name}: {e}")
+            except Exception as e:
+                problems.append(f"{name}: {type(e).__name__}: {e}")
+        if problems:
+            fail("; ".join(problems))
+
+    def cleanup(self):
+        self.files.cleanup()
+
+
+# --------------------------------------------------------------------------
 # Runner
 # --------------------------------------------------------------------------
+
+_AT_END = []
+
+
+def at_end(fn):
+    """Registers |fn| to run once after the last test of run() (e.g. to stop
+    a fixture shared by several tests); runs in reverse order of
+    registration, failures only noted."""
+    _AT_END.append(fn)
+    return fn
+
 
 class _Timeout(Exception):
     pass
@@ -1314,13 +1943,18 @@ def _alarm(signum, frm):
     raise _Timeout(f"test exceeded {TEST_TIMEOUT}s")
 
 
-def run(module_globals):
-    fname = os.path.basename(module_globals.get("__file__", "?"))
+def run(module_globals, label=None):
+    """Runs the module's test_* functions. With |label| the lines read
+    `ok - LABEL: NAME` (NAME without its test_ prefix) instead of
+    `ok - FILE: test_NAME`."""
+    fname = label or os.path.basename(module_globals.get("__file__", "?"))
     tests = [(n, f) for n, f in module_globals.items()
              if n.startswith("test_") and callable(f)]
     filters = [a for a in sys.argv[1:] if not a.startswith("-")]
     if filters:
         tests = [(n, f) for n, f in tests if any(x in n for x in filters)]
+    def shown(name):
+        return name[5:] if label and name.startswith("test_") else name
     signal.signal(signal.SIGALRM, _alarm)
     failed = 0
     t_all = time.monotonic()
@@ -1339,7 +1973,8 @@ def run(module_globals):
         try:
             f()
             signal.alarm(0)
-            print(f"ok - {fname}: {name} ({time.monotonic() - t0:.1f}s)", flush=True)
+            print(f"ok - {fname}: {shown(name)} ({time.monotonic() - t0:.1f}s)",
+                  flush=True)
         except BaseException as e:  # noqa: B902 - report everything, incl. timeouts
             signal.alarm(0)
             if isinstance(e, KeyboardInterrupt):
@@ -1348,10 +1983,16 @@ def run(module_globals):
             reason = " ".join(f"{type(e).__name__ + ': ' if not isinstance(e, TestFailure) else ''}{e}".split())
             if not isinstance(e, TestFailure):
                 note(traceback.format_exc())
-            print(f"not ok - {fname}: {name}: {reason[:1500]}", flush=True)
+            print(f"not ok - {fname}: {shown(name)}: {reason[:1500]}", flush=True)
         finally:
             signal.alarm(0)
             cleanup_all()
+    for fn in reversed(_AT_END):
+        try:
+            fn()
+        except Exception as e:
+            note(f"cleanup: {type(e).__name__}: {e}")
+    cleanup_all(everything=True)
     note(f"{fname}: {len(tests) - failed}/{len(tests)} passed in "
          f"{time.monotonic() - t_all:.1f}s")
     sys.exit(1 if failed else 0)

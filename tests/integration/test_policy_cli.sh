@@ -26,7 +26,7 @@ if [ ! -x "$bin" ]; then
 fi
 
 # --- check ---
-expect "check: the shipped examples pass (catalog.yaml and tests in the glob)" 0 '^ok: 3 files, 3 purposes' \
+expect "check: the shipped examples pass (catalog.yaml and tests in the glob)" 0 '^ok: 4 files, 4 purposes' \
 	"$bin" policy check --members "$members" "$ex"/*.yaml
 expect "check: with an explicit catalog" 0 'sha256 [0-9a-f]{64}' \
 	"$bin" policy check --members "$members" --catalog "$ex/catalog.yaml" "$ex/jtf-monitoring.yaml"
@@ -51,8 +51,8 @@ fi
 expect "check: acknowledged min_cell below 5 passes" 0 '^ok' bash -c "
 	sed 's/min_cell: 5/min_cell: 3\n        acknowledge: [{risk: min_cell_below_5, reason: interne kwaliteitscontrole}]/' \
 		'$ex/jtf-monitoring.yaml' >'$tmp/ack.yaml' && '$bin' policy check '$tmp/ack.yaml'"
-expect "check: a purpose expiring within 30 days is a warning" 0 'warning: purpose .hnld-kv-monitoring. expires on 2026-12-31, within 30 days' \
-	env NOORDPOORT_NOW=2026-12-15 "$bin" policy check "$ex/hnld-kv-monitoring.yaml"
+expect "check: a purpose expiring within 30 days is a warning" 0 'warning: purpose .hnld-kv-monitoring. expires on 2028-12-31, within 30 days' \
+	env NOORDPOORT_NOW=2028-12-15 "$bin" policy check "$ex/hnld-kv-monitoring.yaml"
 expect "check: epsilon 0 is refused" 1 'epsilon: must be greater than 0' bash -c "
 	sed 's/epsilon: 0.5}/epsilon: 0}/' '$ex/hnld-kv-monitoring.yaml' >'$tmp/eps.yaml' && '$bin' policy check '$tmp/eps.yaml'"
 expect "check: no files is a usage error" 2 'no policy files given' "$bin" policy check

@@ -263,6 +263,17 @@ static void test_hub_errors(void)
 	CHECK_STR(s, "noordpoort query: hub refused the question (429 budget_exhausted): no budget left\n"
 		     "noordpoort query: budget remaining 0.25, resets 2027-01-01T00:00:00Z\n");
 	free(s);
+	/* What the hub really sends on 429: the budget beside the error. */
+	s = hub_error(429, "{\"error\":{\"code\":\"budget_exhausted\",\"message\":\"no budget left\"},"
+			   "\"budget\":{\"remaining\":0,\"resets\":\"2027-01-01T00:00:00Z\"}}");
+	CHECK_STR(s, "noordpoort query: hub refused the question (429 budget_exhausted): no budget left\n"
+		     "noordpoort query: budget remaining 0, resets 2027-01-01T00:00:00Z\n");
+	free(s);
+	/* A refusal with no deciding rule (nothing granted) shows no "[rule ]". */
+	s = hub_error(403, "{\"error\":{\"code\":\"generalisation_too_fine\",\"message\":\"no\","
+			   "\"rule\":\"\"}}");
+	CHECK_STR(s, "noordpoort query: hub refused the question (403 generalisation_too_fine): no\n");
+	free(s);
 	s = hub_error(504, "{\"error\":{\"code\":\"node_timeout\",\"message\":\"uwv did not answer "
 			   "within 10 s\\n\\u001b[2J\"}}");
 	CHECK_STR(s, "noordpoort query: hub could not answer the question (504 node_timeout): "
@@ -274,6 +285,25 @@ static void test_hub_errors(void)
 	s = hub_error(500, NULL);
 	CHECK_STR(s, "noordpoort query: the hub answered HTTP 500 without an error message (0 bytes)\n");
 	free(s);
+}
+
+/* A total withheld by secondary suppression reads "(hidden)", not "<10". */
+static void test_hidden_total(void)
+{
+	static const char a[] =
+		"{\"group_by\":[\"uwv/ww-uitkeringen.end_reason\"],"
+		"\"cells\":[{\"key\":[\"werk\"],\"persons\":20},{\"key\":[\"ziekte\"],\"suppressed\":true}],"
+		"\"total\":{\"suppressed\":true},\"disclosure\":{\"min_cell\":10},"
+		"\"partial\":false,\"missing_nodes\":[],\"audit_id\":\"x\"}";
+	char err[256] = "";
+	int rc;
+	char *out = fmt(a, QUERY_FMT_TABLE, &rc, err, sizeof(err));
+
+	CHECK(rc == 0);
+	CHECK_CONTAINS(out, "ziekte           <10\n");
+	CHECK_CONTAINS(out, "total       (hidden)\n");
+	CHECK_CONTAINS(out, "(hidden) the total is withheld, so that it cannot give a suppressed cell back\n");
+	free(out);
 }
 
 /* query_cli's usage errors (exit 2) and --help (0), quietly. */
@@ -328,6 +358,7 @@ int main(void)
 	RUN(test_no_group_by);
 	RUN(test_malformed);
 	RUN(test_hub_errors);
+	RUN(test_hidden_total);
 	RUN(test_cli_usage);
 	return check_total_failed ? 1 : 0;
 }
