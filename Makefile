@@ -23,7 +23,7 @@ ASANOBJ  := $(SRC:%.c=build/asan/obj/%.o)
 UNIT     := $(patsubst tests/unit/%.c,build/asan/tests/%,$(wildcard tests/unit/test_*.c))
 STAMP    := build/.deps-ok
 
-.PHONY: all deps test unit demo federation bench fuzz certs clean install help
+.PHONY: all deps test unit demo federation bench fuzz certs clean install help tls-scan
 all: build/noordpoort
 
 help:
@@ -34,6 +34,7 @@ help:
 	@echo "make federation start the hub and a node per partner; ask with noordpoort query"
 	@echo "make test       build with ASan+UBSan and run unit + integration tests"
 	@echo "make bench      run the benchmarks (bench/)"
+	@echo "make tls-scan   testssl + sslscan against a loopback gateway (apt-get install testssl.sh sslscan)"
 	@echo "make install PREFIX=/usr/local"
 	@echo "make clean"
 
@@ -117,6 +118,9 @@ bench: $(STAMP) build/noordpoort certs
 	@sh bench/h2/run.sh build/noordpoort certs/dev
 	@sh bench/pseudo/run.sh
 	@sh bench/aggregate/run.sh build/noordpoort certs/dev
+
+tls-scan: $(STAMP) build/noordpoort certs
+	@sh tests/tls/scan.sh build/noordpoort certs/dev
 
 install: build/noordpoort
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -5,7 +5,9 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -459,6 +461,44 @@ static int parse_audit(struct ydoc *y, yaml_node_t *n, struct gw_config *c)
 	return bad ? -1 : 0;
 }
 
+/*
+ * user: NAME. Looked up now, so a typo is a config error with its position
+ * rather than a start that fails after the ports are bound. Root is refused:
+ * "switching" to uid 0 would only hide that nothing is dropped.
+ */
+static int parse_user(struct ydoc *y, yaml_node_t *n, struct gw_config *c)
+{
+	const char *s = ydoc_str(y, n, "user");
+	struct passwd *pw;
+
+	if (!s)
+		return -1;
+	if (!*s) {
+		ydoc_error(y, n, "user: empty; name the account to run as (e.g. noordpoort)");
+		return -1;
+	}
+	errno = 0;
+	pw = getpwnam(s);
+	if (!pw) {
+		/* getpwnam(3): "not found" may come back as 0, ENOENT, ESRCH,
+		 * EBADF or EPERM; anything else is a failing lookup (NSS). */
+		int e = errno;
+		int notfound = e == 0 || e == ENOENT || e == ESRCH || e == EBADF || e == EPERM;
+
+		ydoc_error(y, n, "user: no such user '%s' on this system%s%s", s,
+			   notfound ? "" : ": ", notfound ? "" : strerror(e));
+		return -1;
+	}
+	if (pw->pw_uid == 0) {
+		ydoc_error(y, n, "user: '%s' is uid 0; name an unprivileged account", s);
+		return -1;
+	}
+	c->user = strdup(s);
+	c->user_uid = pw->pw_uid;
+	c->user_gid = pw->pw_gid;
+	return c->user ? 0 : -1;
+}
+
 static int parse_root(struct ydoc *y, struct gw_config *c)
 {
 	struct ykey k[] = {
@@ -467,9 +507,9 @@ static int parse_root(struct ydoc *y, struct gw_config *c)
 		{ "log", 0, NULL }, { "roles", 0, NULL }, { "catalog", 0, NULL },
 		{ "policies", 0, NULL }, { "node", 0, NULL }, { "audit", 0, NULL },
 		{ "require_signed_policies", 0, NULL }, { "policy_signing_key", 0, NULL },
-		{ "hub", 0, NULL },
+		{ "hub", 0, NULL }, { "user", 0, NULL },
 	};
-	int bad = ydoc_map(y, ydoc_root(y), "config", k, 15) < 0;
+	int bad = ydoc_map(y, ydoc_root(y), "config", k, 16) < 0;
 	yaml_node_t *n;
 
 	if ((n = k[0].value)) {
@@ -527,6 +567,8 @@ static int parse_root(struct ydoc *y, struct gw_config *c)
 		bad |= parse_path(y, k[13].value, "policy_signing_key", c->path, &c->policies.signing_key, 1) < 0;
 	if (k[14].value)
 		bad |= parse_hub(y, k[14].value, c) < 0;
+	if (k[15].value)
+		bad |= parse_user(y, k[15].value, c) < 0;
 	if (bad)
 		return -1;
 	if ((c->roles & GW_CFG_HUB) && !k[14].value) {
@@ -612,6 +654,7 @@ void gw_config_free(struct gw_config *c)
 	free(c->crl_file);
 	free(c->members_file);
 	free(c->log_destination);
+	free(c->user);
 	free(c->catalog_file);
 	for (int i = 0; i < c->policies.nfiles; i++)
 		free(c->policies.files[i]);

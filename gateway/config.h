@@ -6,6 +6,7 @@
 #define NOORDPOORT_CONFIG_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "../common/diag.h"
 
@@ -63,6 +64,13 @@ struct gw_config {
 	} timeouts;
 
 	char *log_destination; /* "stderr" or a file path */
+
+	/* The account to become after binding (gateway/privdrop.c); NULL: stay
+	 * who we were started as (a warning when that is root). Resolved with
+	 * getpwnam() at load: an unknown name or uid 0 is a config error. */
+	char *user;
+	uid_t user_uid;
+	gid_t user_gid;
 
 	unsigned roles;     /* enum gw_config_role bits; 0 = authentication only */
 	char *catalog_file; /* the dataset catalog; required with policies or node */

@@ -48,6 +48,7 @@ struct gw_stream {
 	int takes_body;
 	int responded;
 	int deferred;          /* a job is computing the answer */
+	int request_done;      /* END_STREAM received from the client */
 	int headers_too_large;
 	int body_too_large;
 	int path_too_long;
@@ -80,6 +81,7 @@ struct gw_conn {
 	uint64_t closing_ms; /* when GOAWAY went out */
 	uint32_t epoll_events;
 	uint32_t abuse;      /* misbehaviour score, decays each second */
+	int preface_done;    /* the client's HTTP/2 preface and SETTINGS arrived */
 	int calmed;          /* ENHANCE_YOUR_CALM sent */
 	int goaway;          /* we decided to end the connection */
 	enum gw_goaway_reason goaway_reason; /* why, for a NO_ERROR GOAWAY */
@@ -100,6 +102,7 @@ struct gw_worker {
 	struct gw_evsrc listeners[GW_MAX_LISTEN];
 	int nlisteners;
 	int spare_fd; /* released when accept() hits the fd limit */
+	uint64_t accept_paused_until; /* out of descriptors: listeners off until then */
 	struct gw_conn *conns;
 	uint32_t nconns;
 	uint32_t max_conns;

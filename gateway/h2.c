@@ -243,6 +243,11 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *user
 	struct gw_stream *s;
 
 	switch (f->hd.type) {
+	case NGHTTP2_SETTINGS:
+		/* The preface is complete with the client's first SETTINGS;
+		 * until then the handshake timeout still runs (slowloris). */
+		c->preface_done = 1;
+		return 0;
 	case NGHTTP2_RST_STREAM:
 		/* Rapid Reset: a client cancelling streams faster than it
 		 * completes them spends its budget. */
@@ -254,6 +259,8 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *user
 		s = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
 		if (!s)
 			return 0;
+		if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
+			s->request_done = 1;
 		s->route = gw_route_match(s->path, &s->takes_body);
 		if (s->headers_too_large) {
 			refuse(c, s, 431, "headers_too_large",
@@ -273,8 +280,10 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *user
 	default:
 		return 0;
 	}
-	if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
+	if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+		s->request_done = 1;
 		dispatch(c, s);
+	}
 	return 0;
 }
 
@@ -350,11 +359,20 @@ static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *f, void *user
 {
 	struct gw_conn *c = user;
 
-	(void)h2;
 	/* Resets we send are the mirror image of a client's bad frames; a
 	 * NO_ERROR reset only ends a body we no longer need. */
 	if (f->hd.type == NGHTTP2_RST_STREAM && f->rst_stream.error_code != NGHTTP2_NO_ERROR)
 		gw_h2_abuse(c, 1);
+	/* An answer sent before the request was complete (413, 408, 431):
+	 * tell the client to stop sending (RFC 9113 8.1), or the half-open
+	 * stream would keep the connection from ever going idle. */
+	if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) &&
+	    (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+		struct gw_stream *s = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
+
+		if (s && !s->request_done)
+			nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR);
+	}
 	/* Counted when sent, so GOAWAYs nghttp2 decides on itself (protocol
 	 * errors) are counted too. */
 	if (f->hd.type == NGHTTP2_GOAWAY) {

@@ -6,6 +6,7 @@
 #include "routes.h"
 
 #include <cjson/cJSON.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -328,6 +329,59 @@ static int h_lookup(const struct gw_env *env, const struct gw_request *req,
 	return gw_node_lookup(env, m, json, resp);
 }
 
+/*
+ * JSON text must be UTF-8 (RFC 8259 8.1) and, for us, free of NUL: cJSON
+ * would end a string at an escaped \u0000, so "purpose\u0000junk" would be
+ * read as "purpose". Refusing both here keeps every handler's strings whole
+ * and every error message that quotes them valid JSON. Returns NULL when
+ * the body is acceptable, else what is wrong.
+ */
+static const char *body_text_problem(const unsigned char *p, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned char c = p[i];
+		size_t len;
+		uint32_t cp;
+
+		if (c < 0x80) {
+			if (c == 0)
+				return "the request body contains a NUL byte";
+			if (c == '\\' && i + 5 < n && p[i + 1] == 'u' && p[i + 2] == '0' &&
+			    p[i + 3] == '0' && p[i + 4] == '0' && p[i + 5] == '0')
+				return "JSON strings must not contain \\u0000";
+			i += c == '\\' && i + 1 < n ? 2 : 1; /* an escaped backslash is not an escape */
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			len = 2;
+			cp = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			len = 3;
+			cp = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			len = 4;
+			cp = c & 0x07;
+		} else {
+			return "the request body is not valid UTF-8";
+		}
+		if (i + len > n)
+			return "the request body is not valid UTF-8";
+		for (size_t k = 1; k < len; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				return "the request body is not valid UTF-8";
+			cp = (cp << 6) | (p[i + k] & 0x3f);
+		}
+		/* overlong forms, surrogates, beyond U+10FFFF */
+		if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return "the request body is not valid UTF-8";
+		i += len;
+	}
+	return NULL;
+}
+
 int gw_handle(const struct gw_env *env, const struct gw_request *req,
 	      struct gw_response *resp)
 {
@@ -363,6 +417,10 @@ int gw_handle(const struct gw_env *env, const struct gw_request *req,
 	}
 	if (takes_body) {
 		const char *end = NULL;
+		const char *bad = body_text_problem(req->body, req->bodylen);
+
+		if (bad)
+			return gw_error(resp, 400, "invalid_json", bad);
 
 		json = cJSON_ParseWithLengthOpts((const char *)req->body, req->bodylen, &end, 0);
 		if (json) {

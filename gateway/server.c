@@ -33,6 +33,7 @@
 #include "fanout.h"
 #include "hub.h"
 #include "log.h"
+#include "privdrop.h"
 
 #define SWEEP_MS 250
 /* How long a closing connection may take to drain its last bytes. */
@@ -468,6 +469,15 @@ static void accept_one(struct gw_worker *w, int fd)
 	gw_count(&w->metrics.connections_active, 1);
 }
 
+static void listeners_enable(struct gw_worker *w, int on)
+{
+	for (int i = 0; i < w->nlisteners; i++) {
+		struct epoll_event e = { .events = EPOLLIN, .data.ptr = &w->listeners[i] };
+
+		epoll_ctl(w->epfd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, w->listeners[i].fd, &e);
+	}
+}
+
 static void accept_ready(struct gw_worker *w, int lfd)
 {
 	for (int i = 0; i < 64; i++) {
@@ -479,17 +489,28 @@ static void accept_ready(struct gw_worker *w, int lfd)
 		}
 		if (errno == EINTR || errno == ECONNABORTED)
 			continue;
-		if ((errno == EMFILE || errno == ENFILE) && w->spare_fd >= 0) {
+		if (errno == EMFILE || errno == ENFILE) {
 			/* Out of descriptors: free the spare one, take the
 			 * connection off the queue and close it, so the client
-			 * hears "no" now and the loop does not spin. */
-			close(w->spare_fd);
-			fd = accept(lfd, NULL, NULL);
-			if (fd >= 0)
-				close(fd);
-			gw_count(&w->metrics.connections_refused, 1);
-			w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-			continue;
+			 * hears "no" now. */
+			if (w->spare_fd >= 0) {
+				close(w->spare_fd);
+				w->spare_fd = -1;
+				fd = accept(lfd, NULL, NULL);
+				if (fd >= 0) {
+					close(fd);
+					gw_count(&w->metrics.connections_refused, 1);
+				}
+				w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+				if (w->spare_fd >= 0)
+					continue;
+			}
+			/* No spare either (another worker took the freed slot):
+			 * stop listening for a moment rather than spin on a
+			 * listener that stays readable; the sweep resumes it. */
+			listeners_enable(w, 0);
+			w->accept_paused_until = w->now_ms + 100;
+			return;
 		}
 		return; /* EAGAIN, or a transient error: epoll will tell us again */
 	}
@@ -503,6 +524,13 @@ static void sweep(struct gw_worker *w)
 	uint32_t decay = cfg->limits.abuse_budget / 40 + 1; /* per sweep: budget/10 a second */
 	struct gw_conn *c, *next;
 
+	if (w->accept_paused_until && w->now_ms >= w->accept_paused_until && !w->draining) {
+		if (w->spare_fd < 0)
+			w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		w->accept_paused_until = 0;
+		listeners_enable(w, 1);
+	}
+
 	for (c = w->conns; c; c = next) {
 		next = c->next;
 		if (c->state == GW_CONN_HANDSHAKE) {
@@ -513,6 +541,13 @@ static void sweep(struct gw_worker *w)
 		if (c->state == GW_CONN_CLOSING) {
 			if (w->now_ms - c->closing_ms >= HS_LINGER_MS)
 				conn_close(c);
+			continue;
+		}
+		if (!c->preface_done && w->now_ms - c->accepted_ms >= cfg->timeouts.handshake_ms) {
+			/* TLS done, but the HTTP/2 preface trickles in: the same
+			 * deadline as the TLS handshake, whatever bytes arrive. */
+			gw_count(&w->metrics.hs_fail[GW_HS_TIMEOUT], 1);
+			conn_close(c);
 			continue;
 		}
 		c->abuse = c->abuse > decay ? c->abuse - decay : 0;
@@ -1046,6 +1081,32 @@ static void reload(struct gw_server *srv)
 	}
 }
 
+/*
+ * Every connection holds a descriptor. If max_connections would run the
+ * process out of them, accept() fails with EMFILE and connections pile up
+ * unanswered in the listen queue; capping it below the limit instead
+ * refuses the excess at once (accept and close) and leaves room for what
+ * the gateway itself opens: reloads, the audit log, datasets, the ledger,
+ * the hub's connections to nodes.
+ */
+static void cap_connections(struct gw_config *cfg)
+{
+	struct rlimit rl;
+	uint64_t reserve = 64 + 8u * cfg->workers + 2u * cfg->workers * (uint64_t)cfg->node.ndatasets;
+	uint64_t room;
+	char extra[160];
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return;
+	room = rl.rlim_cur > reserve + cfg->workers ? rl.rlim_cur - reserve : cfg->workers;
+	if (cfg->limits.max_connections <= room)
+		return;
+	snprintf(extra, sizeof(extra), ",\"max_connections\":%llu,\"open_files_limit\":%llu",
+		 (unsigned long long)room, (unsigned long long)rl.rlim_cur);
+	gw_log_event("warn", "max_connections_capped", extra);
+	cfg->limits.max_connections = (uint32_t)room;
+}
+
 int gw_server_run(struct gw_config *cfg)
 {
 	struct gw_server srv;
@@ -1072,6 +1133,7 @@ int gw_server_run(struct gw_config *cfg)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+	cap_connections(cfg);
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGHUP);
@@ -1135,6 +1197,12 @@ int gw_server_run(struct gw_config *cfg)
 			gw_log_message("error", "start_failed", err);
 			goto out;
 		}
+	}
+	/* Every port is bound and every key, the audit log and the ledger are
+	 * open; no other thread runs yet. From here on we are cfg->user. */
+	if (gw_privdrop(cfg, err, sizeof(err)) < 0) {
+		gw_log_message("error", "start_failed", err);
+		goto out;
 	}
 	if (srv.hub && hub_start(srv.hub, cfg->hub.jobs) < 0) {
 		gw_log_message("error", "start_failed", "cannot start the hub's job threads");

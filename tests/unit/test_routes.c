@@ -111,6 +111,39 @@ static void json_bodies(void)
 	free(r.body);
 }
 
+/* Bodies are UTF-8 without NUL, so no string is cut short or echoed broken. */
+static void body_text_is_checked(void)
+{
+#define CASE(text, st) { text, sizeof(text) - 1, st }
+	static const struct {
+		const char *body;
+		size_t len;
+		int status;
+	} cases[] = {
+		CASE("{\"p\":\"a\\u0000b\"}", 400),              /* escaped NUL */
+		CASE("{\"p\":\"a\0b\"}", 400),                    /* raw NUL */
+		CASE("{\"p\":\"a\xff" "b\"}", 400),               /* not UTF-8 */
+		CASE("{\"p\":\"a\xc0\xaf" "b\"}", 400),           /* overlong '/' */
+		CASE("{\"p\":\"a\xed\xa0\x80" "b\"}", 400),      /* a surrogate */
+		CASE("{\"p\":\"a\xe2\x82" "b\"}", 400),           /* truncated sequence */
+		CASE("{\"p\":\"Frysl\xc3\xa2n \xf0\x9f\x98\x80\"}", 501), /* fine */
+		CASE("{\"p\":\"\\\\u0000\"}", 501),              /* an escaped backslash, then text */
+	};
+#undef CASE
+	struct gw_response r;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct gw_request req = { "POST", "/v1/lookup", (const unsigned char *)cases[i].body,
+					  cases[i].len, &groningen };
+		memset(&r, 0, sizeof(r));
+		gw_handle(&env, &req, &r);
+		if (r.status != cases[i].status)
+			printf("#   case %zu: status %d, want %d: %s\n", i, r.status, cases[i].status, r.body);
+		CHECK(r.status == cases[i].status);
+		free(r.body);
+	}
+}
+
 static void error_messages_are_escaped(void)
 {
 	struct gw_response r = { 0 };
@@ -243,6 +276,7 @@ int main(void)
 	RUN(authentication_comes_first);
 	RUN(not_found_and_method);
 	RUN(json_bodies);
+	RUN(body_text_is_checked);
 	RUN(error_messages_are_escaped);
 	RUN(metrics_text);
 	RUN(catalog_lists_fields_and_grants);
