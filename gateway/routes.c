@@ -382,6 +382,24 @@ static const char *body_text_problem(const unsigned char *p, size_t n)
 	return NULL;
 }
 
+/*
+ * Duplicate keys are refused: cJSON keeps the first, a proxy in front may
+ * keep the last, and the purpose a node decides on must be the one every
+ * party in between saw. Objects here are small; pairwise is fine.
+ */
+static int has_duplicate_key(const cJSON *o)
+{
+	for (const cJSON *a = o ? o->child : NULL; a; a = a->next) {
+		if (cJSON_IsObject(o) && a->string)
+			for (const cJSON *b = a->next; b; b = b->next)
+				if (b->string && strcmp(a->string, b->string) == 0)
+					return 1;
+		if ((cJSON_IsObject(a) || cJSON_IsArray(a)) && has_duplicate_key(a))
+			return 1;
+	}
+	return 0;
+}
+
 int gw_handle(const struct gw_env *env, const struct gw_request *req,
 	      struct gw_response *resp)
 {
@@ -439,6 +457,10 @@ int gw_handle(const struct gw_env *env, const struct gw_request *req,
 		if (!cJSON_IsObject(json)) {
 			cJSON_Delete(json);
 			return gw_error(resp, 400, "invalid_json", "the request body must be a JSON object");
+		}
+		if (has_duplicate_key(json)) {
+			cJSON_Delete(json);
+			return gw_error(resp, 400, "invalid_json", "a JSON object names the same key twice");
 		}
 	}
 	rc = rt->handle(env, req, m, json, resp);

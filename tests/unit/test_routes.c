@@ -128,6 +128,9 @@ static void body_text_is_checked(void)
 		CASE("{\"p\":\"a\xe2\x82" "b\"}", 400),           /* truncated sequence */
 		CASE("{\"p\":\"Frysl\xc3\xa2n \xf0\x9f\x98\x80\"}", 501), /* fine */
 		CASE("{\"p\":\"\\\\u0000\"}", 501),              /* an escaped backslash, then text */
+		CASE("{\"p\":\"a\",\"p\":\"b\"}", 400),               /* a duplicate key */
+		CASE("{\"q\":[{\"x\":1,\"x\":2}]}", 400),              /* ... nested */
+		CASE("{\"p\":{\"x\":1},\"q\":{\"x\":2}}", 501),       /* same key, other objects */
 	};
 #undef CASE
 	struct gw_response r;
