@@ -297,7 +297,8 @@ int adapter_value_parse(const struct adapter_field *f, const char *s, size_t len
 		return 0;
 	case ADAPTER_CATEGORY:
 		for (size_t i = 0; i < f->ncategories; i++)
-			if (strlen(f->categories[i]) == len && memcmp(f->categories[i], s, len) == 0) {
+			if (f->categories[i][0] == s[0] && strlen(f->categories[i]) == len &&
+			    memcmp(f->categories[i], s, len) == 0) {
 				out->category = (unsigned)i;
 				return 0;
 			}

@@ -168,6 +168,9 @@ int adapter_open(const struct adapter_source *src, const struct adapter_schema *
  * order. Every schema field of a row is typed, projected or not, so whether
  * a row is bad does not depend on the projection; a row that does not match
  * the filters is not checked further (it is not the caller's business).
+ * (CSV: once a scan of this adapter typed the whole unchanged file and found
+ * no bad row, later scans type only filter and projection fields while
+ * fstat() shows the same file; docs/adapters.md.)
  * SQLite: filters become "WHERE f IN (?, ...)" with bound values (an
  * equality filter on the bsn field is a lookup: index the column; see
  * adapter_field_indexed). CSV: the file is read start to end.

@@ -2,7 +2,10 @@
  * The CSV adapter: RFC 4180 records (quotes, doubled quotes, commas and
  * newlines inside quotes, CRLF or LF, a UTF-8 BOM) read in a stream. All
  * buffers are allocated at open and never grow, so memory does not depend on
- * the size of the file; a scan makes no allocation per row.
+ * the size of the file; a scan makes no allocation per row. A record without
+ * quotes is split with memchr in the read buffer; anything else (quotes, a
+ * stray CR, the wrong number of fields, a record longer than the buffer)
+ * goes through the byte-at-a-time parser, which also words the errors.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -10,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -39,7 +43,20 @@ struct adapter_csv {
 	off_t data_off;            /* where the first data record starts */
 	unsigned data_line;
 	char header_text[256];     /* the header's names, for "missing field" */
+	const char **text;         /* nfields: the current record's fields, NUL-terminated
+	                            * (in rec's slots, or in place in |in|) */
+	char **cut;                /* ncols: where each field of a fast-path record ends */
+	/* Set when a scan has typed every field of every row of this very file
+	 * (device, inode, size, mtime, ctime) and found none bad: later scans
+	 * of the unchanged file type only the fields they filter on or pass. */
+	int clean;
+	struct stat clean_st;
 };
+
+/* A file whose mtime or ctime is this recent when a scan starts is not
+ * marked clean: timestamps are coarser than a write, so a change in the
+ * same tick could go unseen. */
+#define CSV_CLEAN_SETTLE_S 2
 
 /* One record as the parser saw it. */
 struct csv_rec {
@@ -340,6 +357,100 @@ field_end_record:
 	return 1;
 }
 
+enum { FAST_FALLBACK = 2 };
+
+/*
+ * The fast path: the next record when it is one line of unquoted fields,
+ * split with memchr in the read buffer (the fields are NUL-terminated in
+ * place). Returns 1 (a record in |r| and c->text), 0 at the end of the
+ * file, BYTE_ERR, or FAST_FALLBACK with nothing consumed but blank lines:
+ * csv_record then reads the record from the same place.
+ */
+static int csv_fast_record(struct adapter *a, struct csv_rec *r)
+{
+	struct adapter_csv *c = a->csv;
+	char *p, *nl, *end, *s;
+	size_t len, col = 0;
+
+	for (;;) {
+		size_t avail = c->in_len - c->in_pos;
+		ssize_t n;
+
+		p = (char *)c->in + c->in_pos;
+		if ((nl = memchr(p, '\n', avail)) != NULL) {
+			len = (size_t)(nl - p);
+			if (len && p[len - 1] == '\r')
+				len--;
+			if (len == 0) { /* a blank line is no record */
+				c->in_pos += (size_t)(nl - p) + 1;
+				c->line++;
+				c->col = 1;
+				continue;
+			}
+			break;
+		}
+		if (c->in_pos == 0 && avail == CSV_READ_BUF)
+			return FAST_FALLBACK; /* longer than the buffer */
+		memmove(c->in, p, avail);
+		c->in_off += (off_t)c->in_pos;
+		c->in_pos = 0;
+		c->in_len = avail;
+		do
+			n = read(c->fd, c->in + avail, CSV_READ_BUF - avail);
+		while (n < 0 && errno == EINTR);
+		if (n < 0)
+			return BYTE_ERR;
+		if (n == 0)
+			return avail ? FAST_FALLBACK : 0; /* a last line without a line break */
+		c->in_len += (size_t)n;
+	}
+	/* One pass over the line: the field boundaries, or a reason to fall
+	 * back (a quote, a stray CR, too many fields) before anything changed. */
+	end = p + len;
+	for (s = p;; col++) {
+		char *e = s;
+		int f;
+
+		while (e < end && *e != c->delim) {
+			if (*e == '"' || *e == '\r')
+				return FAST_FALLBACK;
+			e++;
+		}
+		if (col >= c->ncols)
+			return FAST_FALLBACK; /* too many fields: the parser says so */
+		c->cut[col] = e;
+		if ((f = c->colmap[col]) >= 0) {
+			c->text[f] = s;
+			c->fv[f].len = (size_t)(e - s);
+			c->fv[f].line = c->line;
+			c->fv[f].col = (unsigned)(s - p) + 1;
+			c->fv[f].quoted = 0;
+		}
+		if (e == end)
+			break;
+		s = e + 1;
+	}
+	if (col + 1 != c->ncols)
+		return FAST_FALLBACK;
+	/* only now, when nothing can fall back any more */
+	for (size_t i = 0; i <= col; i++)
+		*c->cut[i] = '\0';
+	r->line = c->line;
+	r->ncols = col + 1;
+	r->bad = 0;
+	c->in_pos += (size_t)(nl - p) + 1;
+	c->line++;
+	c->col = 1;
+	return 1;
+}
+
+static int same_file(const struct stat *x, const struct stat *y)
+{
+	return x->st_dev == y->st_dev && x->st_ino == y->st_ino && x->st_size == y->st_size &&
+	       x->st_mtim.tv_sec == y->st_mtim.tv_sec && x->st_mtim.tv_nsec == y->st_mtim.tv_nsec &&
+	       x->st_ctim.tv_sec == y->st_ctim.tv_sec && x->st_ctim.tv_nsec == y->st_ctim.tv_nsec;
+}
+
 int adapter_csv_open(struct adapter *a, const struct adapter_source *src, char *err, size_t errlen)
 {
 	struct adapter_csv *c;
@@ -367,7 +478,8 @@ int adapter_csv_open(struct adapter *a, const struct adapter_source *src, char *
 	c->in = malloc(CSV_READ_BUF);
 	c->rec = malloc((nf + 1) * CSV_SLOT);
 	c->fv = calloc(nf, sizeof(*c->fv));
-	if (!c->in || !c->rec || !c->fv)
+	c->text = calloc(nf, sizeof(*c->text));
+	if (!c->in || !c->rec || !c->fv || !c->text)
 		goto nomem;
 	c->fd = open(a->path, O_RDONLY | O_CLOEXEC);
 	if (c->fd < 0 || fstat(c->fd, &sb) < 0) {
@@ -399,6 +511,8 @@ int adapter_csv_open(struct adapter *a, const struct adapter_source *src, char *
 			goto nomem;
 		for (size_t i = 0; i < nf; i++)
 			c->colmap[i] = (int)i;
+		if (!(c->cut = calloc(c->ncols, sizeof(*c->cut))))
+			goto nomem;
 		return 0;
 	}
 	rc = csv_record(a, &r, 1, &hdr_rc, err, errlen);
@@ -438,6 +552,8 @@ int adapter_csv_open(struct adapter *a, const struct adapter_source *src, char *
 	}
 	c->data_off = c->in_off + (off_t)c->in_pos;
 	c->data_line = c->line;
+	if (!(c->cut = calloc(c->ncols, sizeof(*c->cut))))
+		goto nomem;
 	return 0;
 ioerr:
 	adapter_errf(err, errlen, "%s: read error: %s", a->path, strerror(errno));
@@ -447,32 +563,59 @@ nomem:
 	return ADAPTER_ERR_NOMEM;
 }
 
+/*
+ * Whether a row is bad never depends on the projection: a scan types every
+ * field of every row, unless an earlier scan of this adapter already typed
+ * every field of every row of the unchanged file and found all good
+ * (c->clean); then typing the fields nobody looks at would find nothing,
+ * and only the filter and projection fields are typed. A file that changed
+ * (or whose stat cannot be read) is typed in full again.
+ */
 int adapter_csv_scan(struct adapter_scan_ctx *sc)
 {
 	struct adapter *a = sc->a;
 	struct adapter_csv *c = a->csv;
 	struct csv_rec r;
+	struct stat before, after;
+	struct timespec now;
+	unsigned char need[ADAPTER_MAX_FIELDS];
+	int all, clean = 1, stat_ok;
 	char why[400];
 	int rc;
 
+	stat_ok = fstat(c->fd, &before) == 0 && clock_gettime(CLOCK_REALTIME, &now) == 0;
+	all = !(c->clean && stat_ok && same_file(&before, &c->clean_st));
+	if (all)
+		c->clean = 0;
+	memset(need, all, a->schema.nfields);
+	for (size_t i = 0; i < sc->nfilters; i++)
+		need[sc->filters[i].field] = 1;
+	for (size_t i = 0; i < sc->nproj; i++)
+		need[sc->proj ? sc->proj[i] : i] = 1;
 	if (csv_rewind(c, c->data_off, c->data_line) < 0) {
 		if (sc->d)
 			diag_error(sc->d, a->path, 0, 0, "cannot seek: %s", strerror(errno));
 		return ADAPTER_ERR_IO;
 	}
 	for (;;) {
-		rc = csv_record(a, &r, 0, NULL, NULL, 0);
+		rc = csv_fast_record(a, &r);
+		if (rc == FAST_FALLBACK) {
+			rc = csv_record(a, &r, 0, NULL, NULL, 0);
+			for (size_t f = 0; f < a->schema.nfields; f++)
+				c->text[f] = c->rec + f * CSV_SLOT;
+		}
 		if (rc == BYTE_ERR) {
 			if (sc->d)
 				diag_error(sc->d, a->path, c->line, 0, "read error: %s", strerror(errno));
 			return ADAPTER_ERR_IO;
 		}
 		if (rc == 0)
-			return 0;
+			break;
 		sc->st->rows_read++;
 		/* A damaged record is bad whatever the filters say: the
 		 * person asked for may be the one in it. */
 		if (r.bad) {
+			clean = 0;
 			rc = adapter_bad_row(sc, r.line, r.bad_line == r.line ? r.bad_col : 1, "%s%s", r.why,
 					     r.bad_line == r.line ? "" : " (further down the record)");
 			if (rc < 0)
@@ -480,6 +623,7 @@ int adapter_csv_scan(struct adapter_scan_ctx *sc)
 			continue;
 		}
 		if (r.ncols != c->ncols) {
+			clean = 0;
 			rc = adapter_bad_row(sc, r.line, 1, "%zu fields, expected %zu%s", r.ncols, c->ncols,
 					     c->headerless ? " (one per schema field)" : " (as in the header)");
 			if (rc < 0)
@@ -491,9 +635,11 @@ int adapter_csv_scan(struct adapter_scan_ctx *sc)
 		for (size_t f = 0; f < a->schema.nfields; f++) {
 			const struct adapter_field *fd = &a->schema.fields[f];
 			const struct csv_field *fv = &c->fv[f];
-			const char *text = c->rec + f * CSV_SLOT;
+			const char *text = c->text[f];
 
 			a->bad[f] = 0;
+			if (!need[f])
+				continue;
 			if (fd->type == ADAPTER_STRING && fv->quoted && fv->len == 0) {
 				/* "" is the empty string; an unquoted empty field is NULL */
 				memset(&a->vals[f], 0, sizeof(a->vals[f]));
@@ -515,12 +661,24 @@ int adapter_csv_scan(struct adapter_scan_ctx *sc)
 				adapter_field_bad(a, (unsigned)f, "%s", "");
 			}
 		}
+		if (a->nbad)
+			clean = 0;
 		rc = adapter_emit_row(sc, bline, bcol);
 		if (rc < 0)
 			return rc;
 		if (rc == 1)
-			return 0;
+			return 0; /* stopped early: not every row was seen */
 	}
+	/* The whole file typed in full and nothing bad: remember which file
+	 * that was, if it had settled before the scan began and did not change
+	 * while it ran. */
+	if (all && clean && stat_ok && fstat(c->fd, &after) == 0 && same_file(&before, &after) &&
+	    before.st_mtim.tv_sec + CSV_CLEAN_SETTLE_S < now.tv_sec &&
+	    before.st_ctim.tv_sec + CSV_CLEAN_SETTLE_S < now.tv_sec) {
+		c->clean = 1;
+		c->clean_st = before;
+	}
+	return 0;
 }
 
 void adapter_csv_close(struct adapter *a)
@@ -532,6 +690,8 @@ void adapter_csv_close(struct adapter *a)
 	if (c->fd >= 0)
 		close(c->fd);
 	free(c->colmap);
+	free(c->cut);
+	free(c->text);
 	free(c->fv);
 	free(c->rec);
 	free(c->in);

@@ -6,6 +6,7 @@
  */
 #include "wire.h"
 
+#include <openssl/evp.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,6 +149,13 @@ static int dict_code(struct dict *d, const char *s, uint16_t *code)
 	return 0;
 }
 
+static int grow(struct wire_builder *b)
+{
+	size_t cap = b->cap ? b->cap * 2 : 1024;
+
+	return wire_builder_reserve(b, cap > UINT32_MAX ? UINT32_MAX : cap);
+}
+
 int wire_builder_add(struct wire_builder *b, const unsigned char token[WIRE_TOKEN_BYTES],
 		     const char *const *values)
 {
@@ -158,19 +166,10 @@ int wire_builder_add(struct wire_builder *b, const unsigned char token[WIRE_TOKE
 	if (b->n == UINT32_MAX)
 		return WIRE_ERR_LIMIT;
 	if (b->n == b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 1024;
-		unsigned char *t = realloc(b->tokens, cap * WIRE_TOKEN_BYTES);
-		uint16_t *c;
+		int rc = grow(b);
 
-		if (!t)
-			return WIRE_ERR_NOMEM;
-		b->tokens = t;
-		if (b->nfields) {
-			if (!(c = realloc(b->codes, cap * b->nfields * sizeof(*c))))
-				return WIRE_ERR_NOMEM;
-			b->codes = c;
-		}
-		b->cap = cap;
+		if (rc < 0)
+			return rc;
 	}
 	/* A value that fails to code may leave a new dictionary entry behind;
 	 * harmless (a value without a record), and the record is not added. */
@@ -180,6 +179,84 @@ int wire_builder_add(struct wire_builder *b, const unsigned char token[WIRE_TOKE
 		if (!values[f])
 			codes[f] = WIRE_NULL;
 		else if ((rc = dict_code(&b->dict[f], values[f], &codes[f])) < 0)
+			return rc;
+	}
+	memcpy(b->tokens + b->n * WIRE_TOKEN_BYTES, token, WIRE_TOKEN_BYTES);
+	if (b->nfields)
+		memcpy(b->codes + b->n * b->nfields, codes, b->nfields * sizeof(*codes));
+	b->n++;
+	return 0;
+}
+
+int wire_builder_reserve(struct wire_builder *b, size_t n)
+{
+	unsigned char *t;
+	uint16_t *c = NULL;
+
+	if (!b || b->spent)
+		return WIRE_ERR_ARG;
+	if (n > UINT32_MAX)
+		return WIRE_ERR_LIMIT;
+	if (n <= b->cap)
+		return 0;
+	if (!(t = malloc(n * WIRE_TOKEN_BYTES)))
+		return WIRE_ERR_NOMEM;
+	if (b->nfields && !(c = realloc(b->codes, n * b->nfields * sizeof(*c)))) {
+		free(t);
+		return WIRE_ERR_NOMEM;
+	}
+	if (b->nfields)
+		b->codes = c;
+	/* the tokens move by hand so the old copy can be wiped */
+	if (b->tokens) {
+		memcpy(t, b->tokens, b->n * WIRE_TOKEN_BYTES);
+		sodium_memzero(b->tokens, b->cap * WIRE_TOKEN_BYTES);
+		free(b->tokens);
+	}
+	b->tokens = t;
+	b->cap = n;
+	return 0;
+}
+
+int wire_builder_set_dict(struct wire_builder *b, uint32_t field, const char *const *values, size_t nvalues)
+{
+	struct dict *d;
+
+	if (!b || b->spent || field >= b->nfields || (nvalues && !values))
+		return WIRE_ERR_ARG;
+	d = &b->dict[field];
+	if (b->n || d->n)
+		return WIRE_ERR_ARG; /* before any record, once */
+	if (nvalues > 0xFFFF)
+		return WIRE_ERR_LIMIT;
+	for (size_t i = 0; i < nvalues; i++) {
+		uint16_t code;
+		int rc;
+
+		if (!values[i])
+			return WIRE_ERR_ARG;
+		if ((rc = dict_code(d, values[i], &code)) < 0)
+			return rc;
+		if (code != i)
+			return WIRE_ERR_ARG; /* the same value twice */
+	}
+	return 0;
+}
+
+int wire_builder_add_coded(struct wire_builder *b, const unsigned char token[WIRE_TOKEN_BYTES],
+			   const uint16_t *codes)
+{
+	if (!b || !token || b->spent || (b->nfields && !codes))
+		return WIRE_ERR_ARG;
+	for (uint32_t f = 0; f < b->nfields; f++)
+		if (codes[f] != WIRE_NULL && codes[f] >= b->dict[f].n)
+			return WIRE_ERR_ARG;
+	if (b->n == UINT32_MAX)
+		return WIRE_ERR_LIMIT;
+	if (b->n == b->cap) {
+		int rc = grow(b);
+
+		if (rc < 0)
 			return rc;
 	}
 	memcpy(b->tokens + b->n * WIRE_TOKEN_BYTES, token, WIRE_TOKEN_BYTES);
@@ -203,73 +280,88 @@ static int rec_cmp(const void *pa, const void *pb, void *arg)
 	return c;
 }
 
+/* The token's first 8 bytes, big-endian: numeric order is byte order. */
+static uint64_t prefix64(const unsigned char *p)
+{
+	return (uint64_t)p[0] << 56 | (uint64_t)p[1] << 48 | (uint64_t)p[2] << 40 | (uint64_t)p[3] << 32 |
+	       (uint64_t)p[4] << 24 | (uint64_t)p[5] << 16 | (uint64_t)p[6] << 8 | p[7];
+}
+
 struct kv {
-	uint32_t key; /* the token's first 4 bytes, big-endian: numeric order is byte order */
-	uint32_t idx;
+	uint64_t key; /* prefix64 of the token */
+	uint64_t idx;
 };
 
+/* (key, then the whole record) */
+static int kv_less(const struct wire_builder *b, const struct kv *x, const struct kv *y)
+{
+	uint32_t i = (uint32_t)x->idx, j = (uint32_t)y->idx;
+
+	if (x->key != y->key)
+		return x->key < y->key;
+	return rec_cmp(&i, &j, (void *)(uintptr_t)b) < 0;
+}
+
 /*
- * Record order into |order|. Tokens are uniformly random, so two 16-bit
- * radix passes over their first 32 bits put almost every record in place;
- * the few runs with an equal prefix (one person's several combinations, or
- * a 1-in-2^32 coincidence) are finished with a full comparison.
+ * Record order into |order|, and each record's key into |keys| (in that
+ * order). Tokens are uniformly random, so one counting pass on their top
+ * 16 bits leaves buckets of a few records each (n / 65536), which an
+ * insertion sort on the 64-bit prefix finishes; equal prefixes (one
+ * person's several combinations, or a 1-in-2^64 coincidence) fall back to
+ * comparing the whole record. A bucket can only grow large if the tokens
+ * are not random; the insertion sort is then slow but still correct, and
+ * buckets past 64 records go to qsort_r instead.
  */
-static int sort_records(const struct wire_builder *b, uint32_t *order)
+static int sort_records(const struct wire_builder *b, uint32_t *order, uint64_t *keys)
 {
 	size_t n = b->n;
-	struct kv *a, *t;
+	struct kv *a;
 	uint32_t *count;
 
-	if (n < 4096) {
-		for (size_t i = 0; i < n; i++)
-			order[i] = (uint32_t)i;
-		qsort_r(order, n, sizeof(*order), rec_cmp, (void *)(uintptr_t)b);
-		return 0;
-	}
-	a = malloc(n * sizeof(*a));
-	t = malloc(n * sizeof(*t));
-	count = malloc(65536 * sizeof(*count));
-	if (!a || !t || !count) {
+	if (!(a = malloc(n * sizeof(*a))) || !(count = calloc(65537, sizeof(*count)))) {
 		free(a);
-		free(t);
-		free(count);
 		return WIRE_ERR_NOMEM;
 	}
+	for (size_t i = 0; i < n; i++)
+		count[(b->tokens[i * WIRE_TOKEN_BYTES] << 8 | b->tokens[i * WIRE_TOKEN_BYTES + 1]) + 1]++;
+	for (size_t d = 1; d <= 65536; d++)
+		count[d] += count[d - 1];
 	for (size_t i = 0; i < n; i++) {
 		const unsigned char *p = b->tokens + i * WIRE_TOKEN_BYTES;
+		struct kv *e = &a[count[p[0] << 8 | p[1]]++];
 
-		a[i].key = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-		a[i].idx = (uint32_t)i;
+		e->key = prefix64(p);
+		e->idx = i;
 	}
-	for (int shift = 0; shift < 32; shift += 16) {
-		uint32_t sum = 0;
+	/* count[d] is now the end of bucket d, which starts where d - 1 ends */
+	for (size_t d = 0, lo = 0; d < 65536; lo = count[d++]) {
+		size_t hi = count[d];
 
-		memset(count, 0, 65536 * sizeof(*count));
-		for (size_t i = 0; i < n; i++)
-			count[(a[i].key >> shift) & 0xFFFF]++;
-		for (size_t d = 0; d < 65536; d++) {
-			uint32_t c = count[d];
-			count[d] = sum;
-			sum += c;
+		if (hi - lo > 64) {
+			for (size_t i = lo; i < hi; i++)
+				order[i] = (uint32_t)a[i].idx;
+			qsort_r(order + lo, hi - lo, sizeof(*order), rec_cmp, (void *)(uintptr_t)b);
+			for (size_t i = lo; i < hi; i++) {
+				a[i].idx = order[i];
+				a[i].key = prefix64(b->tokens + (size_t)order[i] * WIRE_TOKEN_BYTES);
+			}
+			continue;
 		}
-		for (size_t i = 0; i < n; i++)
-			t[count[(a[i].key >> shift) & 0xFFFF]++] = a[i];
-		{
-			struct kv *s = a;
-			a = t;
-			t = s;
+		for (size_t i = lo + 1; i < hi; i++) {
+			struct kv x = a[i];
+			size_t j = i;
+
+			for (; j > lo && kv_less(b, &x, &a[j - 1]); j--)
+				a[j] = a[j - 1];
+			a[j] = x;
 		}
 	}
-	for (size_t i = 0; i < n; i++)
-		order[i] = a[i].idx;
-	for (size_t i = 0, j; i < n; i = j) {
-		for (j = i + 1; j < n && a[j].key == a[i].key; j++)
-			;
-		if (j - i > 1)
-			qsort_r(order + i, j - i, sizeof(*order), rec_cmp, (void *)(uintptr_t)b);
+	for (size_t i = 0; i < n; i++) {
+		order[i] = (uint32_t)a[i].idx;
+		keys[i] = a[i].key;
 	}
+	sodium_memzero(a, n * sizeof(*a)); /* token prefixes */
 	free(a);
-	free(t);
 	free(count);
 	return 0;
 }
@@ -278,6 +370,7 @@ int wire_builder_finish(struct wire_builder *b, unsigned char **plain, size_t *l
 {
 	size_t size = 12, reclen, kept = 0;
 	uint32_t *order = NULL;
+	uint64_t *keys = NULL;
 	unsigned char *buf, *p, *countp;
 	int rc;
 
@@ -294,14 +387,26 @@ int wire_builder_finish(struct wire_builder *b, unsigned char **plain, size_t *l
 			size += 2 + (size_t)b->dict[f].lens[c];
 	}
 	size += b->n * reclen;
-	if (b->n && !(order = malloc(b->n * sizeof(*order))))
-		return WIRE_ERR_NOMEM;
-	if (b->n && (rc = sort_records(b, order)) < 0) {
+	if (b->n && (!(order = malloc(b->n * sizeof(*order))) || !(keys = malloc(b->n * sizeof(*keys))))) {
 		free(order);
+		return WIRE_ERR_NOMEM;
+	}
+	if (b->n && b->n < 4096) {
+		for (size_t i = 0; i < b->n; i++)
+			order[i] = (uint32_t)i;
+		qsort_r(order, b->n, sizeof(*order), rec_cmp, (void *)(uintptr_t)b);
+		for (size_t i = 0; i < b->n; i++)
+			keys[i] = prefix64(b->tokens + (size_t)order[i] * WIRE_TOKEN_BYTES);
+	} else if (b->n && (rc = sort_records(b, order, keys)) < 0) {
+		free(order);
+		free(keys); /* sort_records filled nothing */
 		return rc;
 	}
 	if (!(buf = malloc(size))) {
 		free(order);
+		if (keys)
+			sodium_memzero(keys, b->n * sizeof(*keys));
+		free(keys);
 		return WIRE_ERR_NOMEM;
 	}
 	memcpy(buf, magic, 4);
@@ -321,7 +426,7 @@ int wire_builder_finish(struct wire_builder *b, unsigned char **plain, size_t *l
 	for (size_t i = 0; i < b->n; i++) {
 		uint32_t r = order[i];
 
-		if (i && rec_cmp(&order[i - 1], &order[i], b) == 0)
+		if (i && keys[i] == keys[i - 1] && rec_cmp(&order[i - 1], &order[i], b) == 0)
 			continue; /* an exact duplicate */
 		memcpy(p, b->tokens + (size_t)r * WIRE_TOKEN_BYTES, WIRE_TOKEN_BYTES);
 		p += WIRE_TOKEN_BYTES;
@@ -331,6 +436,9 @@ int wire_builder_finish(struct wire_builder *b, unsigned char **plain, size_t *l
 	}
 	put_u32(countp, (uint32_t)kept);
 	free(order);
+	if (keys)
+		sodium_memzero(keys, b->n * sizeof(*keys));
+	free(keys);
 	*plain = buf;
 	*len = (size_t)(p - buf);
 	*nrecords = (uint32_t)kept;
@@ -529,6 +637,72 @@ void wire_tokens_free(struct wire_tokens *t)
 
 /* ---- the sealed box ---- */
 
+/*
+ * Base64 of the sealed box. The text is ciphertext, so libsodium's
+ * constant-time codec (byte by byte, ~10x slower on a 24 MB answer) buys
+ * nothing; OpenSSL's block codec is used instead, in chunks because it
+ * takes an int length. Decoding stays as strict as before: the standard
+ * alphabet only, padded to a multiple of 4, '=' only as the last one or
+ * two characters, no whitespace anywhere, and the unused bits of the last
+ * group zero (one text per box).
+ */
+#define B64_CHUNK ((size_t)3 << 20) /* input bytes per EVP_EncodeBlock call: a multiple of 3 */
+
+static void b64_encode(char *out, const unsigned char *in, size_t len)
+{
+	while (len) {
+		size_t n = len < B64_CHUNK ? len : B64_CHUNK;
+		int w = EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+
+		out += w;
+		in += n;
+		len -= n;
+	}
+	*out = '\0';
+}
+
+/* The value of a base64 digit, or -1. */
+static int b64_digit(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Decodes |len| (a multiple of 4, > 0) characters into |out| (len / 4 * 3
+ * bytes of room); returns the decoded length, or -1 if it is not exactly
+ * canonical base64 of the standard alphabet. */
+static long b64_decode(unsigned char *out, const char *in, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)in;
+	size_t pad = 0, done = 0;
+
+	if (s[len - 1] == '=')
+		pad = s[len - 2] == '=' ? 2 : 1;
+	/* EVP_DecodeBlock reads '=' as a zero digit anywhere: only the end may pad */
+	if (memchr(s, '=', len - pad))
+		return -1;
+	/* ... and the padded group's unused bits must be zero */
+	if (pad && (b64_digit(s[len - pad - 1]) < 0 || (b64_digit(s[len - pad - 1]) & (pad == 1 ? 0x3 : 0xF))))
+		return -1;
+	while (done < len) {
+		/* a multiple of 4; EVP_DecodeBlock trims leading blanks and
+		 * trailing non-digits, so a chunk is good only when all of it
+		 * became exactly 3/4 as many bytes */
+		size_t n = len - done < B64_CHUNK / 3 * 4 ? len - done : B64_CHUNK / 3 * 4;
+		int w = EVP_DecodeBlock(out + done / 4 * 3, s + done, (int)n);
+
+		if (w < 0 || (size_t)w != n / 4 * 3)
+			return -1;
+		done += n;
+	}
+	return (long)(len / 4 * 3 - pad);
+}
+
 int wire_seal(const unsigned char *plain, size_t len, const unsigned char hub_pk[32], char **b64,
 	      size_t *b64len)
 {
@@ -545,7 +719,7 @@ int wire_seal(const unsigned char *plain, size_t len, const unsigned char hub_pk
 	if (len > SIZE_MAX / 2 - crypto_box_SEALBYTES)
 		return WIRE_ERR_ARG;
 	boxlen = len + crypto_box_SEALBYTES;
-	enclen = sodium_base64_ENCODED_LEN(boxlen, sodium_base64_VARIANT_ORIGINAL);
+	enclen = (boxlen + 2) / 3 * 4 + 1; /* padded, and the NUL */
 	box = malloc(boxlen);
 	text = malloc(enclen);
 	if (!box || !text) {
@@ -558,7 +732,7 @@ int wire_seal(const unsigned char *plain, size_t len, const unsigned char hub_pk
 		free(text);
 		return WIRE_ERR_CRYPTO;
 	}
-	sodium_bin2base64(text, enclen, box, boxlen, sodium_base64_VARIANT_ORIGINAL);
+	b64_encode(text, box, boxlen);
 	free(box);
 	*b64 = text;
 	*b64len = enclen - 1;
@@ -570,7 +744,7 @@ int wire_open(const char *b64, size_t b64len, const unsigned char hub_pk[32], co
 {
 	unsigned char *box, *out;
 	size_t boxlen = 0;
-	const char *end = NULL;
+	long dec;
 
 	if (!plain || !len || !hub_pk || !hub_sk || (!b64 && b64len)) {
 		if (err && errlen)
@@ -589,12 +763,11 @@ int wire_open(const char *b64, size_t b64len, const unsigned char hub_pk[32], co
 		snprintf(err, errlen, "out of memory");
 		return WIRE_ERR_NOMEM;
 	}
-	if (sodium_base642bin(box, b64len / 4 * 3, b64, b64len, NULL, &boxlen, &end,
-			      sodium_base64_VARIANT_ORIGINAL) != 0 ||
-	    end != b64 + b64len) {
+	if ((dec = b64_decode(box, b64, b64len)) < 0) {
 		free(box);
 		return fail(err, errlen, "the sealed answer is not valid base64");
 	}
+	boxlen = (size_t)dec;
 	if (boxlen < crypto_box_SEALBYTES) {
 		free(box);
 		return fail(err, errlen, "the sealed answer is too short to be a sealed box");

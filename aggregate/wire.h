@@ -60,6 +60,31 @@ int wire_builder_add(struct wire_builder *b, const unsigned char token[WIRE_TOKE
 		     const char *const *values);
 
 /*
+ * Room for |n| records in all (no realloc while adding: a million records
+ * fault their pages in once). Returns 0, WIRE_ERR_ARG, WIRE_ERR_NOMEM, or
+ * WIRE_ERR_LIMIT for more than 2^32-1 records.
+ */
+int wire_builder_reserve(struct wire_builder *b, size_t n);
+
+/*
+ * For a caller that has already coded its values (the node's scan does):
+ * sets field |field|'s dictionary to |values| (NUL-terminated, copied;
+ * code i = values[i]), before any record is added and at most once per
+ * field. Returns 0, WIRE_ERR_ARG (after the first record, twice, a NULL
+ * value, the same value twice), WIRE_ERR_NOMEM, WIRE_ERR_LIMIT.
+ */
+int wire_builder_set_dict(struct wire_builder *b, uint32_t field, const char *const *values, size_t nvalues);
+
+/*
+ * Adds one record by its codes (nfields of them; WIRE_NULL = null) into the
+ * dictionaries of wire_builder_set_dict; no string is looked up. Returns 0,
+ * WIRE_ERR_ARG (a code outside its dictionary), WIRE_ERR_NOMEM,
+ * WIRE_ERR_LIMIT; on an error no record is added.
+ */
+int wire_builder_add_coded(struct wire_builder *b, const unsigned char token[WIRE_TOKEN_BYTES],
+			   const uint16_t *codes);
+
+/*
  * Sorts by token (then codes), drops exact duplicates, serialises the
  * plaintext of docs/federation.md. On 0, |*plain| (malloc'd, |*len| bytes)
  * belongs to the caller, who wipes it (sodium_memzero: it holds tokens) and
@@ -88,7 +113,8 @@ void wire_tokens_free(struct wire_tokens *t);
 
 /*
  * crypto_box_seal of |plain| to the hub's X25519 public key, then base64
- * (libsodium sodium_bin2base64, ORIGINAL variant, padded). On 0, |*b64| is
+ * (RFC 4648 standard alphabet, padded; OpenSSL's block encoder: the text is
+ * ciphertext, so a constant-time codec would buy nothing). On 0, |*b64| is
  * malloc'd and NUL-terminated, |*b64len| its length without the NUL; the
  * caller frees it. Returns 0, WIRE_ERR_ARG, WIRE_ERR_NOMEM, WIRE_ERR_CRYPTO.
  */
@@ -96,9 +122,10 @@ int wire_seal(const unsigned char *plain, size_t len, const unsigned char hub_pk
 	      size_t *b64len);
 
 /*
- * The hub's side: decodes |b64len| bytes of base64 (ORIGINAL variant, peer
+ * The hub's side: decodes |b64len| bytes of base64 (standard alphabet, peer
  * data: never strlen'd; nothing but base64 is accepted, no whitespace) and
- * opens the box with the hub's key pair. On 0, |*plain| (malloc'd, |*len|
+ * opens the box with the hub's key pair. Canonical only: '=' only as the
+ * last one or two characters, the unused bits of the last group zero. On 0, |*plain| (malloc'd, |*len|
  * bytes, never NULL even when empty) belongs to the caller, who wipes
  * (sodium_memzero) and frees it. Returns WIRE_ERR_FORMAT (bad base64, too
  * short), WIRE_ERR_CRYPTO (wrong key, altered), WIRE_ERR_ARG or

@@ -32,6 +32,11 @@ struct node_dataset {
 	struct adapter_field *fields;
 	size_t nfields;
 	int bsn_field;                      /* index of the identifier field */
+	/* The CSV adapter that read the whole dataset at start (dataset_check),
+	 * handed to the first worker: it knows the file it typed in full was
+	 * clean, so that worker's scans skip re-typing unused fields until the
+	 * file changes (adapters/csv.c). NULL once taken. */
+	struct adapter *checked;
 };
 
 struct gw_node {
@@ -142,7 +147,7 @@ static int ignore_row(void *arg, const struct adapter_value *v, size_t n)
  * SQLite source without an index on bsn is worth a warning: every lookup
  * would read the whole table.
  */
-static int dataset_check(const struct node_dataset *d, struct diag *diag)
+static int dataset_check(struct node_dataset *d, struct diag *diag)
 {
 	struct adapter_schema schema = { d->fields, d->nfields };
 	struct adapter_stats st = { 0 };
@@ -164,7 +169,10 @@ static int dataset_check(const struct node_dataset *d, struct diag *diag)
 		diag_warn(diag, d->src.path, 0, 0, "dataset %s: no index on '%s': every lookup "
 			  "reads the whole table (CREATE INDEX ... ON ...(%s))", d->id,
 			  d->fields[d->bsn_field].name, d->fields[d->bsn_field].name);
-	adapter_close(a);
+	if (rc == 0 && d->src.kind == ADAPTER_CSV)
+		d->checked = a;
+	else
+		adapter_close(a);
 	if (rc < 0 && !diag->errors)
 		diag_error(diag, d->src.path, 0, 0, "dataset %s cannot be read", d->id);
 	return rc < 0 ? -1 : 0;
@@ -233,8 +241,10 @@ void gw_node_free(struct gw_node *n)
 {
 	if (!n)
 		return;
-	for (size_t i = 0; i < n->nds; i++)
+	for (size_t i = 0; i < n->nds; i++) {
+		adapter_close(n->ds[i].checked);
 		free(n->ds[i].fields);
+	}
 	free(n->ds);
 	free(n->ids);
 	pseudo_key_free(n->audit_key);
@@ -262,6 +272,10 @@ int gw_node_worker_open(const struct gw_node *n, struct gw_node_worker **out,
 		struct adapter_schema schema = { n->ds[i].fields, n->ds[i].nfields };
 		char why[400];
 
+		/* workers may open concurrently: one of them gets it */
+		w->adapters[i] = __atomic_exchange_n(&n->ds[i].checked, NULL, __ATOMIC_ACQ_REL);
+		if (w->adapters[i])
+			continue;
 		if (adapter_open(&n->ds[i].src, &schema, &w->adapters[i], why, sizeof(why)) < 0) {
 			snprintf(err, errlen, "dataset %s: %s", n->ds[i].id, why);
 			gw_node_worker_free(w);
@@ -1495,8 +1509,14 @@ static int sq_seal(const struct gw_node *n, const struct subquery *q, const stru
 	*b64 = NULL;
 	if (pseudo_key_purpose(n->master, q->purpose, &pk) < 0 || pseudo_key_query(pk, q->query_id, &qk) < 0)
 		goto done;
-	if ((rc = wire_builder_new((uint32_t)sc->nf, &b)) < 0)
+	if ((rc = wire_builder_new((uint32_t)sc->nf, &b)) < 0 || (rc = wire_builder_reserve(b, sc->n)) < 0)
 		goto done;
+	/* The scan already coded every value: its dictionaries become the
+	 * wire's, and records go in by code, no string looked up again. */
+	for (size_t f = 0; f < sc->nf; f++)
+		if ((rc = wire_builder_set_dict(b, (uint32_t)f, (const char *const *)sc->dict[f].values,
+						sc->dict[f].n)) < 0)
+			goto done;
 	if (!(tok = malloc(SQ_TOKEN_CHUNK * sizeof(*tok)))) {
 		rc = WIRE_ERR_NOMEM;
 		goto done;
@@ -1507,16 +1527,9 @@ static int sq_seal(const struct gw_node *n, const struct subquery *q, const stru
 		size_t m = sc->n - i < SQ_TOKEN_CHUNK ? sc->n - i : SQ_TOKEN_CHUNK;
 
 		pseudo_tokens(qk, sc->bsn + i, m, tok);
-		for (size_t j = 0; j < m; j++) {
-			const char *vals[WIRE_MAX_FIELDS];
-
-			for (size_t f = 0; f < sc->nf; f++) {
-				uint16_t c = sc->codes[(i + j) * sc->nf + f];
-				vals[f] = c == WIRE_NULL ? NULL : sc->dict[f].values[c];
-			}
-			if ((rc = wire_builder_add(b, tok[j], vals)) < 0)
+		for (size_t j = 0; j < m; j++)
+			if ((rc = wire_builder_add_coded(b, tok[j], sc->codes + (i + j) * sc->nf)) < 0)
 				goto done;
-		}
 	}
 	if ((rc = wire_builder_finish(b, &plain, &plen, nrecords)) < 0)
 		goto done;

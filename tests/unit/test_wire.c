@@ -583,6 +583,144 @@ static void seal_open(void)
 	sodium_memzero(sk2, sizeof(sk2));
 }
 
+/* ---- records added by code; tokens that defeat the radix buckets ---- */
+
+/* Builds the same records through wire_builder_add (strings) and through
+ * wire_builder_set_dict + wire_builder_add_coded: the plaintexts must be
+ * byte for byte the same. Tokens share their first two bytes (one bucket:
+ * the qsort_r path), some share eight (ties on the 64-bit key), and every
+ * fifth record repeats an earlier one (de-duplication). */
+static void coded_matches_strings(void)
+{
+	static const char *const d0[] = { "werk", "ziekte", "lopend" }, *const d1[] = { "a", "bb" };
+	size_t sizes[] = { 10, 50, 6000 };
+
+	for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
+		size_t n = sizes[si];
+		unsigned char *tok = malloc(n * WIRE_TOKEN_BYTES), *p1 = NULL, *p2 = NULL;
+		uint16_t *codes = malloc(n * 2 * sizeof(*codes));
+		const char **vals = malloc(n * 2 * sizeof(*vals));
+		struct wire_builder *b = NULL;
+		size_t l1 = 0, l2 = 0;
+		uint32_t r1 = 0, r2 = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			unsigned char *t = tok + i * WIRE_TOKEN_BYTES;
+
+			if (i % 5 == 4) {
+				memcpy(t, tok + (i / 2) * WIRE_TOKEN_BYTES, WIRE_TOKEN_BYTES);
+				codes[2 * i] = codes[2 * (i / 2)];
+				codes[2 * i + 1] = codes[2 * (i / 2) + 1];
+			} else {
+				token_of(i, t);
+				t[0] = 0xAB, t[1] = 0xCD;
+				if (i % 7 == 0) /* same first 8 bytes as another record */
+					memset(t + 2, 0x11, 6);
+				codes[2 * i] = (uint16_t)(i % 4 == 3 ? WIRE_NULL : i % 3);
+				codes[2 * i + 1] = (uint16_t)(i % 2);
+			}
+			vals[2 * i] = codes[2 * i] == WIRE_NULL ? NULL : d0[codes[2 * i]];
+			vals[2 * i + 1] = d1[codes[2 * i + 1]];
+		}
+		CHECK(build(2, n, tok, vals, &p1, &l1, &r1) == 0);
+		CHECK(wire_builder_new(2, &b) == 0);
+		CHECK(wire_builder_reserve(b, n / 2) == 0);
+		CHECK(wire_builder_set_dict(b, 0, d0, 3) == 0);
+		CHECK(wire_builder_set_dict(b, 1, d1, 2) == 0);
+		for (size_t i = 0; i < n; i++)
+			CHECK(wire_builder_add_coded(b, tok + i * WIRE_TOKEN_BYTES, codes + 2 * i) == 0);
+		CHECK(wire_builder_finish(b, &p2, &l2, &r2) == 0);
+		wire_builder_free(b);
+		CHECK(r1 == r2 && r1 < n && l1 == l2 && p1 && p2 && memcmp(p1, p2, l1) == 0);
+		CHECK(decodes(p2, l2) == 0);
+		free(p1);
+		free(p2);
+		free(tok);
+		free(codes);
+		free(vals);
+	}
+
+	/* refusals: a code outside the dictionary, a dictionary after a
+	 * record or twice, the same value twice, a NULL value */
+	{
+		static const char *const twice[] = { "x", "x" }, *const withnull[] = { "x", NULL };
+		struct wire_builder *b = NULL;
+		unsigned char t[WIRE_TOKEN_BYTES] = { 1 };
+		uint16_t c[2] = { 3, 0 };
+
+		CHECK(wire_builder_new(2, &b) == 0);
+		CHECK(wire_builder_set_dict(b, 0, twice, 2) == WIRE_ERR_ARG);
+		wire_builder_free(b);
+		CHECK(wire_builder_new(2, &b) == 0);
+		CHECK(wire_builder_set_dict(b, 0, withnull, 2) == WIRE_ERR_ARG);
+		wire_builder_free(b);
+		CHECK(wire_builder_new(2, &b) == 0);
+		CHECK(wire_builder_set_dict(b, 2, d1, 2) == WIRE_ERR_ARG);
+		CHECK(wire_builder_set_dict(b, 0, d0, 3) == 0);
+		CHECK(wire_builder_set_dict(b, 0, d0, 3) == WIRE_ERR_ARG);
+		CHECK(wire_builder_add_coded(b, t, c) == WIRE_ERR_ARG);   /* 3 >= 3 values */
+		c[0] = WIRE_NULL;
+		CHECK(wire_builder_add_coded(b, t, c) == WIRE_ERR_ARG);   /* field 1 has no values */
+		c[1] = WIRE_NULL;
+		CHECK(wire_builder_add_coded(b, t, c) == 0);
+		CHECK(wire_builder_set_dict(b, 1, d1, 2) == WIRE_ERR_ARG); /* after a record */
+		wire_builder_free(b);
+	}
+}
+
+/* Base64 that only a lenient decoder would take: '=' inside, the unused
+ * bits of the padded group set, a box whose text has both paddings. */
+static void base64_canonical(void)
+{
+	unsigned char pk[32], sk[32], msg[5] = "abcde", *plain = NULL;
+	char err[200] = "";
+
+	crypto_box_keypair(pk, sk);
+	for (size_t len = 0; len < 3; len++) {
+		char *b64 = NULL;
+		size_t b64len = 0, plen = 0;
+		size_t pad;
+
+		CHECK(wire_seal(msg, len, pk, &b64, &b64len) == 0);
+		pad = (size_t)(b64[b64len - 1] == '=') + (size_t)(b64[b64len - 2] == '=');
+		CHECK(pad == (3 - (len + crypto_box_SEALBYTES) % 3) % 3);
+		CHECK(wire_open(b64, b64len, pk, sk, &plain, &plen, err, sizeof(err)) == 0 && plen == len);
+		free(plain);
+		plain = NULL;
+		if (pad) {
+			char keep = b64[b64len - pad - 1];
+
+			/* 'B' has the lowest bit set: unused when padded */
+			b64[b64len - pad - 1] = 'B';
+			CHECK(wire_open(b64, b64len, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_FORMAT);
+			CHECK_CONTAINS(err, "base64");
+			b64[b64len - pad - 1] = keep;
+		}
+		{
+			char keep = b64[20];
+
+			b64[20] = '=';
+			CHECK(wire_open(b64, b64len, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_FORMAT);
+			b64[20] = keep;
+		}
+		/* a leading blank in place of a digit, a trailing newline */
+		{
+			char keep = b64[0];
+
+			b64[0] = ' ';
+			CHECK(wire_open(b64, b64len, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_FORMAT);
+			b64[0] = keep;
+			keep = b64[b64len - 1];
+			b64[b64len - 1] = '\n';
+			CHECK(wire_open(b64, b64len, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_FORMAT);
+			b64[b64len - 1] = keep;
+		}
+		CHECK(plain == NULL);
+		free(b64);
+	}
+	sodium_memzero(sk, sizeof(sk));
+}
+
 /* ---- out of memory: each allocation fails in turn ---- */
 
 static void out_of_memory(void)
@@ -680,6 +818,8 @@ int main(void)
 	RUN(sort_and_dedup);
 	RUN(decoder_refusals);
 	RUN(seal_open);
+	RUN(coded_matches_strings);
+	RUN(base64_canonical);
 	RUN(out_of_memory);
 	return check_total_failed ? 1 : 0;
 }
