@@ -15,7 +15,11 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_err
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+# Every log, audit log and dataset the tests make is kept here until the
+# end, for the check that no BSN reached any log (tests/check_no_personal_data.py).
+NOORDPOORT_TEST_ARTIFACTS=$(mktemp -d)
+export NOORDPOORT_TEST_ARTIFACTS
+trap 'rm -rf "$out" "$NOORDPOORT_TEST_ARTIFACTS"' EXIT
 passed=0
 failed=0
 
@@ -70,6 +74,8 @@ fuzz_smoke() {
 for f in build/fuzz/fuzz_*; do
 	[ -x "$f" ] && run "fuzz_$(basename "$f")" fuzz_smoke "$f"
 done
+
+run "check_no_personal_data" "$PY" tests/check_no_personal_data.py "$NOORDPOORT_TEST_ARTIFACTS"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -278,6 +278,35 @@ def default_config(members_path):
 _LIVE = set()
 
 
+# When tests/run.sh sets NOORDPOORT_TEST_ARTIFACTS, every log, audit log
+# and dataset a test made is copied there before its folder is removed, so
+# tests/check_no_personal_data.py can search all of them for the test data's
+# BSNs at the end of the run (issue 6: no personal data in any log).
+ARTIFACTS = os.environ.get("NOORDPOORT_TEST_ARTIFACTS")
+_ARCHIVED = [0]
+
+
+def archive(path, captured=None):
+    """Copies the logs, audit logs and CSV datasets under |path| (and the
+    |captured| output lines) into the artifacts folder, if one is set."""
+    if not ARTIFACTS:
+        return
+    import shutil
+    _ARCHIVED[0] += 1
+    dest = Path(ARTIFACTS) / f"{os.getpid()}-{_ARCHIVED[0]}"
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in Path(path).rglob("*"):
+            if f.is_file() and (f.suffix in (".log", ".csv") or "audit" in f.name) \
+                    and f.stat().st_size < 64 * 1024 * 1024:
+                shutil.copy(f, dest / ("_".join(f.relative_to(path).parts)))
+        if captured:
+            (dest / "captured.log").write_text("\n".join(captured), encoding="utf-8",
+                                               errors="replace")
+    except OSError as e:
+        note(f"could not archive {path}: {e}")
+
+
 class Gateway:
     """Runs `noordpoort serve -c CONF` on 127.0.0.1:0.
 
@@ -476,6 +505,9 @@ class Gateway:
             t.join(5)
         self.returncode = self.proc.returncode if self.proc else None
         _LIVE.discard(self)
+        with self._cond:
+            captured = self._lines + self._out
+        archive(self.path, captured)
         self.dir.cleanup()
 
     def sanitizer_report(self):
@@ -1358,6 +1390,7 @@ def synth_data(seed=7, scale=0.01):
         import atexit
         td = tempfile.TemporaryDirectory(prefix="noordpoort-synth-")
         atexit.register(td.cleanup)
+        atexit.register(archive, td.name)  # runs before the cleanup (LIFO)
         r = run_cli("synth", "--out", Path(td.name) / "data", "--seed", seed,
                     "--scale", scale, timeout=120)
         check(r.returncode == 0, f"synth failed ({r.returncode}): {r.stderr[-500:]}")
@@ -1463,6 +1496,7 @@ class NodeFiles:
         return cfg
 
     def cleanup(self):
+        archive(self._td.name)
         self._td.cleanup()
 
     def __enter__(self):
