@@ -1645,11 +1645,21 @@ class FakeNode:
 
         with FakeNode(lambda m, p, b: (200, b"junk")) as fake:
             fed.set_endpoint("uwv", fake.url)
+
+    reply may also return (status, body, headers): |headers| is a list of
+    (name, value) replacing the default content-type and content-length
+    (so a test can declare any length, or none). |body| may be an iterable
+    of byte chunks instead of bytes: it is then streamed under HTTP/2 flow
+    control until it ends or the peer resets the stream or the connection
+    (fake.streamed counts the bytes sent, fake.reset says the peer gave up).
     """
 
     def __init__(self, reply):
         self.reply = reply
         self.requests = []            # (method, path, body) received
+        self.streamed = 0             # bytes of streamed bodies sent
+        self.reset = False            # the peer reset a streamed body
+        self._conns = []              # accepted sockets, shut down by close()
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.lsock.bind(("127.0.0.1", 0))
@@ -1674,6 +1684,7 @@ class FakeNode:
                 continue
             except OSError:
                 return
+            self._conns.append(s)
             t = threading.Thread(target=self._serve, args=(s,), daemon=True)
             t.start()
             self._threads.append(t)
@@ -1709,11 +1720,20 @@ class FakeNode:
                         r = self.reply(m, p, body)
                         if r is None:
                             continue
-                        st, rbody = r
-                        conn.send_headers(ev.stream_id, [
-                            (":status", str(st)), ("content-type", "application/json"),
-                            ("content-length", str(len(rbody)))])
-                        conn.send_data(ev.stream_id, rbody, end_stream=True)
+                        st, rbody = r[0], r[1]
+                        if len(r) > 2:
+                            hdrs = [(":status", str(st))] + list(r[2])
+                        else:
+                            hdrs = [(":status", str(st)), ("content-type", "application/json"),
+                                    ("content-length", str(len(rbody)))]
+                        if isinstance(rbody, (bytes, bytearray)):
+                            conn.send_headers(ev.stream_id, hdrs)
+                            conn.send_data(ev.stream_id, bytes(rbody), end_stream=True)
+                        else:
+                            conn.send_headers(ev.stream_id, hdrs)
+                            s.sendall(conn.data_to_send())
+                            if not self._stream(s, conn, ev.stream_id, rbody):
+                                return
                 s.sendall(conn.data_to_send())
         except Exception:
             pass
@@ -1723,12 +1743,62 @@ class FakeNode:
             except OSError:
                 pass
 
+    def _stream(self, s, conn, sid, chunks):
+        """Sends |chunks| on stream |sid| as DATA frames within the flow-
+        control windows, reading WINDOW_UPDATEs as they come. True when the
+        body ended, False when the peer reset or closed (or the node stops)."""
+        import h2.exceptions
+        # a peer busy with what it got (a slow build growing a buffer) may
+        # not read for a while: sendall must not give up after 0.2 s
+        s.settimeout(IO_TIMEOUT)
+        for chunk in chunks:
+            mv = memoryview(chunk)
+            while len(mv):
+                if self._stop.is_set():
+                    return False
+                n = min(conn.local_flow_control_window(sid),
+                        conn.max_outbound_frame_size, len(mv))
+                if n <= 0:
+                    if not s.pending() and not select.select([s], [], [], 0.2)[0]:
+                        continue
+                    try:
+                        data = s.recv(65536)
+                    except socket.timeout:
+                        continue
+                    if not data:
+                        self.reset = True
+                        return False
+                    for ev in conn.receive_data(data):
+                        if isinstance(ev, (h2.events.StreamReset,
+                                           h2.events.ConnectionTerminated)):
+                            self.reset = True
+                            return False
+                    s.sendall(conn.data_to_send())
+                    continue
+                try:
+                    conn.send_data(sid, mv[:n].tobytes())
+                    s.sendall(conn.data_to_send())
+                except (h2.exceptions.StreamClosedError, OSError):
+                    self.reset = True
+                    return False
+                self.streamed += n
+                mv = mv[n:]
+        conn.end_stream(sid)
+        s.sendall(conn.data_to_send())
+        s.settimeout(0.2)
+        return True
+
     def close(self):
         self._stop.set()
         try:
             self.lsock.close()
         except OSError:
             pass
+        for c in self._conns:       # unblocks a send to a peer that stopped reading
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         for t in self._threads:
             t.join(2)
 
@@ -1821,9 +1891,13 @@ class Federation:
         self.answers = []
         self.killed = set()
         self._stopped = False
+        # a test may put a node's audit log elsewhere (e.g. on a small
+        # tmpfs) by setting node_audit_paths[org], or the hub's by setting
+        # hub_audit, before start()
+        self.node_audit_paths = {}
 
     def node_audit(self, org):
-        return self.dir / f"{org}-audit.log"
+        return Path(self.node_audit_paths.get(org) or self.dir / f"{org}-audit.log")
 
     def audit_paths(self):
         out = {"hub": self.hub_audit}
@@ -1878,6 +1952,24 @@ class Federation:
                            members_text=self._members_text())
         self.hub.keep = True
         self.hub.start()
+
+    def start_hub(self):
+        """Starts a hub on the same ledger, audit log and members after
+        kill_hub() (or restart_hub()'s stop)."""
+        check(self.hub is None or self.hub.proc.poll() is not None,
+              "start_hub: the hub is still running")
+        self._start_hub()
+        return self.hub
+
+    def kill_hub(self, sig=signal.SIGKILL):
+        """Kills the hub (SIGKILL: no drain, no final checkpoint), reaps it
+        and checks it left no sanitizer report; start_hub() starts a new
+        one on the same files."""
+        old, self.hub = self.hub, None
+        old.signal(sig)
+        old.proc.wait(10)
+        old.stop(expect_rc=None)
+        return old
 
     def restart_hub(self, node_timeout=None):
         """Stops the hub (SIGTERM; fails on a sanitizer report or a bad exit)
