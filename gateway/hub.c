@@ -573,6 +573,15 @@ static int budget_fail(struct hub_query *q)
 		    ledger_format_time(q->budget.reset, when));
 }
 
+/* The coordinator hears why, not where: the ledger's own message names
+ * the hub's files. */
+static const char *ledger_reason(int rc)
+{
+	if (rc == LEDGER_BUSY)
+		return "the budget ledger is locked by another process; try again shortly";
+	return "the budget ledger cannot be read";
+}
+
 static int budget_check(struct hub_query *q)
 {
 	char err[512];
@@ -594,7 +603,7 @@ static int budget_check(struct hub_query *q)
 	rc = ledger_status(q->hub->ledger, q->caller->id, q->purpose, q->out.budget_per, q->limit_micro,
 			   q->now, &q->budget, err, sizeof(err));
 	if (rc < 0)
-		return fail(q, 503, "budget_unavailable", "%s", err);
+		return fail(q, 503, "budget_unavailable", "%s", ledger_reason(rc));
 	if (q->budget.remaining_micro < q->eps_micro)
 		return budget_fail(q);
 	return 0;
@@ -1153,9 +1162,14 @@ static void join(struct hub_query *q)
 
 		for (size_t i = 0; i < q->nds; i++) {
 			const struct hub_ds *d = &q->ds[i];
-			const unsigned char *t = d->tok.tokens + (size_t)pos[i] * WIRE_TOKEN_BYTES;
+			const unsigned char *t;
 
-			if (pos[i] < d->tok.nrecords && (!min || memcmp(t, min, WIRE_TOKEN_BYTES) < 0))
+			/* A missing or empty answer has no tokens (NULL): no
+			 * pointer into it is formed, not even at offset 0. */
+			if (pos[i] >= d->tok.nrecords)
+				continue;
+			t = d->tok.tokens + (size_t)pos[i] * WIRE_TOKEN_BYTES;
+			if (!min || memcmp(t, min, WIRE_TOKEN_BYTES) < 0)
 				min = t;
 		}
 		if (!min)
@@ -1216,7 +1230,7 @@ static int debit(struct hub_query *q)
 	if (rc == LEDGER_EXHAUSTED)
 		return budget_fail(q);
 	if (rc < 0)
-		return fail(q, 503, "budget_unavailable", "%s; nothing is released", err);
+		return fail(q, 503, "budget_unavailable", "%s; nothing is released", ledger_reason(rc));
 	q->have_budget = 1;
 	return 0;
 }
