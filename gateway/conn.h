@@ -48,7 +48,6 @@ struct gw_stream {
 	int takes_body;
 	int responded;
 	int deferred;          /* a job is computing the answer */
-	int request_done;      /* END_STREAM received from the client */
 	int headers_too_large;
 	int body_too_large;
 	int path_too_long;

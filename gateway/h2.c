@@ -259,8 +259,6 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *user
 		s = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
 		if (!s)
 			return 0;
-		if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
-			s->request_done = 1;
 		s->route = gw_route_match(s->path, &s->takes_body);
 		if (s->headers_too_large) {
 			refuse(c, s, 431, "headers_too_large",
@@ -280,10 +278,8 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *user
 	default:
 		return 0;
 	}
-	if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) {
-		s->request_done = 1;
+	if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
 		dispatch(c, s);
-	}
 	return 0;
 }
 
@@ -359,20 +355,12 @@ static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *f, void *user
 {
 	struct gw_conn *c = user;
 
+	(void)h2;
 	/* Resets we send are the mirror image of a client's bad frames; a
 	 * NO_ERROR reset only ends a body we no longer need. */
 	if (f->hd.type == NGHTTP2_RST_STREAM && f->rst_stream.error_code != NGHTTP2_NO_ERROR)
 		gw_h2_abuse(c, 1);
-	/* An answer sent before the request was complete (413, 408, 431):
-	 * tell the client to stop sending (RFC 9113 8.1), or the half-open
-	 * stream would keep the connection from ever going idle. */
-	if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) &&
-	    (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
-		struct gw_stream *s = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
 
-		if (s && !s->request_done)
-			nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR);
-	}
 	/* Counted when sent, so GOAWAYs nghttp2 decides on itself (protocol
 	 * errors) are counted too. */
 	if (f->hd.type == NGHTTP2_GOAWAY) {

@@ -518,6 +518,21 @@ static void accept_ready(struct gw_worker *w, int lfd)
 
 /* ---- timeouts and drain ---- */
 
+/*
+ * Whether the gateway still owes an answer on |c|. A stream answered early
+ * (408, 413, 431) while its body was still coming is done for us; if the
+ * client then falls silent it must not keep the connection from going idle.
+ * (Resetting such streams with NO_ERROR, as RFC 9113 8.1 allows, makes
+ * curl 7.88 drop the answer it already has, so we wait for idle instead.)
+ */
+static int conn_owes_answer(const struct gw_conn *c)
+{
+	for (const struct gw_stream *s = c->streams; s; s = s->next)
+		if (!s->responded || s->deferred)
+			return 1;
+	return 0;
+}
+
 static void sweep(struct gw_worker *w)
 {
 	const struct gw_config *cfg = w->srv->cfg;
@@ -561,7 +576,7 @@ static void sweep(struct gw_worker *w)
 		for (struct gw_stream *s = c->streams; s; s = s->next)
 			if (!s->responded && (gw_now_us() - s->start_us) / 1000u >= cfg->timeouts.request_ms)
 				gw_h2_timeout_stream(c, s);
-		if (!c->goaway && c->nstreams == 0 && w->now_ms - c->active_ms >= cfg->timeouts.idle_ms) {
+		if (!c->goaway && !conn_owes_answer(c) && w->now_ms - c->active_ms >= cfg->timeouts.idle_ms) {
 			c->goaway = 1;
 			c->goaway_reason = GW_GOAWAY_TIMEOUT;
 			c->closing_ms = w->now_ms;
