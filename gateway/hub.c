@@ -485,31 +485,6 @@ static int parse_question(struct hub_query *q, const cJSON *question)
 
 /* ---- 2. The decision --------------------------------------------------- */
 
-/* Strictest wins, control by control, as policy_decide() merges grants. */
-static void merge_output(struct policy_output *o, const struct policy_output *g)
-{
-	if (g->min_cell > o->min_cell)
-		o->min_cell = g->min_cell;
-	if (g->noise && (!o->noise || g->epsilon < o->epsilon)) {
-		o->noise = 1;
-		o->epsilon = g->epsilon;
-	}
-	if (g->round_to > o->round_to)
-		o->round_to = g->round_to;
-	if (g->max_cells_per_person < o->max_cells_per_person)
-		o->max_cells_per_person = g->max_cells_per_person;
-	/* The smallest limit over the longest period: stricter than each. */
-	if (g->has_budget) {
-		if (!o->has_budget || g->budget_epsilon < o->budget_epsilon)
-			o->budget_epsilon = g->budget_epsilon;
-		if (!o->has_budget || g->budget_per > o->budget_per)
-			o->budget_per = g->budget_per;
-		o->has_budget = 1;
-	}
-	if (!g->partial_ok)
-		o->partial_ok = 0;
-}
-
 static int decide(struct hub_query *q)
 {
 	for (size_t i = 0; i < q->nds; i++) {
@@ -535,7 +510,7 @@ static int decide(struct hub_query *q)
 		if (i == 0)
 			q->out = d->dec.out;
 		else
-			merge_output(&q->out, &d->dec.out);
+			policy_output_merge(&q->out, &d->dec.out);
 	}
 	q->permitted = 1;
 	for (size_t i = 0; i < q->ndims; i++) {

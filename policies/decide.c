@@ -162,8 +162,7 @@ static void eval_grant(const struct pol_grant *g, const struct policy_request *r
 		    policy_ident_name(g->out.identifiers));
 }
 
-/* Strictest wins, control by control (docs/policy.md, "Several grants"). */
-static void merge(struct policy_output *o, const struct policy_output *g)
+void policy_output_merge(struct policy_output *o, const struct policy_output *g)
 {
 	if (g->min_cell > o->min_cell)
 		o->min_cell = g->min_cell;
@@ -331,7 +330,7 @@ int policy_decide(const struct policy_set *s, const struct policy_request *r,
 			out->out = g->out;
 			say(out->rule, sizeof(out->rule), "%s", g->id);
 		} else {
-			merge(&out->out, &g->out);
+			policy_output_merge(&out->out, &g->out);
 		}
 		for (size_t j = 0; j < r->nfields; j++) {
 			const struct policy_field *f = &r->fields[j];

@@ -157,6 +157,16 @@ const char *policy_set_hash(const struct policy_set *s);
 int policy_decide(const struct policy_set *s, const struct policy_request *req,
 		  struct policy_decision *out);
 
+/*
+ * Strictest wins, control by control (docs/policy.md, "Several grants"):
+ * largest min_cell and round_to, smallest epsilon and max_cells_per_person,
+ * the smallest budget over the longest period, the strictest identifiers,
+ * partial answers only if both allow them. policy_decide() merges the
+ * grants of one decision with it; the hub merges the decisions of every
+ * dataset a question touches.
+ */
+void policy_output_merge(struct policy_output *o, const struct policy_output *g);
+
 /* Stable lower-case names ("field_not_granted"), for logs and test files. */
 const char *policy_reason_name(enum policy_reason r);
 int policy_reason_parse(const char *name, enum policy_reason *out);

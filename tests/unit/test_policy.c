@@ -315,11 +315,11 @@ static void strictest_wins(void)
 	struct policy_output a = { .min_cell = 10, .has_budget = 1, .budget_epsilon = 6, .budget_per = POLICY_PER_MONTH };
 	struct policy_output b = { .min_cell = 10, .has_budget = 1, .budget_epsilon = 3, .budget_per = POLICY_PER_QUARTER };
 
-	merge(&a, &b);
+	policy_output_merge(&a, &b);
 	CHECK(a.budget_epsilon == 3 && a.budget_per == POLICY_PER_QUARTER);
 	b.budget_epsilon = 9;
 	b.budget_per = POLICY_PER_YEAR;
-	merge(&a, &b);
+	policy_output_merge(&a, &b);
 	CHECK(a.budget_epsilon == 3 && a.budget_per == POLICY_PER_YEAR);
 }
 
