@@ -64,7 +64,7 @@ build/asan/noordpoort: $(ASANOBJ)
 build/asan/libnoordpoort.a: $(filter-out build/asan/obj/gateway/main.o,$(ASANOBJ))
 	@rm -f $@
 	ar rcs $@ $^
-build/asan/tests/%: tests/unit/%.c tests/unit/check.h build/asan/libnoordpoort.a $(STAMP)
+build/asan/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) build/asan/libnoordpoort.a $(STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(WARN) -Wno-missing-prototypes $(SANFLAGS) -o $@ $< \
 		build/asan/libnoordpoort.a $(LIBS)

@@ -20,49 +20,7 @@ static void *test_malloc(size_t n)
 
 /* ---- helpers -------------------------------------------------------------- */
 
-static uint64_t splitmix(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15u);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-	return z ^ (z >> 31);
-}
-
-static uint32_t seeded_uniform(void *arg, uint32_t b)
-{
-	uint32_t min = (uint32_t)(0u - b) % b, v;
-
-	do
-		v = (uint32_t)(splitmix(arg) >> 32);
-	while (v < min);
-	return v % b;
-}
-
-struct script {
-	const uint32_t *vals;
-	size_t n, pos; /* pos > n afterwards: the code drew more than traced */
-	uint32_t bounds[64];
-	uint64_t after; /* past the script: seeded draws, so a bug fails, not hangs */
-};
-
-static uint32_t scripted_uniform(void *arg, uint32_t b)
-{
-	struct script *s = arg;
-
-	if (s->pos < 64)
-		s->bounds[s->pos] = b;
-	if (s->pos < s->n)
-		return s->vals[s->pos++];
-	s->pos++;
-	return seeded_uniform(&s->after, b);
-}
-
-static uint32_t broken_uniform(void *arg, uint32_t b)
-{
-	(void)arg;
-	return b;
-}
+#include "rng_fixture.h"
 
 /* At eps = 1 (see test_noise.c, laplace_hand_trace): +2, -2, 0. */
 #define PLUS_TWO 0, 1, 0, 1, 1, 0
