@@ -6,7 +6,6 @@
  */
 #include "wire.h"
 
-#include <openssl/evp.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -637,116 +636,65 @@ void wire_tokens_free(struct wire_tokens *t)
 
 /* ---- the sealed box ---- */
 
-/*
- * Base64 of the sealed box. The text is ciphertext, so libsodium's
- * constant-time codec (byte by byte, ~10x slower on a 24 MB answer) buys
- * nothing; OpenSSL's block codec is used instead, in chunks because it
- * takes an int length. Decoding stays as strict as before: the standard
- * alphabet only, padded to a multiple of 4, '=' only as the last one or
- * two characters, no whitespace anywhere, and the unused bits of the last
- * group zero (one text per box).
- */
-#define B64_CHUNK ((size_t)3 << 20) /* input bytes per EVP_EncodeBlock call: a multiple of 3 */
-
-static void b64_encode(char *out, const unsigned char *in, size_t len)
+int wire_seal(const unsigned char *plain, size_t len, const unsigned char hub_pk[32], size_t head_room,
+	      unsigned char **body, size_t *bodylen)
 {
-	while (len) {
-		size_t n = len < B64_CHUNK ? len : B64_CHUNK;
-		int w = EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+	unsigned char *buf;
+	size_t boxlen;
 
-		out += w;
-		in += n;
-		len -= n;
-	}
-	*out = '\0';
-}
-
-/* The value of a base64 digit, or -1. */
-static int b64_digit(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
-/* Decodes |len| (a multiple of 4, > 0) characters into |out| (len / 4 * 3
- * bytes of room); returns the decoded length, or -1 if it is not exactly
- * canonical base64 of the standard alphabet. */
-static long b64_decode(unsigned char *out, const char *in, size_t len)
-{
-	const unsigned char *s = (const unsigned char *)in;
-	size_t pad = 0, done = 0;
-
-	if (s[len - 1] == '=')
-		pad = s[len - 2] == '=' ? 2 : 1;
-	/* EVP_DecodeBlock reads '=' as a zero digit anywhere: only the end may pad */
-	if (memchr(s, '=', len - pad))
-		return -1;
-	/* ... and the padded group's unused bits must be zero */
-	if (pad && (b64_digit(s[len - pad - 1]) < 0 || (b64_digit(s[len - pad - 1]) & (pad == 1 ? 0x3 : 0xF))))
-		return -1;
-	while (done < len) {
-		/* a multiple of 4; EVP_DecodeBlock trims leading blanks and
-		 * trailing non-digits, so a chunk is good only when all of it
-		 * became exactly 3/4 as many bytes */
-		size_t n = len - done < B64_CHUNK / 3 * 4 ? len - done : B64_CHUNK / 3 * 4;
-		int w = EVP_DecodeBlock(out + done / 4 * 3, s + done, (int)n);
-
-		if (w < 0 || (size_t)w != n / 4 * 3)
-			return -1;
-		done += n;
-	}
-	return (long)(len / 4 * 3 - pad);
-}
-
-int wire_seal(const unsigned char *plain, size_t len, const unsigned char hub_pk[32], char **b64,
-	      size_t *b64len)
-{
-	unsigned char *box;
-	size_t boxlen, enclen;
-	char *text;
-
-	if (!b64 || !b64len || !hub_pk || (!plain && len))
+	if (!body || !bodylen || !hub_pk || (!plain && len))
 		return WIRE_ERR_ARG;
-	*b64 = NULL;
-	*b64len = 0;
+	*body = NULL;
+	*bodylen = 0;
 	if (sodium_init() < 0)
 		return WIRE_ERR_CRYPTO;
-	if (len > SIZE_MAX / 2 - crypto_box_SEALBYTES)
+	if (len > UINT32_MAX - crypto_box_SEALBYTES || head_room > SIZE_MAX / 2)
 		return WIRE_ERR_ARG;
 	boxlen = len + crypto_box_SEALBYTES;
-	enclen = (boxlen + 2) / 3 * 4 + 1; /* padded, and the NUL */
-	box = malloc(boxlen);
-	text = malloc(enclen);
-	if (!box || !text) {
-		free(box);
-		free(text);
+	if (!(buf = malloc(WIRE_SEALED_PREFIX + boxlen + head_room)))
 		return WIRE_ERR_NOMEM;
-	}
-	if (crypto_box_seal(box, plain ? plain : (const unsigned char *)"", len, hub_pk) != 0) {
-		free(box);
-		free(text);
+	memcpy(buf, WIRE_SEALED_MAGIC, 4);
+	put_u32(buf + 4, (uint32_t)boxlen);
+	if (crypto_box_seal(buf + WIRE_SEALED_PREFIX, plain ? plain : (const unsigned char *)"", len, hub_pk) != 0) {
+		free(buf);
 		return WIRE_ERR_CRYPTO;
 	}
-	b64_encode(text, box, boxlen);
-	free(box);
-	*b64 = text;
-	*b64len = enclen - 1;
+	*body = buf;
+	*bodylen = WIRE_SEALED_PREFIX + boxlen;
 	return 0;
 }
 
-int wire_open(const char *b64, size_t b64len, const unsigned char hub_pk[32], const unsigned char hub_sk[32],
-	      unsigned char **plain, size_t *len, char *err, size_t errlen)
+int wire_unwrap(const unsigned char *body, size_t len, const unsigned char **box, size_t *boxlen,
+		const char **head, size_t *headlen, char *err, size_t errlen)
 {
-	unsigned char *box, *out;
-	size_t boxlen = 0;
-	long dec;
+	size_t n;
 
-	if (!plain || !len || !hub_pk || !hub_sk || (!b64 && b64len)) {
+	if (!box || !boxlen || !head || !headlen || (!body && len)) {
+		if (err && errlen)
+			snprintf(err, errlen, "a NULL argument");
+		return WIRE_ERR_ARG;
+	}
+	*box = NULL;
+	*head = NULL;
+	*boxlen = *headlen = 0;
+	if (len < WIRE_SEALED_PREFIX || memcmp(body, WIRE_SEALED_MAGIC, 4) != 0)
+		return fail(err, errlen, "it is not a sealed token answer (no magic)");
+	n = get_u32(body + 4);
+	if (n > len - WIRE_SEALED_PREFIX)
+		return fail(err, errlen, "its box is longer than the answer");
+	*box = body + WIRE_SEALED_PREFIX;
+	*boxlen = n;
+	*head = (const char *)body + WIRE_SEALED_PREFIX + n;
+	*headlen = len - WIRE_SEALED_PREFIX - n;
+	return 0;
+}
+
+int wire_open(const unsigned char *box, size_t boxlen, const unsigned char hub_pk[32],
+	      const unsigned char hub_sk[32], unsigned char **plain, size_t *len, char *err, size_t errlen)
+{
+	unsigned char *out;
+
+	if (!plain || !len || !hub_pk || !hub_sk || (!box && boxlen)) {
 		if (err && errlen)
 			snprintf(err, errlen, "a NULL argument");
 		return WIRE_ERR_ARG;
@@ -757,34 +705,18 @@ int wire_open(const char *b64, size_t b64len, const unsigned char hub_pk[32], co
 		snprintf(err, errlen, "libsodium cannot be initialised");
 		return WIRE_ERR_CRYPTO;
 	}
-	if (b64len % 4 != 0 || b64len / 4 * 3 < crypto_box_SEALBYTES)
-		return fail(err, errlen, "the sealed answer is not padded base64 of a sealed box");
-	if (!(box = malloc(b64len / 4 * 3))) {
-		snprintf(err, errlen, "out of memory");
-		return WIRE_ERR_NOMEM;
-	}
-	if ((dec = b64_decode(box, b64, b64len)) < 0) {
-		free(box);
-		return fail(err, errlen, "the sealed answer is not valid base64");
-	}
-	boxlen = (size_t)dec;
-	if (boxlen < crypto_box_SEALBYTES) {
-		free(box);
+	if (boxlen < crypto_box_SEALBYTES)
 		return fail(err, errlen, "the sealed answer is too short to be a sealed box");
-	}
 	if (!(out = malloc(boxlen - crypto_box_SEALBYTES + 1))) {
-		free(box);
 		snprintf(err, errlen, "out of memory");
 		return WIRE_ERR_NOMEM;
 	}
 	if (crypto_box_seal_open(out, box, boxlen, hub_pk, hub_sk) != 0) {
-		free(box);
 		free(out);
 		if (err && errlen)
 			snprintf(err, errlen, "the sealed answer cannot be opened with the hub's key (wrong key, or altered)");
 		return WIRE_ERR_CRYPTO;
 	}
-	free(box);
 	*plain = out;
 	*len = boxlen - crypto_box_SEALBYTES;
 	return 0;

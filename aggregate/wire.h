@@ -112,26 +112,53 @@ int wire_decode(const unsigned char *buf, size_t len, struct wire_tokens *out, c
 void wire_tokens_free(struct wire_tokens *t);
 
 /*
- * crypto_box_seal of |plain| to the hub's X25519 public key, then base64
- * (RFC 4648 standard alphabet, padded; OpenSSL's block encoder: the text is
- * ciphertext, so a constant-time codec would buy nothing). On 0, |*b64| is
- * malloc'd and NUL-terminated, |*b64len| its length without the NUL; the
- * caller frees it. Returns 0, WIRE_ERR_ARG, WIRE_ERR_NOMEM, WIRE_ERR_CRYPTO.
+ * The body of a node's tokens answer (docs/federation.md, "Mode tokens"):
+ *
+ *   "NPS1"          magic
+ *   u32 boxlen      little-endian
+ *   boxlen bytes    crypto_box_seal(plaintext, hub public key)
+ *   the rest        the head: a small JSON object (dataset, policy_hash,
+ *                   records, audit_id)
+ *
+ * Binary, so a million records cost no base64 and no JSON parse of tens of
+ * megabytes; the head comes last because the node learns its audit id
+ * after sealing (nothing leaves before the audit line, and sealing must
+ * not be able to fail after it).
  */
-int wire_seal(const unsigned char *plain, size_t len, const unsigned char hub_pk[32], char **b64,
-	      size_t *b64len);
+#define WIRE_SEALED_MAGIC "NPS1"
+#define WIRE_SEALED_PREFIX 8 /* magic + boxlen */
+#define WIRE_SEALED_CONTENT_TYPE "application/vnd.noordpoort.sealed"
 
 /*
- * The hub's side: decodes |b64len| bytes of base64 (standard alphabet, peer
- * data: never strlen'd; nothing but base64 is accepted, no whitespace) and
- * opens the box with the hub's key pair. Canonical only: '=' only as the
- * last one or two characters, the unused bits of the last group zero. On 0, |*plain| (malloc'd, |*len|
- * bytes, never NULL even when empty) belongs to the caller, who wipes
- * (sodium_memzero) and frees it. Returns WIRE_ERR_FORMAT (bad base64, too
- * short), WIRE_ERR_CRYPTO (wrong key, altered), WIRE_ERR_ARG or
- * WIRE_ERR_NOMEM with one sentence in |err| and |*plain| = NULL.
+ * The node's side: seals |plain| (|len| bytes) to the hub's X25519 public
+ * key into a new buffer that holds the magic, the box length and the box,
+ * with room for |head_room| more bytes after it (the head, appended by the
+ * caller at *body + *bodylen). On 0, |*body| is malloc'd (the caller frees
+ * it) and |*bodylen| = WIRE_SEALED_PREFIX + the box length. Returns 0,
+ * WIRE_ERR_ARG (NULL argument, a box over 4 GiB), WIRE_ERR_NOMEM or
+ * WIRE_ERR_CRYPTO.
  */
-int wire_open(const char *b64, size_t b64len, const unsigned char hub_pk[32], const unsigned char hub_sk[32],
-	      unsigned char **plain, size_t *len, char *err, size_t errlen);
+int wire_seal(const unsigned char *plain, size_t len, const unsigned char hub_pk[32], size_t head_room,
+	      unsigned char **body, size_t *bodylen);
+
+/*
+ * The hub's side, step 1: splits a tokens answer body (peer data, |len|
+ * bytes) into its box and its head, checking the magic and that the box
+ * length fits. Pointers go into |body|. Returns 0, or WIRE_ERR_FORMAT with
+ * one sentence in |err| (WIRE_ERR_ARG for NULL arguments).
+ */
+int wire_unwrap(const unsigned char *body, size_t len, const unsigned char **box, size_t *boxlen,
+		const char **head, size_t *headlen, char *err, size_t errlen);
+
+/*
+ * Step 2: opens |box| (|boxlen| bytes) with the hub's key pair. On 0,
+ * |*plain| (malloc'd, |*len| bytes, never NULL even when empty) belongs to
+ * the caller, who wipes (sodium_memzero) and frees it. Returns
+ * WIRE_ERR_FORMAT (too short to be a sealed box), WIRE_ERR_CRYPTO (wrong
+ * key, altered), WIRE_ERR_ARG or WIRE_ERR_NOMEM with one sentence in |err|
+ * and |*plain| = NULL.
+ */
+int wire_open(const unsigned char *box, size_t boxlen, const unsigned char hub_pk[32],
+	      const unsigned char hub_sk[32], unsigned char **plain, size_t *len, char *err, size_t errlen);
 
 #endif

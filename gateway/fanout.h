@@ -22,7 +22,7 @@ enum gw_fanout_error {
 };
 
 /* Largest subquery answer accepted. A tokens answer for a million persons is
- * about 30 MB of base64; anything past this is garbage, not data. */
+ * about 18 MB of sealed box; anything past this is garbage, not data. */
 #define GW_FANOUT_MAX_BODY ((size_t)512 << 20)
 /* timeout_ms == 0 means this (hub.node_timeout's default). */
 #define GW_FANOUT_DEFAULT_TIMEOUT_MS 10000u

@@ -786,20 +786,19 @@ static inline int tok_equal(const unsigned char *a, const unsigned char *b)
 	return ((a0 ^ b0) | (a1 ^ b1)) == 0;
 }
 
-/* Mode tokens: open, decode and check one answer. NULL or an error text. */
-static const char *open_tokens(struct hub_query *q, struct hub_ds *d, cJSON *j, char *err, size_t errlen)
+/* Mode tokens: open, decode and check one answer's box (its head, |j|, is
+ * already checked for dataset and policy hash). NULL or an error text. */
+static const char *open_tokens(struct hub_query *q, struct hub_ds *d, const cJSON *j, const unsigned char *box,
+			       size_t boxlen, char *err, size_t errlen)
 {
 	const cJSON *records = cJSON_GetObjectItemCaseSensitive(j, "records");
-	const char *sealed = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "sealed"));
 	unsigned char *plain = NULL;
 	size_t len = 0, run = 0;
 	int rc;
 
-	if (!cJSON_IsNumber(records) || !whole(records->valuedouble, 0, UINT32_MAX) || !sealed)
-		return "it lacks \"records\" or \"sealed\"";
-	rc = wire_open(sealed, strlen(sealed), q->hub->box_pk, q->hub->box_sk, &plain, &len, err, errlen);
-	/* Memory: the base64 goes before the decoded copy is made. */
-	cJSON_DeleteItemFromObjectCaseSensitive(j, "sealed");
+	if (!cJSON_IsNumber(records) || !whole(records->valuedouble, 0, UINT32_MAX))
+		return "its head lacks \"records\"";
+	rc = wire_open(box, boxlen, q->hub->box_pk, q->hub->box_sk, &plain, &len, err, errlen);
 	if (rc == WIRE_ERR_NOMEM)
 		return "out of memory";
 	if (rc < 0)
@@ -926,9 +925,10 @@ static void drop_answer(struct hub_query *q, struct hub_ds *d)
 static int take_answer(struct hub_query *q, struct hub_ds *d, struct gw_hub_answer *a, int *first)
 {
 	char err[512];
-	const char *why = NULL;
+	const char *why = NULL, *hash, *head = NULL;
+	const unsigned char *box = NULL;
+	size_t boxlen = 0, headlen = 0;
 	cJSON *j;
-	const char *hash;
 
 	if (a->status != 200) {
 		if (a->status != 0 && *first)
@@ -936,25 +936,40 @@ static int take_answer(struct hub_query *q, struct hub_ds *d, struct gw_hub_answ
 		node_failure(q, d, a, NULL, first);
 		return -1;
 	}
-	j = a->body ? cJSON_ParseWithLength(a->body, a->len) : NULL;
-	/* Memory: the parsed copy is all we need from here on. */
-	wipe_free(a->body, a->len);
-	a->body = NULL;
-	if (!cJSON_IsObject(j)) {
-		cJSON_Delete(j);
-		node_failure(q, d, NULL, "not a JSON object", first);
-		return -1;
+	/* A linked answer is binary (wire.h): the box, then a small JSON head;
+	 * a counts answer is JSON. */
+	if (q->linked) {
+		if (wire_unwrap((const unsigned char *)a->body, a->len, &box, &boxlen, &head, &headlen, err,
+				sizeof(err)) < 0) {
+			wipe_free(a->body, a->len);
+			a->body = NULL;
+			node_failure(q, d, NULL, err, first);
+			return -1;
+		}
+		j = cJSON_ParseWithLength(head, headlen);
+	} else {
+		j = a->body ? cJSON_ParseWithLength(a->body, a->len) : NULL;
+		/* Memory: the parsed copy is all we need from here on. */
+		wipe_free(a->body, a->len);
+		a->body = NULL;
 	}
 	hash = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "policy_hash"));
-	if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "dataset")) ||
-	    strcmp(cJSON_GetObjectItemCaseSensitive(j, "dataset")->valuestring, d->id) != 0)
+	if (!cJSON_IsObject(j))
+		why = q->linked ? "its head is not a JSON object" : "not a JSON object";
+	else if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "dataset")) ||
+		 strcmp(cJSON_GetObjectItemCaseSensitive(j, "dataset")->valuestring, d->id) != 0)
 		why = "it is for another dataset";
 	else if (!hash || !*hash || strlen(hash) > POLICY_HASH_HEX)
 		why = "it has no policy_hash";
 	else if (q->linked)
-		why = open_tokens(q, d, j, err, sizeof(err));
+		why = open_tokens(q, d, j, box, boxlen, err, sizeof(err));
 	else
 		why = check_counts(q, d, j, err, sizeof(err));
+	if (q->linked) {
+		/* Memory: the box goes as soon as it is opened. */
+		wipe_free(a->body, a->len);
+		a->body = NULL;
+	}
 	if (!why)
 		snprintf(d->policy_hash, sizeof(d->policy_hash), "%s", hash);
 	if (why || q->linked) {

@@ -1493,11 +1493,16 @@ oom:
 	return NULL;
 }
 
+/* Room left after the sealed box for the answer's head (dataset id, policy
+ * hash, records, audit id: well under this; a longer head reallocates). */
+#define SQ_HEAD_ROOM 512
+
 /* Mode tokens: per-query tokens (pseudo_key_query under the purpose key,
- * truncated to 16 bytes), the wire plaintext, sealed to the hub. Returns 0
- * with |*b64| (the caller frees it), or a wire/pseudo error. */
+ * truncated to 16 bytes), the wire plaintext, sealed to the hub (wire.h:
+ * magic, box length, box; the head follows later). Returns 0 with |*body|
+ * (the caller frees it), or a wire/pseudo error. */
 static int sq_seal(const struct gw_node *n, const struct subquery *q, const struct sq_scan *sc,
-		   char **b64, size_t *b64len, uint32_t *nrecords)
+		   unsigned char **body, size_t *bodylen, uint32_t *nrecords)
 {
 	struct pseudo_key *pk = NULL, *qk = NULL;
 	struct wire_builder *b = NULL;
@@ -1506,7 +1511,7 @@ static int sq_seal(const struct gw_node *n, const struct subquery *q, const stru
 	size_t plen = 0;
 	int rc = WIRE_ERR_NOMEM;
 
-	*b64 = NULL;
+	*body = NULL;
 	if (pseudo_key_purpose(n->master, q->purpose, &pk) < 0 || pseudo_key_query(pk, q->query_id, &qk) < 0)
 		goto done;
 	if ((rc = wire_builder_new((uint32_t)sc->nf, &b)) < 0 || (rc = wire_builder_reserve(b, sc->n)) < 0)
@@ -1533,7 +1538,7 @@ static int sq_seal(const struct gw_node *n, const struct subquery *q, const stru
 	}
 	if ((rc = wire_builder_finish(b, &plain, &plen, nrecords)) < 0)
 		goto done;
-	rc = wire_seal(plain, plen, n->hub_pk, b64, b64len);
+	rc = wire_seal(plain, plen, n->hub_pk, SQ_HEAD_ROOM, body, bodylen);
 done:
 	if (plain) {
 		sodium_memzero(plain, plen);
@@ -1549,14 +1554,14 @@ done:
 	return rc;
 }
 
-/* {"dataset", "policy_hash", "records", "audit_id", "sealed"}: the small
- * part through cJSON, the (large, JSON-safe) base64 appended by hand. */
+/* The sealed body gets its head appended: {"dataset", "policy_hash",
+ * "records", "audit_id"}. Takes |*sealed| over on success. */
 static int sq_respond_sealed(struct gw_response *resp, const struct subquery *q,
 			     const struct policy_decision *dec, uint32_t nrecords, const char *audit_id,
-			     const char *b64, size_t b64len)
+			     unsigned char **sealed, size_t sealedlen)
 {
 	cJSON *o = cJSON_CreateObject();
-	char *head = NULL, *body;
+	char *head = NULL;
 	size_t hlen;
 
 	if (o && cJSON_AddStringToObject(o, "dataset", q->dataset) &&
@@ -1566,21 +1571,24 @@ static int sq_respond_sealed(struct gw_response *resp, const struct subquery *q,
 	cJSON_Delete(o);
 	if (!head)
 		return gw_error(resp, 500, "internal", "out of memory");
-	hlen = strlen(head) - 1; /* without the closing brace */
-	if (!(body = malloc(hlen + b64len + 16))) {
-		free(head);
-		return gw_error(resp, 500, "internal", "out of memory");
+	hlen = strlen(head);
+	if (hlen > SQ_HEAD_ROOM) {
+		unsigned char *grown = realloc(*sealed, sealedlen + hlen);
+
+		if (!grown) {
+			free(head);
+			return gw_error(resp, 500, "internal", "out of memory");
+		}
+		*sealed = grown;
 	}
-	memcpy(body, head, hlen);
-	memcpy(body + hlen, ",\"sealed\":\"", 11);
-	memcpy(body + hlen + 11, b64, b64len);
-	memcpy(body + hlen + 11 + b64len, "\"}", 3);
+	memcpy(*sealed + sealedlen, head, hlen);
 	free(head);
 	free(resp->body);
 	resp->status = 200;
-	resp->body = body;
-	resp->len = hlen + 11 + b64len + 2;
-	resp->content_type = "application/json";
+	resp->body = (char *)*sealed;
+	resp->len = sealedlen + hlen;
+	resp->content_type = WIRE_SEALED_CONTENT_TYPE;
+	*sealed = NULL;
 	return 0;
 }
 
@@ -1600,8 +1608,9 @@ int gw_node_subquery(const struct gw_env *env, const struct gw_member *caller,
 	struct sq_scan sc = { 0 };
 	struct diag d = { 0 };
 	cJSON *cells = NULL;
-	char *b64 = NULL, audit_id[33];
-	size_t b64len = 0;
+	unsigned char *sealed = NULL;
+	char audit_id[33];
+	size_t sealedlen = 0;
 	uint32_t nrecords = 0;
 	long ncells = -1;
 	const char *bad;
@@ -1746,7 +1755,7 @@ int gw_node_subquery(const struct gw_env *env, const struct gw_member *caller,
 			rc = gw_error(resp, 500, "internal", "out of memory");
 			goto done;
 		}
-	} else if ((rc = sq_seal(w->node, q, &sc, &b64, &b64len, &nrecords)) < 0) {
+	} else if ((rc = sq_seal(w->node, q, &sc, &sealed, &sealedlen, &nrecords)) < 0) {
 		if (rc == WIRE_ERR_LIMIT)
 			rc = sq_refuse(env, caller, q, &dec, 400, "bad_request",
 				       "a value is too long for the wire (65535 bytes)", resp);
@@ -1765,7 +1774,7 @@ int gw_node_subquery(const struct gw_env *env, const struct gw_member *caller,
 
 	/* 7. Answer. */
 	if (q->tokens) {
-		rc = sq_respond_sealed(resp, q, &dec, nrecords, audit_id, b64, b64len);
+		rc = sq_respond_sealed(resp, q, &dec, nrecords, audit_id, &sealed, sealedlen);
 	} else {
 		cJSON *o = cJSON_CreateObject(), *names = cJSON_CreateArray();
 
@@ -1787,7 +1796,7 @@ int gw_node_subquery(const struct gw_env *env, const struct gw_member *caller,
 	}
 done:
 	cJSON_Delete(cells);
-	free(b64);
+	free(sealed);
 	sq_scan_free(&sc);
 	free(q);
 	return rc;

@@ -210,6 +210,8 @@ def check_nothing_released(raw, what):
     check(isinstance(obj, dict) and isinstance(obj.get("error"), dict),
           f"{what}: not an error body: {raw[:300]!r}")
     leaked = [k for k in ("cells", "total", "records", "subject", "sealed") if k in obj]
+    if b"NPS1" in raw:
+        leaked.append("a sealed node answer")
     check(not leaked, f"{what}: an error body that carries {leaked}: {raw[:300]!r}")
     return obj
 

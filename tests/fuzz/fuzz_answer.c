@@ -10,8 +10,9 @@
  *   k%4 == 0  HTTP 200 with the rest as the body, as is (counts JSON, or
  *             whatever a broken node sends);
  *   k%4 == 1  the rest is a tokens plaintext (aggregate/wire.c's format),
- *             sealed here to the hub's key and wrapped as
- *             {"dataset", "policy_hash", "records", "sealed"}; "records" is
+ *             sealed here to the hub's key and wrapped as a node does
+ *             (wire.h: "NPS1", the box, then the JSON head {"dataset",
+ *             "policy_hash", "records"}); "records" is
  *             what wire_decode counts in it, plus 1 when k&4, and the
  *             dataset another one when k&8;
  *   k%4 == 2  the rest describes records that wire_builder turns into a
@@ -130,8 +131,7 @@ static void answer(const struct gw_hub_subquery *q, struct gw_hub_answer *a, con
 			sent_persons += t.nrecords;
 			wire_tokens_free(&t);
 		}
-		a->body = fx_tokens_body(k & 8 ? other : ds, c, n, records + (k & 4 ? 1 : 0));
-		a->len = strlen(a->body);
+		a->body = fx_tokens_body(k & 8 ? other : ds, c, n, records + (k & 4 ? 1 : 0), &a->len);
 		break;
 	}
 	case 2: {
@@ -154,8 +154,7 @@ static void answer(const struct gw_hub_subquery *q, struct gw_hub_answer *a, con
 			abort();
 		wire_builder_free(b);
 		sent_persons += nrec;
-		a->body = fx_tokens_body(ds, plain, len, (double)nrec + (k & 8 ? 1 : 0));
-		a->len = strlen(a->body);
+		a->body = fx_tokens_body(ds, plain, len, (double)nrec + (k & 8 ? 1 : 0), &a->len);
 		sodium_memzero(plain, len);
 		free(plain);
 		break;

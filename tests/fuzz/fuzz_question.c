@@ -23,7 +23,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char *node_answer(const struct gw_hub_subquery *q)
+static char *node_answer(const struct gw_hub_subquery *q, size_t *bodylen)
 {
 	cJSON *req = cJSON_ParseWithLength(q->body, q->len), *o, *arr;
 	const char *ds = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(req, "dataset"));
@@ -64,7 +64,7 @@ static char *node_answer(const struct gw_hub_subquery *q)
 		if (wire_builder_finish(b, &plain, &len, &n) != 0)
 			abort();
 		wire_builder_free(b);
-		body = fx_tokens_body(ds, plain, len, n);
+		body = fx_tokens_body(ds, plain, len, n, bodylen);
 		free(plain);
 	} else {
 		cJSON *cell, *key;
@@ -83,6 +83,7 @@ static char *node_answer(const struct gw_hub_subquery *q)
 		cJSON_AddNumberToObject(cell, "persons", 7);
 		cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "cells"), cell);
 		body = cJSON_PrintUnformatted(o);
+		*bodylen = body ? strlen(body) : 0;
 		cJSON_Delete(o);
 	}
 	cJSON_Delete(req);
@@ -95,8 +96,7 @@ static int fanout(void *arg, const struct gw_hub_subquery *q, size_t n, struct g
 	(void)arg, (void)timeout_ms;
 	for (size_t i = 0; i < n; i++) {
 		a[i].status = 200;
-		a[i].body = node_answer(&q[i]);
-		a[i].len = strlen(a[i].body);
+		a[i].body = node_answer(&q[i], &a[i].len);
 	}
 	return 0;
 }

@@ -244,25 +244,25 @@ static inline void fx_tick(void)
 }
 
 /* Seals |plain| to the hub and wraps it as a node's tokens answer. */
-static inline char *fx_tokens_body(const char *dataset, const unsigned char *plain, size_t len, double records)
+static inline char *fx_tokens_body(const char *dataset, const unsigned char *plain, size_t len, double records,
+				   size_t *bodylen)
 {
-	char *b64, *body;
-	size_t b64len;
+	unsigned char *body;
+	char *head;
 	cJSON *o;
 
-	if (wire_seal(plain, len, fx_pk, &b64, &b64len) != 0)
-		abort();
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "dataset", dataset);
 	cJSON_AddStringToObject(o, "policy_hash", "ab00000000000000000000000000000000000000000000000000000000000000");
 	cJSON_AddNumberToObject(o, "records", records);
-	cJSON_AddStringToObject(o, "sealed", b64);
-	free(b64);
-	body = cJSON_PrintUnformatted(o);
+	head = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
-	if (!body)
+	if (!head || wire_seal(plain, len, fx_pk, strlen(head), &body, bodylen) != 0)
 		abort();
-	return body;
+	memcpy(body + *bodylen, head, strlen(head));
+	*bodylen += strlen(head);
+	free(head);
+	return (char *)body;
 }
 
 /* What every answer must be: JSON with the status's shape (an answer has

@@ -1623,6 +1623,29 @@ def wire_decode(plain):
     return dicts, recs
 
 
+SEALED_CONTENT_TYPE = "application/vnd.noordpoort.sealed"
+
+
+def sealed_unwrap(body):
+    """A node's tokens answer (docs/federation.md: "NPS1", u32 box length,
+    the sealed box, then a JSON head) -> (box, head dict); fails on
+    anything else."""
+    import struct
+    check(body[:4] == b"NPS1", f"sealed answer: bad magic {body[:4]!r}")
+    check(len(body) >= 8, "sealed answer: shorter than its prefix")
+    n = struct.unpack_from("<I", body, 4)[0]
+    check(8 + n <= len(body), f"sealed answer: box of {n} bytes in {len(body)}")
+    return body[8:8 + n], json.loads(body[8 + n:].decode())
+
+
+def sealed_wrap(box, head):
+    """The inverse of sealed_unwrap: a node's answer body around |box|
+    (bytes) and |head| (a dict, or bytes used as they are)."""
+    import struct
+    h = head if isinstance(head, (bytes, bytearray)) else json.dumps(head).encode()
+    return b"NPS1" + struct.pack("<I", len(box)) + bytes(box) + bytes(h)
+
+
 def wire_encode(dicts, records):
     """Builds an NPT1 plaintext (no checks: tests use it to make bad ones)."""
     import struct

@@ -49,6 +49,7 @@ from harness import (  # noqa: E402
     REPO, FakeNode, TestFailure, Federation, SilentListener, box_seal, box_seal_open,
     check, check_error_body, curl, fail, note, read_csv, read_hex_key,
     query_tokens, run, run_cli, synth_data, wire_decode, wire_encode,
+    SEALED_CONTENT_TYPE, sealed_unwrap, sealed_wrap,
 )
 
 POLICY = REPO / "tests" / "integration" / "data" / "federation" / "federation.yaml"
@@ -421,9 +422,12 @@ def test_node_tokens_as_specified():
     r = curl(f.nodes[DATASETS[TEK]], "/v1/federation/subquery", org="hub",
              data=json.dumps(body), headers=["content-type: application/json"])
     check(r.status == 200, f"subquery as the hub: {r!r}")
-    ans = r.json()
-    plain = box_seal_open(base64.b64decode(ans["sealed"]), read_hex_key(f.box_pub),
-                          read_hex_key(f.box_sec))
+    check(r.headers.get("content-type") == SEALED_CONTENT_TYPE,
+          f"content-type {r.headers.get('content-type')!r}, expected {SEALED_CONTENT_TYPE}")
+    box, ans = sealed_unwrap(r.body)
+    check(ans.get("dataset") == TEK and len(ans.get("policy_hash", "")) == 64 and ans.get("audit_id"),
+          f"the answer's head: {ans!r}")
+    plain = box_seal_open(box, read_hex_key(f.box_pub), read_hex_key(f.box_sec))
     check(plain is not None, "the sealed answer does not open with the hub's key")
     dicts, recs = wire_decode(plain)
     rows = sql(f"SELECT bsn, programme FROM {first_rows(TEK)}")
@@ -932,10 +936,12 @@ def _garbage_cases(f):
             return status, make(req)
         return reply
 
+    def head(req, records=1, dataset=None):
+        return {"dataset": dataset or req.get("dataset"), "policy_hash": "0" * 64,
+                "records": records}
+
     def sealed(req, plain, records=1, dataset=None):
-        return json.dumps({"dataset": dataset or req.get("dataset"), "policy_hash": "0" * 64,
-                           "records": records, "sealed": base64.b64encode(
-                               box_seal(plain, pk)).decode()}).encode()
+        return sealed_wrap(box_seal(plain, pk), head(req, records, dataset))
 
     def counts(req, cells):
         return json.dumps({"dataset": req.get("dataset"), "policy_hash": "0" * 64,
@@ -945,9 +951,15 @@ def _garbage_cases(f):
     return [
         ("not JSON", reply_with(lambda req: b"<html>this is not json"), lk, 502, "node_garbage"),
         ("a JSON array", reply_with(lambda req: b"[1, 2, 3]"), lk, 502, "node_garbage"),
-        ("a seal that does not open", reply_with(lambda req: json.dumps(
-            {"dataset": req.get("dataset"), "policy_hash": "0" * 64, "records": 1,
-             "sealed": base64.b64encode(secrets.token_bytes(120)).decode()}).encode()),
+        ("a seal that does not open", reply_with(lambda req: sealed_wrap(
+            secrets.token_bytes(120), head(req))), lk, 502, "node_garbage"),
+        ("a JSON answer where a sealed one belongs", reply_with(lambda req: json.dumps(
+            dict(head(req), sealed="AAAA")).encode()), lk, 502, "node_garbage"),
+        ("a box longer than the answer", reply_with(lambda req: (lambda b: b[:4] + len(b).to_bytes(
+            4, "little") + b[8:])(sealed(req, wire_encode([["werkende"]], [(t1, [0])])))),
+         lk, 502, "node_garbage"),
+        ("a head that is not JSON", reply_with(lambda req: sealed_wrap(
+            box_seal(wire_encode([["werkende"]], [(t1, [0])]), pk), b"{\"dataset\": ")),
          lk, 502, "node_garbage"),
         ("a sealed plaintext with a code out of range", reply_with(lambda req: sealed(
             req, wire_encode([["werkende"]], [(t1, [7])]))), lk, 502, "node_garbage"),

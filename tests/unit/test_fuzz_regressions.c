@@ -61,8 +61,7 @@ static int scripted_fanout(void *arg, const struct gw_hub_subquery *q, size_t n,
 			wire_builder_finish(b, &plain, &len, &nrec);
 			wire_builder_free(b);
 			a[i].status = s->status;
-			a[i].body = fx_tokens_body(s->dataset, plain, len, nrec);
-			a[i].len = strlen(a[i].body);
+			a[i].body = fx_tokens_body(s->dataset, plain, len, nrec, &a[i].len);
 			sodium_memzero(plain, len);
 			free(plain);
 		}

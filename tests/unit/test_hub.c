@@ -313,7 +313,7 @@ static int fx_field(const struct fx_ds *d, const char *name)
 /* ---- The fake fan-out: nodes answering from the fixture --------------- */
 
 enum behaviour { OK = 0, DOWN, TIMEOUT, REFUSE, GARBAGE_JSON, GARBAGE_SEALED, WRONG_KEY, WRONG_DATASET,
-		 WRONG_RECORDS, TOO_MANY_RECORDS, BAD_CATEGORY };
+		 WRONG_RECORDS, TOO_MANY_RECORDS, BAD_CATEGORY, GARBAGE_HEAD, NO_RECORDS, BOX_TOO_LONG };
 static struct {
 	const char *node;
 	enum behaviour b;
@@ -438,11 +438,10 @@ static void node_answer(const struct gw_hub_subquery *q, struct gw_hub_answer *a
 				"ab00000000000000000000000000000000000000000000000000000000000000");
 	if (strcmp(mode, "tokens") == 0) {
 		struct wire_builder *wb;
-		unsigned char *plain, tok[16];
-		size_t len;
+		unsigned char *plain, *body, tok[16];
+		size_t len, bodylen;
 		uint32_t nrec;
-		char *b64;
-		size_t b64len;
+		char *head;
 
 		wire_builder_new((uint32_t)nf, &wb);
 		for (size_t i = 0; i < n; i++) {
@@ -451,14 +450,27 @@ static void node_answer(const struct gw_hub_subquery *q, struct gw_hub_answer *a
 		}
 		wire_builder_finish(wb, &plain, &len, &nrec);
 		wire_builder_free(wb);
-		wire_seal(plain, len, b == WRONG_KEY ? other_pk : box_pk, &b64, &b64len);
+		if (b != NO_RECORDS)
+			cJSON_AddNumberToObject(o, "records", nrec + (b == WRONG_RECORDS));
+		head = b == GARBAGE_HEAD ? dupstr("{\"dataset\": ") : cJSON_PrintUnformatted(o);
+		wire_seal(plain, len, b == WRONG_KEY ? other_pk : box_pk, strlen(head), &body, &bodylen);
 		sodium_memzero(plain, len);
 		free(plain);
-		cJSON_AddNumberToObject(o, "records", nrec + (b == WRONG_RECORDS));
 		if (b == GARBAGE_SEALED)
-			b64[b64len / 2] = b64[b64len / 2] == 'A' ? 'B' : 'A';
-		cJSON_AddStringToObject(o, "sealed", b64);
-		free(b64);
+			body[WIRE_SEALED_PREFIX + (bodylen - WIRE_SEALED_PREFIX) / 2] ^= 0x01;
+		if (b == BOX_TOO_LONG) { /* one byte past the head: past the end */
+			size_t lie = bodylen - WIRE_SEALED_PREFIX + strlen(head) + 1;
+
+			for (int k = 0; k < 4; k++)
+				body[4 + k] = (unsigned char)(lie >> (8 * k));
+		}
+		memcpy(body + bodylen, head, strlen(head));
+		a->body = (char *)body;
+		a->len = bodylen + strlen(head);
+		free(head);
+		cJSON_Delete(o);
+		cJSON_Delete(req);
+		return;
 	} else {
 		cJSON *fields = cJSON_AddArrayToObject(o, "fields");
 		cJSON *cells = cJSON_AddArrayToObject(o, "cells");
@@ -580,7 +592,7 @@ static int has_token(const char *body)
 		if (p == 5000)
 			break;
 	}
-	return strstr(body, "\"sealed\":") != NULL;
+	return strstr(body, "NPS1") != NULL;
 }
 
 struct bf_ref {
@@ -1022,6 +1034,9 @@ static void node_faults(void)
 		{ WRONG_RECORDS, 502, "node_garbage" },
 		{ TOO_MANY_RECORDS, 502, "node_garbage" },
 		{ BAD_CATEGORY, 502, "node_garbage" },
+		{ GARBAGE_HEAD, 502, "node_garbage" },
+		{ NO_RECORDS, 502, "node_garbage" },
+		{ BOX_TOO_LONG, 502, "node_garbage" },
 	};
 	const char *q = "{\"purpose\":\"exact\",\"population\":\"" DA "\",\"link\":[\"" DU "\"],"
 			"\"group_by\":[\"" DA ".programme\",\"" DU ".end_reason\"]}";

@@ -404,22 +404,29 @@ static void counts_equal_brute_force(void)
 
 /* ---- tokens ---- */
 
-/* Opens and decodes a tokens answer; 0 or -1. */
-static int open_answer(const char *body, struct wire_tokens *t)
+/* Opens and decodes a tokens answer (wire.h: "NPS1", the box, a JSON head);
+ * 0 or -1. */
+static int open_answer(const struct gw_response *r, struct wire_tokens *t)
 {
-	cJSON *o = cJSON_Parse(body);
-	const char *sealed = cJSON_GetStringValue(cJSON_GetObjectItem(o, "sealed"));
+	const unsigned char *box = NULL;
+	const char *head = NULL;
+	size_t boxlen = 0, headlen = 0, len = 0;
 	unsigned char *plain = NULL;
-	size_t len = 0;
-	char err[200];
+	cJSON *o = NULL;
+	char err[200] = "not a sealed answer";
 	int rc = -1;
 
-	if (sealed && wire_open(sealed, strlen(sealed), hub_pk, hub_sk, &plain, &len, err, sizeof(err)) == 0 &&
+	if (r->content_type && strcmp(r->content_type, WIRE_SEALED_CONTENT_TYPE) == 0 &&
+	    wire_unwrap((const unsigned char *)r->body, r->len, &box, &boxlen, &head, &headlen, err,
+			sizeof(err)) == 0 &&
+	    (o = cJSON_ParseWithLength(head, headlen)) != NULL &&
+	    wire_open(box, boxlen, hub_pk, hub_sk, &plain, &len, err, sizeof(err)) == 0 &&
 	    wire_decode(plain, len, t, err, sizeof(err)) == 0 &&
-	    cJSON_GetNumberValue(cJSON_GetObjectItem(o, "records")) == (double)t->nrecords)
+	    cJSON_GetNumberValue(cJSON_GetObjectItem(o, "records")) == (double)t->nrecords &&
+	    cJSON_IsString(cJSON_GetObjectItem(o, "audit_id")))
 		rc = 0;
 	else
-		printf("#   cannot open the answer: %s\n", sealed ? err : "no 'sealed'");
+		printf("#   cannot open the answer: %s\n", err);
 	if (plain) {
 		sodium_memzero(plain, len);
 		free(plain);
@@ -530,11 +537,13 @@ static void tokens_equal_brute_force(void)
 	}
 	CHECK(ask(&fx, &hub, BODY("fed", QID_A, "linked_aggregate", "tokens", F_PROG_YEAR_PC, FILTER_YEARS), &r) == 0);
 	CHECK(r.status == 200);
-	CHECK_CONTAINS(r.body, "\"dataset\":\"" DS "\"");
-	CHECK_CONTAINS(r.body, "\"policy_hash\":\"");
-	CHECK(!strstr(r.body, "\"cells\""));
+	/* binary: the box, then the JSON head (wire.h) */
+	CHECK(r.len > 4 && memcmp(r.body, "NPS1", 4) == 0);
+	CHECK(memmem(r.body, r.len, "\"dataset\":\"" DS "\"", strlen("\"dataset\":\"" DS "\"")) != NULL);
+	CHECK(memmem(r.body, r.len, "\"policy_hash\":\"", 15) != NULL);
+	CHECK(memmem(r.body, r.len, "\"cells\"", 7) == NULL);
 	ne = brute_force(fields, 3, "start_year", years, 2, 1, e);
-	if (open_answer(r.body, &t) == 0) {
+	if (open_answer(&r, &t) == 0) {
 		CHECK(t.nfields == 3);
 		check_tokens(&t, "fed", QID_A, e, ne);
 		wire_tokens_free(&t);
@@ -554,7 +563,7 @@ static void tokens_equal_brute_force(void)
 		  &r) == 0);
 	CHECK(r.status == 200);
 	ne = brute_force(fields, 3, "start_date", dyears, 2, 2, e);
-	if (open_answer(r.body, &t) == 0) {
+	if (open_answer(&r, &t) == 0) {
 		check_tokens(&t, "fed-two", QID_B, e, ne);
 		wire_tokens_free(&t);
 	} else {
@@ -567,7 +576,7 @@ static void tokens_equal_brute_force(void)
 #define PROG_ONLY(purpose, qid) \
 	BODY(purpose, qid, "linked_aggregate", "tokens", "[{\"field\":\"programme\"}]", "[]")
 	CHECK(ask(&fx, &hub, PROG_ONLY("fed", QID_A), &r) == 0);
-	if (r.status == 200 && open_answer(r.body, &t) == 0) {
+	if (r.status == 200 && open_answer(&r, &t) == 0) {
 		CHECK(person_records(&t, "fed", QID_A, BSN_TRIPLE, keys, sizeof(keys)) == 1);
 		CHECK_STR(keys, "kv");
 		ne = brute_force(fields, 1, NULL, NULL, 0, 1, e);
@@ -578,7 +587,7 @@ static void tokens_equal_brute_force(void)
 	}
 	free(r.body);
 	CHECK(ask(&fx, &hub, PROG_ONLY("fed-two", QID_A), &r) == 0);
-	if (r.status == 200 && open_answer(r.body, &t) == 0) {
+	if (r.status == 200 && open_answer(&r, &t) == 0) {
 		CHECK(person_records(&t, "fed-two", QID_A, BSN_TRIPLE, keys, sizeof(keys)) == 2);
 		CHECK(strcmp(keys, "kv,nld-1") == 0 || strcmp(keys, "nld-1,kv") == 0);
 		wire_tokens_free(&t);
@@ -590,7 +599,7 @@ static void tokens_equal_brute_force(void)
 	/* no fields at all: the persons only (a population dataset) */
 	CHECK(ask(&fx, &hub, BODY("fed", QID_A, "linked_aggregate", "tokens", "[]", "[]"), &r) == 0);
 	CHECK(r.status == 200);
-	if (r.status == 200 && open_answer(r.body, &t) == 0) {
+	if (r.status == 200 && open_answer(&r, &t) == 0) {
 		CHECK(t.nfields == 0);
 		CHECK(t.nrecords == brute_force(fields, 0, NULL, NULL, 0, 1, e));
 		wire_tokens_free(&t);
@@ -619,7 +628,7 @@ static void generalisation_applied(void)
 				  "{\"field\":\"postcode\"},{\"field\":\"completed\"},{\"field\":\"start_year\"}]",
 				  "[]"), &r) == 0);
 	CHECK(r.status == 200);
-	if (r.status == 200 && open_answer(r.body, &t) == 0) {
+	if (r.status == 200 && open_answer(&r, &t) == 0) {
 		for (uint16_t c = 0; c < t.fields[0].nvalues; c++) {
 			int lo, hi;
 			CHECK(sscanf(t.fields[0].values[c], "%d-%d", &lo, &hi) == 2 && lo % 20 == 0 && hi == lo + 19);
@@ -666,7 +675,7 @@ static void tokens_differ_by_query_and_purpose(void)
 	}
 	for (int i = 0; i < 3; i++) {
 		CHECK(ask(&fx, &hub, bodies[i], &r) == 0);
-		ok &= r.status == 200 && open_answer(r.body, &t[i]) == 0;
+		ok &= r.status == 200 && open_answer(&r, &t[i]) == 0;
 		free(r.body);
 		if (!ok) {
 			CHECK(0);
@@ -691,7 +700,7 @@ static void tokens_differ_by_query_and_purpose(void)
 	CHECK(ask(&fx, &hub, bodies[0], &r) == 0);
 	{
 		struct wire_tokens again;
-		if (open_answer(r.body, &again) == 0) {
+		if (open_answer(&r, &again) == 0) {
 			CHECK(again.nrecords == t[0].nrecords &&
 			      memcmp(again.tokens, t[0].tokens, (size_t)again.nrecords * 16) == 0);
 			wire_tokens_free(&again);
@@ -910,7 +919,8 @@ static void audit_failure_503_nothing_released(void)
 	CHECK(ask(&fx, &hub, PROG_ONLY("fed", QID_A), &r) == 0);
 	CHECK(r.status == 503);
 	CHECK_CONTAINS(r.body, "audit_unavailable");
-	CHECK(!strstr(r.body, "sealed") && !strstr(r.body, "records"));
+	CHECK(memcmp(r.body, "NPS1", 4) != 0 && !strstr(r.body, "records"));
+	CHECK_STR(r.content_type, "application/json");
 	free(r.body);
 	audit_fail_next_writes(alog, 1);
 	CHECK(ask(&fx, &hub, BODY("fed", QID_A, "aggregate", "counts", "[{\"field\":\"programme\"}]", "[]"), &r) == 0);

@@ -505,82 +505,123 @@ static void decoder_refusals(void)
 
 /* ---- the sealed box ---- */
 
+/* Seals |len| bytes of |s| and appends |head|: a node's whole body. */
+static unsigned char *seal_body(const unsigned char *s, size_t len, const unsigned char *pk, const char *head,
+				size_t *bodylen)
+{
+	unsigned char *body = NULL;
+
+	if (wire_seal(s, len, pk, strlen(head), &body, bodylen) != 0)
+		return NULL;
+	memcpy(body + *bodylen, head, strlen(head));
+	*bodylen += strlen(head);
+	return body;
+}
+
 static void seal_open(void)
 {
 	unsigned char pk[32], sk[32], pk2[32], sk2[32];
-	size_t len, plen = 0, b64len = 0;
-	unsigned char *s = sample(&len), *plain = NULL;
-	char *b64 = NULL, err[200] = "";
+	size_t len, plen = 0, bodylen = 0, boxlen = 0, headlen = 0;
+	unsigned char *s = sample(&len), *plain = NULL, *body;
+	const unsigned char *box;
+	const char *head, *h = "{\"dataset\":\"a/b\"}";
+	char err[200] = "";
 
 	crypto_box_keypair(pk, sk);
 	crypto_box_keypair(pk2, sk2);
-	CHECK(wire_seal(s, len, pk, &b64, &b64len) == 0);
-	CHECK(b64 && strlen(b64) == b64len && b64len % 4 == 0);
-	CHECK(b64len == sodium_base64_ENCODED_LEN(len + crypto_box_SEALBYTES, sodium_base64_VARIANT_ORIGINAL) - 1);
-	CHECK(wire_open(b64, b64len, pk, sk, &plain, &plen, err, sizeof(err)) == 0);
+	body = seal_body(s, len, pk, h, &bodylen);
+	CHECK(body && memcmp(body, "NPS1", 4) == 0);
+	CHECK(bodylen == WIRE_SEALED_PREFIX + len + crypto_box_SEALBYTES + strlen(h));
+	CHECK(wire_unwrap(body, bodylen, &box, &boxlen, &head, &headlen, err, sizeof(err)) == 0);
+	CHECK(box == body + WIRE_SEALED_PREFIX && boxlen == len + crypto_box_SEALBYTES);
+	CHECK(headlen == strlen(h) && memcmp(head, h, headlen) == 0);
+	CHECK(wire_open(box, boxlen, pk, sk, &plain, &plen, err, sizeof(err)) == 0);
 	CHECK(plen == len && plain && memcmp(plain, s, len) == 0);
 	CHECK(decodes(plain, plen) == 0);
 	free(plain);
 
 	/* the wrong key pair */
 	plain = (unsigned char *)1;
-	CHECK(wire_open(b64, b64len, pk2, sk2, &plain, &plen, err, sizeof(err)) == WIRE_ERR_CRYPTO);
+	CHECK(wire_open(box, boxlen, pk2, sk2, &plain, &plen, err, sizeof(err)) == WIRE_ERR_CRYPTO);
 	CHECK(plain == NULL);
 	CHECK_CONTAINS(err, "cannot be opened");
 	/* the right public key with another secret key */
-	CHECK(wire_open(b64, b64len, pk, sk2, &plain, &plen, err, sizeof(err)) == WIRE_ERR_CRYPTO);
+	CHECK(wire_open(box, boxlen, pk, sk2, &plain, &plen, err, sizeof(err)) == WIRE_ERR_CRYPTO);
 
-	/* tampered: one base64 digit changed, in the ephemeral key, the tag, the body */
+	/* tampered: one byte changed in the ephemeral key, the tag, the body */
 	{
-		size_t at[] = { 0, 40, b64len / 2, b64len - 8 };
+		size_t at[] = { 0, 40, boxlen / 2, boxlen - 1 };
+		unsigned char *b = body + WIRE_SEALED_PREFIX;
+
 		for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
-			char keep = b64[at[i]];
-			b64[at[i]] = keep == 'A' ? 'B' : 'A';
-			CHECK(wire_open(b64, b64len, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_CRYPTO);
-			b64[at[i]] = keep;
+			b[at[i]] ^= 0x01;
+			CHECK(wire_open(box, boxlen, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_CRYPTO);
+			b[at[i]] ^= 0x01;
 		}
-		/* a shorter box: valid base64, not the box */
-		CHECK(wire_open(b64, b64len - 4, pk, sk, &plain, &plen, err, sizeof(err)) < 0);
-	}
-
-	/* bad base64: a foreign character, whitespace, missing padding, the
-	 * URL-safe alphabet, a length that is not a multiple of 4, too short */
-	{
-		char *bad = malloc(b64len + 2);
-		memcpy(bad, b64, b64len + 1);
-		bad[10] = '*';
-		CHECK(wire_open(bad, b64len, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_FORMAT);
-		CHECK_CONTAINS(err, "base64");
-		memcpy(bad, b64, b64len + 1);
-		bad[10] = ' ';
-		CHECK(wire_open(bad, b64len, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_FORMAT);
-		memcpy(bad, b64, b64len + 1);
-		bad[10] = '-';
-		CHECK(wire_open(bad, b64len, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_FORMAT);
-		memcpy(bad, b64, b64len + 1);
-		bad[b64len] = 'A';
-		CHECK(wire_open(bad, b64len + 1, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_FORMAT);
-		memcpy(bad, b64, b64len + 1);
-		if (bad[b64len - 1] == '=') {
-			bad[b64len - 1] = 'A';
-			CHECK(wire_open(bad, b64len, pk, sk, &plain, &plen, err, sizeof(err)) < 0);
-		}
-		CHECK(wire_open("", 0, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_FORMAT);
-		CHECK(wire_open("AAAA", 4, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_FORMAT);
+		/* a box cut short, or one byte longer (the head's first byte) */
+		CHECK(wire_open(box, boxlen - 1, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_CRYPTO);
+		CHECK(wire_open(box, boxlen + 1, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_CRYPTO);
+		CHECK(wire_open(box, crypto_box_SEALBYTES - 1, pk, sk, &plain, &plen, err, sizeof(err)) ==
+		      WIRE_ERR_FORMAT);
+		CHECK_CONTAINS(err, "too short");
 		CHECK(plain == NULL);
-		free(bad);
 	}
-	free(b64);
+	free(body);
 
-	/* an empty plaintext seals and opens (a box with nothing in it) */
-	CHECK(wire_seal(NULL, 0, pk, &b64, &b64len) == 0);
-	CHECK(wire_open(b64, b64len, pk, sk, &plain, &plen, err, sizeof(err)) == 0);
+	/* an empty plaintext seals and opens (a box with nothing in it), and an
+	 * empty head is allowed by the envelope (the hub refuses it later) */
+	CHECK(wire_seal(NULL, 0, pk, 0, &body, &bodylen) == 0);
+	CHECK(wire_unwrap(body, bodylen, &box, &boxlen, &head, &headlen, err, sizeof(err)) == 0 && headlen == 0);
+	CHECK(wire_open(box, boxlen, pk, sk, &plain, &plen, err, sizeof(err)) == 0);
 	CHECK(plen == 0 && plain != NULL);
 	free(plain);
-	free(b64);
+	free(body);
 	free(s);
 	sodium_memzero(sk, sizeof(sk));
 	sodium_memzero(sk2, sizeof(sk2));
+}
+
+/* The envelope is peer data: every way it can lie about itself. */
+static void unwrap_bad(void)
+{
+	unsigned char pk[32], sk[32], msg[5] = "abcde", *body;
+	const unsigned char *box = (const unsigned char *)1;
+	const char *head = (const char *)1;
+	size_t bodylen = 0, boxlen = 7, headlen = 7;
+	char err[200] = "";
+
+	crypto_box_keypair(pk, sk);
+	body = seal_body(msg, sizeof(msg), pk, "{}", &bodylen);
+	CHECK(body != NULL);
+	/* shorter than magic + length, including empty */
+	for (size_t n = 0; n < WIRE_SEALED_PREFIX; n++) {
+		CHECK(wire_unwrap(body, n, &box, &boxlen, &head, &headlen, err, sizeof(err)) == WIRE_ERR_FORMAT);
+		CHECK(box == NULL && head == NULL && boxlen == 0 && headlen == 0);
+	}
+	/* another magic: JSON (the old base64 answer), NPT1 (a bare plaintext) */
+	memcpy(body, "{\"da", 4);
+	CHECK(wire_unwrap(body, bodylen, &box, &boxlen, &head, &headlen, err, sizeof(err)) == WIRE_ERR_FORMAT);
+	CHECK_CONTAINS(err, "not a sealed token answer");
+	memcpy(body, "NPT1", 4);
+	CHECK(wire_unwrap(body, bodylen, &box, &boxlen, &head, &headlen, err, sizeof(err)) == WIRE_ERR_FORMAT);
+	memcpy(body, "NPS1", 4);
+	/* a box length past the end: by one, and by a lot (no overflow) */
+	body[4] = (unsigned char)(bodylen - WIRE_SEALED_PREFIX + 1);
+	CHECK(wire_unwrap(body, bodylen, &box, &boxlen, &head, &headlen, err, sizeof(err)) == WIRE_ERR_FORMAT);
+	CHECK_CONTAINS(err, "longer than the answer");
+	memset(body + 4, 0xFF, 4);
+	CHECK(wire_unwrap(body, bodylen, &box, &boxlen, &head, &headlen, err, sizeof(err)) == WIRE_ERR_FORMAT);
+	/* exactly to the end: an empty head */
+	body[4] = (unsigned char)(bodylen - WIRE_SEALED_PREFIX);
+	body[5] = body[6] = body[7] = 0;
+	CHECK(wire_unwrap(body, bodylen, &box, &boxlen, &head, &headlen, err, sizeof(err)) == 0);
+	CHECK(headlen == 0 && boxlen == bodylen - WIRE_SEALED_PREFIX);
+	/* NULL arguments */
+	CHECK(wire_unwrap(NULL, 4, &box, &boxlen, &head, &headlen, err, sizeof(err)) == WIRE_ERR_ARG);
+	CHECK(wire_unwrap(body, bodylen, NULL, &boxlen, &head, &headlen, err, sizeof(err)) == WIRE_ERR_ARG);
+	CHECK(wire_seal(msg, sizeof(msg), pk, 0, NULL, &bodylen) == WIRE_ERR_ARG);
+	free(body);
+	sodium_memzero(sk, sizeof(sk));
 }
 
 /* ---- records added by code; tokens that defeat the radix buckets ---- */
@@ -668,59 +709,6 @@ static void coded_matches_strings(void)
 	}
 }
 
-/* Base64 that only a lenient decoder would take: '=' inside, the unused
- * bits of the padded group set, a box whose text has both paddings. */
-static void base64_canonical(void)
-{
-	unsigned char pk[32], sk[32], msg[5] = "abcde", *plain = NULL;
-	char err[200] = "";
-
-	crypto_box_keypair(pk, sk);
-	for (size_t len = 0; len < 3; len++) {
-		char *b64 = NULL;
-		size_t b64len = 0, plen = 0;
-		size_t pad;
-
-		CHECK(wire_seal(msg, len, pk, &b64, &b64len) == 0);
-		pad = (size_t)(b64[b64len - 1] == '=') + (size_t)(b64[b64len - 2] == '=');
-		CHECK(pad == (3 - (len + crypto_box_SEALBYTES) % 3) % 3);
-		CHECK(wire_open(b64, b64len, pk, sk, &plain, &plen, err, sizeof(err)) == 0 && plen == len);
-		free(plain);
-		plain = NULL;
-		if (pad) {
-			char keep = b64[b64len - pad - 1];
-
-			/* 'B' has the lowest bit set: unused when padded */
-			b64[b64len - pad - 1] = 'B';
-			CHECK(wire_open(b64, b64len, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_FORMAT);
-			CHECK_CONTAINS(err, "base64");
-			b64[b64len - pad - 1] = keep;
-		}
-		{
-			char keep = b64[20];
-
-			b64[20] = '=';
-			CHECK(wire_open(b64, b64len, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_FORMAT);
-			b64[20] = keep;
-		}
-		/* a leading blank in place of a digit, a trailing newline */
-		{
-			char keep = b64[0];
-
-			b64[0] = ' ';
-			CHECK(wire_open(b64, b64len, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_FORMAT);
-			b64[0] = keep;
-			keep = b64[b64len - 1];
-			b64[b64len - 1] = '\n';
-			CHECK(wire_open(b64, b64len, pk, sk, &plain, &plen, err, sizeof(err)) == WIRE_ERR_FORMAT);
-			b64[b64len - 1] = keep;
-		}
-		CHECK(plain == NULL);
-		free(b64);
-	}
-	sodium_memzero(sk, sizeof(sk));
-}
-
 /* ---- out of memory: each allocation fails in turn ---- */
 
 static void out_of_memory(void)
@@ -787,21 +775,22 @@ static void out_of_memory(void)
 	/* seal and open */
 	done = 0;
 	for (unsigned long k = 1; k < 100 && !done; k++) {
-		char *b64 = NULL, err[200];
-		size_t b64len, plen;
-		unsigned char *plain = NULL;
+		char err[200];
+		size_t bodylen, plen;
+		unsigned char *body = NULL, *plain = NULL;
 		int rc;
 
 		fail_nth(k);
-		rc = wire_seal(s, len, pk, &b64, &b64len);
+		rc = wire_seal(s, len, pk, 0, &body, &bodylen);
 		if (rc == 0)
-			rc = wire_open(b64, b64len, pk, sk, &plain, &plen, err, sizeof(err));
+			rc = wire_open(body + WIRE_SEALED_PREFIX, bodylen - WIRE_SEALED_PREFIX, pk, sk, &plain, &plen,
+				       err, sizeof(err));
 		fail_nth(0);
 		if (rc == 0)
 			done = 1;
 		else
 			CHECK(rc == WIRE_ERR_NOMEM);
-		free(b64);
+		free(body);
 		free(plain);
 	}
 	CHECK(done);
@@ -818,8 +807,8 @@ int main(void)
 	RUN(sort_and_dedup);
 	RUN(decoder_refusals);
 	RUN(seal_open);
+	RUN(unwrap_bad);
 	RUN(coded_matches_strings);
-	RUN(base64_canonical);
 	RUN(out_of_memory);
 	return check_total_failed ? 1 : 0;
 }
