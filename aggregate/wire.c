@@ -279,15 +279,8 @@ static int rec_cmp(const void *pa, const void *pb, void *arg)
 	return c;
 }
 
-/* The token's first 8 bytes, big-endian: numeric order is byte order. */
-static uint64_t prefix64(const unsigned char *p)
-{
-	return (uint64_t)p[0] << 56 | (uint64_t)p[1] << 48 | (uint64_t)p[2] << 40 | (uint64_t)p[3] << 32 |
-	       (uint64_t)p[4] << 24 | (uint64_t)p[5] << 16 | (uint64_t)p[6] << 8 | p[7];
-}
-
 struct kv {
-	uint64_t key; /* prefix64 of the token */
+	uint64_t key; /* wire_token_word: the first 8 bytes, big-endian */
 	uint64_t idx;
 };
 
@@ -329,7 +322,7 @@ static int sort_records(const struct wire_builder *b, uint32_t *order, uint64_t 
 		const unsigned char *p = b->tokens + i * WIRE_TOKEN_BYTES;
 		struct kv *e = &a[count[p[0] << 8 | p[1]]++];
 
-		e->key = prefix64(p);
+		e->key = wire_token_word(p);
 		e->idx = i;
 	}
 	/* count[d] is now the end of bucket d, which starts where d - 1 ends */
@@ -342,7 +335,7 @@ static int sort_records(const struct wire_builder *b, uint32_t *order, uint64_t 
 			qsort_r(order + lo, hi - lo, sizeof(*order), rec_cmp, (void *)(uintptr_t)b);
 			for (size_t i = lo; i < hi; i++) {
 				a[i].idx = order[i];
-				a[i].key = prefix64(b->tokens + (size_t)order[i] * WIRE_TOKEN_BYTES);
+				a[i].key = wire_token_word(b->tokens + (size_t)order[i] * WIRE_TOKEN_BYTES);
 			}
 			continue;
 		}
@@ -395,7 +388,7 @@ int wire_builder_finish(struct wire_builder *b, unsigned char **plain, size_t *l
 			order[i] = (uint32_t)i;
 		qsort_r(order, b->n, sizeof(*order), rec_cmp, (void *)(uintptr_t)b);
 		for (size_t i = 0; i < b->n; i++)
-			keys[i] = prefix64(b->tokens + (size_t)order[i] * WIRE_TOKEN_BYTES);
+			keys[i] = wire_token_word(b->tokens + (size_t)order[i] * WIRE_TOKEN_BYTES);
 	} else if (b->n && (rc = sort_records(b, order, keys)) < 0) {
 		free(order);
 		free(keys); /* sort_records filled nothing */
@@ -596,7 +589,7 @@ int wire_decode(const unsigned char *buf, size_t len, struct wire_tokens *out, c
 		unsigned char *tok = out->tokens + (size_t)r * WIRE_TOKEN_BYTES;
 
 		memcpy(tok, buf + p, WIRE_TOKEN_BYTES);
-		if (r && memcmp(tok - WIRE_TOKEN_BYTES, tok, WIRE_TOKEN_BYTES) > 0) {
+		if (r && wire_token_less(tok, tok - WIRE_TOKEN_BYTES)) {
 			rc = fail(err, errlen, "the records are not sorted by token");
 			goto fail;
 		}

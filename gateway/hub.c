@@ -750,42 +750,6 @@ static int seen_categories(struct hub_query *q, struct hub_dim *dim, const char 
 	return 0;
 }
 
-_Static_assert(WIRE_TOKEN_BYTES == 16, "tok_less and tok_equal compare 16-byte tokens");
-
-/*
- * Tokens compared as two big-endian 64-bit words: the same order as
- * memcmp of the 16 bytes, without a library call per comparison (the join
- * makes several per record; memcmp was the hub's largest CPU item).
- */
-static inline uint64_t tok_word(const unsigned char *t)
-{
-	uint64_t w;
-
-	memcpy(&w, t, sizeof(w));
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-	w = __builtin_bswap64(w);
-#endif
-	return w;
-}
-
-static inline int tok_less(const unsigned char *a, const unsigned char *b)
-{
-	uint64_t a0 = tok_word(a), b0 = tok_word(b);
-
-	return a0 < b0 || (a0 == b0 && tok_word(a + 8) < tok_word(b + 8));
-}
-
-static inline int tok_equal(const unsigned char *a, const unsigned char *b)
-{
-	uint64_t a0, b0, a1, b1;
-
-	memcpy(&a0, a, 8);
-	memcpy(&b0, b, 8);
-	memcpy(&a1, a + 8, 8);
-	memcpy(&b1, b + 8, 8);
-	return ((a0 ^ b0) | (a1 ^ b1)) == 0;
-}
-
 /* Mode tokens: open, decode and check one answer's box (its head, |j|, is
  * already checked for dataset and policy hash). NULL or an error text. */
 static const char *open_tokens(struct hub_query *q, struct hub_ds *d, const cJSON *j, const unsigned char *box,
@@ -813,7 +777,7 @@ static const char *open_tokens(struct hub_query *q, struct hub_ds *d, const cJSO
 		return "\"records\" does not match the sealed answer";
 	/* Contribution bounding is the node's job; the hub checks it was done. */
 	for (uint32_t i = 0; i < d->tok.nrecords; i++) {
-		if (i > 0 && tok_equal(d->tok.tokens + (size_t)i * WIRE_TOKEN_BYTES,
+		if (i > 0 && wire_token_equal(d->tok.tokens + (size_t)i * WIRE_TOKEN_BYTES,
 				       d->tok.tokens + (size_t)(i - 1) * WIRE_TOKEN_BYTES))
 			run++;
 		else
@@ -1195,7 +1159,7 @@ static void join(struct hub_query *q)
 			if (pos[i] >= d->tok.nrecords)
 				continue;
 			t = d->tok.tokens + (size_t)pos[i] * WIRE_TOKEN_BYTES;
-			if (!min || tok_less(t, min))
+			if (!min || wire_token_less(t, min))
 				min = t;
 		}
 		if (!min)
@@ -1205,7 +1169,7 @@ static void join(struct hub_query *q)
 
 			lo[i] = pos[i];
 			while (pos[i] < d->tok.nrecords &&
-			       tok_equal(d->tok.tokens + (size_t)pos[i] * WIRE_TOKEN_BYTES, min))
+			       wire_token_equal(d->tok.tokens + (size_t)pos[i] * WIRE_TOKEN_BYTES, min))
 				pos[i]++;
 			hi[i] = pos[i];
 			in_population |= d->population && hi[i] > lo[i];

@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -1122,6 +1123,12 @@ static void cap_connections(struct gw_config *cfg)
 	cfg->limits.max_connections = (uint32_t)room;
 }
 
+void gw_server_keep_freed_memory(void)
+{
+	mallopt(M_MMAP_THRESHOLD, GW_KEEP_MMAP_THRESHOLD);
+	mallopt(M_TRIM_THRESHOLD, GW_KEEP_TRIM_THRESHOLD);
+}
+
 int gw_server_run(struct gw_config *cfg)
 {
 	struct gw_server srv;
@@ -1143,6 +1150,7 @@ int gw_server_run(struct gw_config *cfg)
 		return -1;
 	}
 	gw_log_set_fd(srv.log_fd);
+	gw_server_keep_freed_memory();
 	/* Every idle partner connection costs a descriptor: take all we may. */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;

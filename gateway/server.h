@@ -14,6 +14,24 @@
  */
 int gw_server_run(struct gw_config *cfg);
 
+/*
+ * How a serving process keeps memory (called by gw_server_run). Every
+ * question allocates and frees buffers of megabytes (answer bodies,
+ * plaintexts, token arrays). By default glibc maps blocks over 128 KiB
+ * separately and hands them back to the kernel when freed, so the next
+ * question faults every page in again and has the kernel clear it: at 100 k
+ * persons about 1,400 page faults and 5 ms of CPU per question on the hub
+ * and as much on the node (docs/benchmarks.md). Instead, blocks below
+ * GW_KEEP_MMAP_THRESHOLD come from the heap, and up to
+ * GW_KEEP_TRIM_THRESHOLD of free heap is kept per arena for reuse. The
+ * cost: a process's resident memory stays near its largest question's
+ * peak. What is kept holds no personal data: buffers with BSNs, tokens or
+ * sealed answers are wiped before they are freed.
+ */
+#define GW_KEEP_MMAP_THRESHOLD (32 << 20)  /* glibc's largest allowed on 64-bit */
+#define GW_KEEP_TRIM_THRESHOLD (256 << 20)
+void gw_server_keep_freed_memory(void);
+
 /* Loads everything serve would (TLS files, members, catalog, policies)
  * and drops it again: 0, or -1 with every problem in |d|. */
 int gw_server_check(const struct gw_config *cfg, struct diag *d);

@@ -127,6 +127,9 @@ median() {
 now_ns() { date +%s%N; }
 ms_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1e6 }'; }
 kb_of() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+# minor page faults of a process so far (field 10 of /proc/PID/stat; the
+# command name in field 2 has no spaces here)
+minflt() { awk '{ print $10 }' "/proc/$1/stat"; }
 
 # ---------------------------------------------------------------- data and the pooled database
 ENR_COLS="bsn INTEGER, programme TEXT, sector TEXT, start_year INTEGER, completed TEXT, birth_date TEXT, postcode TEXT"
@@ -184,7 +187,7 @@ cp "$HERE/question.json" "$WORK/question.json"
 "$BIN" keygen --out "$WORK/master.key" >/dev/null 2>&1 || die "keygen failed"
 "$BIN" keygen --box --out "$WORK/hubbox" >/dev/null 2>&1 || die "keygen --box failed"
 NODES="uwv opleidingsfonds-techniek opleidingsfonds-zorg"
-declare -A PORT DSET
+declare -A PORT DSET NODE_PID
 DSET[uwv]=uwv/ww-uitkeringen
 DSET[opleidingsfonds-techniek]=opleidingsfonds-techniek/inschrijvingen
 DSET[opleidingsfonds-zorg]=opleidingsfonds-zorg/inschrijvingen
@@ -246,6 +249,7 @@ log: {destination: $WORK/$n.log}
 EOF
 		} >"$WORK/$n.yaml"
 		start_server "$n" "$WORK/$n.yaml"
+		NODE_PID[$n]=$LAST_PID
 	done
 	{
 		echo "roles: [hub]"
@@ -332,6 +336,7 @@ for s in $SCALES; do
 			fi
 			idle=$(kb_of "$HUB_PID" VmRSS)
 			echo 5 >"/proc/$HUB_PID/clear_refs"
+			hf0=$(minflt "$HUB_PID") uf0=$(minflt "${NODE_PID[uwv]}")
 			t0=$(now_ns)
 			if ! fed_query "$WORK/fed-$s-$r.json"; then
 				FAILED=1
@@ -340,6 +345,7 @@ for s in $SCALES; do
 			fi
 			t1=$(now_ns)
 			hwm=$(kb_of "$HUB_PID" VmHWM)
+			faults="page faults: hub $(($(minflt "$HUB_PID") - hf0)), uwv $(($(minflt "${NODE_PID[uwv]}") - uf0))"
 			recs=0 nodes=""
 			for n in $NODES; do
 				recs=$((recs + $(node_records "$n")))
@@ -350,7 +356,7 @@ for s in $SCALES; do
 			N+=("$(node_ms uwv)")
 			b=$(awk -v h="$hwm" -v i="$idle" -v n="$recs" 'BEGIN { printf "%.1f", (h - i) * 1024 / n }')
 			M+=("$b")
-			say "bench: round $r federation ${F[-1]} ms (hub log ${H[-1]} ms; node ms:$nodes); hub idle ${idle} kB, peak ${hwm} kB, $recs records -> $b B/record"
+			say "bench: round $r federation ${F[-1]} ms (hub log ${H[-1]} ms; node ms:$nodes); hub idle ${idle} kB, peak ${hwm} kB, $recs records -> $b B/record; $faults"
 		done
 		say "bench: round $r sqlite3    ${Q[-1]:-FAILED} ms"
 	done
