@@ -24,12 +24,13 @@ void pseudo_b2b_key_cv(const unsigned char key[32], uint64_t cv[PSEUDO_B2B_CV_WO
  * zero-padded; counter 137, final flag. Wipes the digits it formatted. */
 void pseudo_b2b_token(const uint64_t cv[PSEUDO_B2B_CV_WORDS], uint32_t bsn, unsigned char out[32]);
 
-/* |n| tokens (n may be 0): four at a time with AVX2 when the CPU has it,
- * otherwise one at a time. Wipes its temporaries once per call. */
+/* |n| tokens (n may be 0): eight at a time with AVX-512F when the CPU has
+ * it, four at a time with AVX2, otherwise one at a time. Wipes its
+ * temporaries once per call. */
 void pseudo_b2b_tokens(const uint64_t cv[PSEUDO_B2B_CV_WORDS], const uint32_t *bsns, size_t n,
 		       unsigned char (*out)[32]);
 
-/* "avx2" or "scalar": what pseudo_b2b_tokens uses on this CPU now. */
+/* "avx512", "avx2" or "scalar": what pseudo_b2b_tokens uses on this CPU now. */
 const char *pseudo_b2b_impl(void);
 
 #endif

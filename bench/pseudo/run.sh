@@ -15,6 +15,6 @@ BENCH_CFLAGS=${BENCH_CFLAGS:--O2 -g}
 mkdir -p build/bench
 # shellcheck disable=SC2086
 $CC -D_GNU_SOURCE -std=c11 -Wall -Wextra -Wshadow -Wcast-qual -Wsign-compare $BENCH_CFLAGS -o build/bench/bench_pseudo \
-	bench/pseudo/bench_pseudo.c -lsodium
+	bench/pseudo/bench_pseudo.c common/errbuf.c -lsodium
 echo "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), $(nproc) cores online"
 exec build/bench/bench_pseudo "${1:-5000000}" "${2:-5}"

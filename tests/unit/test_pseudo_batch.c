@@ -51,25 +51,47 @@ static void reference(const struct pseudo_key *k, uint32_t bsn, unsigned char ou
 	CHECK(crypto_generichash(out, 32, (const unsigned char *)d, 9, k->key, 32) == 0);
 }
 
-static int have_avx2(void)
+/* The paths this CPU can run, narrowest first: scalar always, then AVX2
+ * and AVX-512F where the CPU has them. Each is compared with libsodium. */
+static const enum b2b_path all_paths[] = { B2B_SCALAR, B2B_AVX2, B2B_AVX512 };
+static const char *const path_name[] = { "scalar", "avx2", "avx512" };
+
+static int have_path(enum b2b_path p)
 {
-#ifdef B2B_HAVE_AVX2
-	return __builtin_cpu_supports("avx2");
-#else
-	return 0;
+	switch (p) {
+#ifdef B2B_HAVE_AVX512
+	case B2B_AVX512:
+		return __builtin_cpu_supports("avx512f");
 #endif
+#ifdef B2B_HAVE_AVX2
+	case B2B_AVX2:
+		return __builtin_cpu_supports("avx2");
+#endif
+	case B2B_SCALAR:
+		return 1;
+	default:
+		return 0;
+	}
 }
 
-/* The paths to test: 0 = scalar (forced), 1 = AVX2 where the CPU has it. */
 static int npaths(void)
 {
-	return have_avx2() ? 2 : 1;
+	int n = 0;
+
+	while (n < 3 && have_path(all_paths[n]))
+		n++;
+	return n;
 }
 
 static void set_path(int p)
 {
-	b2b_force_scalar = p == 0;
-	CHECK_STR(pseudo_b2b_impl(), p == 0 ? "scalar" : "avx2");
+	b2b_limit = all_paths[p];
+	CHECK_STR(pseudo_b2b_impl(), path_name[p]);
+}
+
+static void reset_path(void)
+{
+	b2b_limit = B2B_AVX512;
 }
 
 /* ---- digits --------------------------------------------------------------- */
@@ -155,12 +177,12 @@ static void free_keys(struct pseudo_master *ms[2], struct pseudo_key *ks[NKEYS])
 /*
  * 100k random valid BSNs per key, hashed by libsodium once; then, per path,
  * pseudo_token for each and pseudo_tokens over consecutive slices whose
- * sizes cycle through 0,1,2,3,4,5,7,8,1000 (each slice in a buffer of
+ * sizes cycle through 0-5,7,8,9,15-17,1000 (each slice in a buffer of
  * exactly its size, so ASan catches a tail that writes too far).
  */
 static void batch_equals_single_equals_libsodium(void)
 {
-	static const size_t sizes[] = { 0, 1, 2, 3, 4, 5, 7, 8, 1000 };
+	static const size_t sizes[] = { 0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 1000 };
 	struct pseudo_master *ms[2] = { NULL, NULL };
 	struct pseudo_key *ks[NKEYS] = { NULL };
 	uint32_t *bsn = malloc(NBSN * sizeof(*bsn));
@@ -207,9 +229,10 @@ static void batch_equals_single_equals_libsodium(void)
 			}
 		}
 	}
-	b2b_force_scalar = 0;
-	printf("# %d keys x %d BSNs, paths: scalar%s, %ld pseudo_tokens calls\n", NKEYS, NBSN,
-	       have_avx2() ? " + avx2" : " (no avx2 on this CPU)", calls);
+	reset_path();
+	printf("# %d keys x %d BSNs, paths: scalar%s%s, %ld pseudo_tokens calls\n", NKEYS, NBSN,
+	       npaths() > 1 ? " + avx2" : " (no avx2 on this CPU)",
+	       npaths() > 2 ? " + avx512" : " (no avx512f on this CPU)", calls);
 	CHECK(bad_single == 0);
 	CHECK(bad_batch == 0);
 out:
@@ -261,7 +284,7 @@ static void batch_sizes_and_offsets(void)
 				bad += memcmp(odd[j], ref[j], 32) != 0;
 		}
 	}
-	b2b_force_scalar = 0;
+	reset_path();
 	CHECK(bad == 0);
 out:
 	free_keys(ms, ks);
@@ -299,7 +322,7 @@ static void any_uint32(void)
 			bad += memcmp(t, ref[i], 32) != 0;
 		}
 	}
-	b2b_force_scalar = 0;
+	reset_path();
 	CHECK(bad == 0);
 out:
 	free_keys(ms, ks);
@@ -335,7 +358,7 @@ static void fixed_vectors_batch(void)
 			}
 		}
 	}
-	b2b_force_scalar = 0;
+	reset_path();
 out:
 	free_keys(ms, ks);
 }
