@@ -407,13 +407,10 @@ static int value_equal(const struct adapter_value *x, const struct adapter_value
 	return 0;
 }
 
-int adapter_emit_row(struct adapter_scan_ctx *sc, unsigned line, unsigned col)
+int adapter_row_matches(const struct adapter_scan_ctx *sc)
 {
-	struct adapter *a = sc->a;
-	int rc;
+	const struct adapter *a = sc->a;
 
-	/* Filters first: a row that is not asked for is not the caller's
-	 * business, and SQLite never returns it either, so both adapters agree. */
 	for (size_t i = 0; i < sc->nfilters; i++) {
 		const struct adapter_filter *flt = &sc->filters[i];
 		const struct adapter_value *v = &a->vals[flt->field];
@@ -427,15 +424,31 @@ int adapter_emit_row(struct adapter_scan_ctx *sc, unsigned line, unsigned col)
 		if (k == flt->nvalues)
 			return 0;
 	}
-	if (a->nbad)
-		return adapter_bad_row(sc, line, col, "%s", a->why);
+	return 1;
+}
+
+int adapter_row_deliver(struct adapter_scan_ctx *sc)
+{
+	int rc;
+
 	for (size_t i = 0; i < sc->nproj; i++)
-		sc->out[i] = a->vals[sc->proj ? sc->proj[i] : i];
+		sc->out[i] = sc->a->vals[sc->proj ? sc->proj[i] : i];
 	sc->st->rows_ok++;
 	rc = sc->fn(sc->arg, sc->out, sc->nproj);
 	if (rc < 0)
 		return rc;
 	return rc > 0 ? 1 : 0;
+}
+
+int adapter_emit_row(struct adapter_scan_ctx *sc, unsigned line, unsigned col)
+{
+	/* Filters first: a row that is not asked for is not the caller's
+	 * business, and SQLite never returns it either, so both adapters agree. */
+	if (!adapter_row_matches(sc))
+		return 0;
+	if (sc->a->nbad)
+		return adapter_bad_row(sc, line, col, "%s", sc->a->why);
+	return adapter_row_deliver(sc);
 }
 
 /* ---- schema ---------------------------------------------------------------- */

@@ -62,6 +62,14 @@ void adapter_sqlite_close(struct adapter *a);
  */
 int adapter_emit_row(struct adapter_scan_ctx *sc, unsigned line, unsigned col);
 
+/* The two halves of adapter_emit_row, for a backend whose rows are known
+ * to be good (the CSV adapter's in-memory copy): 1 if a->vals matches
+ * every filter (a NULL or bad field never does), else 0; and projecting
+ * a->vals and calling the callback (0 go on, 1 stop, or its negative
+ * value). */
+int adapter_row_matches(const struct adapter_scan_ctx *sc);
+int adapter_row_deliver(struct adapter_scan_ctx *sc);
+
 /* Reports a bad row: counted and listed (SKIP, returns 0) or an error in
  * the diag (FAIL, returns ADAPTER_ERR_BAD_ROW). */
 int adapter_bad_row(struct adapter_scan_ctx *sc, unsigned line, unsigned col,
