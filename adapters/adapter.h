@@ -112,8 +112,16 @@ enum adapter_on_bad_row { ADAPTER_BAD_ROW_FAIL = 0, ADAPTER_BAD_ROW_SKIP = 1 };
  *           columns, matched to schema fields by exact name, extra columns
  *           ignored; 1: no header, the columns are the schema fields in
  *           order. delimiter 0 means ','; ';' reads Dutch Excel exports.
+ *           disk_only = 0 (default): once a full scan found the settled
+ *           file clean, the adapter keeps its rows typed in memory and
+ *           answers later scans of the unchanged file from them (1 to 8
+ *           bytes per field per row, a string 9 plus its length, one bit
+ *           more if nullable: docs/adapters.md);
+ *           1: never, every scan reads the file (a file too big to hold
+ *           once per node worker).
  *   sqlite: path; exactly one of table (a table or view name) or query
- *           (one SELECT statement).
+ *           (one SELECT statement). disk_only is ignored: SQLite has its
+ *           own page cache.
  */
 struct adapter_source {
 	enum adapter_kind kind;
@@ -121,6 +129,7 @@ struct adapter_source {
 	enum adapter_on_bad_row on_bad_row;
 	int headerless;                  /* csv */
 	char delimiter;                  /* csv */
+	int disk_only;                   /* csv: no copy of the rows in memory */
 	const char *table;               /* sqlite */
 	const char *query;               /* sqlite */
 };
@@ -170,10 +179,13 @@ int adapter_open(const struct adapter_source *src, const struct adapter_schema *
  * the filters is not checked further (it is not the caller's business).
  * (CSV: once a scan of this adapter typed the whole unchanged file and found
  * no bad row, later scans type only filter and projection fields while
- * fstat() shows the same file; docs/adapters.md.)
+ * fstat() shows the same file, or are answered from the rows that scan kept
+ * in memory unless the source is disk_only; docs/adapters.md. The rows and
+ * the order are the same either way.)
  * SQLite: filters become "WHERE f IN (?, ...)" with bound values (an
  * equality filter on the bsn field is a lookup: index the column; see
- * adapter_field_indexed). CSV: the file is read start to end.
+ * adapter_field_indexed). CSV: the file (or its copy in memory) is read
+ * start to end.
  * |stats| (may be NULL) is reset and filled; |d| (may be NULL) gets one line
  * per bad row: a warning when skipped (at most ADAPTER_DIAG_MAX_ROWS, then
  * one line with the count), an error when it ends the scan.

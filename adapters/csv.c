@@ -6,9 +6,14 @@
  * quotes is split with memchr in the read buffer; anything else (quotes, a
  * stray CR, the wrong number of fields, a record longer than the buffer)
  * goes through the byte-at-a-time parser, which also words the errors.
+ * The one exception to "memory does not grow with the file": a settled file
+ * found clean is kept as a typed, columnar copy, and later scans of the
+ * unchanged file are answered from it (struct csv_copy).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sodium.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +56,42 @@ struct adapter_csv {
 	 * of the unchanged file type only the fields they filter on or pass. */
 	int clean;
 	struct stat clean_st;
+	/* The rows of that clean file, typed, when the source allows a copy
+	 * (not disk_only) and it could be built: then scans read no file. */
+	struct csv_copy *copy;
+	int disk_only;
+	int from_memory;           /* the last scan was answered from copy (tests) */
+	uint64_t copy_nomem;       /* copies given up for lack of memory (tests) */
+};
+
+/*
+ * One schema field of the in-memory copy: |nrows| values of |width| bytes
+ * (bsn uint32_t, category uint16_t, int int64_t, date int32_t, bool
+ * unsigned char), and for a nullable field one bit per row, set when the
+ * value is NULL. A string field keeps its strings in its own arena, each
+ * followed by a NUL, and size_t offsets into it, nrows + 1 of them: row r
+ * is arena[off[r]] .. arena[off[r + 1] - 2] (off[r + 1] == off[r]: NULL).
+ */
+struct csv_col {
+	void *v;
+	size_t width;
+	int string;                /* v holds offsets, one more than rows */
+	unsigned char *null;       /* NULL when the field is not nullable */
+	char *arena;               /* string fields */
+	size_t arena_len, arena_cap;
+};
+
+/*
+ * A clean file's rows, in file order, typed by the same rules as the scan
+ * that built it. Row line numbers are not kept: a clean file has no bad row,
+ * and nothing else reports a position. The data is personal (BSNs, dates
+ * of birth, free text): every block is wiped before it is freed, also the
+ * old one when a column grows.
+ */
+struct csv_copy {
+	size_t nrows, cap;         /* rows held; rows the columns have room for */
+	size_t nfields;
+	struct csv_col *col;       /* nfields */
 };
 
 /* A file whose mtime or ctime is this recent when a scan starts is not
@@ -451,6 +492,306 @@ static int same_file(const struct stat *x, const struct stat *y)
 	       x->st_ctim.tv_sec == y->st_ctim.tv_sec && x->st_ctim.tv_nsec == y->st_ctim.tv_nsec;
 }
 
+/* Whether a file that looked like |st| when a scan began at |now| had
+ * settled: see CSV_CLEAN_SETTLE_S. */
+static int settled(const struct stat *st, const struct timespec *now)
+{
+	return st->st_mtim.tv_sec + CSV_CLEAN_SETTLE_S < now->tv_sec &&
+	       st->st_ctim.tv_sec + CSV_CLEAN_SETTLE_S < now->tv_sec;
+}
+
+/* ---- the in-memory copy of a clean file ---------------------------------- */
+
+/* Rows the columns have room for at first; they double from there, and
+ * are cut to size when the copy is complete. */
+#define COPY_FIRST_ROWS 1024
+#define COPY_FIRST_ARENA 4096
+/* Category codes are kept in 16 bits. A field with more categories than
+ * that gets no copy (its scans read the file, as before). */
+#define COPY_MAX_CATEGORIES 65536
+
+static size_t copy_width(enum adapter_type t)
+{
+	switch (t) {
+	case ADAPTER_BSN: return sizeof(uint32_t);
+	case ADAPTER_CATEGORY: return sizeof(uint16_t);
+	case ADAPTER_INT: return sizeof(int64_t);
+	case ADAPTER_DATE: return sizeof(int32_t);
+	case ADAPTER_BOOL: return 1;
+	case ADAPTER_STRING: return sizeof(size_t);
+	}
+	return 0;
+}
+
+/* Bytes of |col| that hold data when the copy has |rows| rows. */
+static size_t col_used(const struct csv_col *col, size_t rows)
+{
+	return (rows + (col->string ? 1 : 0)) * col->width;
+}
+
+/* Frees |p| after wiping its first |used| bytes (where the data is). */
+static void block_free(void *p, size_t used)
+{
+	if (p && used)
+		sodium_memzero(p, used);
+	free(p);
+}
+
+/* A new block of |size| bytes (> 0) holding the first |used| bytes of |old|,
+ * which is wiped and freed; or NULL with |old| untouched. realloc would
+ * leave the old block's personal data behind in the heap. */
+static void *block_move(void *old, size_t used, size_t size)
+{
+	void *p = malloc(size);
+
+	if (!p)
+		return NULL;
+	if (used) {
+		memcpy(p, old, used);
+		sodium_memzero(old, used);
+	}
+	free(old);
+	return p;
+}
+
+static void copy_free(struct csv_copy *m)
+{
+	if (!m)
+		return;
+	for (size_t f = 0; m->col && f < m->nfields; f++) {
+		block_free(m->col[f].v, col_used(&m->col[f], m->nrows));
+		block_free(m->col[f].null, (m->nrows + 7) / 8);
+		block_free(m->col[f].arena, m->col[f].arena_len);
+	}
+	free(m->col);
+	free(m);
+}
+
+/* Frees the copy being built, for a scan that can no longer end clean. */
+static void copy_drop(struct csv_copy **m)
+{
+	copy_free(*m);
+	*m = NULL;
+}
+
+/* Whether |a| may keep a copy at all (the source did not say disk_only,
+ * and every category code fits). */
+static int copy_allowed(const struct adapter *a)
+{
+	if (a->csv->disk_only)
+		return 0;
+	for (size_t f = 0; f < a->schema.nfields; f++)
+		if (a->schema.fields[f].type == ADAPTER_CATEGORY &&
+		    a->schema.fields[f].ncategories > COPY_MAX_CATEGORIES)
+			return 0;
+	return 1;
+}
+
+/* An empty copy for |a|'s schema, or NULL when out of memory. */
+static struct csv_copy *copy_new(const struct adapter *a)
+{
+	struct csv_copy *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	m->nfields = a->schema.nfields;
+	m->cap = COPY_FIRST_ROWS;
+	m->col = calloc(m->nfields, sizeof(*m->col));
+	if (!m->col)
+		goto fail;
+	for (size_t f = 0; f < m->nfields; f++) {
+		const struct adapter_field *fd = &a->schema.fields[f];
+		struct csv_col *col = &m->col[f];
+
+		col->width = copy_width(fd->type);
+		col->string = fd->type == ADAPTER_STRING;
+		col->v = malloc(col_used(col, m->cap));
+		if (!col->v)
+			goto fail;
+		if (col->string)
+			((size_t *)col->v)[0] = 0;
+		if (fd->nullable && !(col->null = malloc((m->cap + 7) / 8)))
+			goto fail;
+	}
+	return m;
+fail:
+	copy_free(m);
+	return NULL;
+}
+
+/* Doubles the room for rows. Returns 0 or -1 (out of memory; the copy is
+ * still whole and can be freed). */
+static int copy_grow(struct csv_copy *m)
+{
+	size_t cap = m->cap * 2;
+
+	if (cap > SIZE_MAX / 16)
+		return -1;
+	for (size_t f = 0; f < m->nfields; f++) {
+		struct csv_col *col = &m->col[f];
+		void *p = block_move(col->v, col_used(col, m->nrows), col_used(col, cap));
+
+		if (!p)
+			return -1;
+		col->v = p;
+		if (col->null) {
+			if (!(p = block_move(col->null, (m->nrows + 7) / 8, (cap + 7) / 8)))
+				return -1;
+			col->null = p;
+		}
+	}
+	m->cap = cap;
+	return 0;
+}
+
+/* Makes room for |need| more bytes of strings in |col|. Returns 0 or -1. */
+static int arena_reserve(struct csv_col *col, size_t need)
+{
+	size_t cap = col->arena_cap ? col->arena_cap : COPY_FIRST_ARENA;
+	char *p;
+
+	if (col->arena_cap - col->arena_len >= need)
+		return 0;
+	while (cap - col->arena_len < need) {
+		if (cap > SIZE_MAX / 2)
+			return -1;
+		cap *= 2;
+	}
+	if (!(p = block_move(col->arena, col->arena_len, cap)))
+		return -1;
+	col->arena = p;
+	col->arena_cap = cap;
+	return 0;
+}
+
+/*
+ * Appends the row whose fields are typed in a->vals, none bad. All room is
+ * made first, so a row is either added whole or not at all. Returns 0 or
+ * -1 (out of memory).
+ */
+static int copy_add_row(struct csv_copy *m, const struct adapter *a)
+{
+	size_t r = m->nrows;
+
+	if (r == m->cap && copy_grow(m) < 0)
+		return -1;
+	for (size_t f = 0; f < m->nfields; f++)
+		if (m->col[f].string && !a->vals[f].null && arena_reserve(&m->col[f], a->vals[f].str.len + 1) < 0)
+			return -1;
+	for (size_t f = 0; f < m->nfields; f++) {
+		const struct adapter_value *v = &a->vals[f];
+		struct csv_col *col = &m->col[f];
+		unsigned char bit = (unsigned char)(1u << (r % 8));
+
+		if (col->null)
+			col->null[r / 8] = (unsigned char)(v->null ? col->null[r / 8] | bit : col->null[r / 8] & ~bit);
+		/* a NULL value's union is zero (adapter_value_parse) */
+		switch (v->type) {
+		case ADAPTER_BSN: ((uint32_t *)col->v)[r] = v->bsn; break;
+		case ADAPTER_CATEGORY: ((uint16_t *)col->v)[r] = (uint16_t)v->category; break;
+		case ADAPTER_INT: ((int64_t *)col->v)[r] = v->i; break;
+		case ADAPTER_DATE: ((int32_t *)col->v)[r] = v->date; break;
+		case ADAPTER_BOOL: ((unsigned char *)col->v)[r] = (unsigned char)v->b; break;
+		case ADAPTER_STRING:
+			if (!v->null) {
+				memcpy(col->arena + col->arena_len, v->str.ptr, v->str.len);
+				col->arena[col->arena_len + v->str.len] = '\0';
+				col->arena_len += v->str.len + 1;
+			}
+			((size_t *)col->v)[r + 1] = col->arena_len;
+			break;
+		}
+	}
+	m->nrows++;
+	return 0;
+}
+
+/* Cuts every block of a complete copy to its rows (doubling leaves up to
+ * half of it empty). A block that cannot be moved stays as it is. */
+static void copy_trim(struct csv_copy *m)
+{
+	void *p;
+
+	for (size_t f = 0; f < m->nfields; f++) {
+		struct csv_col *col = &m->col[f];
+		size_t used = col_used(col, m->nrows);
+
+		if ((p = block_move(col->v, used, used ? used : 1)))
+			col->v = p;
+		if (col->null && (p = block_move(col->null, (m->nrows + 7) / 8, m->nrows / 8 + 1)))
+			col->null = p;
+		if (col->arena && (p = block_move(col->arena, col->arena_len, col->arena_len ? col->arena_len : 1))) {
+			col->arena = p;
+			col->arena_cap = col->arena_len;
+		}
+	}
+	m->cap = m->nrows; /* nothing is appended to a complete copy */
+}
+
+/* Row |r| of field |f| as a typed value, as the file scan typed it. */
+static void copy_value(const struct csv_copy *m, const struct adapter_field *fd, unsigned f, size_t r,
+		       struct adapter_value *v)
+{
+	const struct csv_col *col = &m->col[f];
+
+	memset(v, 0, sizeof(*v));
+	v->type = fd->type;
+	if (col->null && (col->null[r / 8] >> (r % 8) & 1)) {
+		v->null = 1;
+		return;
+	}
+	switch (fd->type) {
+	case ADAPTER_BSN: v->bsn = ((const uint32_t *)col->v)[r]; break;
+	case ADAPTER_CATEGORY: v->category = ((const uint16_t *)col->v)[r]; break;
+	case ADAPTER_INT: v->i = ((const int64_t *)col->v)[r]; break;
+	case ADAPTER_DATE: v->date = ((const int32_t *)col->v)[r]; break;
+	case ADAPTER_BOOL: v->b = ((const unsigned char *)col->v)[r]; break;
+	case ADAPTER_STRING: {
+		const size_t *off = col->v;
+
+		v->str.ptr = col->arena + off[r];
+		v->str.len = off[r + 1] - off[r] - 1;
+		break;
+	}
+	}
+}
+
+/*
+ * A scan answered from the copy: the filters are the file scan's own
+ * (adapter_row_matches on typed values), then the same projection,
+ * callback and counts, row by row in file order. Only the fields a filter
+ * or the projection names are looked at.
+ */
+static int copy_scan(struct adapter_scan_ctx *sc)
+{
+	struct adapter *a = sc->a;
+	const struct csv_copy *m = a->csv->copy;
+	const struct adapter_field *fields = a->schema.fields;
+	int rc;
+
+	memset(a->bad, 0, a->schema.nfields);
+	a->nbad = 0;
+	for (size_t r = 0; r < m->nrows; r++) {
+		sc->st->rows_read++;
+		for (size_t i = 0; i < sc->nfilters; i++) {
+			unsigned f = sc->filters[i].field;
+
+			copy_value(m, &fields[f], f, r, &a->vals[f]);
+		}
+		if (!adapter_row_matches(sc))
+			continue;
+		for (size_t i = 0; i < sc->nproj; i++) {
+			unsigned f = sc->proj ? sc->proj[i] : (unsigned)i;
+
+			copy_value(m, &fields[f], f, r, &a->vals[f]);
+		}
+		rc = adapter_row_deliver(sc);
+		if (rc != 0)
+			return rc < 0 ? rc : 0;
+	}
+	return 0;
+}
+
 int adapter_csv_open(struct adapter *a, const struct adapter_source *src, char *err, size_t errlen)
 {
 	struct adapter_csv *c;
@@ -475,6 +816,7 @@ int adapter_csv_open(struct adapter *a, const struct adapter_source *src, char *
 	c->fd = -1;
 	c->delim = src->delimiter ? src->delimiter : ',';
 	c->headerless = src->headerless;
+	c->disk_only = src->disk_only;
 	c->in = malloc(CSV_READ_BUF);
 	c->rec = malloc((nf + 1) * CSV_SLOT);
 	c->fv = calloc(nf, sizeof(*c->fv));
@@ -563,40 +905,25 @@ nomem:
 	return ADAPTER_ERR_NOMEM;
 }
 
+enum { SCAN_STOPPED = 1 };
+
 /*
- * Whether a row is bad never depends on the projection: a scan types every
- * field of every row, unless an earlier scan of this adapter already typed
- * every field of every row of the unchanged file and found all good
- * (c->clean); then typing the fields nobody looks at would find nothing,
- * and only the filter and projection fields are typed. A file that changed
- * (or whose stat cannot be read) is typed in full again.
+ * Reads the records from where the file is positioned to its end, types
+ * the |need|ed fields and emits each row. Clears |*clean| at any bad row;
+ * appends each good row to |*build| (when building), and drops it when the
+ * scan can no longer end clean or memory runs out.
+ * Returns 0 at the end of the file, SCAN_STOPPED when the callback asked
+ * to stop, or a negative value to end the scan with.
  */
-int adapter_csv_scan(struct adapter_scan_ctx *sc)
+static int csv_read_rows(struct adapter_scan_ctx *sc, const unsigned char *need, struct csv_copy **build,
+			 int *clean)
 {
 	struct adapter *a = sc->a;
 	struct adapter_csv *c = a->csv;
 	struct csv_rec r;
-	struct stat before, after;
-	struct timespec now;
-	unsigned char need[ADAPTER_MAX_FIELDS];
-	int all, clean = 1, stat_ok;
 	char why[400];
 	int rc;
 
-	stat_ok = fstat(c->fd, &before) == 0 && clock_gettime(CLOCK_REALTIME, &now) == 0;
-	all = !(c->clean && stat_ok && same_file(&before, &c->clean_st));
-	if (all)
-		c->clean = 0;
-	memset(need, all, a->schema.nfields);
-	for (size_t i = 0; i < sc->nfilters; i++)
-		need[sc->filters[i].field] = 1;
-	for (size_t i = 0; i < sc->nproj; i++)
-		need[sc->proj ? sc->proj[i] : i] = 1;
-	if (csv_rewind(c, c->data_off, c->data_line) < 0) {
-		if (sc->d)
-			diag_error(sc->d, a->path, 0, 0, "cannot seek: %s", strerror(errno));
-		return ADAPTER_ERR_IO;
-	}
 	for (;;) {
 		rc = csv_fast_record(a, &r);
 		if (rc == FAST_FALLBACK) {
@@ -610,12 +937,13 @@ int adapter_csv_scan(struct adapter_scan_ctx *sc)
 			return ADAPTER_ERR_IO;
 		}
 		if (rc == 0)
-			break;
+			return 0;
 		sc->st->rows_read++;
 		/* A damaged record is bad whatever the filters say: the
 		 * person asked for may be the one in it. */
 		if (r.bad) {
-			clean = 0;
+			*clean = 0;
+			copy_drop(build);
 			rc = adapter_bad_row(sc, r.line, r.bad_line == r.line ? r.bad_col : 1, "%s%s", r.why,
 					     r.bad_line == r.line ? "" : " (further down the record)");
 			if (rc < 0)
@@ -623,7 +951,8 @@ int adapter_csv_scan(struct adapter_scan_ctx *sc)
 			continue;
 		}
 		if (r.ncols != c->ncols) {
-			clean = 0;
+			*clean = 0;
+			copy_drop(build);
 			rc = adapter_bad_row(sc, r.line, 1, "%zu fields, expected %zu%s", r.ncols, c->ncols,
 					     c->headerless ? " (one per schema field)" : " (as in the header)");
 			if (rc < 0)
@@ -661,24 +990,84 @@ int adapter_csv_scan(struct adapter_scan_ctx *sc)
 				adapter_field_bad(a, (unsigned)f, "%s", "");
 			}
 		}
-		if (a->nbad)
-			clean = 0;
+		if (a->nbad) {
+			*clean = 0;
+			copy_drop(build);
+		} else if (*build && copy_add_row(*build, a) < 0) {
+			/* Not worth failing the scan over: it reads the file. */
+			c->copy_nomem++;
+			copy_drop(build);
+		}
 		rc = adapter_emit_row(sc, bline, bcol);
 		if (rc < 0)
 			return rc;
 		if (rc == 1)
-			return 0; /* stopped early: not every row was seen */
+			return SCAN_STOPPED;
 	}
+}
+
+/*
+ * Whether a row is bad never depends on the projection: a scan types every
+ * field of every row, unless an earlier scan of this adapter already typed
+ * every field of every row of the unchanged file and found all good
+ * (c->clean); then typing the fields nobody looks at would find nothing,
+ * and only the filter and projection fields are typed. A file that changed
+ * (or whose stat cannot be read) is typed in full again.
+ * The full scan of a settled file also keeps the typed rows (struct
+ * csv_copy) if it ends clean; while fstat() shows that same file, later
+ * scans are answered from them and read nothing.
+ */
+int adapter_csv_scan(struct adapter_scan_ctx *sc)
+{
+	struct adapter *a = sc->a;
+	struct adapter_csv *c = a->csv;
+	struct csv_copy *build = NULL;
+	struct stat before, after;
+	struct timespec now;
+	unsigned char need[ADAPTER_MAX_FIELDS];
+	int all, clean = 1, stat_ok;
+	int rc;
+
+	c->from_memory = 0;
+	stat_ok = fstat(c->fd, &before) == 0 && clock_gettime(CLOCK_REALTIME, &now) == 0;
+	all = !(c->clean && stat_ok && same_file(&before, &c->clean_st));
+	if (all) {
+		c->clean = 0;
+		copy_free(c->copy);
+		c->copy = NULL;
+	} else if (c->copy) {
+		c->from_memory = 1;
+		return copy_scan(sc);
+	}
+	memset(need, all, a->schema.nfields);
+	for (size_t i = 0; i < sc->nfilters; i++)
+		need[sc->filters[i].field] = 1;
+	for (size_t i = 0; i < sc->nproj; i++)
+		need[sc->proj ? sc->proj[i] : i] = 1;
+	if (csv_rewind(c, c->data_off, c->data_line) < 0) {
+		if (sc->d)
+			diag_error(sc->d, a->path, 0, 0, "cannot seek: %s", strerror(errno));
+		return ADAPTER_ERR_IO;
+	}
+	/* Only a scan that can end clean builds a copy. */
+	if (all && stat_ok && settled(&before, &now) && copy_allowed(a) && !(build = copy_new(a)))
+		c->copy_nomem++;
+	rc = csv_read_rows(sc, need, &build, &clean);
 	/* The whole file typed in full and nothing bad: remember which file
 	 * that was, if it had settled before the scan began and did not change
 	 * while it ran. */
-	if (all && clean && stat_ok && fstat(c->fd, &after) == 0 && same_file(&before, &after) &&
-	    before.st_mtim.tv_sec + CSV_CLEAN_SETTLE_S < now.tv_sec &&
-	    before.st_ctim.tv_sec + CSV_CLEAN_SETTLE_S < now.tv_sec) {
+	if (rc == 0 && all && clean && stat_ok && fstat(c->fd, &after) == 0 && same_file(&before, &after) &&
+	    settled(&before, &now)) {
 		c->clean = 1;
 		c->clean_st = before;
+		if (build) {
+			copy_trim(build);
+			c->copy = build;
+			build = NULL;
+		}
 	}
-	return 0;
+	copy_free(build);
+	return rc == SCAN_STOPPED ? 0 : rc;
 }
 
 void adapter_csv_close(struct adapter *a)
@@ -689,6 +1078,7 @@ void adapter_csv_close(struct adapter *a)
 		return;
 	if (c->fd >= 0)
 		close(c->fd);
+	copy_free(c->copy);
 	free(c->colmap);
 	free(c->cut);
 	free(c->text);

@@ -1,8 +1,10 @@
 /*
  * Unit tests for adapters/: RFC 4180 edge cases, strict typing and bad rows
  * (skip and fail), projection and filters, the same rows from CSV and
- * SQLite, SQLite query validation and injection attempts, every allocation
- * failing in turn, and memory that does not grow with a 50 MB file.
+ * SQLite, SQLite query validation and injection attempts, the CSV adapter's
+ * in-memory copy of a clean file (the same answers as the file, dropped when
+ * the file changes), every allocation failing in turn, and memory that does
+ * not grow with a 50 MB file.
  */
 #define CHECK_FILE "test_adapter"
 #include "check.h"
@@ -11,6 +13,7 @@
 #include <stdint.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <sqlite3.h>
 
@@ -1135,6 +1138,482 @@ static void sqlite_read_only(void)
 	CHECK(stat(db, &after) == 0 && before.st_size == after.st_size && before.st_mtime == after.st_mtime);
 }
 
+/* ---- CSV: the in-memory copy of a clean file ---------------------------------- */
+
+static const char *const regions[] = { "groningen", "friesland", "drenthe" };
+/* Every type, nullable and not, in another order than the file's columns. */
+static const struct adapter_field mem_fields[] = {
+	{ "bsn", ADAPTER_BSN, 0, NULL, 0 },      { "regio", ADAPTER_CATEGORY, 1, regions, 3 },
+	{ "sector", ADAPTER_CATEGORY, 0, sectors, 5 }, { "n", ADAPTER_INT, 1, NULL, 0 },
+	{ "d", ADAPTER_DATE, 1, NULL, 0 },       { "ok", ADAPTER_BOOL, 1, NULL, 0 },
+	{ "s", ADAPTER_STRING, 1, NULL, 0 },     { "t", ADAPTER_STRING, 0, NULL, 0 },
+	{ "bsn2", ADAPTER_BSN, 1, NULL, 0 },
+};
+static const struct adapter_schema mem_schema = { mem_fields, 9 };
+enum { M_BSN, M_REGIO, M_SECTOR, M_N, M_D, M_OK, M_S, M_T, M_BSN2 };
+
+static const char *const mem_bsns[] = { "441205069", "869479167", "073186545", "586255771", "289445760",
+					"103113010", "426538651", "553263730", "518511121", "888195060" };
+
+static char *mem_path(const char *name)
+{
+	size_t n = strlen(dir) + strlen(name) + 2;
+	char *p = malloc(n);
+
+	snprintf(p, n, "%s/%s", dir, name);
+	return p;
+}
+
+/* The mem schema's file: edge cases first (int64 limits, the first and
+ * last dates, quoted "", NULLs, a record over two lines, an 8-digit BSN,
+ * an ignored column), then |rows| generated rows, some ending in CRLF. */
+static void mem_write(const char *name, size_t rows, int variant)
+{
+	char *p = mem_path(name);
+	FILE *f = fopen(p, "w");
+
+	free(p);
+	if (!f)
+		return;
+	fputs("skip,s,bsn,regio,n,d,ok,sector,t,bsn2\n", f);
+	fputs("x,\"\",441205069,groningen,-9223372036854775808,0001-01-01,true,techniek,\"\",\n", f);
+	fputs(",,869479167,,9223372036854775807,9999-12-31,FALSE,zorg,\"a\nb\",073186545\n", f);
+	fprintf(f, "\"q,q\",\"with \"\"quotes\"\"\",73186545,drenthe,,,,ict,Frysl\xc3\xa2n%d,441205069\n", variant);
+	for (size_t i = 0; i < rows; i++) {
+		char s[32], n[32], d[16];
+
+		if (i % 4 == 0)
+			s[0] = '\0';
+		else if (i % 4 == 1)
+			snprintf(s, sizeof(s), "\"\"");
+		else
+			snprintf(s, sizeof(s), "s%zu-%d", i, variant);
+		if (i % 5 == 0)
+			n[0] = '\0';
+		else
+			snprintf(n, sizeof(n), "%d", (int)i - 20);
+		if (i % 7 == 0)
+			d[0] = '\0';
+		else
+			snprintf(d, sizeof(d), "19%02zu-0%zu-1%zu", i % 100, 1 + i % 9, i % 10);
+		fprintf(f, "%zu,%s,%s,%s,%s,%s,%s,%s,t%zu and some text to fill the arena,%s%s", i, s, mem_bsns[i % 10],
+			i % 4 == 3 ? "" : regions[i % 3], n, d, i % 3 == 0 ? "" : i % 3 == 1 ? "1" : "false",
+			sectors[i % 5], i, i % 2 ? "" : mem_bsns[(i + 3) % 10], i % 6 == 0 ? "\r\n" : "\n");
+	}
+	fclose(f);
+}
+
+/* Waits until |name| has settled (CSV_CLEAN_SETTLE_S): only a full scan of
+ * a settled file keeps a copy. A ctime cannot be set back, so this sleeps;
+ * the fixtures are written at the start so that it rarely has to. */
+static void mem_wait_settled(const char *name)
+{
+	char *p = mem_path(name);
+	struct stat sb;
+	struct timespec now;
+	time_t t;
+
+	if (stat(p, &sb) != 0) {
+		free(p);
+		return;
+	}
+	free(p);
+	t = sb.st_mtim.tv_sec > sb.st_ctim.tv_sec ? sb.st_mtim.tv_sec : sb.st_ctim.tv_sec;
+	while (clock_gettime(CLOCK_REALTIME, &now) == 0 && now.tv_sec <= t + CSV_CLEAN_SETTLE_S)
+		usleep(100000);
+}
+
+static void memory_fixtures(void)
+{
+	FILE *f;
+	char *p;
+
+	mem_write("mem.csv", 40, 0);
+	mem_write("mem_big.csv", 3000, 0);
+	mem_write("mem_inplace.csv", 10, 1);
+	mem_write("mem_touched.csv", 10, 1);
+	mem_write("mem_renamed.csv", 10, 1);
+	mem_write("mem_shrunk.csv", 10, 1);
+	p = mem_path("mem_bad.csv");
+	if ((f = fopen(p, "w"))) {
+		fputs("bsn,notes\n441205069,a\n123456789,bad bsn\n869479167,\"\"\n", f);
+		fclose(f);
+	}
+	free(p);
+}
+
+static struct adapter *mem_open(const char *name, const struct adapter_schema *schema, int disk_only,
+				enum adapter_on_bad_row mode)
+{
+	char *p = mem_path(name);
+	struct adapter_source src = { .kind = ADAPTER_CSV, .path = p, .on_bad_row = mode, .disk_only = disk_only };
+	struct adapter *a = NULL;
+	char err[512];
+
+	if (adapter_open(&src, schema, &a, err, sizeof(err)) != 0) {
+		printf("#   open %s: %s\n", p, err);
+		check_failures++;
+	}
+	free(p);
+	return a;
+}
+
+struct mem_scenario {
+	const char *name;
+	struct adapter_filter filters[3];
+	size_t nfilters;
+	unsigned proj[6];
+	size_t nproj;
+	size_t stop_after, abort_after;
+	size_t min_rows;             /* the case is not vacuous */
+};
+
+struct mem_result {
+	int rc;
+	struct adapter_stats st;
+	struct sink s;
+};
+
+static void mem_run(struct adapter *a, const struct mem_scenario *m, struct mem_result *out)
+{
+	const unsigned *proj = m->nproj ? m->proj : NULL;
+
+	sink_init(&out->s, a ? &a->schema : &mem_schema, proj);
+	out->s.stop_after = m->stop_after;
+	out->s.abort_after = m->abort_after;
+	memset(&out->st, 0xff, sizeof(out->st)); /* reset by the scan */
+	out->rc = a ? adapter_scan(a, m->filters, m->nfilters, proj, m->nproj, collect, &out->s, &out->st, NULL) : -99;
+}
+
+static int mem_same(const struct mem_result *x, const struct mem_result *y)
+{
+	return x->rc == y->rc && strcmp(x->s.buf, y->s.buf) == 0 && x->s.rows == y->s.rows &&
+	       x->st.rows_read == y->st.rows_read && x->st.rows_ok == y->st.rows_ok &&
+	       x->st.rows_bad_skipped == y->st.rows_bad_skipped;
+}
+
+/* Every scan answered from memory gives what reading the file gives: the
+ * same rows in the same order, the same values, the same counts, for every
+ * type and filter, projections with repeats, a stop and an abort. */
+static void csv_memory_same_as_file(void)
+{
+	struct adapter *mem = mem_open("mem.csv", &mem_schema, 0, ADAPTER_BAD_ROW_FAIL);
+	struct adapter *disk = mem_open("mem.csv", &mem_schema, 1, ADAPTER_BAD_ROW_FAIL);
+	struct adapter_value bsn1 = v_bsn(441205069), bsn8 = v_bsn(73186545), regio[2] = { v_cat(0), v_cat(2) };
+	struct adapter_value sect[2] = { v_cat(1), v_cat(2) }, nmin = v_int(INT64_MIN);
+	struct adapter_value ns[4] = { v_int(-19), v_int(0), v_int(6), v_int(INT64_MAX) }, date = v_date("1911-03-11");
+	struct adapter_value yes = v_bool(1), no = v_bool(0), empty = v_str(""), twolines = v_str("a\nb");
+	struct adapter_value s7 = v_str("s7-0"), none = v_bsn(123456782), b2 = v_bsn(586255771);
+	struct mem_scenario sc[] = {
+		{ "all", { { 0 } }, 0, { 0 }, 0, 0, 0, 43 },
+		{ "bsn, projection with repeats", { { M_BSN, &bsn1, 1 } }, 1, { M_S, M_BSN, M_S, M_REGIO, M_BSN2 }, 5, 0, 0, 5 },
+		{ "8-digit bsn", { { M_BSN, &bsn8, 1 } }, 1, { M_T, M_BSN }, 2, 0, 0, 5 },
+		{ "category in (nullable)", { { M_REGIO, regio, 2 } }, 1, { M_REGIO, M_N }, 2, 0, 0, 10 },
+		{ "int eq, the minimum", { { M_N, &nmin, 1 } }, 1, { M_N, M_D }, 2, 0, 0, 1 },
+		{ "int in", { { M_N, ns, 4 } }, 1, { M_N, M_N, M_BSN }, 3, 0, 0, 3 },
+		{ "date", { { M_D, &date, 1 } }, 1, { M_D, M_BSN }, 2, 0, 0, 1 },
+		{ "bool true", { { M_OK, &yes, 1 } }, 1, { M_OK, M_T }, 2, 0, 0, 10 },
+		{ "bool false", { { M_OK, &no, 1 } }, 1, { M_T, M_OK }, 2, 0, 0, 10 },
+		{ "quoted empty string, not NULL", { { M_S, &empty, 1 } }, 1, { M_BSN, M_S, M_T }, 3, 0, 0, 10 },
+		{ "string over two lines", { { M_T, &twolines, 1 } }, 1, { M_T }, 1, 0, 0, 1 },
+		{ "string", { { M_S, &s7, 1 } }, 1, { M_S, M_T }, 2, 0, 0, 0 },
+		{ "three filters", { { M_SECTOR, sect, 2 }, { M_OK, &no, 1 }, { M_BSN2, &b2, 1 } }, 3, { M_BSN, M_SECTOR }, 2, 0, 0, 0 },
+		{ "nullable bsn", { { M_BSN2, &bsn1, 1 } }, 1, { M_BSN2, M_BSN }, 2, 0, 0, 1 },
+		{ "not found", { { M_BSN, &none, 1 } }, 1, { 0 }, 0, 0, 0, 0 },
+		{ "stop", { { 0 } }, 0, { M_BSN }, 1, 3, 0, 3 },
+		{ "stop on a filtered row", { { M_OK, &yes, 1 } }, 1, { M_BSN, M_D }, 2, 4, 0, 4 },
+		{ "abort", { { M_REGIO, regio, 2 } }, 1, { 0 }, 0, 0, 5, 5 },
+	};
+	struct mem_result first, m, d;
+
+	if (!mem || !disk)
+		goto out;
+	mem_wait_settled("mem.csv");
+	/* the first scan reads the file, types everything and keeps the rows */
+	mem_run(mem, &sc[0], &first);
+	CHECK(first.rc == 0 && first.s.rows == 43 && mem->csv->from_memory == 0);
+	CHECK(mem->csv->clean == 1 && mem->csv->copy != NULL && mem->csv->copy->nrows == 43);
+	CHECK(mem->csv->copy && mem->csv->copy->cap == 43); /* cut to size */
+	mem_run(disk, &sc[0], &d);
+	CHECK(mem_same(&first, &d));
+	for (size_t i = 0; i < sizeof(sc) / sizeof(sc[0]); i++) {
+		mem_run(mem, &sc[i], &m);
+		CHECK(mem->csv->from_memory == 1);
+		mem_run(disk, &sc[i], &d);
+		CHECK(disk->csv->from_memory == 0 && disk->csv->copy == NULL);
+		if (!mem_same(&m, &d) || d.s.rows < sc[i].min_rows)
+			printf("#   %s: memory rc %d, %zu rows:\n%s#   file rc %d, %zu rows:\n%s", sc[i].name, m.rc,
+			       m.s.rows, m.s.buf, d.rc, d.s.rows, d.s.buf);
+		CHECK(mem_same(&m, &d));
+		CHECK(d.s.rows >= sc[i].min_rows);
+	}
+	/* and the stop and the abort were what the callback asked for */
+	mem_run(mem, &sc[15], &m);
+	CHECK(m.rc == 0 && m.s.rows == 3 && m.st.rows_read == 3 && m.st.rows_ok == 3);
+	mem_run(mem, &sc[17], &m);
+	CHECK(m.rc == -42 && m.s.rows == 5 && m.st.rows_ok == 5 && m.st.rows_read > 5);
+	/* the copy's strings are NUL-terminated (collect checks) and NULL is not "" */
+	mem_run(mem, &sc[9], &m);
+	CHECK(strstr(m.s.buf, "|~|") == NULL);
+	/* fstat failing drops the copy, as it ends the file scan */
+	{
+		int fd = mem->csv->fd;
+
+		mem->csv->fd = -1;
+		mem_run(mem, &sc[0], &m);
+		CHECK(m.rc == ADAPTER_ERR_IO && mem->csv->copy == NULL && mem->csv->clean == 0);
+		mem->csv->fd = fd;
+		mem_run(mem, &sc[0], &m);
+		CHECK(m.rc == 0 && mem->csv->from_memory == 0 && mem_same(&m, &first));
+		mem_run(mem, &sc[0], &m);
+		CHECK(mem->csv->from_memory == 1 && mem_same(&m, &first));
+	}
+out:
+	adapter_close(mem);
+	adapter_close(disk);
+}
+
+static void mem_scan_all(struct adapter *a, struct mem_result *r)
+{
+	static const struct mem_scenario all = { "all", { { 0 } }, 0, { 0 }, 0, 0, 0, 0 };
+
+	mem_run(a, &all, r);
+}
+
+/* A changed file is read again and the next full scan of it, once it has
+ * settled, keeps the new rows: rewritten in place with the same size and
+ * the old mtime put back (only the ctime tells), touched, shrunk, and
+ * replaced by a rename (the adapter keeps reading the file it opened, as
+ * a file scan does). */
+static void csv_memory_sees_changes(void)
+{
+	const char *names[] = { "mem_inplace.csv", "mem_touched.csv", "mem_renamed.csv", "mem_shrunk.csv" };
+	struct adapter *a[4], *renamed_disk = mem_open("mem_renamed.csv", &mem_schema, 1, ADAPTER_BAD_ROW_FAIL);
+	struct mem_result old[4], r, d;
+	struct stat sb;
+	char *p, *q;
+
+	for (int i = 0; i < 4; i++) {
+		a[i] = mem_open(names[i], &mem_schema, 0, ADAPTER_BAD_ROW_FAIL);
+		mem_wait_settled(names[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		if (!a[i] || !renamed_disk)
+			goto out;
+		mem_scan_all(a[i], &old[i]);
+		CHECK(old[i].rc == 0 && old[i].s.rows == 13 && a[i]->csv->copy != NULL);
+		mem_scan_all(a[i], &r);
+		CHECK(a[i]->csv->from_memory == 1 && mem_same(&r, &old[i]));
+	}
+
+	/* in place, the same size, the old mtime back */
+	p = mem_path(names[0]);
+	CHECK(stat(p, &sb) == 0);
+	mem_write("mem_inplace.csv.new", 10, 2);
+	q = mem_path("mem_inplace.csv.new");
+	{
+		FILE *in = fopen(q, "r"), *out = fopen(p, "r+");
+		char buf[4096];
+		size_t n;
+
+		CHECK(in && out);
+		while (in && out && (n = fread(buf, 1, sizeof(buf), in)) > 0)
+			CHECK(fwrite(buf, 1, n, out) == n);
+		if (in)
+			fclose(in);
+		if (out)
+			fclose(out);
+	}
+	{
+		struct timespec ts[2] = { sb.st_atim, sb.st_mtim };
+		struct stat now;
+
+		CHECK(utimensat(AT_FDCWD, p, ts, 0) == 0);
+		CHECK(stat(p, &now) == 0 && now.st_size == sb.st_size && now.st_ino == sb.st_ino &&
+		      now.st_mtim.tv_sec == sb.st_mtim.tv_sec && now.st_mtim.tv_nsec == sb.st_mtim.tv_nsec);
+	}
+	unlink(q);
+	free(q);
+	free(p);
+	/* touched: nothing but the mtime */
+	p = mem_path(names[1]);
+	{
+		struct timespec ts[2] = { { 0, UTIME_OMIT }, { 1000000000, 0 } };
+		CHECK(utimensat(AT_FDCWD, p, ts, 0) == 0);
+	}
+	free(p);
+	/* replaced by a rename: another inode under the name */
+	mem_write("mem_renamed.csv.new", 10, 2);
+	p = mem_path(names[2]);
+	q = mem_path("mem_renamed.csv.new");
+	CHECK(rename(q, p) == 0);
+	free(q);
+	free(p);
+	/* shrunk: rewritten, fewer rows */
+	mem_write(names[3], 2, 2);
+
+	mem_scan_all(a[0], &r);
+	CHECK(r.rc == 0 && a[0]->csv->from_memory == 0 && r.s.rows == 13 && !mem_same(&r, &old[0]));
+	CHECK_CONTAINS(r.s.buf, "Frysl\xc3\xa2n2");
+	CHECK(a[0]->csv->copy == NULL); /* the new content has not settled */
+	mem_scan_all(a[1], &r);
+	CHECK(r.rc == 0 && a[1]->csv->from_memory == 0 && mem_same(&r, &old[1]));
+	mem_scan_all(a[2], &r);
+	mem_scan_all(renamed_disk, &d);
+	CHECK(mem_same(&r, &d) && mem_same(&r, &old[2]));
+	mem_scan_all(a[3], &r);
+	CHECK(r.rc == 0 && a[3]->csv->from_memory == 0 && r.s.rows == 5);
+	CHECK_CONTAINS(r.s.buf, "Frysl\xc3\xa2n2");
+
+	/* settled again: the next full scan keeps the new rows */
+	for (int i = 0; i < 4; i++)
+		mem_wait_settled(names[i]);
+	for (int i = 0; i < 4; i++) {
+		struct mem_result full;
+
+		mem_scan_all(a[i], &full);
+		CHECK(full.rc == 0 && a[i]->csv->from_memory == 0 && a[i]->csv->copy != NULL);
+		mem_scan_all(a[i], &r);
+		CHECK(a[i]->csv->from_memory == 1 && mem_same(&r, &full));
+		if (i == 0 || i == 3)
+			CHECK_CONTAINS(r.s.buf, "Frysl\xc3\xa2n2");
+	}
+out:
+	for (int i = 0; i < 4; i++)
+		adapter_close(a[i]);
+	adapter_close(renamed_disk);
+}
+
+/* A file with a bad row is never clean, so it never gets a copy: skipped
+ * or failing, every scan reads it and reports the row again. */
+static void csv_memory_not_for_bad_rows(void)
+{
+	struct adapter *skip = mem_open("mem_bad.csv", &two_schema, 0, ADAPTER_BAD_ROW_SKIP);
+	struct adapter *fail = mem_open("mem_bad.csv", &two_schema, 0, ADAPTER_BAD_ROW_FAIL);
+	struct mem_result r;
+	struct diag d = { 0 };
+	struct sink s;
+
+	if (!skip || !fail)
+		goto out;
+	mem_wait_settled("mem_bad.csv");
+	for (int i = 0; i < 3; i++) {
+		sink_init(&s, &two_schema, NULL);
+		CHECK(adapter_scan(skip, NULL, 0, NULL, 0, collect, &s, &r.st, &d) == 0);
+		CHECK_STR(s.buf, "441205069|a\n869479167|\n");
+		CHECK(r.st.rows_read == 3 && r.st.rows_ok == 2 && r.st.rows_bad_skipped == 1);
+		CHECK(skip->csv->copy == NULL && skip->csv->clean == 0 && skip->csv->from_memory == 0);
+		CHECK(d.warnings == i + 1);
+		mem_scan_all(fail, &r);
+		CHECK(r.rc == ADAPTER_ERR_BAD_ROW && r.s.rows == 1);
+		CHECK(fail->csv->copy == NULL && fail->csv->clean == 0);
+	}
+	diag_clear(&d);
+out:
+	adapter_close(skip);
+	adapter_close(fail);
+}
+
+/* in_memory: false: still the clean state (fewer fields typed), no copy. */
+static void csv_memory_disk_only(void)
+{
+	struct adapter *a = mem_open("mem.csv", &mem_schema, 1, ADAPTER_BAD_ROW_FAIL);
+	struct mem_result r;
+
+	if (!a)
+		return;
+	mem_wait_settled("mem.csv");
+	for (int i = 0; i < 3; i++) {
+		mem_scan_all(a, &r);
+		CHECK(r.rc == 0 && r.s.rows == 43);
+		CHECK(a->csv->clean == 1 && a->csv->copy == NULL && a->csv->from_memory == 0);
+	}
+	CHECK(a->csv->copy_nomem == 0);
+	adapter_close(a);
+}
+
+/* Rows as a count and an FNV-1a hash of their text (too many for a sink). */
+struct digest {
+	struct sink s;
+	uint64_t h;
+	size_t rows;
+};
+
+static int digest_row(void *arg, const struct adapter_value *v, size_t n)
+{
+	struct digest *g = arg;
+	int rc;
+
+	g->s.len = 0;
+	g->s.buf[0] = '\0';
+	rc = collect(&g->s, v, n);
+	for (size_t i = 0; i < g->s.len; i++)
+		g->h = (g->h ^ (unsigned char)g->s.buf[i]) * 1099511628211u;
+	g->rows++;
+	return rc;
+}
+
+static int mem_digest(struct adapter *a, struct digest *g, struct adapter_stats *st)
+{
+	memset(g, 0, sizeof(*g));
+	g->s.schema = &mem_schema;
+	g->h = 14695981039346656037u;
+	return adapter_scan(a, NULL, 0, NULL, 0, digest_row, g, st, NULL);
+}
+
+/* Each allocation of the copy failing in turn (the first ones, its growth
+ * past 1024 rows and 4 KiB of strings a column, cutting it to size): the scan
+ * still answers every row, from the file, and leaks nothing; the next one
+ * is right too, from memory when the copy was kept. */
+static void csv_memory_allocation_fails(void)
+{
+	struct adapter *disk = mem_open("mem_big.csv", &mem_schema, 1, ADAPTER_BAD_ROW_FAIL);
+	struct digest want, got;
+	struct adapter_stats st;
+	long k, kept_from = -1, dropped = 0;
+
+	if (!disk)
+		return;
+	mem_wait_settled("mem_big.csv");
+	CHECK(mem_digest(disk, &want, &st) == 0 && want.rows == 3003);
+	adapter_close(disk);
+	for (k = 0; k < 400; k++) {
+		long live = alloc_live, used;
+		struct adapter *a = mem_open("mem_big.csv", &mem_schema, 0, ADAPTER_BAD_ROW_FAIL);
+		int rc, kept;
+
+		if (!a)
+			return;
+		alloc_count = 0;
+		alloc_fail_at = k;
+		rc = mem_digest(a, &got, &st);
+		alloc_fail_at = -1;
+		used = alloc_count;
+		kept = a->csv->copy != NULL;
+		if (k == 0) {
+			CHECK(rc == ADAPTER_ERR_NOMEM); /* the scan's own array */
+		} else {
+			CHECK(rc == 0 && got.rows == want.rows && got.h == want.h && st.rows_read == 3003);
+			CHECK(a->csv->clean == 1);
+			if (!kept) {
+				CHECK(a->csv->copy_nomem == 1);
+				dropped++;
+			} else if (kept_from < 0) {
+				kept_from = k;
+			}
+		}
+		CHECK(mem_digest(a, &got, &st) == 0 && got.rows == want.rows && got.h == want.h);
+		CHECK(a->csv->from_memory == kept);
+		adapter_close(a);
+		CHECK(alloc_live == live);
+		if (k > 0 && used <= k) /* no allocation failed any more */
+			break;
+	}
+	printf("# copy of 3003 rows: each of %ld allocations failed in turn, %ld of them dropped the copy\n", k,
+	       dropped);
+	CHECK(k < 400 && dropped > 20 && kept_from > 0);
+}
+
 /* ---- allocation failures ---------------------------------------------------- */
 
 static void every_allocation_fails(void)
@@ -1225,7 +1704,15 @@ static void csv_memory_is_bounded(void)
 	fclose(f);
 	CHECK(stat(path, &sb) == 0 && sb.st_size >= 50L * 1024 * 1024);
 
-	a = open_csv(path, ADAPTER_BAD_ROW_FAIL, &enrol);
+	{
+		/* in_memory: false, the switch for a file this size; (a file
+		 * just written gets no copy anyway: it has not settled) */
+		struct adapter_source src = { .kind = ADAPTER_CSV, .path = path, .disk_only = 1 };
+		char err[512];
+
+		a = NULL;
+		CHECK(adapter_open(&src, &enrol, &a, err, sizeof(err)) == 0);
+	}
 	if (!a)
 		return;
 	rec = a->csv->rec;
@@ -1256,6 +1743,7 @@ int main(void)
 		return 1;
 	}
 	scenarios_init();
+	memory_fixtures(); /* first, so that they have settled when their tests run */
 	RUN(value_parsing);
 	RUN(schema_errors);
 	RUN(csv_valid_variants);
@@ -1276,6 +1764,11 @@ int main(void)
 	RUN(sqlite_bad_rows);
 	RUN(sqlite_index_check);
 	RUN(sqlite_read_only);
+	RUN(csv_memory_same_as_file);
+	RUN(csv_memory_sees_changes);
+	RUN(csv_memory_not_for_bad_rows);
+	RUN(csv_memory_disk_only);
+	RUN(csv_memory_allocation_fails);
 	RUN(every_allocation_fails);
 	RUN(csv_memory_is_bounded);
 	{
