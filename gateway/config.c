@@ -314,9 +314,9 @@ static int parse_source(struct ydoc *y, yaml_node_t *n, const char *what, struct
 	struct ykey k[] = {
 		{ "type", 1, NULL }, { "path", 1, NULL }, { "on_bad_row", 0, NULL },
 		{ "header", 0, NULL }, { "delimiter", 0, NULL }, { "table", 0, NULL },
-		{ "query", 0, NULL },
+		{ "query", 0, NULL }, { "in_memory", 0, NULL },
 	};
-	int bad = ydoc_map(y, n, what, k, 7) < 0;
+	int bad = ydoc_map(y, n, what, k, 8) < 0;
 	const char *s;
 	char field[96];
 
@@ -363,12 +363,24 @@ static int parse_source(struct ydoc *y, yaml_node_t *n, const char *what, struct
 	snprintf(field, sizeof(field), "%s.query", what);
 	if (k[6].value)
 		bad |= parse_str(y, k[6].value, field, &ds->query) < 0;
+	if (k[7].value) {
+		int in_memory = 1;
+		snprintf(field, sizeof(field), "%s.in_memory", what);
+		bad |= ydoc_bool(y, k[7].value, field, &in_memory) < 0;
+		ds->disk_only = !in_memory;
+	}
 	if (!bad && ds->sqlite && !!ds->table == !!ds->query) {
 		ydoc_error(y, n, "%s: a sqlite source needs exactly one of 'table' or 'query'", what);
 		bad = 1;
 	}
 	if (!bad && !ds->sqlite && (ds->table || ds->query)) {
 		ydoc_error(y, n, "%s: 'table' and 'query' are for sqlite sources", what);
+		bad = 1;
+	}
+	/* Said rather than ignored: whoever writes it expects it to do something. */
+	if (!bad && ds->sqlite && k[7].value) {
+		ydoc_error(y, k[7].value, "%s.in_memory: only for csv sources (SQLite has its own page cache)",
+			   what);
 		bad = 1;
 	}
 	return bad ? -1 : 0;

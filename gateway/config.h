@@ -24,6 +24,7 @@ struct gw_dataset_cfg {
 	int skip_bad_rows; /* on_bad_row: skip (default fail) */
 	int headerless;    /* CSV: header: false */
 	char delimiter;    /* CSV: ',' unless given */
+	int disk_only;     /* CSV: in_memory: false */
 	char *table;       /* SQLite: table or view ... */
 	char *query;       /* ... or a SELECT */
 };

@@ -108,6 +108,7 @@ static int dataset_open(const struct gw_dataset_cfg *c, const struct policy_cata
 	d->src.on_bad_row = c->skip_bad_rows ? ADAPTER_BAD_ROW_SKIP : ADAPTER_BAD_ROW_FAIL;
 	d->src.headerless = c->sqlite ? 0 : c->headerless;
 	d->src.delimiter = c->sqlite ? 0 : c->delimiter;
+	d->src.disk_only = c->sqlite ? 0 : c->disk_only;
 	d->src.table = c->table;
 	d->src.query = c->query;
 	d->fields = calloc((size_t)n, sizeof(*d->fields));

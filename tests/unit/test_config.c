@@ -21,7 +21,7 @@ static const char members_ok[] =
 
 static char *conf(const char *name, const char *extra)
 {
-	char text[2048];
+	char text[4096];
 
 	snprintf(text, sizeof(text),
 		 "listen:\n  - 127.0.0.1:8443\n  - \"[::1]:8443\"\n"
@@ -113,6 +113,52 @@ static void empty_log_destination(void)
 	free(p);
 }
 
+static const char node_section[] =
+	"roles: [node]\ncatalog: f.crt\npolicies: [f.crt]\naudit:\n  path: audit.log\n"
+	"node:\n  organisation: uwv\n  master_key: f.key\n  datasets:\n";
+
+/* in_memory: a CSV source's copy of its rows, on unless switched off. */
+static void dataset_in_memory(void)
+{
+	char text[1024];
+	char *p;
+	struct gw_config *c;
+	struct diag d = { 0 };
+
+	snprintf(text, sizeof(text), "%s"
+		 "    - id: a/default\n      source: {type: csv, path: f.crt}\n"
+		 "    - id: a/off\n      source: {type: csv, path: f.crt, in_memory: false}\n"
+		 "    - id: a/on\n      source:\n        type: csv\n        path: f.crt\n        in_memory: true\n",
+		 node_section);
+	p = conf("n.yaml", text);
+	CHECK(gw_config_load(p, &c, &d) == 0);
+	if (d.errors)
+		printf("#   %s", diag_text(&d));
+	if (c) {
+		CHECK(c->node.ndatasets == 3);
+		CHECK(c->node.datasets[0].disk_only == 0);
+		CHECK(c->node.datasets[1].disk_only == 1);
+		CHECK(c->node.datasets[2].disk_only == 0);
+	}
+	gw_config_free(c);
+	diag_clear(&d);
+	free(p);
+
+	snprintf(text, sizeof(text), "%s"
+		 "    - id: a/typo\n      source: {type: csv, path: f.crt, in_memory: nee}\n"
+		 "    - id: a/db\n      source: {type: sqlite, path: f.crt, table: t, in_memory: false}\n",
+		 node_section);
+	p = conf("n2.yaml", text);
+	CHECK(gw_config_load(p, &c, &d) < 0 && c == NULL);
+	CHECK_CONTAINS(diag_text(&d), "n2.yaml:20:51: error: node.datasets[0].source.in_memory: "
+		       "expected true or false, found 'nee'");
+	CHECK_CONTAINS(diag_text(&d), "n2.yaml:22:64: error: node.datasets[1].source.in_memory: "
+		       "only for csv sources (SQLite has its own page cache)");
+	CHECK(d.errors == 2);
+	diag_clear(&d);
+	free(p);
+}
+
 static void members_load_and_lookup(void)
 {
 	char *p = check_write(dir, "m.yaml", members_ok);
@@ -190,6 +236,7 @@ int main(void)
 	RUN(every_error_reported_with_position);
 	RUN(listen_and_files);
 	RUN(empty_log_destination);
+	RUN(dataset_in_memory);
 	RUN(members_load_and_lookup);
 	RUN(members_errors);
 	{
