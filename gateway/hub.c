@@ -750,10 +750,12 @@ static int seen_categories(struct hub_query *q, struct hub_dim *dim, const char 
 	return 0;
 }
 
-/* Mode tokens: open, decode and check one answer's box (its head, |j|, is
- * already checked for dataset and policy hash). NULL or an error text. */
-static const char *open_tokens(struct hub_query *q, struct hub_ds *d, const cJSON *j, const unsigned char *box,
-			       size_t boxlen, char *err, size_t errlen)
+/* Mode tokens: open, decode and check one answer's box (in |a|'s body; its
+ * head, |j|, is already checked for dataset and policy hash). The body goes
+ * as soon as the box is open, so at most two copies of an answer (the
+ * plaintext and the decoded records) exist at once. NULL or an error text. */
+static const char *open_tokens(struct hub_query *q, struct hub_ds *d, const cJSON *j, struct gw_hub_answer *a,
+			       const unsigned char *box, size_t boxlen, char *err, size_t errlen)
 {
 	const cJSON *records = cJSON_GetObjectItemCaseSensitive(j, "records");
 	unsigned char *plain = NULL;
@@ -763,6 +765,8 @@ static const char *open_tokens(struct hub_query *q, struct hub_ds *d, const cJSO
 	if (!cJSON_IsNumber(records) || !whole(records->valuedouble, 0, UINT32_MAX))
 		return "its head lacks \"records\"";
 	rc = wire_open(box, boxlen, q->hub->box_pk, q->hub->box_sk, &plain, &len, err, errlen);
+	wipe_free(a->body, a->len);
+	a->body = NULL;
 	if (rc == WIRE_ERR_NOMEM)
 		return "out of memory";
 	if (rc < 0)
@@ -926,7 +930,7 @@ static int take_answer(struct hub_query *q, struct hub_ds *d, struct gw_hub_answ
 	else if (!hash || !*hash || strlen(hash) > POLICY_HASH_HEX)
 		why = "it has no policy_hash";
 	else if (q->linked)
-		why = open_tokens(q, d, j, box, boxlen, err, sizeof(err));
+		why = open_tokens(q, d, j, a, box, boxlen, err, sizeof(err));
 	else
 		why = check_counts(q, d, j, err, sizeof(err));
 	if (q->linked) {

@@ -29,7 +29,7 @@ int gw_server_run(struct gw_config *cfg);
  * sealed answers are wiped before they are freed.
  */
 #define GW_KEEP_MMAP_THRESHOLD (32 << 20)  /* glibc's largest allowed on 64-bit */
-#define GW_KEEP_TRIM_THRESHOLD (256 << 20)
+#define GW_KEEP_TRIM_THRESHOLD (64 << 20)
 void gw_server_keep_freed_memory(void);
 
 /* Loads everything serve would (TLS files, members, catalog, policies)
