@@ -1,7 +1,8 @@
 /*
- * The federation's clients, both on libcurl: the hub's fan-out (one
- * subquery per node, all at once, over mutual-TLS HTTP/2 on connections kept
- * open between questions) and the coordinator's `noordpoort query`.
+ * The federation's clients, both on gateway/h2client.c (nghttp2 + OpenSSL):
+ * the hub's fan-out (one subquery per node, all at once, over mutual-TLS
+ * HTTP/2 on connections kept open between questions) and the coordinator's
+ * `noordpoort query`.
  */
 #ifndef NOORDPOORT_FANOUT_H
 #define NOORDPOORT_FANOUT_H
@@ -18,7 +19,7 @@ enum gw_fanout_error {
 	GW_FANOUT_ERR_ARG = -2,    /* NULL argument, or an endpoint that is not https:// */
 	GW_FANOUT_ERR_FILE = -3,   /* new: a certificate, key or CA file unreadable, unparsable,
 				    * not matching, or a key readable by group/others */
-	GW_FANOUT_ERR_CURL = -4,   /* libcurl refused to start (global init, multi handle) */
+	GW_FANOUT_ERR_INIT = -4,   /* OpenSSL or libsodium refused to start */
 };
 
 /* Largest subquery answer accepted. A tokens answer for a million persons is
@@ -35,9 +36,8 @@ struct gw_fanout;
  * chain to. Nodes are always verified (peer and host name); there is no
  * switch to turn that off. The three files are read once, here, and checked
  * (key matches certificate, key not accessible by group/others): a reload
- * makes a new gw_fanout. Calls curl_global_init once per process (thread-safe
- * in libcurl >= 7.84). Returns 0 and |*out|, or GW_FANOUT_ERR_ARG, _FILE,
- * _NOMEM, _CURL with |*out| = NULL and |err| saying which file and why.
+ * makes a new gw_fanout. Returns 0 and |*out|, or GW_FANOUT_ERR_ARG, _FILE,
+ * _NOMEM, _INIT with |*out| = NULL and |err| saying which file and why.
  */
 int gw_fanout_new(const char *cert, const char *key, const char *ca, struct gw_fanout **out,
 		  char *err, size_t errlen);
@@ -48,7 +48,10 @@ int gw_fanout_new(const char *cert, const char *key, const char *ca, struct gw_f
  * it) to q[i].endpoint + "/v1/federation/subquery" over HTTP/2 (ALPN h2,
  * TLS >= 1.2), all n at once, and returns when every answer is in or
  * |timeout_ms| has passed since the call, whichever is first (0 =
- * GW_FANOUT_DEFAULT_TIMEOUT_MS). Fills a[i] for every i < n:
+ * GW_FANOUT_DEFAULT_TIMEOUT_MS; connecting and the TLS handshake count).
+ * An endpoint is "https://HOST:PORT": HOST a name, an IPv4 address or an
+ * IPv6 address in brackets (":PORT" left out means 443). Fills a[i] for
+ * every i < n:
  *
  *   node       q[i].node
  *   status     the HTTP status of the answer (any status, 2xx or not), or 0
@@ -63,13 +66,14 @@ int gw_fanout_new(const char *cert, const char *key, const char *ca, struct gw_f
  * garbage and dropped). gw_fanout_exchange says which.
  *
  * Several threads may call this at once with one gw_fanout. Connections to
- * nodes are kept open and reused by later calls (see fanout.c). Requests to
- * the same node in one call share one HTTP/2 connection.
+ * nodes are kept open and reused by later calls (see fanout.c); one the node
+ * closed meanwhile is replaced transparently. Requests to the same node in
+ * one call share one HTTP/2 connection.
  *
  * Returns 0 when every a[i] was filled (whatever the nodes did), or
- * GW_FANOUT_ERR_ARG (NULL arguments, an endpoint not https://),
- * GW_FANOUT_ERR_NOMEM or GW_FANOUT_ERR_CURL; then every a[i] is still set
- * to status 0, body NULL (nothing to free).
+ * GW_FANOUT_ERR_ARG (NULL arguments, an endpoint not https://HOST:PORT) or
+ * GW_FANOUT_ERR_NOMEM; then every a[i] is still set to status 0, body NULL
+ * (nothing to free).
  */
 int gw_fanout_run(void *fanout, const struct gw_hub_subquery *q, size_t n, struct gw_hub_answer *a,
 		  unsigned timeout_ms);
@@ -77,8 +81,8 @@ int gw_fanout_run(void *fanout, const struct gw_hub_subquery *q, size_t n, struc
 /*
  * gw_fanout_run that also says why an answer is missing: |why| (n entries,
  * may be NULL) gets, for each a[i] with status 0, a static English phrase
- * ("Couldn't connect to server", "SSL peer certificate or SSH remote key was
- * not OK", "answer larger than 512 MiB", ...: libcurl's curl_easy_strerror
+ * ("Couldn't connect to server", "Server certificate did not verify",
+ * "Timeout was reached", "answer larger than 512 MiB", ...: h2c_fail_phrase
  * or ours), NULL otherwise. For the hub's 502 message and its log.
  */
 int gw_fanout_exchange(struct gw_fanout *f, const struct gw_hub_subquery *q, size_t n,

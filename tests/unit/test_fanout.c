@@ -1,157 +1,25 @@
 /*
  * Unit tests for the hub's fan-out client (gateway/fanout.c) against real
  * servers on loopback: the gateway itself (build/asan/noordpoort serve, which
- * answers /v1/federation/subquery with 501 today), one with a rogue server
- * certificate, a listener that never answers and a closed port.
+ * answers /v1/federation/subquery with 501 without the node role), one with
+ * a rogue server certificate, one that closes idle connections after 1 s,
+ * the misbehaving servers of tests/integration/h2peer.py, a listener that
+ * never answers and a closed port.
  */
 #define CHECK_FILE "test_fanout"
 #include "check.h"
+#include "peer.h"
+/* The answer cap at 4 KiB, to reach it without 512 MiB of answer. */
+#define FANOUT_MAX_BODY 4096
 #include "../../gateway/fanout.c"
 
-#include <arpa/inet.h>
-#include <limits.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-
-static char dir[] = "/tmp/np-fanout-XXXXXX";
-static char certs[PATH_MAX];
-static char bin[PATH_MAX];
-
-struct server {
-	pid_t pid;
-	int port;
-	char log[PATH_MAX];
-};
-
-static struct server gw, rogue;
+static struct server gw, rogue, idler;
+static struct h2peer peer;
 static int silent_fd = -1, silent_port, closed_port;
-
-static char *cert_path(const char *name)
-{
-	static char buf[8][PATH_MAX + 64];
-	static int next;
-	char *p = buf[next++ % 8];
-
-	snprintf(p, sizeof(buf[0]), "%s/%s", certs, name);
-	return p;
-}
 
 static uint64_t ms_now(void)
 {
-	return now_ms();
-}
-
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	char *b;
-	long n;
-
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	b = calloc(1, (size_t)n + 1);
-	if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-		free(b);
-		b = NULL;
-	}
-	fclose(f);
-	return b;
-}
-
-static size_t count(const char *hay, const char *needle)
-{
-	size_t n = 0;
-
-	for (const char *p = hay; p && (p = strstr(p, needle)); p += strlen(needle))
-		n++;
-	return n;
-}
-
-/* Starts `noordpoort serve` with |crt|/|key| as its server certificate;
- * waits for its "listening" line. */
-static int start_gateway(struct server *s, const char *name, const char *crt, const char *key)
-{
-	char conf[PATH_MAX], members[PATH_MAX], text[4096];
-	char *cp, *mp;
-	uint64_t deadline;
-
-	snprintf(members, sizeof(members), "%s-members.yaml", name);
-	mp = check_write(dir, members,
-			 "members:\n"
-			 "  - id: hub\n    name: Noordpoort Hub\n    oin: \"00000001009876544000\"\n"
-			 "    roles: [hub]\n"
-			 "  - id: arbeidsmarkttafel\n    name: Arbeidsmarkttafel Noord\n"
-			 "    oin: \"00000001009876543000\"\n    roles: [coordinator]\n");
-	snprintf(text, sizeof(text),
-		 "listen: [\"127.0.0.1:0\"]\n"
-		 "tls:\n  certificate: \"%s\"\n  key: \"%s\"\n  client_ca: \"%s\"\n  crl: \"%s\"\n"
-		 "members: \"%s\"\nworkers: 2\nlog:\n  destination: stderr\n",
-		 cert_path(crt), cert_path(key), cert_path("ca.crt"), cert_path("crl.pem"), mp);
-	snprintf(conf, sizeof(conf), "%s.yaml", name);
-	cp = check_write(dir, conf, text);
-	snprintf(s->log, sizeof(s->log), "%s/%s.log", dir, name);
-	s->port = 0;
-	s->pid = fork();
-	if (s->pid == 0) {
-		int fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-		if (fd < 0)
-			_exit(127);
-		dup2(fd, 2);
-		dup2(fd, 1);
-		execl(bin, bin, "serve", "-c", cp, (char *)NULL);
-		_exit(127);
-	}
-	free(cp);
-	free(mp);
-	deadline = ms_now() + 15000;
-	while (s->pid > 0 && ms_now() < deadline) {
-		char *log = slurp(s->log);
-		const char *p = log ? strstr(log, "\"event\":\"listening\"") : NULL;
-
-		if (p && (p = strstr(p, "127.0.0.1:")))
-			s->port = atoi(p + 10);
-		free(log);
-		if (s->port > 0)
-			return 0;
-		if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
-			s->pid = 0;
-			break;
-		}
-		usleep(50000);
-	}
-	printf("# %s did not start; log %s\n", name, s->log);
-	return -1;
-}
-
-static void stop_gateway(struct server *s)
-{
-	int st;
-
-	if (s->pid <= 0)
-		return;
-	kill(s->pid, SIGTERM);
-	waitpid(s->pid, &st, 0);
-	s->pid = 0;
-}
-
-static int listener(int *port, int do_listen)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&a, &len) < 0 || (do_listen && listen(fd, 64) < 0))
-		return -1;
-	*port = ntohs(a.sin_port);
-	return fd;
+	return h2c_now_ms();
 }
 
 static char urls[8][64];
@@ -214,7 +82,7 @@ static void test_new_refuses_bad_files(void)
 	CHECK_CONTAINS(err, "no PEM certificate");
 	/* a key group and others may read */
 	text = slurp(cert_path("hub.key"));
-	loose = check_write(dir, "loose.key", text ? text : "");
+	loose = check_write(peer_dir, "loose.key", text ? text : "");
 	chmod(loose, 0644);
 	CHECK(gw_fanout_new(cert_path("hub.crt"), loose, cert_path("ca.crt"), &f, err, sizeof(err)) ==
 	      GW_FANOUT_ERR_FILE);
@@ -443,50 +311,196 @@ static void test_bad_arguments(void)
 	gw_fanout_free(f);
 }
 
-/* The body cap, at its edge: the last byte that fits, the first that does
- * not, and what the hub is told. */
+/* The body cap (FANOUT_MAX_BODY, lowered to 4 KiB here), at its edge: the
+ * last byte that fits, the first that does not, declared or streamed, and
+ * what the hub is told. */
 static void test_body_cap(void)
 {
-	struct xfer x = { 0 };
-	struct gw_hub_answer a = { 0 };
-	const char *why = NULL;
-	char data[16] = "0123456789abcdef";
+	struct gw_fanout *f = hub_fanout("ca.crt");
+	struct gw_hub_subquery q[4];
+	struct gw_hub_answer a[4];
+	const char *why[4];
+	static char b0[] = "{\"do\":\"nolength\",\"size\":4096}", b1[] = "{\"do\":\"ok\",\"size\":4096}",
+		    b2[] = "{\"do\":\"nolength\",\"size\":4097}", b3[] = "{\"do\":\"ok\",\"size\":4097}";
+	char *bodies[4] = { b0, b1, b2, b3 };
 
-	x.len = GW_FANOUT_MAX_BODY - 16;
-	x.cap = 0;
-	/* pretend the buffer is full without allocating 512 MiB: only the check runs */
-	CHECK(on_body(data, 1, 17, &x) == 0 && x.too_big == 1);
-	x = (struct xfer){ 0 };
-	CHECK(on_body(data, 1, 16, &x) == 16 && x.len == 16 && !x.too_big);
-	free(x.buf);
-	x = (struct xfer){ .too_big = 1 };
-	x.easy = curl_easy_init();
-	finish(&x, CURLE_WRITE_ERROR, &a, &why);
-	CHECK(a.status == 0 && !a.timed_out && !a.body);
-	CHECK_STR(why, "answer larger than 512 MiB");
-	x.too_big = 0;
-	finish(&x, CURLE_FILESIZE_EXCEEDED, &a, &why);
-	CHECK_STR(why, "answer larger than 512 MiB");
-	curl_easy_cleanup(x.easy);
+	if (!f) {
+		CHECK(!"setup");
+		return;
+	}
+	fill(q, 4, url(peer.h2));
+	for (size_t i = 0; i < 4; i++)
+		q[i].body = bodies[i], q[i].len = strlen(bodies[i]);
+	CHECK(gw_fanout_exchange(f, q, 4, a, why, 5000) == 0);
+	CHECK(a[0].status == 200 && a[0].len == 4096 && !why[0]);
+	CHECK(a[1].status == 200 && a[1].len == 4096 && !why[1]);
+	for (size_t i = 2; i < 4; i++) {
+		CHECK(a[i].status == 0 && !a[i].timed_out && !a[i].body && a[i].len == 0);
+		CHECK_STR(why[i], "answer larger than 512 MiB");
+	}
+	CHECK(gw_fanout_connections(f) == 1);
+	free_answers(a, 4);
+	gw_fanout_free(f);
+}
+
+/* Answers broken half way: reset, dropped, stalled past the deadline; each
+ * says so, and the good answer beside them is kept. */
+static void test_broken_answers(void)
+{
+	struct gw_fanout *f = hub_fanout("ca.crt");
+	struct gw_hub_subquery q[4];
+	struct gw_hub_answer a[4];
+	const char *why[4];
+	static char b0[] = "{\"do\":\"reset-mid-body\",\"size\":3000}",
+		    b1[] = "{\"do\":\"stall-mid-body\",\"size\":3000}",
+		    b2[] = "{\"do\":\"ok\",\"size\":3000}",
+		    b3[] = "{\"do\":\"drop-mid-body\",\"size\":3000}";
+	uint64_t t0, dt;
+
+	if (!f) {
+		CHECK(!"setup");
+		return;
+	}
+	fill(q, 3, url(peer.h2));
+	q[0].body = b0, q[0].len = strlen(b0);
+	q[1].body = b1, q[1].len = strlen(b1);
+	q[2].body = b2, q[2].len = strlen(b2);
+	t0 = ms_now();
+	CHECK(gw_fanout_exchange(f, q, 3, a, why, 800) == 0);
+	dt = ms_now() - t0;
+	CHECK(dt >= 750 && dt < 2000);
+	CHECK(a[0].status == 0 && !a[0].timed_out && !a[0].body);
+	CHECK_STR(why[0], "Stream reset by the server");
+	CHECK(a[1].status == 0 && a[1].timed_out && !a[1].body);
+	CHECK_STR(why[1], "Timeout was reached");
+	CHECK(a[2].status == 200 && a[2].len == 3000 && !why[2]);
+	free_answers(a, 3);
+	/* the connection that timed out is not kept: a new one next time */
+	CHECK(gw_fanout_run(f, q + 2, 1, a, 5000) == 0 && a[0].status == 200);
+	CHECK(gw_fanout_connections(f) == 2);
+	free_answers(a, 1);
+	q[0].body = b3, q[0].len = strlen(b3);
+	CHECK(gw_fanout_exchange(f, q, 1, a, why, 5000) == 0);
+	CHECK(a[0].status == 0 && !a[0].timed_out && !a[0].body);
+	CHECK_STR(why[0], "Connection closed before the answer was complete");
+	gw_fanout_free(f);
+}
+
+/* A kept connection the node closed between two questions: by its idle
+ * timeout (GOAWAY, then close), or silently as the next subquery arrives.
+ * Either way the next question is answered, on a new connection. */
+static void test_kept_connection_closed_by_node(void)
+{
+	struct gw_fanout *f = hub_fanout("ca.crt");
+	struct gw_hub_subquery q[2];
+	struct gw_hub_answer a[2];
+	const char *why[2];
+	static char once[] = "{\"do\":\"once\"}";
+
+	if (!f || idler.port <= 0) {
+		CHECK(!"setup");
+		gw_fanout_free(f);
+		return;
+	}
+	fill(q, 2, url(idler.port));
+	CHECK(gw_fanout_exchange(f, q, 2, a, why, 5000) == 0);
+	CHECK(a[0].status == 501 && a[1].status == 501);
+	free_answers(a, 2);
+	usleep(1500000); /* past the node's timeouts.idle of 1 s */
+	CHECK(gw_fanout_exchange(f, q, 2, a, why, 5000) == 0);
+	CHECK(a[0].status == 501 && a[1].status == 501 && !why[0] && !why[1]);
+	free_answers(a, 2);
+	CHECK(gw_fanout_connections(f) == 2);
+	gw_fanout_free(f);
+
+	f = hub_fanout("ca.crt");
+	fill(q, 1, url(peer.h2));
+	q[0].body = once, q[0].len = strlen(once);
+	for (unsigned long round = 1; f && round <= 3; round++) {
+		CHECK(gw_fanout_exchange(f, q, 1, a, why, 5000) == 0);
+		CHECK(a[0].status == 200 && a[0].body && strcmp(a[0].body, "first") == 0 && !why[0]);
+		CHECK(gw_fanout_connections(f) == round);
+		free_answers(a, 1);
+	}
+	gw_fanout_free(f);
+}
+
+/* A connection idle for longer than CONN_MAX_AGE_MS is closed, not reused. */
+static void test_old_connection_not_reused(void)
+{
+	struct gw_fanout *f = hub_fanout("ca.crt");
+	struct gw_hub_subquery q[1];
+	struct gw_hub_answer a[1];
+
+	if (!f) {
+		CHECK(!"setup");
+		return;
+	}
+	fill(q, 1, url(gw.port));
+	CHECK(gw_fanout_run(f, q, 1, a, 5000) == 0 && a[0].status == 501);
+	free_answers(a, 1);
+	CHECK(f->nidle == 1 && f->idle);
+	f->idle->since_ms -= CONN_MAX_AGE_MS - 1000; /* young enough */
+	CHECK(gw_fanout_run(f, q, 1, a, 5000) == 0 && a[0].status == 501);
+	free_answers(a, 1);
+	CHECK(gw_fanout_connections(f) == 1);
+	f->idle->since_ms -= CONN_MAX_AGE_MS + 1; /* too old */
+	CHECK(gw_fanout_run(f, q, 1, a, 5000) == 0 && a[0].status == 501);
+	free_answers(a, 1);
+	CHECK(gw_fanout_connections(f) == 2 && f->nidle == 1);
+	gw_fanout_free(f);
+}
+
+/* Endpoints: IPv6 in brackets and names are fine; anything not
+ * https://HOST:PORT is refused before anything is sent. */
+static void test_endpoints(void)
+{
+	struct gw_fanout *f = hub_fanout("ca.crt");
+	struct gw_hub_subquery q[1];
+	struct gw_hub_answer a[1];
+	const char *why[1];
+	char u[64];
+	static const char *bad[] = { "https://127.0.0.1:1/v1", "https://u@127.0.0.1:1",
+				     "https://[::1:1", "https://127.0.0.1:99999", "https://" };
+
+	if (!f) {
+		CHECK(!"setup");
+		return;
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		fill(q, 1, bad[i]);
+		CHECK(gw_fanout_run(f, q, 1, a, 1000) == GW_FANOUT_ERR_ARG && !a[0].body);
+	}
+	snprintf(u, sizeof(u), "https://localhost:%d", gw.port);
+	fill(q, 1, u);
+	CHECK(gw_fanout_exchange(f, q, 1, a, why, 5000) == 0 && a[0].status == 501);
+	free_answers(a, 1);
+	/* the gateway listens on 127.0.0.1 only: ::1 is refused */
+	snprintf(u, sizeof(u), "https://[::1]:%d", closed_port);
+	fill(q, 1, u);
+	CHECK(gw_fanout_exchange(f, q, 1, a, why, 5000) == 0 && a[0].status == 0);
+	CHECK(why[0] && (strstr(why[0], "connect") || strstr(why[0], "resolve")));
+	gw_fanout_free(f);
 }
 
 int main(void)
 {
-	const char *b = getenv("NOORDPOORT_BIN"), *c = getenv("CERTS_DIR");
 	int fd;
 
-	signal(SIGPIPE, SIG_IGN);
-	if (!realpath(b ? b : "build/asan/noordpoort", bin) || !realpath(c ? c : "certs/dev", certs) ||
-	    !mkdtemp(dir)) {
+	if (peer_setup() < 0) {
 		printf("not ok - test_fanout: setup: no server binary or certificates "
 		       "(run from the repository root after make)\n");
 		return 1;
 	}
-	if (start_gateway(&gw, "gw", "server.crt", "server.key") < 0)
+	if (start_gateway(&gw, "gw", "server.crt", "server.key", NULL) < 0)
 		gw.port = 0;
 	/* rogue.crt is issued by another CA (and names no host): a node to refuse */
-	if (start_gateway(&rogue, "rogue", "rogue.crt", "rogue.key") < 0)
+	if (start_gateway(&rogue, "rogue", "rogue.crt", "rogue.key", NULL) < 0)
 		rogue.port = 0;
+	if (start_gateway(&idler, "idler", "server.crt", "server.key", "timeouts:\n  idle: 1s\n") < 0)
+		idler.port = 0;
+	if (start_h2peer(&peer) < 0)
+		peer.h2 = 0;
 	silent_fd = listener(&silent_port, 1);
 	fd = listener(&closed_port, 0);
 	if (fd >= 0)
@@ -500,16 +514,17 @@ int main(void)
 	RUN(test_threads);
 	RUN(test_bad_arguments);
 	RUN(test_body_cap);
+	RUN(test_broken_answers);
+	RUN(test_kept_connection_closed_by_node);
+	RUN(test_old_connection_not_reused);
+	RUN(test_endpoints);
 
+	stop_h2peer(&peer);
+	stop_gateway(&idler);
 	stop_gateway(&rogue);
 	stop_gateway(&gw);
 	if (silent_fd >= 0)
 		close(silent_fd);
-	if (fork() == 0) {
-		execlp("rm", "rm", "-rf", dir, (char *)NULL);
-		_exit(127);
-	}
-	wait(NULL);
-	curl_global_cleanup();
+	peer_cleanup();
 	return check_total_failed ? 1 : 0;
 }
