@@ -1,11 +1,12 @@
 /*
  * `noordpoort query`: the coordinator's client. Sends a question to the
- * hub's POST /v1/aggregate over mutual-TLS HTTP/2 (libcurl easy) and prints
+ * hub's POST /v1/aggregate over mutual-TLS HTTP/2 (gateway/h2client.c) and prints
  * the answer as an aligned table, CSV or JSON (docs/query.md). Everything the
  * hub sends is peer data: printed only after control characters are masked.
  */
 #include "../common/errbuf.h"
 #include "fanout.h"
+#include "h2client.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -16,13 +17,12 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
 
 #define AGGREGATE_PATH "/v1/aggregate"
 #define MAX_QUESTION_BYTES (1u << 20)      /* the gateway's default max_body_bytes */
 #define MAX_ANSWER_BYTES ((size_t)64 << 20) /* a table of at most 3 group-by fields */
 #define DEFAULT_TIMEOUT_S 300L             /* a linked question over millions of persons takes a while */
-#define CONNECT_TIMEOUT_S 15L
+#define CONNECT_TIMEOUT_S 15L              /* TCP and TLS; a hub that takes longer is not there */
 #define MAX_GROUP_BY 16                    /* the design allows 3; be lenient when reading */
 
 /* Defaults for the client certificate: the development PKI's coordinator,
@@ -565,37 +565,11 @@ done:
 
 /* ---- talking to the hub -------------------------------------------------- */
 
+/* The hub's answer: |len| bytes, NUL-terminated beyond. */
 struct body {
-	char *p;
-	size_t len, cap;
-	int too_big;
+	const char *p;
+	size_t len;
 };
-
-static size_t on_answer(char *data, size_t size, size_t nmemb, void *arg)
-{
-	struct body *b = arg;
-	size_t n = size * nmemb;
-
-	if (n > MAX_ANSWER_BYTES - b->len) {
-		b->too_big = 1;
-		return 0;
-	}
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 16384;
-		char *p;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		if (!(p = realloc(b->p, cap)))
-			return 0;
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, data, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-	return n;
-}
 
 /* Reads the question (at most MAX_QUESTION_BYTES) and checks it is JSON, so
  * a typo is reported with its place, not as the hub's 400. */
@@ -720,20 +694,77 @@ static int file_exists(const char *p)
 	return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* Sends the question to |hub| and prints the answer; returns the exit
+ * status (0 or 1), having said why on stderr when it is 1. */
+static int ask_hub(const char *hub, const char *cert, const char *key, const char *cacert,
+		   const char *question, size_t qlen, long timeout_s, enum query_fmt fmt)
+{
+	struct h2c_tls *tls = NULL;
+	struct h2c_conn *conn = NULL;
+	struct h2c_request r = { .path = AGGREGATE_PATH, .body = question, .len = qlen,
+				 .max_body = MAX_ANSWER_BYTES };
+	long connect_s = timeout_s < CONNECT_TIMEOUT_S ? timeout_s : CONNECT_TIMEOUT_S;
+	struct body b;
+	char err[512];
+	const char *detail;
+	uint64_t now;
+	int rc = 1;
+
+	/* The hub must prove it is the federation's: always verified, against
+	 * the federation CA only (h2client.c has no switch to turn that off). */
+	if (h2c_tls_new(cert, key, cacert, &tls, err, sizeof(err)) < 0) {
+		fprintf(stderr, "noordpoort query: %s\n", err);
+		return 1;
+	}
+	if (h2c_conn_new(tls, hub, &conn) < 0) {
+		fputs("noordpoort query: out of memory\n", stderr);
+		goto done;
+	}
+	h2c_conn_add(conn, &r);
+	now = h2c_now_ms();
+	if (h2c_run(&conn, 1, now + (uint64_t)connect_s * 1000u, now + (uint64_t)timeout_s * 1000u) < 0) {
+		fputs("noordpoort query: out of memory\n", stderr);
+		goto done;
+	}
+	detail = h2c_conn_detail(conn);
+	if (r.fail == H2C_FAIL_TOO_BIG) {
+		fprintf(stderr, "noordpoort query: the hub's answer is larger than %zu MiB; refused\n",
+			MAX_ANSWER_BYTES >> 20);
+		goto done;
+	}
+	if (r.fail != H2C_FAIL_NONE) {
+		fprintf(stderr, "noordpoort query: no answer from the hub at %s: %s%s%s%s\n", hub,
+			h2c_fail_phrase(r.fail), *detail ? " (" : "", detail, *detail ? ")" : "");
+		goto done;
+	}
+	b = (struct body){ r.answer, r.answer_len };
+	if (r.status != 200) {
+		report_hub_error(r.status, &b);
+		goto done;
+	}
+	if (query_format(b.p, b.len, fmt, stdout, err, sizeof(err)) < 0) {
+		fprintf(stderr, "noordpoort query: the hub's answer: %s\n", err);
+		goto done;
+	}
+	if (fmt == QUERY_FMT_CSV)
+		warn_partial(&b); /* the table says so itself; CSV has no room for it */
+	rc = 0;
+done:
+	free(r.answer);
+	h2c_conn_free(conn);
+	h2c_tls_free(tls);
+	return rc;
+}
+
 int query_cli(int argc, char **argv)
 {
 	const char *hub = NULL, *file = NULL, *cert = NULL, *key = NULL, *cacert = NULL;
 	enum query_fmt fmt = QUERY_FMT_TABLE;
 	long timeout = DEFAULT_TIMEOUT_S;
-	char err[512], curlerr[CURL_ERROR_SIZE] = "";
-	char *question = NULL, *url = NULL;
-	size_t qlen = 0, hl;
-	struct body b = { 0 };
-	struct curl_slist *hdrs = NULL, *h;
-	CURL *e = NULL;
-	CURLcode c = CURLE_OK;
-	long status = 0;
-	int rc = 1, curl_up = 0;
+	char err[512];
+	char *question = NULL;
+	size_t qlen = 0;
+	int rc;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -783,7 +814,7 @@ int query_cli(int argc, char **argv)
 	}
 	if (!hub)
 		return query_usage_error("%s", "missing --hub https://HOST:PORT");
-	if (strncmp(hub, "https://", 8) != 0 || strlen(hub) < 9 || strlen(hub) > 2048)
+	if (h2c_url_check(hub) < 0)
 		return query_usage_error("--hub '%s': must be https://HOST:PORT", hub);
 	if (!file)
 		return query_usage_error("%s", "missing -f QUESTION.json");
@@ -802,87 +833,9 @@ int query_cli(int argc, char **argv)
 
 	if (!(question = read_question(file, &qlen, err, sizeof(err)))) {
 		fprintf(stderr, "noordpoort query: %s\n", err);
-		goto done;
+		return 1;
 	}
-	hl = strlen(hub);
-	if (hub[hl - 1] == '/')
-		hl--;
-	if (!(url = malloc(hl + sizeof(AGGREGATE_PATH)))) {
-		fputs("noordpoort query: out of memory\n", stderr);
-		goto done;
-	}
-	memcpy(url, hub, hl);
-	memcpy(url + hl, AGGREGATE_PATH, sizeof(AGGREGATE_PATH));
-
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK)
-		curl_up = 1;
-	if (!curl_up || !(e = curl_easy_init()) ||
-	    !(h = curl_slist_append(NULL, "Content-Type: application/json")) || !(hdrs = h) ||
-	    !(h = curl_slist_append(hdrs, "Accept: application/json")) ||
-	    !(h = curl_slist_append(hdrs, "Expect:"))) {
-		fputs("noordpoort query: libcurl failed to start\n", stderr);
-		goto done;
-	}
-#define OPT(o, v) do { if (c == CURLE_OK) c = curl_easy_setopt(e, o, v); } while (0)
-	OPT(CURLOPT_URL, url);
-	OPT(CURLOPT_PROTOCOLS_STR, "https");
-	OPT(CURLOPT_FOLLOWLOCATION, 0L);
-	OPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-	OPT(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-	/* The hub must prove it is the federation's: always verified, against
-	 * the federation CA only. */
-	OPT(CURLOPT_SSL_VERIFYPEER, 1L);
-	OPT(CURLOPT_SSL_VERIFYHOST, 2L);
-	OPT(CURLOPT_CAINFO, cacert);
-	OPT(CURLOPT_CAPATH, (char *)NULL);
-	OPT(CURLOPT_SSLCERT, cert);
-	OPT(CURLOPT_SSLKEY, key);
-	OPT(CURLOPT_NOSIGNAL, 1L);
-	OPT(CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
-	OPT(CURLOPT_TIMEOUT, timeout);
-	OPT(CURLOPT_POST, 1L);
-	OPT(CURLOPT_POSTFIELDS, question);
-	OPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)qlen);
-	OPT(CURLOPT_HTTPHEADER, hdrs);
-	OPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)MAX_ANSWER_BYTES);
-	OPT(CURLOPT_WRITEFUNCTION, on_answer);
-	OPT(CURLOPT_WRITEDATA, &b);
-	OPT(CURLOPT_ERRORBUFFER, curlerr);
-#undef OPT
-	if (c != CURLE_OK) {
-		fprintf(stderr, "noordpoort query: libcurl: %s\n", curl_easy_strerror(c));
-		goto done;
-	}
-	c = curl_easy_perform(e);
-	if (c != CURLE_OK) {
-		if (b.too_big || c == CURLE_FILESIZE_EXCEEDED)
-			fprintf(stderr, "noordpoort query: the hub's answer is larger than %zu MiB; "
-				"refused\n", MAX_ANSWER_BYTES >> 20);
-		else
-			fprintf(stderr, "noordpoort query: no answer from the hub at %s: %s%s%s%s\n",
-				hub, curl_easy_strerror(c), *curlerr ? " (" : "", curlerr,
-				*curlerr ? ")" : "");
-		goto done;
-	}
-	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-	if (status != 200) {
-		report_hub_error(status, &b);
-		goto done;
-	}
-	if (query_format(b.p ? b.p : "", b.len, fmt, stdout, err, sizeof(err)) < 0) {
-		fprintf(stderr, "noordpoort query: the hub's answer: %s\n", err);
-		goto done;
-	}
-	if (fmt == QUERY_FMT_CSV)
-		warn_partial(&b); /* the table says so itself; CSV has no room for it */
-	rc = 0;
-done:
-	curl_slist_free_all(hdrs);
-	curl_easy_cleanup(e);
-	free(b.p);
-	free(url);
+	rc = ask_hub(hub, cert, key, cacert, question, qlen, timeout, fmt);
 	free(question);
-	if (curl_up)
-		curl_global_cleanup();
 	return rc;
 }

@@ -7,12 +7,15 @@ non-member (the "hub refused" path). With the hub in place, add the answered
 question here (table, csv and json output).
 """
 
+import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -177,7 +180,7 @@ def test_hub_refuses_non_member():
 
 def test_hub_certificate_not_trusted():
     """The hub is always verified: against another CA the query fails with
-    curl's reason and sends nothing."""
+    its reason and sends nothing."""
     with tempfile.TemporaryDirectory() as td, Gateway() as gw:
         q = question_file(td)
         r = query("--hub", hub_url(gw), "-f", q, cacert=CERTS / "rogue-ca.crt")
@@ -186,6 +189,82 @@ def test_hub_certificate_not_trusted():
         check("no answer from the hub" in line and "certificate" in line.lower(), line)
         reqs = [o for o in gw.log_json() if o.get("event") == "request"]
         check(not reqs, f"a request got through: {reqs}")
+
+
+@contextlib.contextmanager
+def h2peer():
+    """tests/integration/h2peer.py: misbehaving HTTP/2 servers; yields
+    {listener: port}."""
+    p = subprocess.Popen(["/usr/bin/python3", str(Path(__file__).with_name("h2peer.py")),
+                          str(CERTS)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        check(line.startswith("{"), f"h2peer.py did not start: {line!r}")
+        yield json.loads(line)
+    finally:
+        p.stdin.close()
+        p.terminate()
+        p.wait(timeout=10)
+
+
+def test_hub_without_h2():
+    """A server that does not select HTTP/2 by ALPN: refused, in words."""
+    with tempfile.TemporaryDirectory() as td, h2peer() as ports:
+        q = question_file(td)
+        r = query("--hub", f"https://127.0.0.1:{ports['http11']}", "-f", q)
+        check(r.returncode == 1, f"exit {r.returncode}: {r.stderr!r}")
+        line = one_line(r, "no h2")
+        check("no answer from the hub at" in line and "HTTP/2 (ALPN h2)" in line, line)
+
+
+def test_hub_certificate_for_another_host():
+    """A certificate of the federation CA, but for another host name."""
+    with tempfile.TemporaryDirectory() as td, h2peer() as ports:
+        q = question_file(td)
+        r = query("--hub", f"https://localhost:{ports['otherhost']}", "-f", q)
+        check(r.returncode == 1, f"exit {r.returncode}: {r.stderr!r}")
+        line = one_line(r, "other host")
+        check("certificate" in line and "hostname mismatch" in line, line)
+
+
+def test_hub_breaks_off_its_answer():
+    """An answer reset half way, one that stalls past --timeout, and one
+    that is not JSON: exit 1, one line each, nothing on stdout."""
+    with tempfile.TemporaryDirectory() as td, h2peer() as ports:
+        hub = f"https://127.0.0.1:{ports['h2']}"
+        q = question_file(td, {"do": "reset-mid-body", "size": 100000}, "reset.json")
+        r = query("--hub", hub, "-f", q)
+        check(r.returncode == 1 and "Stream reset by the server" in one_line(r, "reset"),
+              r.stderr)
+        q = question_file(td, {"do": "stall-mid-body", "size": 100000}, "stall.json")
+        t0 = time.monotonic()
+        r = query("--hub", hub, "-f", q, "--timeout", "1")
+        dt = time.monotonic() - t0
+        check(r.returncode == 1 and "Timeout was reached" in one_line(r, "stall"), r.stderr)
+        check(dt < 5, f"--timeout 1 took {dt:.1f}s")
+        q = question_file(td, {"do": "ok", "size": 1000}, "binary.json")
+        r = query("--hub", hub, "-f", q)
+        check(r.returncode == 1 and "the hub's answer: not a JSON object" in one_line(r, "bin"),
+              r.stderr)
+        check(r.stdout == "", f"wrote to stdout: {r.stdout!r}")
+
+
+def test_client_key_checked():
+    """A key that is not the certificate's, or that others may read: refused
+    before anything is sent."""
+    with tempfile.TemporaryDirectory() as td:
+        q = question_file(td)
+        args = ["--hub", "https://127.0.0.1:1", "-f", q, "--cacert", CERTS / "ca.crt",
+                "--cert", CERTS / f"{COORDINATOR}.crt"]
+        r = query(*args, "--key", CERTS / "uwv.key", org=None)
+        check(r.returncode == 1 and "does not belong to certificate" in one_line(r, "key"),
+              r.stderr)
+        loose = Path(td) / "loose.key"
+        shutil.copy(CERTS / f"{COORDINATOR}.key", loose)
+        loose.chmod(0o644)
+        r = query(*args, "--key", loose, org=None)
+        check(r.returncode == 1 and "accessible by group or others" in one_line(r, "mode"),
+              r.stderr)
 
 
 if __name__ == "__main__":

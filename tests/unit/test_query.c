@@ -228,7 +228,7 @@ static void test_malformed(void)
 /* The hub's refusals in words, one line each. */
 static char *hub_error(long status, const char *body)
 {
-	struct body b = { (char *)(uintptr_t)body, body ? strlen(body) : 0, 0, 0 };
+	struct body b = { body, body ? strlen(body) : 0 };
 	char path[] = "/tmp/np-query-err-XXXXXX";
 	int fd = mkstemp(path), saved = dup(2);
 	char *out = calloc(1, 4096);
