@@ -80,7 +80,8 @@ struct h2c_conn {
 	int reused;    /* open before this run: the server may have closed it meanwhile */
 	int retried;   /* reconnected once in this run already */
 	int goaway;    /* the server sent GOAWAY */
-	int broken;    /* gave up with streams open: never reused, never written to */
+	int broken;    /* gave up on a stream or on the connection: not reused, and not
+			* written to after the run (a stream may point at a freed request) */
 	int got_frame; /* a frame came since the handshake (for telling TLS refusals apart) */
 	int eof;       /* the socket read 0 */
 	int sock_errno;
@@ -416,9 +417,12 @@ static void forget_answer(struct h2c_request *r)
 	r->status = 0;
 }
 
-/* Drops what the answer had and cancels its stream. */
-static int give_up_stream(nghttp2_session *s, struct h2c_request *r, enum h2c_fail why)
+/* Drops what the answer had and cancels its stream. The connection is not
+ * kept after the run: a server that sent too much may have more in flight. */
+static int give_up_stream(nghttp2_session *s, struct h2c_conn *c, struct h2c_request *r,
+			  enum h2c_fail why)
 {
+	c->broken = 1;
 	r->fail = why;
 	forget_answer(r);
 	if (nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, r->stream_id, NGHTTP2_CANCEL) != 0)
@@ -434,7 +438,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *fr, const uint8_t 
 	struct h2c_request *r;
 	size_t n = 0;
 
-	(void)flags, (void)user;
+	(void)flags;
 	if (fr->hd.type != NGHTTP2_HEADERS || !(r = stream_request(s, fr->hd.stream_id)) || r->fail)
 		return 0;
 	if (namelen == 7 && memcmp(name, ":status", 7) == 0 && valuelen == 3) {
@@ -447,7 +451,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *fr, const uint8_t 
 		for (size_t i = 0; i < valuelen && n <= r->max_body; i++)
 			n = n * 10 + (size_t)(value[i] - '0');
 		if (n > r->max_body)
-			return give_up_stream(s, r, H2C_FAIL_TOO_BIG);
+			return give_up_stream(s, user, r, H2C_FAIL_TOO_BIG);
 		/* Best effort: growing as bytes arrive works too. */
 		answer_reserve(r, (n < PREALLOC_MAX ? n : PREALLOC_MAX) + 1);
 	}
@@ -459,13 +463,13 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
 {
 	struct h2c_request *r = stream_request(s, id);
 
-	(void)flags, (void)user;
+	(void)flags;
 	if (!r || r->fail)
 		return 0;
 	if (len > r->max_body - r->answer_len)
-		return give_up_stream(s, r, H2C_FAIL_TOO_BIG);
+		return give_up_stream(s, user, r, H2C_FAIL_TOO_BIG);
 	if (answer_reserve(r, r->answer_len + len + 1) < 0)
-		return give_up_stream(s, r, H2C_FAIL_NOMEM);
+		return give_up_stream(s, user, r, H2C_FAIL_NOMEM);
 	memcpy(r->answer + r->answer_len, data, len);
 	r->answer_len += len;
 	r->answer[r->answer_len] = '\0';
