@@ -13,7 +13,7 @@ WARN     += -Werror
 endif
 CPPFLAGS := -D_GNU_SOURCE -DNOORDPOORT_VERSION='"$(VERSION)"'
 CFLAGS   ?= -O2 -g
-LIBS     := -lcurl -lnghttp2 -lssl -lcrypto -lsodium -lcjson -lyaml -lsqlite3 -lpthread
+LIBS     := -lnghttp2 -lssl -lcrypto -lsodium -lcjson -lyaml -lsqlite3 -lpthread
 SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 SRC      := $(wildcard common/*.c gateway/*.c crypto/*.c synth/*.c adapters/*.c policies/*.c aggregate/*.c)

@@ -5,7 +5,6 @@ set -eu
 
 PKGS="build-essential pkg-config clang libclang-rt-14-dev openssl libssl-dev \
 libnghttp2-dev libsodium-dev libcjson-dev libyaml-dev libsqlite3-dev sqlite3 \
-libcurl4-openssl-dev \
 curl nghttp2-client python3 python3-h2 nginx-light procps"
 
 missing=""
