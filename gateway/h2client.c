@@ -6,10 +6,11 @@
  * binary ~4 ms and was attack surface we do not use.
  *
  * A connection goes IDLE (no socket) -> CONNECTING (TCP, one address after
- * the other) -> HANDSHAKE (TLS) -> OPEN (HTTP/2), or to FAILED, where its
- * requests got their outcome. Requests live in the caller's memory; a stream
- * points at its request only while h2c_run runs, and a connection that gives
- * up with streams open is never written to again (see conn_fail).
+ * the other) -> [PROXY (HTTP CONNECT)] -> HANDSHAKE (TLS) -> OPEN (HTTP/2),
+ * or to FAILED, where its requests got their outcome. Requests live in the
+ * caller's memory; a stream points at its request only while h2c_run runs,
+ * and a connection that gives up with streams open is never written to
+ * again (see conn_fail).
  */
 #include "../common/errbuf.h"
 #include "h2client.h"
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -52,8 +54,10 @@
 /* A declared content-length is allocated up front only this far; past it
  * the buffer doubles as bytes arrive, so a lying server costs nothing. */
 #define PREALLOC_MAX ((size_t)16 << 20)
+/* The head of a proxy's answer to CONNECT; a real one is a line or two. */
+#define PROXY_HEAD_MAX 2048
 
-enum conn_state { CONN_IDLE, CONN_CONNECTING, CONN_HANDSHAKE, CONN_OPEN, CONN_FAILED };
+enum conn_state { CONN_IDLE, CONN_CONNECTING, CONN_PROXY, CONN_HANDSHAKE, CONN_OPEN, CONN_FAILED };
 
 struct h2c_tls {
 	SSL_CTX *ctx;
@@ -67,6 +71,11 @@ struct h2c_conn {
 	char port[6];
 	char authority[MAX_HOST + 9];
 	int host_is_ip;
+	char proxy_host[MAX_HOST + 1]; /* "" when connecting directly */
+	char proxy_port[6];
+	size_t proxy_sent; /* bytes of the CONNECT request written */
+	char proxy_head[PROXY_HEAD_MAX]; /* the proxy's answer so far */
+	size_t proxy_head_len;
 	enum conn_state state;
 	int fd;
 	struct addrinfo *addrs, *next_addr;
@@ -648,7 +657,7 @@ static void teardown(struct h2c_conn *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
-	c->out_len = c->out_off = 0;
+	c->out_len = c->out_off = c->proxy_sent = c->proxy_head_len = 0;
 	c->eof = c->sock_errno = c->goaway = c->got_frame = 0;
 	c->next_addr = c->addrs;
 	c->state = CONN_IDLE;
@@ -909,7 +918,6 @@ static void conn_tls_start(struct h2c_conn *c)
 {
 	BIO *b = NULL;
 
-	c->opened++;
 	if (!(c->ssl = SSL_new(c->tls->ctx)) || !(b = BIO_new(c->tls->bio))) {
 		conn_fail(c, H2C_FAIL_NOMEM);
 		return;
@@ -932,13 +940,132 @@ static void conn_tls_start(struct h2c_conn *c)
 	conn_handshake(c);
 }
 
-/* "127.0.0.1 port 1: Connection refused" */
+/* "127.0.0.1 port 1: Connection refused" ("proxy 10.0.0.1 port 3128: ...") */
 static void connect_detail(struct h2c_conn *c, const struct addrinfo *a, int e)
 {
 	char ip[INET6_ADDRSTRLEN] = "?";
 
 	getnameinfo(a->ai_addr, a->ai_addrlen, ip, sizeof(ip), NULL, 0, NI_NUMERICHOST);
-	snprintf(c->detail, sizeof(c->detail), "%s port %s: %s", ip, c->port, strerror(e));
+	snprintf(c->detail, sizeof(c->detail), "%s%s port %s: %s", c->proxy_host[0] ? "proxy " : "",
+		 ip, c->proxy_host[0] ? c->proxy_port : c->port, strerror(e));
+}
+
+/* The proxy said no, or something else than HTTP: its status line, masked
+ * (peer text), in the detail. */
+static void proxy_refused(struct h2c_conn *c, const char *head, size_t n)
+{
+	char line[96];
+	size_t i;
+
+	for (i = 0; i < n && i < sizeof(line) - 1 && head[i] != '\r' && head[i] != '\n'; i++)
+		line[i] = head[i] >= 0x20 && head[i] < 0x7f ? head[i] : '?';
+	line[i] = '\0';
+	snprintf(c->detail, sizeof(c->detail), "the proxy answered '%s'", line);
+	conn_fail(c, H2C_FAIL_CONNECT);
+}
+
+/* Sends the CONNECT request; 1 when it is out, 0 to wait, -1 failed. */
+static int proxy_send(struct h2c_conn *c)
+{
+	char req[2 * sizeof(c->authority) + 48];
+	int n = snprintf(req, sizeof(req), "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", c->authority,
+			 c->authority);
+
+	while (c->proxy_sent < (size_t)n) {
+		ssize_t k = send(c->fd, req + c->proxy_sent, (size_t)n - c->proxy_sent, MSG_NOSIGNAL);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			c->events = POLLOUT;
+			return 0;
+		}
+		if (k < 0) {
+			snprintf(c->detail, sizeof(c->detail), "proxy: %s", strerror(errno));
+			return -1;
+		}
+		c->proxy_sent += (size_t)k;
+	}
+	return 1;
+}
+
+/*
+ * Reads the head of the proxy's answer, and not a byte past it: what follows
+ * is the server's TLS. So each read peeks first and takes only up to the
+ * blank line. 1 when the head is in proxy_head, 0 to wait, -1 failed.
+ */
+static int proxy_read_head(struct h2c_conn *c)
+{
+	for (;;) {
+		size_t room = sizeof(c->proxy_head) - c->proxy_head_len, from, take;
+		char *buf = c->proxy_head + c->proxy_head_len;
+		const char *end;
+		ssize_t k;
+
+		if (room == 0) {
+			snprintf(c->detail, sizeof(c->detail), "proxy: its answer has no end");
+			return -1;
+		}
+		do
+			k = recv(c->fd, buf, room, MSG_PEEK);
+		while (k < 0 && errno == EINTR);
+		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			c->events = POLLIN;
+			return 0;
+		}
+		if (k <= 0) {
+			snprintf(c->detail, sizeof(c->detail), "proxy: %s",
+				 k < 0 ? strerror(errno) : "it closed the connection");
+			return -1;
+		}
+		from = c->proxy_head_len > 3 ? c->proxy_head_len - 3 : 0;
+		end = memmem(c->proxy_head + from, c->proxy_head_len + (size_t)k - from, "\r\n\r\n", 4);
+		take = end ? (size_t)(end + 4 - buf) : (size_t)k;
+		if (recv(c->fd, buf, take, 0) != (ssize_t)take) {
+			snprintf(c->detail, sizeof(c->detail), "proxy: %s", strerror(errno));
+			return -1;
+		}
+		c->proxy_head_len += take;
+		if (end)
+			return 1;
+	}
+}
+
+/*
+ * Through an HTTP proxy: CONNECT to the server, then TLS end to end as
+ * without one (the proxy sees neither the client certificate nor the
+ * question). Any 2xx opens the tunnel; anything else is its refusal.
+ */
+static void conn_proxy(struct h2c_conn *c)
+{
+	const char *h = c->proxy_head;
+	int r = proxy_send(c);
+
+	if (r > 0)
+		r = proxy_read_head(c);
+	if (r == 0)
+		return;
+	if (r < 0) {
+		conn_fail(c, H2C_FAIL_CONNECT);
+		return;
+	}
+	if (c->proxy_head_len < 12 || strncmp(h, "HTTP/1.", 7) != 0 || h[8] != ' ' || h[9] != '2') {
+		proxy_refused(c, h, c->proxy_head_len);
+		return;
+	}
+	conn_tls_start(c);
+}
+
+/* TCP is up (to the server, or to the proxy). */
+static void conn_tcp_up(struct h2c_conn *c)
+{
+	c->opened++;
+	if (!c->proxy_host[0]) {
+		conn_tls_start(c);
+		return;
+	}
+	c->state = CONN_PROXY;
+	conn_proxy(c);
 }
 
 /* Tries the next address (the first after a resolve); no address left: the
@@ -952,11 +1079,15 @@ static void conn_connect(struct h2c_conn *c)
 			.ai_socktype = SOCK_STREAM,
 			.ai_flags = AI_NUMERICSERV | (c->host_is_ip ? AI_NUMERICHOST : 0),
 		};
-		int e = getaddrinfo(c->host, c->port, &hints, &c->addrs);
+		const char *host = c->proxy_host[0] ? c->proxy_host : c->host;
+		int e;
 
+		if (c->proxy_host[0])
+			hints.ai_flags = AI_NUMERICSERV;
+		e = getaddrinfo(host, c->proxy_host[0] ? c->proxy_port : c->port, &hints, &c->addrs);
 		if (e != 0) {
 			c->addrs = NULL;
-			snprintf(c->detail, sizeof(c->detail), "%s: %s", c->host,
+			snprintf(c->detail, sizeof(c->detail), "%s%s: %s", c->proxy_host[0] ? "proxy " : "", host,
 				 e == EAI_SYSTEM ? strerror(errno) : gai_strerror(e));
 			conn_fail(c, e == EAI_MEMORY ? H2C_FAIL_NOMEM : H2C_FAIL_RESOLVE);
 			return;
@@ -979,7 +1110,7 @@ static void conn_connect(struct h2c_conn *c)
 		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 		c->fd = fd;
 		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
-			conn_tls_start(c);
+			conn_tcp_up(c);
 			return;
 		}
 		if (errno == EINPROGRESS) {
@@ -1003,7 +1134,7 @@ static void conn_connected(struct h2c_conn *c)
 	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
 		e = errno;
 	if (e == 0) {
-		conn_tls_start(c);
+		conn_tcp_up(c);
 		return;
 	}
 	connect_detail(c, c->trying, e);
@@ -1055,6 +1186,9 @@ static void conn_step(struct h2c_conn *c)
 	switch (c->state) {
 	case CONN_CONNECTING:
 		conn_connected(c);
+		break;
+	case CONN_PROXY:
+		conn_proxy(c);
 		break;
 	case CONN_HANDSHAKE:
 		conn_handshake(c);
@@ -1140,21 +1274,18 @@ static int host_char(unsigned char ch)
 	       ch == '-' || ch == '.' || ch == '_';
 }
 
-/* Splits "https://HOST[:PORT][/]" into its parts; H2C_ERR_ARG for anything
- * else (user info, a path, a query, an IPv6 zone, a port out of range). */
-static int parse_url(const char *url, char *host, char *port, char *authority, int *is_ip)
+/* Splits "HOST[:PORT][/]" (from |p| on) into its parts; H2C_ERR_ARG for
+ * anything else (user info, a path, a query, an IPv6 zone, a port out of
+ * range). */
+static int parse_hostport(const char *p, unsigned long pn, char *host, char *port, char *authority,
+			  int *is_ip)
 {
-	const char *p, *h, *he, *end;
-	unsigned long pn = 443;
-	size_t hl, ul;
+	const char *h, *he, *end = p + strlen(p);
+	size_t hl;
 	struct in6_addr a6;
 	struct in_addr a4;
 	int bracketed = 0;
 
-	if (!url || strncmp(url, "https://", 8) != 0 || (ul = strlen(url)) > MAX_URL)
-		return H2C_ERR_ARG;
-	p = url + 8;
-	end = url + ul;
 	if (end > p && end[-1] == '/')
 		end--; /* members.c refuses this; be lenient anyway, as before */
 	if (p < end && *p == '[') {
@@ -1193,6 +1324,62 @@ static int parse_url(const char *url, char *host, char *port, char *authority, i
 	*is_ip = bracketed || inet_pton(AF_INET, host, &a4) == 1;
 	snprintf(port, 6, "%lu", pn);
 	snprintf(authority, MAX_HOST + 9, bracketed ? "[%s]:%s" : "%s:%s", host, port);
+	return 0;
+}
+
+/* "https://HOST[:PORT][/]", 443 by default. */
+static int parse_url(const char *url, char *host, char *port, char *authority, int *is_ip)
+{
+	if (!url || strncmp(url, "https://", 8) != 0 || strlen(url) > MAX_URL)
+		return H2C_ERR_ARG;
+	return parse_hostport(url + 8, 443, host, port, authority, is_ip);
+}
+
+/* Whether |host| is in |list| as no_proxy means it: entries separated by
+ * commas or spaces, each a host name, a domain (with or without a leading
+ * dot, matching its subdomains) or an address; "*" matches everything. */
+static int no_proxy_matches(const char *list, const char *host)
+{
+	size_t hl = strlen(host);
+
+	while (list && *list) {
+		size_t n = strcspn(list, ", ");
+		const char *e = list;
+		size_t en = n;
+
+		if (n == 1 && *e == '*')
+			return 1;
+		if (en && *e == '.')
+			e++, en--;
+		if (en >= 2 && e[0] == '[' && e[en - 1] == ']')
+			e++, en -= 2;
+		if (en && en <= hl && strncasecmp(host + hl - en, e, en) == 0 &&
+		    (en == hl || host[hl - en - 1] == '.'))
+			return 1;
+		list += n;
+		list += strspn(list, ", ");
+	}
+	return 0;
+}
+
+int h2c_conn_set_proxy(struct h2c_conn *c, const char *proxy, const char *no_proxy)
+{
+	char authority[MAX_HOST + 9];
+	int is_ip;
+
+	c->proxy_host[0] = '\0';
+	if (!proxy || !*proxy || no_proxy_matches(no_proxy, c->host))
+		return 0;
+	if (strncasecmp(proxy, "http://", 7) == 0)
+		proxy += 7;
+	else if (strstr(proxy, "://"))
+		return H2C_ERR_ARG; /* https:// or socks: not supported */
+	/* curl's default proxy port */
+	if (strlen(proxy) > MAX_URL ||
+	    parse_hostport(proxy, 1080, c->proxy_host, c->proxy_port, authority, &is_ip) < 0) {
+		c->proxy_host[0] = '\0';
+		return H2C_ERR_ARG;
+	}
 	return 0;
 }
 

@@ -93,6 +93,19 @@ void h2c_tls_free(struct h2c_tls *t);
  */
 int h2c_conn_new(struct h2c_tls *t, const char *url, struct h2c_conn **out);
 
+/*
+ * Connect through the HTTP proxy |proxy| ("http://HOST[:PORT]" or
+ * "HOST[:PORT]", port 1080 by default, as curl reads https_proxy) with
+ * CONNECT, unless |no_proxy| (may be NULL) names the host: comma- or
+ * space-separated host names, domains (".example.org" or "example.org",
+ * with their subdomains) and addresses, "*" for all. TLS still runs end to
+ * end to the server. NULL or "" |proxy|: connect directly. Returns 0, or
+ * H2C_ERR_ARG for a proxy URL of another kind (https://, socks, user
+ * info), leaving |c| without a proxy (the caller should refuse rather than
+ * go around the proxy the user set).
+ */
+int h2c_conn_set_proxy(struct h2c_conn *c, const char *proxy, const char *no_proxy);
+
 /* 0 when |url| is one h2c_conn_new accepts, H2C_ERR_ARG otherwise. */
 int h2c_url_check(const char *url);
 

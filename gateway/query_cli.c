@@ -694,6 +694,14 @@ static int file_exists(const char *p)
 	return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* An environment variable by either spelling, lower case first (as curl). */
+static const char *env_either(const char *lower, const char *upper)
+{
+	const char *v = getenv(lower);
+
+	return v && *v ? v : getenv(upper);
+}
+
 /* Sends the question to |hub| and prints the answer; returns the exit
  * status (0 or 1), having said why on stderr when it is 1. */
 static int ask_hub(const char *hub, const char *cert, const char *key, const char *cacert,
@@ -718,6 +726,15 @@ static int ask_hub(const char *hub, const char *cert, const char *key, const cha
 	}
 	if (h2c_conn_new(tls, hub, &conn) < 0) {
 		fputs("noordpoort query: out of memory\n", stderr);
+		goto done;
+	}
+	/* Through the proxy the environment names, as curl did (docs/query.md);
+	 * never around it when it is of a kind we cannot use. Its value is not
+	 * printed: it may hold credentials. */
+	if (h2c_conn_set_proxy(conn, env_either("https_proxy", "HTTPS_PROXY"),
+			       env_either("no_proxy", "NO_PROXY")) < 0) {
+		fputs("noordpoort query: https_proxy: only an http://HOST:PORT proxy is supported "
+		      "(no https:// or socks proxy, no credentials)\n", stderr);
 		goto done;
 	}
 	h2c_conn_add(conn, &r);

@@ -5,8 +5,8 @@ tests/unit/test_fanout.c, tests/integration/test_query_cli.py).
     /usr/bin/python3 tests/integration/h2peer.py CERTS_DIR
 
 prints one JSON line {"h2": PORT, "ip2": PORT, "otherhost": PORT,
-"http11": PORT, "noalpn": PORT} once every listener is up, and serves
-until its standard input closes:
+"http11": PORT, "noalpn": PORT, "proxy": PORT} once every listener is up,
+and serves until its standard input closes:
 
   h2         127.0.0.1, the dev server certificate, ALPN h2; each request
              does what its JSON body says (below)
@@ -16,6 +16,8 @@ until its standard input closes:
              elsewhere.example only (made at start with the CA's key)
   http11     127.0.0.1, the dev server certificate, ALPN http/1.1 only
   noalpn     127.0.0.1, the dev server certificate, no ALPN at all
+  proxy      127.0.0.1, an HTTP proxy: CONNECT HOST:PORT is answered 200
+             and relayed, but 403 Forbidden for port 9
 
 Request bodies (JSON; "size" bytes of binary answer, default 1000):
   {"do": "ok", "size": N}           200, content-length N, bytes 0..255 repeated
@@ -42,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 import h2.config
 import h2.connection
@@ -197,7 +200,62 @@ def serve(raw, ctx):
             pass
 
 
-def listen(addr, ctx):
+def relay(a, b):
+    try:
+        while True:
+            data = a.recv(65536)
+            if not data:
+                break
+            b.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def proxy(raw, _ctx):
+    """HTTP CONNECT, then bytes both ways."""
+    try:
+        raw.settimeout(30)
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < 8192:
+            data = raw.recv(4096)
+            if not data:
+                return
+            head += data
+        parts = head.split(b"\r\n", 1)[0].split()
+        host, _, port = parts[1].decode().rpartition(":") if len(parts) == 3 else ("", "", "0")
+        if parts[0] != b"CONNECT" or port == "9":
+            raw.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            return
+        try:
+            up = socket.create_connection((host.strip("[]"), int(port)), timeout=10)
+        except OSError:
+            raw.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+            return
+        # in pieces, the blank line split too: the client must read up to
+        # it and not a byte further
+        for piece in (b"HTTP/1.1 200 Connection established\r\n", b"Via: h2peer\r\n\r", b"\n"):
+            raw.sendall(piece)
+            time.sleep(0.05)
+        raw.settimeout(None)
+        up.settimeout(None)
+        t = threading.Thread(target=relay, args=(up, raw), daemon=True)
+        t.start()
+        relay(raw, up)
+        t.join()
+        up.close()
+    except (OSError, ValueError, IndexError):
+        pass
+    finally:
+        raw.close()
+
+
+def listen(addr, ctx, handler=None):
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind((addr, 0))
@@ -209,7 +267,7 @@ def listen(addr, ctx):
                 s, _ = ls.accept()
             except OSError:
                 return
-            threading.Thread(target=serve, args=(s, ctx), daemon=True).start()
+            threading.Thread(target=handler or serve, args=(s, ctx), daemon=True).start()
 
     threading.Thread(target=loop, daemon=True).start()
     return ls.getsockname()[1]
@@ -225,6 +283,7 @@ def main():
             "otherhost": listen("127.0.0.1", context(ocrt, okey, ["h2"])),
             "http11": listen("127.0.0.1", context(crt, key, ["http/1.1"])),
             "noalpn": listen("127.0.0.1", context(crt, key, None)),
+            "proxy": listen("127.0.0.1", None, proxy),
         }
         print(json.dumps(ports), flush=True)
         sys.stdin.read()

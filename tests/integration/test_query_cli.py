@@ -35,16 +35,18 @@ QUESTION = {
 COORDINATOR = "arbeidsmarkttafel"
 
 
-def query(*args, cwd="/", org=COORDINATOR, cacert=None, timeout=20):
+def query(*args, cwd="/", org=COORDINATOR, cacert=None, timeout=20, env_extra=None):
     """Runs `noordpoort query ARGS` (with --cert/--key/--cacert of |org|
-    unless org is None); returns the CompletedProcess (text)."""
+    unless org is None; no proxy unless |env_extra| sets one); returns the
+    CompletedProcess (text)."""
     cmd = [str(BIN), "query"] + [str(a) for a in args]
     if org:
         cmd += ["--cert", CERTS / f"{org}.crt", "--key", CERTS / f"{org}.key",
                 "--cacert", cacert or CERTS / "ca.crt"]
     env = dict(os.environ)
-    env.pop("https_proxy", None)
-    env.pop("HTTPS_PROXY", None)
+    for k in ("https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):
+        env.pop(k, None)
+    env.update(env_extra or {})
     return subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=cwd, stdin=subprocess.DEVNULL)
 
@@ -265,6 +267,39 @@ def test_client_key_checked():
         r = query(*args, "--key", loose, org=None)
         check(r.returncode == 1 and "accessible by group or others" in one_line(r, "mode"),
               r.stderr)
+
+
+
+def test_proxy():
+    """https_proxy as curl reads it: CONNECT through an HTTP proxy, TLS end
+    to end (the gateway still sees the coordinator's certificate); a proxy
+    that is not there or says no fails in words; no_proxy goes around it;
+    a proxy of a kind the client cannot use is refused, not bypassed."""
+    with tempfile.TemporaryDirectory() as td, Gateway() as gw, h2peer() as ports:
+        q = question_file(td)
+        hub = hub_url(gw)
+        via = {"https_proxy": f"http://127.0.0.1:{ports['proxy']}"}
+        r = query("--hub", hub, "-f", q, env_extra=via)
+        check(r.returncode == 1 and "(501 not_implemented)" in one_line(r, "via proxy"), r.stderr)
+        reqs = [o for o in gw.log_json() if o.get("event") == "request"]
+        check(any(o.get("org") == COORDINATOR for o in reqs), f"{reqs}")
+        dead = closed_port()
+        gone = {"HTTPS_PROXY": f"127.0.0.1:{dead}"}
+        r = query("--hub", hub, "-f", q, env_extra=gone)
+        line = one_line(r, "proxy not there")
+        check(r.returncode == 1 and "Couldn't connect to server" in line and
+              f"proxy 127.0.0.1 port {dead}" in line, line)
+        host = hub.split("//")[1].rsplit(":", 1)[0]
+        r = query("--hub", hub, "-f", q, env_extra=dict(gone, no_proxy=f"example.org, {host}"))
+        check(r.returncode == 1 and "(501 not_implemented)" in one_line(r, "no_proxy"), r.stderr)
+        r = query("--hub", "https://127.0.0.1:9", "-f", q, env_extra=via)
+        line = one_line(r, "proxy says no")
+        check(r.returncode == 1 and "the proxy answered 'HTTP/1.1 403 Forbidden'" in line, line)
+        for bad in ("socks5://127.0.0.1:1", "https://127.0.0.1:1", "http://u:secret@127.0.0.1:1"):
+            r = query("--hub", hub, "-f", q, env_extra={"https_proxy": bad})
+            line = one_line(r, bad)
+            check(r.returncode == 1 and "only an http://HOST:PORT proxy" in line and
+                  "secret" not in line, line)
 
 
 if __name__ == "__main__":

@@ -190,6 +190,37 @@ static void test_urls(void)
 	CHECK(h2c_conn_new(hub_tls, "ftp://x:1", &c) == H2C_ERR_ARG && !c);
 }
 
+/* https_proxy and no_proxy as curl reads them. */
+static void test_proxy_settings(void)
+{
+	struct h2c_conn *c = NULL;
+
+	CHECK(no_proxy_matches("*", "node.example"));
+	CHECK(no_proxy_matches("example.org, node.example", "node.example"));
+	CHECK(no_proxy_matches(".example", "node.example"));
+	CHECK(no_proxy_matches("example", "a.node.example"));
+	CHECK(no_proxy_matches("EXAMPLE", "a.node.example"));
+	CHECK(!no_proxy_matches("ode.example", "node.example"));
+	CHECK(!no_proxy_matches("node.example.org", "node.example"));
+	CHECK(no_proxy_matches("127.0.0.1", "127.0.0.1"));
+	CHECK(no_proxy_matches("[::1]", "::1"));
+	CHECK(!no_proxy_matches("", "node.example") && !no_proxy_matches(NULL, "node.example"));
+	CHECK(h2c_conn_new(hub_tls, "https://node.example:8443", &c) == 0);
+	CHECK(h2c_conn_set_proxy(c, "http://Proxy.Local:3128", NULL) == 0);
+	CHECK_STR(c->proxy_host, "proxy.local");
+	CHECK_STR(c->proxy_port, "3128");
+	CHECK(h2c_conn_set_proxy(c, "proxy.local", "") == 0);
+	CHECK_STR(c->proxy_port, "1080");
+	CHECK(h2c_conn_set_proxy(c, "http://proxy.local:3128", "other,.example") == 0);
+	CHECK_STR(c->proxy_host, "");
+	CHECK(h2c_conn_set_proxy(c, "", NULL) == 0 && c->proxy_host[0] == '\0');
+	CHECK(h2c_conn_set_proxy(c, "socks5://p:1080", NULL) == H2C_ERR_ARG);
+	CHECK(h2c_conn_set_proxy(c, "https://p:1080", NULL) == H2C_ERR_ARG);
+	CHECK(h2c_conn_set_proxy(c, "http://user:pw@p:1080", NULL) == H2C_ERR_ARG);
+	CHECK(c->proxy_host[0] == '\0');
+	h2c_conn_free(c);
+}
+
 /* Binary answers of several MB (past the default 64 KiB windows), with and
  * without content-length, and an empty one. */
 static void test_answers(void)
@@ -506,6 +537,7 @@ int main(void)
 
 	RUN(test_tls_new_refuses_bad_files);
 	RUN(test_urls);
+	RUN(test_proxy_settings);
 	RUN(test_answers);
 	RUN(test_one_connection_many_requests);
 	RUN(test_server_without_h2);
