@@ -212,6 +212,7 @@ static void answer_from(struct h2c_request *r, struct gw_hub_answer *a, const ch
 		return;
 	}
 	a->timed_out = r->fail == H2C_FAIL_TIMEOUT;
+	a->too_big = r->fail == H2C_FAIL_TOO_BIG;
 	if (!why)
 		return;
 	if (r->fail == H2C_FAIL_TOO_BIG)

@@ -700,6 +700,9 @@ static void node_failure(struct hub_query *q, struct hub_ds *d, const struct gw_
 	q->fail_dataset = d->id;
 	if (!a)
 		fail(q, 502, "node_garbage", "node %s answered garbage for %s: %s", d->owner, d->id, why);
+	else if (a->status == 0 && a->too_big)
+		fail(q, 502, "node_garbage", "node %s answered garbage for %s: an answer larger than the hub "
+		     "accepts", d->owner, d->id);
 	else if (a->status == 0 && a->timed_out)
 		fail(q, 504, "node_timeout", "node %s did not answer within %u ms (dataset %s)", d->owner, ms,
 		     d->id);

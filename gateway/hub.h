@@ -48,6 +48,7 @@ struct gw_hub_answer {
 	const char *node;
 	int status;    /* HTTP status; 0 = no answer */
 	int timed_out; /* with status 0: the node did not answer within the timeout */
+	int too_big;   /* with status 0: the answer was larger than the fan-out accepts */
 	char *body;
 	size_t len;
 };

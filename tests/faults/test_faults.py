@@ -460,15 +460,15 @@ def _chunks(total, size=MIB):
 
 
 def _oversized_code(r, what):
-    """The error code of a 502 for an oversized answer: node_unreachable
-    today (the hub maps every answer the fan-out dropped to it, see
-    docs/faults.md finding 2), node_garbage would be more accurate; either
-    is accepted."""
+    """The error code of a 502 for an oversized answer: node_garbage, with
+    the reason in the message (docs/faults.md finding 2, fixed)."""
     st, _, obj, raw = r
     check(st == 502 and isinstance(obj, dict) and isinstance(obj.get("error"), dict),
           f"{what}: status {st}, expected 502: {raw[:300]!r}")
     code = obj["error"].get("code")
-    check(code in ("node_unreachable", "node_garbage"), f"{what}: code {code!r}")
+    check(code == "node_garbage", f"{what}: code {code!r}, expected node_garbage")
+    check("larger than the hub accepts" in str(obj["error"].get("message")),
+          f"{what}: message {obj['error'].get('message')!r}")
     return code
 
 

@@ -332,10 +332,10 @@ static void test_body_cap(void)
 	for (size_t i = 0; i < 4; i++)
 		q[i].body = bodies[i], q[i].len = strlen(bodies[i]);
 	CHECK(gw_fanout_exchange(f, q, 4, a, why, 5000) == 0);
-	CHECK(a[0].status == 200 && a[0].len == 4096 && !why[0]);
-	CHECK(a[1].status == 200 && a[1].len == 4096 && !why[1]);
+	CHECK(a[0].status == 200 && a[0].len == 4096 && !why[0] && !a[0].too_big);
+	CHECK(a[1].status == 200 && a[1].len == 4096 && !why[1] && !a[1].too_big);
 	for (size_t i = 2; i < 4; i++) {
-		CHECK(a[i].status == 0 && !a[i].timed_out && !a[i].body && a[i].len == 0);
+		CHECK(a[i].status == 0 && !a[i].timed_out && a[i].too_big && !a[i].body && a[i].len == 0);
 		CHECK_STR(why[i], "answer larger than 512 MiB");
 	}
 	CHECK(gw_fanout_connections(f) == 1);

@@ -313,7 +313,8 @@ static int fx_field(const struct fx_ds *d, const char *name)
 /* ---- The fake fan-out: nodes answering from the fixture --------------- */
 
 enum behaviour { OK = 0, DOWN, TIMEOUT, REFUSE, GARBAGE_JSON, GARBAGE_SEALED, WRONG_KEY, WRONG_DATASET,
-		 WRONG_RECORDS, TOO_MANY_RECORDS, BAD_CATEGORY, GARBAGE_HEAD, NO_RECORDS, BOX_TOO_LONG };
+		 WRONG_RECORDS, TOO_MANY_RECORDS, BAD_CATEGORY, GARBAGE_HEAD, NO_RECORDS, BOX_TOO_LONG,
+		 TOO_BIG };
 static struct {
 	const char *node;
 	enum behaviour b;
@@ -410,8 +411,9 @@ static void node_answer(const struct gw_hub_subquery *q, struct gw_hub_answer *a
 		 cJSON_GetStringValue(cJSON_GetObjectItem(req, "query_id")));
 	snprintf(last_operation, sizeof(last_operation), "%s",
 		 cJSON_GetStringValue(cJSON_GetObjectItem(req, "operation")));
-	if (b == DOWN || b == TIMEOUT) {
+	if (b == DOWN || b == TIMEOUT || b == TOO_BIG) {
 		a->timed_out = b == TIMEOUT;
+		a->too_big = b == TOO_BIG;
 		cJSON_Delete(req);
 		return;
 	}
@@ -1037,6 +1039,7 @@ static void node_faults(void)
 		{ GARBAGE_HEAD, 502, "node_garbage" },
 		{ NO_RECORDS, 502, "node_garbage" },
 		{ BOX_TOO_LONG, 502, "node_garbage" },
+		{ TOO_BIG, 502, "node_garbage" },
 	};
 	const char *q = "{\"purpose\":\"exact\",\"population\":\"" DA "\",\"link\":[\"" DU "\"],"
 			"\"group_by\":[\"" DA ".programme\",\"" DU ".end_reason\"]}";
