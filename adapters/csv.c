@@ -47,6 +47,7 @@ struct adapter_csv {
 	size_t ncols, colcap;
 	off_t data_off;            /* where the first data record starts */
 	unsigned data_line;
+	struct stat open_st;       /* the file when it was opened */
 	char header_text[256];     /* the header's names, for "missing field" */
 	const char **text;         /* nfields: the current record's fields, NUL-terminated
 	                            * (in rec's slots, or in place in |in|) */
@@ -151,10 +152,8 @@ static int csv_rewind(struct adapter_csv *c, off_t off, unsigned line)
 }
 
 /* "field 'x'" for a mapped column, "column N" otherwise. */
-static void col_name(const struct adapter *a, size_t col, char *out, size_t outlen)
+static void col_name(const struct adapter *a, const struct adapter_csv *c, size_t col, char *out, size_t outlen)
 {
-	const struct adapter_csv *c = a->csv;
-
 	if (col < c->ncols && c->colmap[col] >= 0)
 		snprintf(out, outlen, "field '%s'", a->schema.fields[c->colmap[col]].name);
 	else
@@ -178,10 +177,9 @@ static void rec_bad(struct csv_rec *r, unsigned line, unsigned col, const char *
 }
 
 /* The header maps column |col| named |name| (NUL-terminated, |len| bytes). */
-static int header_column(struct adapter *a, unsigned line, size_t col, const char *name, size_t len,
-			 char *err, size_t errlen)
+static int header_column(const struct adapter *a, struct adapter_csv *c, unsigned line, size_t col,
+			 const char *name, size_t len, char *err, size_t errlen)
 {
-	struct adapter_csv *c = a->csv;
 	int f = adapter_field_index(a, name, len);
 	size_t o = strlen(c->header_text);
 
@@ -220,14 +218,15 @@ static int header_column(struct adapter *a, unsigned line, size_t col, const cha
 }
 
 /*
- * Reads one record. Returns 1 (a record in |r|; r->bad if it is damaged),
- * 0 at the end of the file, BYTE_ERR on a read error. Blank lines are no
- * record. In header mode every field goes through the scratch slot to
- * header_column (whose error ends the read with |*hdr_rc|).
+ * Reads one record of |c| (a reader of |a|'s file). Returns 1 (a record in
+ * |r|; r->bad if it is damaged), 0 at the end of the file, BYTE_ERR on a
+ * read error. Blank lines are no record. In header mode every field goes
+ * through the scratch slot to header_column (whose error ends the read with
+ * |*hdr_rc|).
  */
-static int csv_record(struct adapter *a, struct csv_rec *r, int header, int *hdr_rc, char *err, size_t errlen)
+static int csv_record(const struct adapter *a, struct adapter_csv *c, struct csv_rec *r, int header, int *hdr_rc,
+		      char *err, size_t errlen)
 {
-	struct adapter_csv *c = a->csv;
 	int st, ch = 0;
 	size_t col, len;
 	char *dst;
@@ -263,10 +262,10 @@ field_begin:
 			if (st == ST_START && col == 0)
 				return 0; /* nothing after the last line break */
 			if (st == ST_QUO) {
-				col_name(a, col, what, sizeof(what));
+				col_name(a, c, col, what, sizeof(what));
 				rec_bad(r, fline, fcol, "%s: quoted field not closed before the end of the file", what);
 			} else if (st == ST_CR) {
-				col_name(a, col, what, sizeof(what));
+				col_name(a, c, col, what, sizeof(what));
 				rec_bad(r, fline, fcol, "%s: carriage return not followed by a line feed", what);
 			}
 			goto field_end_record;
@@ -296,7 +295,7 @@ field_begin:
 				continue;
 			}
 			if (ch == '"') {
-				col_name(a, col, what, sizeof(what));
+				col_name(a, c, col, what, sizeof(what));
 				rec_bad(r, fline, fcol, "%s: '\"' inside an unquoted field (quote the whole field)", what);
 				st = ST_SKIP;
 				continue;
@@ -321,14 +320,14 @@ field_begin:
 				st = ST_CR;
 				continue;
 			}
-			col_name(a, col, what, sizeof(what));
+			col_name(a, c, col, what, sizeof(what));
 			rec_bad(r, fline, fcol, "%s: text after the closing quote", what);
 			st = ST_SKIP;
 			continue;
 		case ST_CR:
 			if (ch == '\n')
 				goto field_end_record;
-			col_name(a, col, what, sizeof(what));
+			col_name(a, c, col, what, sizeof(what));
 			rec_bad(r, fline, fcol, "%s: carriage return not followed by a line feed", what);
 			st = ST_SKIP;
 			continue;
@@ -352,13 +351,13 @@ put:
 
 field_end_next:
 	if (len > ADAPTER_FIELD_MAX) {
-		col_name(a, col, what, sizeof(what));
+		col_name(a, c, col, what, sizeof(what));
 		rec_bad(r, fline, fcol, "%s: longer than %d bytes", what, ADAPTER_FIELD_MAX);
 	}
 	if (dst)
 		dst[len > ADAPTER_FIELD_MAX ? ADAPTER_FIELD_MAX : len] = '\0';
 	if (header && !r->bad) {
-		*hdr_rc = header_column(a, r->line, col, dst, len, err, errlen);
+		*hdr_rc = header_column(a, c, r->line, col, dst, len, err, errlen);
 		if (*hdr_rc < 0)
 			return 1;
 	} else if (dst && !header) {
@@ -379,13 +378,13 @@ field_end_record:
 	if (col == 0 && len == 0 && !quoted && !r->bad && ch != BYTE_EOF)
 		goto restart; /* a blank line */
 	if (len > ADAPTER_FIELD_MAX) {
-		col_name(a, col, what, sizeof(what));
+		col_name(a, c, col, what, sizeof(what));
 		rec_bad(r, fline, fcol, "%s: longer than %d bytes", what, ADAPTER_FIELD_MAX);
 	}
 	if (dst)
 		dst[len > ADAPTER_FIELD_MAX ? ADAPTER_FIELD_MAX : len] = '\0';
 	if (header && !r->bad) {
-		*hdr_rc = header_column(a, r->line, col, dst, len, err, errlen);
+		*hdr_rc = header_column(a, c, r->line, col, dst, len, err, errlen);
 	} else if (dst && !header) {
 		struct csv_field *fv = &c->fv[c->colmap[col]];
 
@@ -792,43 +791,69 @@ static int copy_scan(struct adapter_scan_ctx *sc)
 	return 0;
 }
 
-int adapter_csv_open(struct adapter *a, const struct adapter_source *src, char *err, size_t errlen)
+static void csv_free(struct adapter_csv *c)
 {
-	struct adapter_csv *c;
-	struct stat sb;
+	if (!c)
+		return;
+	if (c->fd >= 0)
+		close(c->fd);
+	copy_free(c->copy);
+	free(c->colmap);
+	free(c->cut);
+	free(c->text);
+	free(c->fv);
+	free(c->rec);
+	free(c->in);
+	free(c);
+}
+
+/* The header's check: every schema field has a column (header_column has
+ * already refused a column twice). */
+static int header_complete(const struct adapter *a, const struct adapter_csv *c, unsigned line, char *err,
+			   size_t errlen)
+{
+	char missing[300] = "";
+	size_t o = 0, nmissing = 0;
+
+	for (size_t f = 0; f < a->schema.nfields; f++) {
+		size_t i;
+
+		for (i = 0; i < c->ncols && c->colmap[i] != (int)f; i++)
+			;
+		if (i < c->ncols)
+			continue;
+		nmissing++;
+		if (o + 8 < sizeof(missing))
+			o += (size_t)snprintf(missing + o, sizeof(missing) - o, "%s'%s'", o ? ", " : "",
+					      a->schema.fields[f].name);
+	}
+	if (nmissing) {
+		adapter_errf(err, errlen, "%s:%u: header: no column for schema field%s %s (the header has %s)",
+			     a->path, line, nmissing > 1 ? "s" : "", missing, c->header_text);
+		return ADAPTER_ERR_SCHEMA;
+	}
+	return 0;
+}
+
+/*
+ * Opens |c|'s file, a->path (a regular file), and reads up to the first
+ * data record: the byte order mark, and the header unless the source is
+ * headerless. |c| has its buffers; the caller frees it on any outcome.
+ * Returns 0, or ADAPTER_ERR_NOMEM, _IO, _SCHEMA, _FORMAT with one line in
+ * |err| as adapter_open words it.
+ */
+static int csv_start(const struct adapter *a, struct adapter_csv *c, char *err, size_t errlen)
+{
 	struct csv_rec r;
 	int rc, hdr_rc = 0;
 	size_t nf = a->schema.nfields;
 
-	if (src->table || src->query) {
-		adapter_errf(err, errlen, "%s: 'table' and 'query' are for SQLite sources", a->path);
-		return ADAPTER_ERR_ARG;
-	}
-	if (src->delimiter == '"' || src->delimiter == '\r' || src->delimiter == '\n' ||
-	    (unsigned char)src->delimiter >= 0x80) {
-		adapter_errf(err, errlen, "%s: the delimiter cannot be a quote, a line break or a non-ASCII byte", a->path);
-		return ADAPTER_ERR_ARG;
-	}
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		goto nomem;
-	a->csv = c;
-	c->fd = -1;
-	c->delim = src->delimiter ? src->delimiter : ',';
-	c->headerless = src->headerless;
-	c->disk_only = src->disk_only;
-	c->in = malloc(CSV_READ_BUF);
-	c->rec = malloc((nf + 1) * CSV_SLOT);
-	c->fv = calloc(nf, sizeof(*c->fv));
-	c->text = calloc(nf, sizeof(*c->text));
-	if (!c->in || !c->rec || !c->fv || !c->text)
-		goto nomem;
 	c->fd = open(a->path, O_RDONLY | O_CLOEXEC);
-	if (c->fd < 0 || fstat(c->fd, &sb) < 0) {
+	if (c->fd < 0 || fstat(c->fd, &c->open_st) < 0) {
 		adapter_errf(err, errlen, "%s: cannot open: %s", a->path, strerror(errno));
 		return ADAPTER_ERR_IO;
 	}
-	if (!S_ISREG(sb.st_mode)) {
+	if (!S_ISREG(c->open_st.st_mode)) {
 		adapter_errf(err, errlen, "%s: not a regular file", a->path);
 		return ADAPTER_ERR_IO;
 	}
@@ -857,7 +882,7 @@ int adapter_csv_open(struct adapter *a, const struct adapter_source *src, char *
 			goto nomem;
 		return 0;
 	}
-	rc = csv_record(a, &r, 1, &hdr_rc, err, errlen);
+	rc = csv_record(a, c, &r, 1, &hdr_rc, err, errlen);
 	if (rc == BYTE_ERR)
 		goto ioerr;
 	if (hdr_rc < 0)
@@ -870,28 +895,8 @@ int adapter_csv_open(struct adapter *a, const struct adapter_source *src, char *
 		adapter_errf(err, errlen, "%s:%u:%u: header: %s", a->path, r.bad_line, r.bad_col, r.why);
 		return ADAPTER_ERR_FORMAT;
 	}
-	{
-		char missing[300] = "";
-		size_t o = 0, nmissing = 0;
-
-		for (size_t f = 0; f < nf; f++) {
-			size_t i;
-
-			for (i = 0; i < c->ncols && c->colmap[i] != (int)f; i++)
-				;
-			if (i < c->ncols)
-				continue;
-			nmissing++;
-			if (o + 8 < sizeof(missing))
-				o += (size_t)snprintf(missing + o, sizeof(missing) - o, "%s'%s'", o ? ", " : "",
-						      a->schema.fields[f].name);
-		}
-		if (nmissing) {
-			adapter_errf(err, errlen, "%s:%u: header: no column for schema field%s %s (the header has %s)",
-				     a->path, r.line, nmissing > 1 ? "s" : "", missing, c->header_text);
-			return ADAPTER_ERR_SCHEMA;
-		}
-	}
+	if ((rc = header_complete(a, c, r.line, err, errlen)) < 0)
+		return rc;
 	c->data_off = c->in_off + (off_t)c->in_pos;
 	c->data_line = c->line;
 	if (!(c->cut = calloc(c->ncols, sizeof(*c->cut))))
@@ -903,6 +908,62 @@ ioerr:
 nomem:
 	adapter_errf(err, errlen, "%s: out of memory", a->path);
 	return ADAPTER_ERR_NOMEM;
+}
+
+/*
+ * A new reader of a->path with the source's |delim|, |headerless| and
+ * |disk_only|: its buffers allocated, the file open, the header read
+ * (csv_start). Used at open and again whenever the path names another
+ * file (csv_follow). Returns 0 with |*out| (free with csv_free), or an
+ * error as csv_start with |*out| = NULL and nothing left allocated.
+ */
+static int csv_new(const struct adapter *a, char delim, int headerless, int disk_only, struct adapter_csv **out,
+		   char *err, size_t errlen)
+{
+	struct adapter_csv *c;
+	size_t nf = a->schema.nfields;
+	int rc;
+
+	*out = NULL;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		goto nomem;
+	c->fd = -1;
+	c->delim = delim;
+	c->headerless = headerless;
+	c->disk_only = disk_only;
+	c->in = malloc(CSV_READ_BUF);
+	c->rec = malloc((nf + 1) * CSV_SLOT);
+	c->fv = calloc(nf, sizeof(*c->fv));
+	c->text = calloc(nf, sizeof(*c->text));
+	if (!c->in || !c->rec || !c->fv || !c->text)
+		goto nomem;
+	rc = csv_start(a, c, err, errlen);
+	if (rc < 0) {
+		csv_free(c);
+		return rc;
+	}
+	*out = c;
+	return 0;
+nomem:
+	csv_free(c);
+	adapter_errf(err, errlen, "%s: out of memory", a->path);
+	return ADAPTER_ERR_NOMEM;
+}
+
+int adapter_csv_open(struct adapter *a, const struct adapter_source *src, char *err, size_t errlen)
+{
+	if (src->table || src->query) {
+		adapter_errf(err, errlen, "%s: 'table' and 'query' are for SQLite sources", a->path);
+		return ADAPTER_ERR_ARG;
+	}
+	if (src->delimiter == '"' || src->delimiter == '\r' || src->delimiter == '\n' ||
+	    (unsigned char)src->delimiter >= 0x80) {
+		adapter_errf(err, errlen, "%s: the delimiter cannot be a quote, a line break or a non-ASCII byte", a->path);
+		return ADAPTER_ERR_ARG;
+	}
+	return csv_new(a, src->delimiter ? src->delimiter : ',', src->headerless, src->disk_only, &a->csv, err,
+		       errlen);
 }
 
 enum { SCAN_STOPPED = 1 };
@@ -927,7 +988,7 @@ static int csv_read_rows(struct adapter_scan_ctx *sc, const unsigned char *need,
 	for (;;) {
 		rc = csv_fast_record(a, &r);
 		if (rc == FAST_FALLBACK) {
-			rc = csv_record(a, &r, 0, NULL, NULL, 0);
+			rc = csv_record(a, c, &r, 0, NULL, NULL, 0);
 			for (size_t f = 0; f < a->schema.nfields; f++)
 				c->text[f] = c->rec + f * CSV_SLOT;
 		}
@@ -1072,19 +1133,6 @@ int adapter_csv_scan(struct adapter_scan_ctx *sc)
 
 void adapter_csv_close(struct adapter *a)
 {
-	struct adapter_csv *c = a->csv;
-
-	if (!c)
-		return;
-	if (c->fd >= 0)
-		close(c->fd);
-	copy_free(c->copy);
-	free(c->colmap);
-	free(c->cut);
-	free(c->text);
-	free(c->fv);
-	free(c->rec);
-	free(c->in);
-	free(c);
+	csv_free(a->csv);
 	a->csv = NULL;
 }
