@@ -60,9 +60,10 @@ enum adapter_error {
 	ADAPTER_ERR_ARG = -1,     /* NULL argument, bad schema, bad filter/projection */
 	ADAPTER_ERR_NOMEM = -2,
 	ADAPTER_ERR_IO = -3,      /* the file cannot be opened or read */
-	ADAPTER_ERR_SCHEMA = -4,  /* open: a schema field is not in the source, or twice */
+	ADAPTER_ERR_SCHEMA = -4,  /* a schema field is not in the source, or twice (open; CSV: also a
+	                           * scan that finds another file at the path, see adapter_scan) */
 	ADAPTER_ERR_SQL = -5,     /* SQLite: not one read-only SELECT, no such table, or an SQLite error */
-	ADAPTER_ERR_FORMAT = -6,  /* CSV: the header cannot be read */
+	ADAPTER_ERR_FORMAT = -6,  /* CSV: the header cannot be read (open, or a scan as above) */
 	ADAPTER_ERR_BAD_ROW = -7, /* scan: a bad row, and on_bad_row is FAIL */
 };
 
@@ -179,9 +180,16 @@ int adapter_open(const struct adapter_source *src, const struct adapter_schema *
  * the filters is not checked further (it is not the caller's business).
  * (CSV: once a scan of this adapter typed the whole unchanged file and found
  * no bad row, later scans type only filter and projection fields while
- * fstat() shows the same file, or are answered from the rows that scan kept
+ * stat() shows the same file, or are answered from the rows that scan kept
  * in memory unless the source is disk_only; docs/adapters.md. The rows and
  * the order are the same either way.)
+ * CSV: every scan first stats the path. When it names another file than
+ * the one open (a rename put a new export in place), the scan opens and
+ * reads that one, header included; when it names no file, or one that
+ * cannot be opened or whose header does not fit the schema, the scan fails
+ * (_IO, _SCHEMA, _FORMAT, _NOMEM; one line in |d| naming the path) rather
+ * than answer from the old file, and the next scan tries again. Only when
+ * stat() is refused (EACCES) is the open file taken for the path's.
  * SQLite: filters become "WHERE f IN (?, ...)" with bound values (an
  * equality filter on the bsn field is a lookup: index the column; see
  * adapter_field_indexed). CSV: the file (or its copy in memory) is read
@@ -190,7 +198,8 @@ int adapter_open(const struct adapter_source *src, const struct adapter_schema *
  * per bad row: a warning when skipped (at most ADAPTER_DIAG_MAX_ROWS, then
  * one line with the count), an error when it ends the scan.
  * Returns 0 (also when |fn| returned 1), |fn|'s negative value, or
- * ADAPTER_ERR_ARG (bad filter/projection/fn), _NOMEM, _IO, _SQL, _BAD_ROW.
+ * ADAPTER_ERR_ARG (bad filter/projection/fn), _NOMEM, _IO, _SQL, _BAD_ROW,
+ * and for CSV _SCHEMA, _FORMAT (the path names a new file, see above).
  * On an error, rows before it have already been passed to |fn|: discard
  * what was built from them.
  */

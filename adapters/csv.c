@@ -1068,14 +1068,96 @@ static int csv_read_rows(struct adapter_scan_ctx *sc, const unsigned char *need,
 }
 
 /*
+ * Lets go of the file |c| had open: the clean state, the copy (wiped), the
+ * fd. The next scan opens the path again (csv_follow).
+ */
+static void csv_forget(struct adapter_csv *c)
+{
+	c->clean = 0;
+	copy_free(c->copy);
+	c->copy = NULL;
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+}
+
+/*
+ * Makes the adapter read the file its path names now. A partner's export
+ * replaces the file the usual atomic way (write x.csv.tmp, rename it over
+ * x.csv), and the fd opened earlier goes on reading the old, unlinked file:
+ * yesterday's data, answered without a word. So every scan stats the path
+ * (the one system call this costs) and, when it names another file than
+ * the open one (device, inode), or none is open, reads it anew with
+ * csv_new: the header too, as its columns may have moved. On success the
+ * new reader replaces the old one, whose copy and clean state go with it.
+ * When the path names no file (removed, or between an unlink and a rename),
+ * cannot be looked at for another reason than permission (EACCES: above),
+ * or the new file cannot be used (a schema field without a column, no
+ * header, out of memory), the scan fails: the old file is no longer what
+ * the path names, and answering from it is the very thing to avoid (a node
+ * answers 503 source_unavailable instead). The old file is let go as well
+ * (csv_forget), so every later scan tries the path again until it names a
+ * good file.
+ * Returns 0 with |st| the open file's stat, or an error for the scan with
+ * one line in the diag naming the path.
+ */
+static int csv_follow(struct adapter_scan_ctx *sc, struct stat *st)
+{
+	struct adapter *a = sc->a;
+	struct adapter_csv *c = a->csv, *fresh = NULL;
+	char err[512];
+	int rc;
+
+	if (stat(a->path, st) < 0) {
+		int e = errno;
+
+		/* Not allowed to look: a node that dropped its privileges to a
+		 * user who may not search the dataset's folder (docs/security.md
+		 * lets dataset files stay root's). Replacements cannot be seen
+		 * then, and the open file is taken for the path's, as before
+		 * this check existed; failing every scan would not make them
+		 * visible either. */
+		if (e == EACCES && c->fd >= 0 && fstat(c->fd, st) == 0)
+			return 0;
+		csv_forget(c);
+		if (sc->d && (e == ENOENT || e == ENOTDIR))
+			diag_error(sc->d, a->path, 0, 0, "no such file: removed, or not yet renamed into place "
+				   "(the file that was there is no longer read)");
+		else if (sc->d)
+			diag_error(sc->d, a->path, 0, 0, "cannot stat: %s", strerror(e));
+		return ADAPTER_ERR_IO;
+	}
+	if (c->fd >= 0 && st->st_dev == c->open_st.st_dev && st->st_ino == c->open_st.st_ino)
+		return 0;
+	/* checked first: opening a FIFO would wait for a writer */
+	if (!S_ISREG(st->st_mode)) {
+		adapter_errf(err, sizeof(err), "%s: not a regular file", a->path);
+		rc = ADAPTER_ERR_IO;
+	} else {
+		rc = csv_new(a, c->delim, c->headerless, c->disk_only, &fresh, err, sizeof(err));
+	}
+	if (rc < 0) {
+		csv_forget(c);
+		if (sc->d)
+			diag_error(sc->d, a->path, 0, 0, "the file now at this path cannot be used: %s", err);
+		return rc;
+	}
+	csv_free(c);
+	a->csv = fresh;
+	*st = fresh->open_st;
+	return 0;
+}
+
+/*
+ * First csv_follow: the scan reads the file the path names now, or fails.
  * Whether a row is bad never depends on the projection: a scan types every
  * field of every row, unless an earlier scan of this adapter already typed
  * every field of every row of the unchanged file and found all good
  * (c->clean); then typing the fields nobody looks at would find nothing,
  * and only the filter and projection fields are typed. A file that changed
- * (or whose stat cannot be read) is typed in full again.
+ * is typed in full again.
  * The full scan of a settled file also keeps the typed rows (struct
- * csv_copy) if it ends clean; while fstat() shows that same file, later
+ * csv_copy) if it ends clean; while stat() shows that same file, later
  * scans are answered from them and read nothing.
  */
 int adapter_csv_scan(struct adapter_scan_ctx *sc)
@@ -1086,12 +1168,16 @@ int adapter_csv_scan(struct adapter_scan_ctx *sc)
 	struct stat before, after;
 	struct timespec now;
 	unsigned char need[ADAPTER_MAX_FIELDS];
-	int all, clean = 1, stat_ok;
+	int all, clean = 1, now_ok;
 	int rc;
 
 	c->from_memory = 0;
-	stat_ok = fstat(c->fd, &before) == 0 && clock_gettime(CLOCK_REALTIME, &now) == 0;
-	all = !(c->clean && stat_ok && same_file(&before, &c->clean_st));
+	rc = csv_follow(sc, &before);
+	if (rc < 0)
+		return rc;
+	c = a->csv;
+	now_ok = clock_gettime(CLOCK_REALTIME, &now) == 0;
+	all = !(c->clean && now_ok && same_file(&before, &c->clean_st));
 	if (all) {
 		c->clean = 0;
 		copy_free(c->copy);
@@ -1111,13 +1197,13 @@ int adapter_csv_scan(struct adapter_scan_ctx *sc)
 		return ADAPTER_ERR_IO;
 	}
 	/* Only a scan that can end clean builds a copy. */
-	if (all && stat_ok && settled(&before, &now) && copy_allowed(a) && !(build = copy_new(a)))
+	if (all && now_ok && settled(&before, &now) && copy_allowed(a) && !(build = copy_new(a)))
 		c->copy_nomem++;
 	rc = csv_read_rows(sc, need, &build, &clean);
 	/* The whole file typed in full and nothing bad: remember which file
 	 * that was, if it had settled before the scan began and did not change
 	 * while it ran. */
-	if (rc == 0 && all && clean && stat_ok && fstat(c->fd, &after) == 0 && same_file(&before, &after) &&
+	if (rc == 0 && all && clean && now_ok && fstat(c->fd, &after) == 0 && same_file(&before, &after) &&
 	    settled(&before, &now)) {
 		c->clean = 1;
 		c->clean_st = before;

@@ -3,12 +3,14 @@
  * (skip and fail), projection and filters, the same rows from CSV and
  * SQLite, SQLite query validation and injection attempts, the CSV adapter's
  * in-memory copy of a clean file (the same answers as the file, dropped when
- * the file changes), every allocation failing in turn, and memory that does
- * not grow with a 50 MB file.
+ * the file changes), a file renamed over or removed under the CSV adapter,
+ * every allocation failing in turn, and memory that does not grow with a
+ * 50 MB file.
  */
 #define CHECK_FILE "test_adapter"
 #include "check.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <sys/resource.h>
@@ -74,7 +76,20 @@ static void hook_free(void *p)
 #define strdup(s) hook_strdup(s)
 #define free(p) hook_free(p)
 #include "../../adapters/adapter.c"
+/* and the CSV adapter's stat() of its path can be refused, as for a node
+ * that dropped its privileges (root, which runs the tests, never is) */
+static int stat_denied;
+static int hook_stat(const char *path, struct stat *sb)
+{
+	if (stat_denied) {
+		errno = EACCES;
+		return -1;
+	}
+	return stat(path, sb);
+}
+#define stat(p, s) hook_stat(p, s)
 #include "../../adapters/csv.c"
+#undef stat
 #include "../../adapters/sqlite.c"
 #undef malloc
 #undef calloc
@@ -1355,14 +1370,16 @@ static void csv_memory_same_as_file(void)
 	/* the copy's strings are NUL-terminated (collect checks) and NULL is not "" */
 	mem_run(mem, &sc[9], &m);
 	CHECK(strstr(m.s.buf, "|~|") == NULL);
-	/* fstat failing drops the copy, as it ends the file scan */
+	/* the path naming no file fails the scan and drops the copy; when it
+	 * names the file again, the file is read and kept again */
 	{
-		int fd = mem->csv->fd;
+		char *path = mem->path, gone[] = "/nonexistent/mem.csv";
 
-		mem->csv->fd = -1;
+		mem->path = gone;
 		mem_run(mem, &sc[0], &m);
-		CHECK(m.rc == ADAPTER_ERR_IO && mem->csv->copy == NULL && mem->csv->clean == 0);
-		mem->csv->fd = fd;
+		CHECK(m.rc == ADAPTER_ERR_IO && m.s.rows == 0 && m.st.rows_read == 0);
+		CHECK(mem->csv->copy == NULL && mem->csv->clean == 0 && mem->csv->fd == -1);
+		mem->path = path;
 		mem_run(mem, &sc[0], &m);
 		CHECK(m.rc == 0 && mem->csv->from_memory == 0 && mem_same(&m, &first));
 		mem_run(mem, &sc[0], &m);
@@ -1383,8 +1400,8 @@ static void mem_scan_all(struct adapter *a, struct mem_result *r)
 /* A changed file is read again and the next full scan of it, once it has
  * settled, keeps the new rows: rewritten in place with the same size and
  * the old mtime put back (only the ctime tells), touched, shrunk, and
- * replaced by a rename (the adapter keeps reading the file it opened, as
- * a file scan does). */
+ * replaced by a rename (the path names another file: it is opened, with
+ * and without in_memory). */
 static void csv_memory_sees_changes(void)
 {
 	const char *names[] = { "mem_inplace.csv", "mem_touched.csv", "mem_renamed.csv", "mem_shrunk.csv" };
@@ -1460,7 +1477,10 @@ static void csv_memory_sees_changes(void)
 	CHECK(r.rc == 0 && a[1]->csv->from_memory == 0 && mem_same(&r, &old[1]));
 	mem_scan_all(a[2], &r);
 	mem_scan_all(renamed_disk, &d);
-	CHECK(mem_same(&r, &d) && mem_same(&r, &old[2]));
+	CHECK(r.rc == 0 && a[2]->csv->from_memory == 0 && r.s.rows == 13 && !mem_same(&r, &old[2]));
+	CHECK(mem_same(&r, &d));
+	CHECK_CONTAINS(r.s.buf, "Frysl\xc3\xa2n2");
+	CHECK(a[2]->csv->copy == NULL); /* the new file has not settled */
 	mem_scan_all(a[3], &r);
 	CHECK(r.rc == 0 && a[3]->csv->from_memory == 0 && r.s.rows == 5);
 	CHECK_CONTAINS(r.s.buf, "Frysl\xc3\xa2n2");
@@ -1475,7 +1495,7 @@ static void csv_memory_sees_changes(void)
 		CHECK(full.rc == 0 && a[i]->csv->from_memory == 0 && a[i]->csv->copy != NULL);
 		mem_scan_all(a[i], &r);
 		CHECK(a[i]->csv->from_memory == 1 && mem_same(&r, &full));
-		if (i == 0 || i == 3)
+		if (i != 1)
 			CHECK_CONTAINS(r.s.buf, "Frysl\xc3\xa2n2");
 	}
 out:
@@ -1614,6 +1634,349 @@ static void csv_memory_allocation_fails(void)
 	CHECK(k < 400 && dropped > 20 && kept_from > 0);
 }
 
+/* ---- CSV: the path names another file ------------------------------------------- */
+
+/* Writes |text| to |name|.tmp and renames it over |name|, as an export job
+ * replaces its file. */
+static void replace_file(const char *name, const char *text)
+{
+	char tmp[256], *p, *q;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+	q = check_write(dir, tmp, text);
+	p = mem_path(name);
+	CHECK(rename(q, p) == 0);
+	free(p);
+	free(q);
+}
+
+static struct adapter *follow_open(const char *name, int headerless, enum adapter_on_bad_row mode)
+{
+	char *p = mem_path(name);
+	struct adapter_source src = { .kind = ADAPTER_CSV, .path = p, .on_bad_row = mode, .headerless = headerless };
+	struct adapter *a = NULL;
+	char err[512];
+
+	if (adapter_open(&src, &two_schema, &a, err, sizeof(err)) != 0) {
+		printf("#   open %s: %s\n", p, err);
+		check_failures++;
+	}
+	free(p);
+	return a;
+}
+
+/* One scan of every row of |a| (two_schema) into a fresh |s|, |st|, |d|. */
+static int follow_scan(struct adapter *a, struct sink *s, struct adapter_stats *st, struct diag *d)
+{
+	sink_init(s, &two_schema, NULL);
+	diag_clear(d);
+	memset(st, 0xff, sizeof(*st)); /* reset by the scan */
+	return scan_all(a, s, st, d);
+}
+
+/* Whether |a| has |name| open (its inode), not the file it had before. */
+static int follow_has(const struct adapter *a, const char *name)
+{
+	char *p = mem_path(name);
+	struct stat sb;
+	int ok = stat(p, &sb) == 0 && a->csv->fd >= 0 && a->csv->open_st.st_ino == sb.st_ino &&
+		 a->csv->open_st.st_dev == sb.st_dev;
+
+	free(p);
+	return ok;
+}
+
+/* Settled files with a copy in memory to lose (written with the other
+ * fixtures, so that they have settled when their tests run). */
+static void follow_fixtures(void)
+{
+	free(check_write(dir, "f_bad.csv", "bsn,notes\n441205069,a\n869479167,\"\"\n"));
+	free(check_write(dir, "f_gone.csv", "bsn,notes\n441205069,a\n869479167,\"\"\n"));
+	free(check_write(dir, "f_headerless.csv", "441205069,a\n869479167,\"\"\n"));
+	free(check_write(dir, "f_denied.csv", "bsn,notes\n441205069,a\n869479167,\"\"\n"));
+}
+
+/* A new export renamed over the file is read from the next scan on, with
+ * its own header: the values follow the column names wherever they moved.
+ * Nothing is opened again while the path names the same file, and a
+ * symbolic link turned to another file is followed the same way. */
+static void csv_follows_rename(void)
+{
+	struct adapter *a = NULL, *skip = NULL, *link = NULL;
+	struct adapter_stats st;
+	struct diag d = { 0 };
+	struct sink s;
+	char *p, *q;
+	void *rec;
+
+	free(check_write(dir, "f_order.csv", "bsn,notes\n441205069,first\n869479167,\n"));
+	if (!(a = follow_open("f_order.csv", 0, ADAPTER_BAD_ROW_FAIL)))
+		goto out;
+	CHECK(follow_scan(a, &s, &st, &d) == 0);
+	CHECK_STR(s.buf, "441205069|first\n869479167|~\n");
+	rec = a->csv->rec;
+	CHECK(follow_scan(a, &s, &st, &d) == 0 && a->csv->rec == rec && follow_has(a, "f_order.csv"));
+
+	/* other column order, a column more, a byte order mark, quotes */
+	replace_file("f_order.csv", "\xef\xbb\xbfnotes,extra,bsn\n\"second, quoted\",x,073186545\n,y,441205069\n"
+				    "\"\",z,869479167\n");
+	CHECK(follow_scan(a, &s, &st, &d) == 0 && d.errors == 0 && d.warnings == 0);
+	CHECK_STR(s.buf, "073186545|second, quoted\n441205069|~\n869479167|\n");
+	CHECK(st.rows_read == 3 && st.rows_ok == 3 && st.rows_bad_skipped == 0);
+	CHECK(follow_has(a, "f_order.csv") && a->csv->ncols == 3 && a->csv->copy == NULL);
+	/* the order back, one row fewer; a filter and a projection on the new mapping */
+	replace_file("f_order.csv", "bsn,notes\n586255771,third\n");
+	{
+		struct adapter_value want = v_bsn(586255771);
+		struct adapter_filter flt = { 0, &want, 1 };
+		unsigned proj[] = { 1, 0, 1 };
+
+		sink_init(&s, &two_schema, proj);
+		CHECK(adapter_scan(a, &flt, 1, proj, 3, collect, &s, &st, &d) == 0);
+		CHECK_STR(s.buf, "third|586255771|third\n");
+		CHECK(st.rows_read == 1 && st.rows_ok == 1);
+	}
+
+	/* the counts of a new file with a bad row, skipped */
+	free(check_write(dir, "f_skip.csv", "bsn,notes\n441205069,a\n"));
+	if (!(skip = follow_open("f_skip.csv", 0, ADAPTER_BAD_ROW_SKIP)))
+		goto out;
+	CHECK(follow_scan(skip, &s, &st, &d) == 0 && st.rows_read == 1 && st.rows_ok == 1);
+	replace_file("f_skip.csv", "notes,bsn\nb,869479167\nbad,123456789\nc,441205069\n");
+	CHECK(follow_scan(skip, &s, &st, &d) == 0);
+	CHECK_STR(s.buf, "869479167|b\n441205069|c\n");
+	CHECK(st.rows_read == 3 && st.rows_ok == 2 && st.rows_bad_skipped == 1);
+	CHECK(d.errors == 0 && d.warnings == 1);
+	CHECK_CONTAINS(diag_text(&d), "f_skip.csv:3:5: warning: field 'bsn': not a valid BSN");
+
+	/* a symbolic link pointed at another file */
+	free(check_write(dir, "f_link_a.csv", "bsn,notes\n441205069,from a\n"));
+	free(check_write(dir, "f_link_b.csv", "notes,bsn\nfrom b,869479167\n"));
+	p = mem_path("f_link.csv");
+	q = mem_path("f_link.csv.tmp");
+	CHECK(symlink("f_link_a.csv", p) == 0);
+	if (!(link = follow_open("f_link.csv", 0, ADAPTER_BAD_ROW_FAIL)))
+		goto out_link;
+	CHECK(follow_scan(link, &s, &st, &d) == 0);
+	CHECK_STR(s.buf, "441205069|from a\n");
+	CHECK(symlink("f_link_b.csv", q) == 0 && rename(q, p) == 0);
+	CHECK(follow_scan(link, &s, &st, &d) == 0);
+	CHECK_STR(s.buf, "869479167|from b\n");
+out_link:
+	free(q);
+	free(p);
+out:
+	diag_clear(&d);
+	adapter_close(a);
+	adapter_close(skip);
+	adapter_close(link);
+}
+
+/* A new file whose header does not fit fails the scan, naming the path
+ * and the reason, and drops (wipes) what the adapter held of the old
+ * file; every scan tries again, and a good file renamed in is read. */
+static void csv_rename_bad_header(void)
+{
+	static const struct {
+		const char *text;
+		int rc;
+		const char *why;
+	} bad[] = {
+		{ "bsn,remarks\n441205069,x\n", ADAPTER_ERR_SCHEMA,
+		  "f_bad.csv:1: header: no column for schema field 'notes' (the header has 'bsn', 'remarks')" },
+		{ "notes,bsn,notes\na,441205069,b\n", ADAPTER_ERR_SCHEMA, "f_bad.csv:1: header: column 'notes' appears twice" },
+		{ "", ADAPTER_ERR_FORMAT, "f_bad.csv: empty file: expected a header naming the columns" },
+		{ "bsn,\"notes\n441205069,x\n", ADAPTER_ERR_FORMAT, "f_bad.csv:1:5: header: column 2: quoted field not closed" },
+	};
+	struct adapter *a = follow_open("f_bad.csv", 0, ADAPTER_BAD_ROW_FAIL);
+	struct adapter_stats st;
+	struct diag d = { 0 };
+	struct sink s;
+	char *p = mem_path("f_bad.csv"), head[300];
+
+	if (!a)
+		goto out;
+	snprintf(head, sizeof(head), "%s: error: the file now at this path cannot be used: %s", p, p);
+	mem_wait_settled("f_bad.csv");
+	CHECK(follow_scan(a, &s, &st, &d) == 0 && a->csv->copy != NULL);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		replace_file("f_bad.csv", bad[i].text);
+		for (int again = 0; again < 2; again++) {
+			int rc = follow_scan(a, &s, &st, &d);
+
+			if (rc != bad[i].rc)
+				printf("#   case %zu: rc %d: %s", i, rc, diag_text(&d));
+			CHECK(rc == bad[i].rc && s.rows == 0 && d.errors == 1 && d.warnings == 0);
+			CHECK(st.rows_read == 0 && st.rows_ok == 0 && st.rows_bad_skipped == 0);
+			CHECK(strncmp(diag_text(&d), head, strlen(head)) == 0);
+			CHECK_CONTAINS(diag_text(&d), bad[i].why + strlen("f_bad.csv"));
+			CHECK(a->csv->copy == NULL && a->csv->clean == 0 && a->csv->fd == -1);
+		}
+	}
+	replace_file("f_bad.csv", "notes,bsn\nfixed,869479167\n");
+	CHECK(follow_scan(a, &s, &st, &d) == 0 && d.errors == 0 && st.rows_read == 1);
+	CHECK_STR(s.buf, "869479167|fixed\n");
+	/* settled, the good file gets its copy */
+	mem_wait_settled("f_bad.csv");
+	CHECK(follow_scan(a, &s, &st, &d) == 0 && a->csv->copy != NULL && a->csv->from_memory == 0);
+	CHECK(follow_scan(a, &s, &st, &d) == 0 && a->csv->from_memory == 1);
+	CHECK_STR(s.buf, "869479167|fixed\n");
+out:
+	diag_clear(&d);
+	free(p);
+	adapter_close(a);
+}
+
+/* The path naming no file (removed, or between an unlink and a rename),
+ * or a directory, fails the scan instead of answering from the file that
+ * was there, until a file is back; also the same file renamed away and
+ * back, and a headerless source. */
+static void csv_path_removed(void)
+{
+	static const char *const names[] = { "f_gone.csv", "f_headerless.csv" };
+
+	for (int h = 0; h < 2; h++) {
+		struct adapter *a = follow_open(names[h], h, ADAPTER_BAD_ROW_FAIL);
+		struct adapter_stats st;
+		struct diag d = { 0 };
+		struct sink s;
+		char *p = mem_path(names[h]), away[300];
+
+		if (!a) {
+			free(p);
+			continue;
+		}
+		snprintf(away, sizeof(away), "%s.away", p);
+		mem_wait_settled(names[h]);
+		CHECK(follow_scan(a, &s, &st, &d) == 0 && a->csv->copy != NULL);
+		CHECK_STR(s.buf, "441205069|a\n869479167|\n");
+		/* removed */
+		CHECK(rename(p, away) == 0);
+		for (int again = 0; again < 2; again++) {
+			CHECK(follow_scan(a, &s, &st, &d) == ADAPTER_ERR_IO && s.rows == 0 && d.errors == 1);
+			CHECK(st.rows_read == 0 && st.rows_ok == 0);
+			CHECK(strncmp(diag_text(&d), p, strlen(p)) == 0);
+			CHECK_CONTAINS(diag_text(&d), ": error: no such file: removed, or not yet renamed into place");
+			CHECK(a->csv->copy == NULL && a->csv->clean == 0 && a->csv->fd == -1);
+		}
+		/* the same file back */
+		CHECK(rename(away, p) == 0);
+		CHECK(follow_scan(a, &s, &st, &d) == 0 && d.errors == 0 && follow_has(a, names[h]));
+		CHECK_STR(s.buf, "441205069|a\n869479167|\n");
+		/* a directory */
+		CHECK(rename(p, away) == 0 && mkdir(p, 0700) == 0);
+		CHECK(follow_scan(a, &s, &st, &d) == ADAPTER_ERR_IO && s.rows == 0);
+		CHECK_CONTAINS(diag_text(&d), ": error: the file now at this path cannot be used: ");
+		CHECK_CONTAINS(diag_text(&d), ": not a regular file");
+		CHECK(rmdir(p) == 0);
+		CHECK(follow_scan(a, &s, &st, &d) == ADAPTER_ERR_IO && a->csv->fd == -1);
+		/* another file, written in place of the removed one */
+		free(check_write(dir, names[h], h ? "\xef\xbb\xbf" "073186545,new\n" : "notes,bsn\nnew,073186545\n"));
+		CHECK(follow_scan(a, &s, &st, &d) == 0 && d.errors == 0 && st.rows_read == 1 && st.rows_ok == 1);
+		CHECK_STR(s.buf, "073186545|new\n");
+		/* and one renamed over it */
+		replace_file(names[h], h ? "586255771,\"x\"\n441205069,\n" : "bsn,notes\n586255771,\"x\"\n441205069,\n");
+		CHECK(follow_scan(a, &s, &st, &d) == 0 && st.rows_read == 2 && st.rows_ok == 2);
+		CHECK_STR(s.buf, "586255771|x\n441205069|~\n");
+		unlink(away);
+		diag_clear(&d);
+		free(p);
+		adapter_close(a);
+	}
+}
+
+/* A path the node may no longer look at (EACCES: it dropped its privileges
+ * to a user who cannot search the dataset's folder, docs/security.md): the
+ * open file is taken for the path's, as before the check existed, copy
+ * and all; a file renamed over is not seen until the path can be looked at
+ * again. With no file open, the scan fails. */
+static void csv_path_not_searchable(void)
+{
+	struct adapter *a = follow_open("f_denied.csv", 0, ADAPTER_BAD_ROW_FAIL);
+	struct adapter_stats st;
+	struct diag d = { 0 };
+	struct sink s;
+	char *p = mem_path("f_denied.csv");
+
+	if (!a)
+		goto out;
+	mem_wait_settled("f_denied.csv");
+	CHECK(follow_scan(a, &s, &st, &d) == 0 && a->csv->copy != NULL);
+	stat_denied = 1;
+	CHECK(follow_scan(a, &s, &st, &d) == 0 && d.errors == 0 && a->csv->from_memory == 1);
+	CHECK_STR(s.buf, "441205069|a\n869479167|\n");
+	/* (the rename unlinks the old file: its ctime changes, so the copy goes
+	 * and the old file is read again) */
+	replace_file("f_denied.csv", "notes,bsn\nnew,073186545\n");
+	CHECK(follow_scan(a, &s, &st, &d) == 0 && d.errors == 0);
+	CHECK_STR(s.buf, "441205069|a\n869479167|\n");
+	stat_denied = 0;
+	CHECK(follow_scan(a, &s, &st, &d) == 0 && d.errors == 0 && a->csv->from_memory == 0);
+	CHECK_STR(s.buf, "073186545|new\n");
+	/* nothing open (the path was gone), then refused: fails, says why */
+	CHECK(unlink(p) == 0);
+	CHECK(follow_scan(a, &s, &st, &d) == ADAPTER_ERR_IO && a->csv->fd == -1);
+	free(check_write(dir, "f_denied.csv", "bsn,notes\n586255771,back\n"));
+	stat_denied = 1;
+	CHECK(follow_scan(a, &s, &st, &d) == ADAPTER_ERR_IO && s.rows == 0);
+	CHECK_CONTAINS(diag_text(&d), "f_denied.csv: error: cannot stat: Permission denied");
+	stat_denied = 0;
+	CHECK(follow_scan(a, &s, &st, &d) == 0);
+	CHECK_STR(s.buf, "586255771|back\n");
+out:
+	stat_denied = 0;
+	diag_clear(&d);
+	free(p);
+	adapter_close(a);
+}
+
+/* Each allocation of a scan that opens the renamed file failing in turn:
+ * the scan fails with "out of memory" and nothing leaks; the adapter is
+ * still usable and the next scan reads the new file. */
+static void csv_reopen_allocation_fails(void)
+{
+	for (int h = 0; h < 2; h++) {
+		long k, live = alloc_live;
+
+		for (k = 0; k < 50; k++) {
+			struct adapter *a;
+			struct adapter_stats st;
+			struct diag d = { 0 };
+			struct sink s;
+			long used;
+			int rc;
+
+			free(check_write(dir, "f_oom.csv", h ? "441205069,a\n" : "bsn,notes\n441205069,a\n"));
+			if (!(a = follow_open("f_oom.csv", h, ADAPTER_BAD_ROW_FAIL)))
+				return;
+			CHECK(follow_scan(a, &s, &st, &d) == 0);
+			replace_file("f_oom.csv", h ? "869479167,b\n" : "notes,bsn\nb,869479167\n");
+			sink_init(&s, &two_schema, NULL);
+			diag_clear(&d);
+			alloc_count = 0;
+			alloc_fail_at = k;
+			rc = scan_all(a, &s, &st, &d);
+			alloc_fail_at = -1;
+			used = alloc_count;
+			if (used > k) {
+				CHECK(rc == ADAPTER_ERR_NOMEM && s.rows == 0 && d.errors == 1);
+				CHECK_CONTAINS(diag_text(&d), "out of memory");
+			} else {
+				CHECK(rc == 0);
+				CHECK_STR(s.buf, "869479167|b\n");
+			}
+			CHECK(follow_scan(a, &s, &st, &d) == 0 && d.errors == 0 && follow_has(a, "f_oom.csv"));
+			CHECK_STR(s.buf, "869479167|b\n");
+			diag_clear(&d);
+			adapter_close(a);
+			CHECK(alloc_live == live);
+			if (used <= k)
+				break;
+		}
+		CHECK(k > 5 && k < 50);
+	}
+}
+
 /* ---- allocation failures ---------------------------------------------------- */
 
 static void every_allocation_fails(void)
@@ -1744,6 +2107,7 @@ int main(void)
 	}
 	scenarios_init();
 	memory_fixtures(); /* first, so that they have settled when their tests run */
+	follow_fixtures();
 	RUN(value_parsing);
 	RUN(schema_errors);
 	RUN(csv_valid_variants);
@@ -1769,6 +2133,11 @@ int main(void)
 	RUN(csv_memory_not_for_bad_rows);
 	RUN(csv_memory_disk_only);
 	RUN(csv_memory_allocation_fails);
+	RUN(csv_follows_rename);
+	RUN(csv_rename_bad_header);
+	RUN(csv_path_removed);
+	RUN(csv_path_not_searchable);
+	RUN(csv_reopen_allocation_fails);
 	RUN(every_allocation_fails);
 	RUN(csv_memory_is_bounded);
 	{
