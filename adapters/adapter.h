@@ -184,8 +184,9 @@ int adapter_open(const struct adapter_source *src, const struct adapter_schema *
  * in memory unless the source is disk_only; docs/adapters.md. The rows and
  * the order are the same either way.)
  * CSV: every scan first stats the path. When it names another file than
- * the one open (a rename put a new export in place), the scan opens and
- * reads that one, header included; when it names no file, or one that
+ * the one open (a rename put a new export in place), or the open file
+ * changed since it was opened (rewritten in place), the scan opens and
+ * reads it anew, header included; when it names no file, or one that
  * cannot be opened or whose header does not fit the schema, the scan fails
  * (_IO, _SCHEMA, _FORMAT, _NOMEM; one line in |d| naming the path) rather
  * than answer from the old file, and the next scan tries again. Only when

@@ -836,9 +836,10 @@ static int header_complete(const struct adapter *a, const struct adapter_csv *c,
 }
 
 /*
- * Opens |c|'s file, a->path (a regular file), and reads up to the first
- * data record: the byte order mark, and the header unless the source is
- * headerless. |c| has its buffers; the caller frees it on any outcome.
+ * Opens |c|'s file, a->path (a regular file), unless c->fd is already open
+ * on it, and reads from its start up to the first data record: the byte
+ * order mark, and the header unless the source is headerless. |c| has its
+ * buffers; the caller frees it on any outcome.
  * Returns 0, or ADAPTER_ERR_NOMEM, _IO, _SCHEMA, _FORMAT with one line in
  * |err| as adapter_open words it.
  */
@@ -848,8 +849,9 @@ static int csv_start(const struct adapter *a, struct adapter_csv *c, char *err, 
 	int rc, hdr_rc = 0;
 	size_t nf = a->schema.nfields;
 
-	c->fd = open(a->path, O_RDONLY | O_CLOEXEC);
-	if (c->fd < 0 || fstat(c->fd, &c->open_st) < 0) {
+	if (c->fd < 0)
+		c->fd = open(a->path, O_RDONLY | O_CLOEXEC);
+	if (c->fd < 0 || lseek(c->fd, 0, SEEK_SET) != 0 || fstat(c->fd, &c->open_st) < 0) {
 		adapter_errf(err, errlen, "%s: cannot open: %s", a->path, strerror(errno));
 		return ADAPTER_ERR_IO;
 	}
@@ -913,12 +915,14 @@ nomem:
 /*
  * A new reader of a->path with the source's |delim|, |headerless| and
  * |disk_only|: its buffers allocated, the file open, the header read
- * (csv_start). Used at open and again whenever the path names another
- * file (csv_follow). Returns 0 with |*out| (free with csv_free), or an
- * error as csv_start with |*out| = NULL and nothing left allocated.
+ * (csv_start). |fd| is the file already open (it is read from its start;
+ * taken over, also on failure), or -1 to open a->path. Used at open and
+ * again whenever the file at the path is another or changed (csv_follow).
+ * Returns 0 with |*out| (free with csv_free), or an error as csv_start with
+ * |*out| = NULL and nothing left allocated or open.
  */
-static int csv_new(const struct adapter *a, char delim, int headerless, int disk_only, struct adapter_csv **out,
-		   char *err, size_t errlen)
+static int csv_new(const struct adapter *a, int fd, char delim, int headerless, int disk_only,
+		   struct adapter_csv **out, char *err, size_t errlen)
 {
 	struct adapter_csv *c;
 	size_t nf = a->schema.nfields;
@@ -926,9 +930,12 @@ static int csv_new(const struct adapter *a, char delim, int headerless, int disk
 
 	*out = NULL;
 	c = calloc(1, sizeof(*c));
-	if (!c)
+	if (!c) {
+		if (fd >= 0)
+			close(fd);
 		goto nomem;
-	c->fd = -1;
+	}
+	c->fd = fd;
 	c->delim = delim;
 	c->headerless = headerless;
 	c->disk_only = disk_only;
@@ -962,8 +969,8 @@ int adapter_csv_open(struct adapter *a, const struct adapter_source *src, char *
 		adapter_errf(err, errlen, "%s: the delimiter cannot be a quote, a line break or a non-ASCII byte", a->path);
 		return ADAPTER_ERR_ARG;
 	}
-	return csv_new(a, src->delimiter ? src->delimiter : ',', src->headerless, src->disk_only, &a->csv, err,
-		       errlen);
+	return csv_new(a, -1, src->delimiter ? src->delimiter : ',', src->headerless, src->disk_only, &a->csv,
+		       err, errlen);
 }
 
 enum { SCAN_STOPPED = 1 };
@@ -1067,37 +1074,51 @@ static int csv_read_rows(struct adapter_scan_ctx *sc, const unsigned char *need,
 	}
 }
 
-/*
- * Lets go of the file |c| had open: the clean state, the copy (wiped), the
- * fd. The next scan opens the path again (csv_follow).
- */
-static void csv_forget(struct adapter_csv *c)
+/* Drops what |c| knows of its file's rows: the clean state and the copy
+ * (wiped). */
+static void csv_unclean(struct adapter_csv *c)
 {
 	c->clean = 0;
 	copy_free(c->copy);
 	c->copy = NULL;
+}
+
+/*
+ * ... and lets go of the file |c| had open, which the path no longer
+ * names: the next scan opens the path again (csv_follow).
+ */
+static void csv_forget(struct adapter_csv *c)
+{
+	csv_unclean(c);
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
 }
 
 /*
- * Makes the adapter read the file its path names now. A partner's export
- * replaces the file the usual atomic way (write x.csv.tmp, rename it over
- * x.csv), and the fd opened earlier goes on reading the old, unlinked file:
- * yesterday's data, answered without a word. So every scan stats the path
- * (the one system call this costs) and, when it names another file than
- * the open one (device, inode), or none is open, reads it anew with
- * csv_new: the header too, as its columns may have moved. On success the
- * new reader replaces the old one, whose copy and clean state go with it.
- * When the path names no file (removed, or between an unlink and a rename),
- * cannot be looked at for another reason than permission (EACCES: above),
- * or the new file cannot be used (a schema field without a column, no
- * header, out of memory), the scan fails: the old file is no longer what
- * the path names, and answering from it is the very thing to avoid (a node
- * answers 503 source_unavailable instead). The old file is let go as well
- * (csv_forget), so every later scan tries the path again until it names a
- * good file.
+ * Makes the adapter read the file its path names now, as it is now. A
+ * partner's export replaces the file the usual atomic way (write
+ * x.csv.tmp, rename it over x.csv), and the fd opened earlier goes on
+ * reading the old, unlinked file: yesterday's data, answered without a
+ * word. A file rewritten in place keeps its inode, but its header may have
+ * changed, and rows read with the old mapping from the old header's end
+ * would be misread (two columns of the same length swapped would put
+ * values under each other's names).
+ * So every scan stats the path (the one system call this costs) and
+ * compares it with the open file as it was when opened (same_file). When
+ * the path names another file, or none is open, csv_new opens the path;
+ * when it is the open file but changed, csv_new reads it again through a
+ * duplicate of the fd (no permission on the path needed). Either way the
+ * header is read anew, and on success the new reader replaces the old one,
+ * whose copy and clean state go with it.
+ * When the path names no file (removed, or between an unlink and a
+ * rename), cannot be looked at for another reason than permission (EACCES:
+ * below), or the file cannot be used (a schema field without a column, no
+ * header, out of memory), the scan fails: what the adapter had read is no
+ * longer what the path holds, and answering from it is the very thing to
+ * avoid (a node answers 503 source_unavailable instead). The copy goes,
+ * and the old fd unless the path still names its file (rewritten in
+ * place): every later scan tries again until the path holds a good file.
  * Returns 0 with |st| the open file's stat, or an error for the scan with
  * one line in the diag naming the path.
  */
@@ -1106,7 +1127,7 @@ static int csv_follow(struct adapter_scan_ctx *sc, struct stat *st)
 	struct adapter *a = sc->a;
 	struct adapter_csv *c = a->csv, *fresh = NULL;
 	char err[512];
-	int rc;
+	int rc, fd = -1, same_inode;
 
 	if (stat(a->path, st) < 0) {
 		int e = errno;
@@ -1115,29 +1136,36 @@ static int csv_follow(struct adapter_scan_ctx *sc, struct stat *st)
 		 * user who may not search the dataset's folder (docs/security.md
 		 * lets dataset files stay root's). Replacements cannot be seen
 		 * then, and the open file is taken for the path's, as before
-		 * this check existed; failing every scan would not make them
-		 * visible either. */
-		if (e == EACCES && c->fd >= 0 && fstat(c->fd, st) == 0)
-			return 0;
-		csv_forget(c);
-		if (sc->d && (e == ENOENT || e == ENOTDIR))
-			diag_error(sc->d, a->path, 0, 0, "no such file: removed, or not yet renamed into place "
-				   "(the file that was there is no longer read)");
-		else if (sc->d)
-			diag_error(sc->d, a->path, 0, 0, "cannot stat: %s", strerror(e));
-		return ADAPTER_ERR_IO;
+		 * this check existed (a change in place is still seen through
+		 * it); failing every scan would not make them visible either. */
+		if (e != EACCES || c->fd < 0 || fstat(c->fd, st) < 0) {
+			csv_forget(c);
+			if (sc->d && (e == ENOENT || e == ENOTDIR))
+				diag_error(sc->d, a->path, 0, 0, "no such file: removed, or not yet renamed into "
+					   "place (the file that was there is no longer read)");
+			else if (sc->d)
+				diag_error(sc->d, a->path, 0, 0, "cannot stat: %s", strerror(e));
+			return ADAPTER_ERR_IO;
+		}
 	}
-	if (c->fd >= 0 && st->st_dev == c->open_st.st_dev && st->st_ino == c->open_st.st_ino)
+	if (c->fd >= 0 && same_file(st, &c->open_st))
 		return 0;
+	same_inode = c->fd >= 0 && st->st_dev == c->open_st.st_dev && st->st_ino == c->open_st.st_ino;
 	/* checked first: opening a FIFO would wait for a writer */
 	if (!S_ISREG(st->st_mode)) {
 		adapter_errf(err, sizeof(err), "%s: not a regular file", a->path);
 		rc = ADAPTER_ERR_IO;
+	} else if (same_inode && (fd = fcntl(c->fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+		adapter_errf(err, sizeof(err), "%s: cannot open: %s", a->path, strerror(errno));
+		rc = ADAPTER_ERR_IO;
 	} else {
-		rc = csv_new(a, c->delim, c->headerless, c->disk_only, &fresh, err, sizeof(err));
+		rc = csv_new(a, fd, c->delim, c->headerless, c->disk_only, &fresh, err, sizeof(err));
 	}
 	if (rc < 0) {
-		csv_forget(c);
+		if (same_inode)
+			csv_unclean(c);
+		else
+			csv_forget(c);
 		if (sc->d)
 			diag_error(sc->d, a->path, 0, 0, "the file now at this path cannot be used: %s", err);
 		return rc;
@@ -1179,9 +1207,7 @@ int adapter_csv_scan(struct adapter_scan_ctx *sc)
 	now_ok = clock_gettime(CLOCK_REALTIME, &now) == 0;
 	all = !(c->clean && now_ok && same_file(&before, &c->clean_st));
 	if (all) {
-		c->clean = 0;
-		copy_free(c->copy);
-		c->copy = NULL;
+		csv_unclean(c);
 	} else if (c->copy) {
 		c->from_memory = 1;
 		return copy_scan(sc);

@@ -10,6 +10,7 @@
 #define CHECK_FILE "test_adapter"
 #include "check.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -1930,13 +1931,106 @@ out:
 	adapter_close(a);
 }
 
-/* Each allocation of a scan that opens the renamed file failing in turn:
- * the scan fails with "out of memory" and nothing leaks; the adapter is
- * still usable and the next scan reads the new file. */
+/* A file rewritten in place (the same inode) is read anew too once its
+ * size, mtime or ctime changed: its header is read again, so swapped
+ * columns of the same length are not read under each other's names, a
+ * header that lost a field fails the scan, and a file emptied for rewriting
+ * is an error rather than no rows. The path still names the file, so it
+ * stays open through a failure, and it is read through the open fd: also
+ * when the path cannot be looked at. */
+static void csv_inplace_rewrite(void)
+{
+	struct adapter *a;
+	struct adapter_stats st;
+	struct diag d = { 0 };
+	struct sink s;
+	struct stat before, now;
+	char *p = mem_path("f_inplace.csv");
+
+	free(check_write(dir, "f_inplace.csv", "bsn,notes\n441205069,869479167\n"));
+	{
+		/* written long ago: a rewrite of the same size changes the mtime
+		 * whatever the clock's tick */
+		struct timespec ts[2] = { { 0, UTIME_OMIT }, { 1000000000, 0 } };
+
+		CHECK(utimensat(AT_FDCWD, p, ts, 0) == 0);
+	}
+	if (!(a = follow_open("f_inplace.csv", 0, ADAPTER_BAD_ROW_FAIL))) {
+		free(p);
+		return;
+	}
+	CHECK(follow_scan(a, &s, &st, &d) == 0);
+	CHECK_STR(s.buf, "441205069|869479167\n");
+	CHECK(stat(p, &before) == 0);
+	/* the same bytes but the header's two names swapped: both are BSNs */
+	free(check_write(dir, "f_inplace.csv", "notes,bsn\n441205069,869479167\n"));
+	CHECK(stat(p, &now) == 0 && now.st_ino == before.st_ino && now.st_size == before.st_size);
+	CHECK(follow_scan(a, &s, &st, &d) == 0 && d.errors == 0);
+	CHECK_STR(s.buf, "869479167|441205069\n");
+	/* emptied, as a writer does before writing */
+	free(check_write(dir, "f_inplace.csv", ""));
+	CHECK(follow_scan(a, &s, &st, &d) == ADAPTER_ERR_FORMAT && s.rows == 0);
+	CHECK_CONTAINS(diag_text(&d), "f_inplace.csv: empty file: expected a header naming the columns");
+	CHECK(a->csv->fd >= 0 && a->csv->copy == NULL && a->csv->clean == 0);
+	/* a header without the notes column */
+	free(check_write(dir, "f_inplace.csv", "bsn\n441205069\n"));
+	CHECK(follow_scan(a, &s, &st, &d) == ADAPTER_ERR_SCHEMA && s.rows == 0);
+	CHECK_CONTAINS(diag_text(&d), "f_inplace.csv:1: header: no column for schema field 'notes' (the header has 'bsn')");
+	/* written whole again */
+	free(check_write(dir, "f_inplace.csv", "notes,extra,bsn\nback,,586255771\n"));
+	CHECK(follow_scan(a, &s, &st, &d) == 0 && d.errors == 0 && st.rows_read == 1);
+	CHECK_STR(s.buf, "586255771|back\n");
+	/* the path cannot be looked at: the same, through the open file */
+	stat_denied = 1;
+	free(check_write(dir, "f_inplace.csv", "bsn,notes\n073186545,x\n"));
+	CHECK(follow_scan(a, &s, &st, &d) == 0 && d.errors == 0);
+	CHECK_STR(s.buf, "073186545|x\n");
+	free(check_write(dir, "f_inplace.csv", "bsn\n441205069\n"));
+	CHECK(follow_scan(a, &s, &st, &d) == ADAPTER_ERR_SCHEMA && s.rows == 0 && a->csv->fd >= 0);
+	free(check_write(dir, "f_inplace.csv", "notes,bsn\ny,586255771\n"));
+	CHECK(follow_scan(a, &s, &st, &d) == 0 && d.errors == 0);
+	CHECK_STR(s.buf, "586255771|y\n");
+	CHECK(follow_has(a, "f_inplace.csv"));
+	stat_denied = 0;
+	diag_clear(&d);
+	free(p);
+	adapter_close(a);
+}
+
+/* Open file descriptors of this process. */
+static int count_fds(void)
+{
+	DIR *dp = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!dp)
+		return -1;
+	while ((e = readdir(dp)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(dp);
+	return n - 1; /* the one opendir holds */
+}
+
+/* Each allocation of a scan that opens the renamed file (with a header,
+ * headerless) or reads a file rewritten in place anew failing in turn: the
+ * scan fails with "out of memory" and nothing leaks, memory or fd; the
+ * adapter is still usable and the next scan reads the new file. */
 static void csv_reopen_allocation_fails(void)
 {
-	for (int h = 0; h < 2; h++) {
+	static const struct {
+		int headerless, inplace;
+		const char *old, *new;
+	} modes[] = {
+		{ 0, 0, "bsn,notes\n441205069,a\n", "notes,bsn\nb,869479167\n" },
+		{ 1, 0, "441205069,a\n", "869479167,b\n" },
+		{ 0, 1, "bsn,notes\n441205069,a\n", "notes,bsn,x\nb,869479167,\n" },
+	};
+
+	for (size_t h = 0; h < sizeof(modes) / sizeof(modes[0]); h++) {
 		long k, live = alloc_live;
+		int fds = count_fds();
 
 		for (k = 0; k < 50; k++) {
 			struct adapter *a;
@@ -1946,11 +2040,14 @@ static void csv_reopen_allocation_fails(void)
 			long used;
 			int rc;
 
-			free(check_write(dir, "f_oom.csv", h ? "441205069,a\n" : "bsn,notes\n441205069,a\n"));
-			if (!(a = follow_open("f_oom.csv", h, ADAPTER_BAD_ROW_FAIL)))
+			free(check_write(dir, "f_oom.csv", modes[h].old));
+			if (!(a = follow_open("f_oom.csv", modes[h].headerless, ADAPTER_BAD_ROW_FAIL)))
 				return;
 			CHECK(follow_scan(a, &s, &st, &d) == 0);
-			replace_file("f_oom.csv", h ? "869479167,b\n" : "notes,bsn\nb,869479167\n");
+			if (modes[h].inplace)
+				free(check_write(dir, "f_oom.csv", modes[h].new));
+			else
+				replace_file("f_oom.csv", modes[h].new);
 			sink_init(&s, &two_schema, NULL);
 			diag_clear(&d);
 			alloc_count = 0;
@@ -1970,6 +2067,7 @@ static void csv_reopen_allocation_fails(void)
 			diag_clear(&d);
 			adapter_close(a);
 			CHECK(alloc_live == live);
+			CHECK(count_fds() == fds && fds > 0);
 			if (used <= k)
 				break;
 		}
@@ -2137,6 +2235,7 @@ int main(void)
 	RUN(csv_rename_bad_header);
 	RUN(csv_path_removed);
 	RUN(csv_path_not_searchable);
+	RUN(csv_inplace_rewrite);
 	RUN(csv_reopen_allocation_fails);
 	RUN(every_allocation_fails);
 	RUN(csv_memory_is_bounded);
