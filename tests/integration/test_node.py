@@ -748,5 +748,47 @@ def test_bad_rows_check_config():
               f"check-config output: {r.stderr[-400:]!r}")
 
 
+def test_csv_replaced_while_running():
+    """docs/adapters.md, "The file replaced under a running adapter": an
+    export renamed over the node's CSV is answered from the next lookup on,
+    its header read again (columns in another order), with no restart; while
+    the path names no file, or a file without a schema column, lookups
+    answer 503 source_unavailable, never the old rows; a good file renamed
+    in is answered again. Each state is asked over several connections, so
+    that both workers (each with its own adapter) answer."""
+    bsn, row = known_person()
+    header = data_csv().read_text().split("\n", 1)[0].split(",")
+    other = next(p for p in ("noorden-leert-door-1", "noorden-leert-door-2", "kansrijk-verzilveren")
+                 if p != row["programme"])
+    changed = [dict(r, programme=other) if r["bsn"] == bsn else r for r in rows()]
+
+    def export(records, columns):
+        return "".join(",".join(r[k] for k in columns) + "\n" for r in [dict(zip(columns, columns))] + records)
+
+    def ask(gw, want_programme, what):
+        for _ in range(6):
+            with H2Client(gw, "gemeente-groningen") as c:
+                resp = lookup(c, lookup_body(bsn, ["programme"]))
+            if want_programme is None:
+                check_error(resp, 503, "source_unavailable", what)
+            else:
+                st, _, obj, raw = resp
+                check(st == 200 and obj["records"] == [{"programme": want_programme}],
+                      f"{what}: status {st}: {raw[:300]!r}")
+
+    with NodeFiles() as nf:
+        path = nf.write("fonds.csv", export(rows(), header))
+        with node_gateway(nf, datasets=[nf.csv_dataset(DS, path)], lookups_per_minute=0) as gw:
+            ask(gw, row["programme"], "before the rename")
+            nf.write("fonds.csv", export(changed, list(reversed(header))))   # write, then rename
+            ask(gw, other, "the renamed export, columns reversed")
+            os.unlink(path)
+            ask(gw, None, "the file removed")
+            nf.write("fonds.csv", export(changed, [h for h in header if h != "programme"]))
+            ask(gw, None, "a file without the programme column")
+            nf.write("fonds.csv", export(rows(), header))
+            ask(gw, row["programme"], "a good file renamed in again")
+
+
 if __name__ == "__main__":
     run(globals())
