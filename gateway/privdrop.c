@@ -75,6 +75,40 @@ static void warn_log_reopen(const char *dest, const char *user)
 	gw_log_message("warn", "log_reopen_will_fail", msg);
 }
 
+/* A CSV dataset replaced by a rename is read from the next scan on
+ * (docs/adapters.md), if the user can look at the path and read the new
+ * file; otherwise the adapter keeps the file it opened at start (no stat)
+ * or answers 503 (a new file it cannot read). Said once, here. */
+static void warn_datasets(const struct gw_config *cfg, const char *user)
+{
+	char msg[1400];
+	struct stat st;
+
+	if (!(cfg->roles & GW_CFG_NODE))
+		return;
+	for (int i = 0; i < cfg->node.ndatasets; i++) {
+		const struct gw_dataset_cfg *ds = &cfg->node.datasets[i];
+
+		if (ds->sqlite || !ds->path)
+			continue;
+		if (stat(ds->path, &st) != 0)
+			snprintf(msg, sizeof(msg),
+				 "dataset %s: '%s' cannot be looked at by user '%s' (%s): a file renamed "
+				 "over it will not be seen, the node answers from the file it opened at "
+				 "start (let the user search its folder)", ds->id, ds->path, user,
+				 strerror(errno));
+		else if (access(ds->path, R_OK) != 0)
+			snprintf(msg, sizeof(msg),
+				 "dataset %s: '%s' (owner uid %u, mode %04o) is not readable by user '%s': "
+				 "a file like it renamed over it cannot be opened, and the dataset answers "
+				 "503 source_unavailable until it can", ds->id, ds->path,
+				 (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777), user);
+		else
+			continue;
+		gw_log_message("warn", "dataset_replacement_unseen", msg);
+	}
+}
+
 static void check_reload_files(const struct gw_config *cfg, const char *user)
 {
 	char sig[4096];
@@ -94,6 +128,7 @@ static void check_reload_files(const struct gw_config *cfg, const char *user)
 	if (cfg->policies.require_signed)
 		warn_unreadable(cfg->policies.signing_key, "policy_signing_key", user);
 	warn_log_reopen(cfg->log_destination, user);
+	warn_datasets(cfg, user);
 }
 
 /* After the switch: every id is the user's, and root cannot come back. */

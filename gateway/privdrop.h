@@ -19,7 +19,9 @@
  * Without cfg->user: nothing is dropped; running as root logs a warning.
  * After a drop, every file SIGHUP re-reads that the user cannot read (and a
  * log file it cannot reopen) is logged as a warning: such a reload fails
- * and keeps the old state, it never stops the gateway.
+ * and keeps the old state, it never stops the gateway. So is every CSV
+ * dataset whose path the user cannot look at or read: a file renamed over
+ * it would not be followed (docs/security.md).
  * Returns 0, or -1 with the reason in |err| (the caller must not serve:
  * the process may be half-dropped).
  */

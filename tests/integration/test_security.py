@@ -285,13 +285,21 @@ def test_privdrop_root_owned_key_reload_fails_documented():
 def test_privdrop_node_and_hub_answer():
     """A federation whose hub and nodes all drop to the user: lookups and a
     linked aggregate (ledger debit as the user) work; a node reloads its
-    policies as the user (the policy is readable)."""
+    policies as the user (the policy is readable). The datasets stay in
+    root's 0700 folder (docs/security.md allows it): each node says at start
+    that a file renamed over them would not be seen."""
     if skip_unless_root("privilege drop"):
         return
     _, fed, _, _ = federation_with_user()
     name, uid, gid = the_user()
     for gw in [fed.hub] + list(fed.nodes.values()):
         check_dropped(gw, uid, gid)
+    for org, gw in fed.nodes.items():
+        w = events(gw, "dataset_replacement_unseen")
+        check(w and all("cannot be looked at by user" in o.get("message", "") and
+                        "Permission denied" in o["message"] for o in w),
+              f"{org}: no dataset_replacement_unseen warning: {w}")
+    check(not events(fed.hub, "dataset_replacement_unseen"), "the hub has no datasets")
     obj = fed.ask_ok(FED_Q, "linked aggregate with dropped privileges")
     check("cells" in obj or "rows" in obj or "total" in obj, f"answer: {str(obj)[:300]}")
 
