@@ -19,6 +19,7 @@
 #include "../policies/policy.h"
 #include "audit.h"
 #include "config.h"
+#include "log.h"
 #include "members.h"
 #include "routes.h"
 
@@ -304,6 +305,35 @@ size_t gw_node_datasets(const struct gw_node_worker *w, const char *const **ids)
 }
 
 /* ---- the lookup ---- */
+
+/*
+ * Why a scan failed, in the node's log, so the operator sees which file and
+ * what is wrong with it where the partner only gets 503 source_unavailable
+ * ("path: no such file: removed, or not yet renamed into place", "path:1:
+ * header: no column for schema field 'x'"). A bad row is named by its place
+ * only: the adapter's text may quote the value, and values are personal
+ * data. Nothing is logged when the adapter said nothing (the callback
+ * stopped the scan).
+ */
+static void log_scan_failure(const struct node_dataset *ds, int rc, const struct diag *d)
+{
+	char first[600], msg[800];
+
+	if (!diag_text(d)[0])
+		return;
+	diag_first(d, first, sizeof(first));
+	if (rc == ADAPTER_ERR_BAD_ROW) {
+		char *sev = strstr(first, ": error:");
+
+		if (sev)
+			*sev = '\0';
+		snprintf(msg, sizeof(msg), "dataset %s: %s: a row that does not type ends the scan "
+			 "(on_bad_row: fail; the value is not logged)", ds->id, first);
+	} else {
+		snprintf(msg, sizeof(msg), "dataset %s: %s", ds->id, first);
+	}
+	gw_log_message("error", "dataset_unavailable", msg);
+}
 
 static uint64_t wall_ms(void)
 {
@@ -763,6 +793,8 @@ int gw_node_lookup(const struct gw_env *env, const struct gw_member *caller,
 	if (!f.records)
 		return gw_error(resp, 500, "internal", "out of memory");
 	rc = adapter_scan(a, &filter, 1, proj, l.nfields, on_row, &f, &stats, &d);
+	if (rc < 0)
+		log_scan_failure(ds, rc, &d);
 	diag_clear(&d);
 	if (f.unsupported) {
 		cJSON_Delete(f.records);
@@ -1726,6 +1758,8 @@ int gw_node_subquery(const struct gw_env *env, const struct gw_member *caller,
 		goto done;
 	}
 	rc = empty ? 0 : adapter_scan(a, pushed, npushed, proj, nproj, sq_row, &sc, NULL, &d);
+	if (rc < 0)
+		log_scan_failure(ds, rc, &d);
 	diag_clear(&d);
 	if (sc.unsupported) {
 		rc = sq_refuse(env, caller, q, &dec, 501, "generalisation_unavailable",

@@ -778,7 +778,8 @@ def test_csv_replaced_while_running():
 
     with NodeFiles() as nf:
         path = nf.write("fonds.csv", export(rows(), header))
-        with node_gateway(nf, datasets=[nf.csv_dataset(DS, path)], lookups_per_minute=0) as gw:
+        with node_gateway(nf, datasets=[nf.csv_dataset(DS, path, on_bad_row="fail")],
+                          lookups_per_minute=0) as gw:
             ask(gw, row["programme"], "before the rename")
             nf.write("fonds.csv", export(changed, list(reversed(header))))   # write, then rename
             ask(gw, other, "the renamed export, columns reversed")
@@ -786,8 +787,22 @@ def test_csv_replaced_while_running():
             ask(gw, None, "the file removed")
             nf.write("fonds.csv", export(changed, [h for h in header if h != "programme"]))
             ask(gw, None, "a file without the programme column")
+            nf.write("fonds.csv", export([dict(r, programme="geheime-waarde") if r["bsn"] == bsn else r
+                                          for r in rows()], header))
+            ask(gw, None, "the person's row with a programme that is not a category")
             nf.write("fonds.csv", export(rows(), header))
             ask(gw, row["programme"], "a good file renamed in again")
+            # the operator's side of each 503: which file, what is wrong,
+            # and for a bad row its place but never its value
+            msgs = [o.get("message", "") for o in gw.log_json() if o.get("event") == "dataset_unavailable"]
+            check(any(str(path) in m and "no such file" in m for m in msgs),
+                  f"no log line for the removed file: {msgs[:3]}")
+            check(any(str(path) in m and "programme" in m and "header" in m for m in msgs),
+                  f"no log line for the missing column: {msgs[:3]}")
+            bad = [m for m in msgs if "does not type" in m]
+            check(bad and all(f"{path}:" in m for m in bad), f"no log line for the bad row: {msgs[:3]}")
+            check(not any("geheime-waarde" in line for line in gw.log_lines()),
+                  "the bad row's value reached the node's log")
 
 
 if __name__ == "__main__":
