@@ -42,6 +42,7 @@ struct adapter_csv {
 	off_t in_off;              /* file offset of in[0] */
 	unsigned line, col;        /* position of the next byte */
 	char *rec;                 /* (nfields + 1) slots; the last is scratch */
+	size_t rec_len;            /* its size in bytes */
 	struct csv_field *fv;      /* nfields */
 	int *colmap;               /* column -> schema field, -1: ignored */
 	size_t ncols, colcap;
@@ -802,7 +803,13 @@ static void csv_free(struct adapter_csv *c)
 	free(c->cut);
 	free(c->text);
 	free(c->fv);
+	/* Raw rows, BSNs included: wiped, as serving processes keep freed
+	 * memory for reuse (docs/architecture.md). */
+	if (c->rec)
+		sodium_memzero(c->rec, c->rec_len);
 	free(c->rec);
+	if (c->in)
+		sodium_memzero(c->in, CSV_READ_BUF);
 	free(c->in);
 	free(c);
 }
@@ -940,7 +947,8 @@ static int csv_new(const struct adapter *a, int fd, char delim, int headerless, 
 	c->headerless = headerless;
 	c->disk_only = disk_only;
 	c->in = malloc(CSV_READ_BUF);
-	c->rec = malloc((nf + 1) * CSV_SLOT);
+	c->rec_len = (nf + 1) * CSV_SLOT;
+	c->rec = malloc(c->rec_len);
 	c->fv = calloc(nf, sizeof(*c->fv));
 	c->text = calloc(nf, sizeof(*c->text));
 	if (!c->in || !c->rec || !c->fv || !c->text)

@@ -25,8 +25,8 @@ int gw_server_run(struct gw_config *cfg);
  * GW_KEEP_MMAP_THRESHOLD come from the heap, and up to
  * GW_KEEP_TRIM_THRESHOLD of free heap is kept per arena for reuse. The
  * cost: a process's resident memory stays near its largest question's
- * peak. What is kept holds no personal data: buffers with BSNs, tokens or
- * sealed answers are wiped before they are freed.
+ * peak. The large buffers with BSNs, tokens or sealed answers are wiped
+ * before they are freed (docs/architecture.md, "Memory between questions").
  */
 #define GW_KEEP_MMAP_THRESHOLD (32 << 20)  /* glibc's largest allowed on 64-bit */
 #define GW_KEEP_TRIM_THRESHOLD (64 << 20)
