@@ -1445,6 +1445,33 @@ static void query_free(struct hub_query *q)
 	free(q);
 }
 
+/* A member without the coordinator role asked: refused, and recorded like
+ * every other decision (the node does the same for not_a_hub). What cannot
+ * be recorded is still refused, as 503. */
+static int refuse_non_coordinator(const struct gw_hub *hub, const struct gw_member *caller,
+				  struct gw_response *resp)
+{
+	cJSON *o;
+	char audit_id[33];
+	int ok, rc = -1;
+
+	if (hub && hub->audit && (o = cJSON_CreateObject())) {
+		ok = 1;
+		put_str(&ok, o, "operation", "aggregate");
+		put_str(&ok, o, "requester", caller ? caller->id : "");
+		put_str(&ok, o, "decision", "deny");
+		put_str(&ok, o, "outcome", "not_a_coordinator");
+		put_num(&ok, o, "status", 403);
+		rc = ok ? audit_append(hub->audit, o, audit_id) : -1;
+		cJSON_Delete(o);
+	}
+	if (rc < 0 && hub && hub->policies)
+		return gw_error(resp, 503, "audit_unavailable",
+				"the decision could not be recorded, so nothing is answered");
+	return gw_error(resp, 403, "not_a_coordinator", "only members with the coordinator role "
+			"may ask aggregate questions");
+}
+
 int gw_hub_aggregate(const struct gw_hub *hub, const struct gw_member *caller, const cJSON *question,
 		     struct gw_response *resp)
 {
@@ -1454,8 +1481,7 @@ int gw_hub_aggregate(const struct gw_hub *hub, const struct gw_member *caller, c
 	int rc;
 
 	if (!caller || !(caller->roles & GW_ROLE_COORDINATOR))
-		return gw_error(resp, 403, "not_a_coordinator", "only members with the coordinator role "
-				"may ask aggregate questions");
+		return refuse_non_coordinator(hub, caller, resp);
 	if (!hub || !hub->policies || !hub->catalog || !hub->members || !hub->fanout || !hub->box_pk ||
 	    !hub->box_sk)
 		return gw_error(resp, 501, "not_implemented", "this gateway has no hub role");

@@ -951,6 +951,8 @@ static void budget_exhausted_at_the_limit(void)
 	hub.rng = NULL;
 }
 
+static char *audit_last(void);
+
 static void refusals(void)
 {
 	cJSON *a;
@@ -960,6 +962,15 @@ static void refusals(void)
 	a = ask_as("gemeente-x", "{\"purpose\":\"exact\",\"population\":\"" DA "\"}");
 	CHECK(resp.status == 403);
 	CHECK_CONTAINS(resp.body, "not_a_coordinator");
+	CHECK_CONTAINS(audit_last(), "\"requester\":\"gemeente-x\"");
+	CHECK_CONTAINS(audit_last(), "\"outcome\":\"not_a_coordinator\"");
+	CHECK_CONTAINS(audit_last(), "\"decision\":\"deny\"");
+	cJSON_Delete(a);
+	/* ... and when that cannot be recorded, 503: nothing is decided unrecorded */
+	audit_fail_next_writes(alog, 1);
+	a = ask_as("gemeente-x", "{\"purpose\":\"exact\",\"population\":\"" DA "\"}");
+	CHECK(resp.status == 503);
+	CHECK_CONTAINS(resp.body, "audit_unavailable");
 	cJSON_Delete(a);
 	/* A generalisation finer than the policy's: 403 naming rule and reason. */
 	a = ask("{\"purpose\":\"exact\",\"population\":\"" DA "\",\"group_by\":[\"" DA ".birth_date:month\"]}");
