@@ -1449,8 +1449,9 @@ static void query_free(struct hub_query *q)
  * every other decision (the node does the same for not_a_hub). What cannot
  * be recorded is still refused, as 503. */
 static int refuse_non_coordinator(const struct gw_hub *hub, const struct gw_member *caller,
-				  struct gw_response *resp)
+				  const cJSON *question, struct gw_response *resp)
 {
+	const char *purpose = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(question, "purpose"));
 	cJSON *o;
 	char audit_id[33];
 	int ok, rc = -1;
@@ -1459,6 +1460,9 @@ static int refuse_non_coordinator(const struct gw_hub *hub, const struct gw_memb
 		ok = 1;
 		put_str(&ok, o, "operation", "aggregate");
 		put_str(&ok, o, "requester", caller ? caller->id : "");
+		/* what the caller said it wanted, if it is short enough to be a purpose */
+		if (purpose && strlen(purpose) <= 128)
+			put_str(&ok, o, "purpose", purpose);
 		put_str(&ok, o, "decision", "deny");
 		put_str(&ok, o, "outcome", "not_a_coordinator");
 		put_num(&ok, o, "status", 403);
@@ -1481,7 +1485,7 @@ int gw_hub_aggregate(const struct gw_hub *hub, const struct gw_member *caller, c
 	int rc;
 
 	if (!caller || !(caller->roles & GW_ROLE_COORDINATOR))
-		return refuse_non_coordinator(hub, caller, resp);
+		return refuse_non_coordinator(hub, caller, question, resp);
 	if (!hub || !hub->policies || !hub->catalog || !hub->members || !hub->fanout || !hub->box_pk ||
 	    !hub->box_sk)
 		return gw_error(resp, 501, "not_implemented", "this gateway has no hub role");

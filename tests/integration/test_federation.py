@@ -1109,8 +1109,12 @@ def test_zz_audit_lines_and_verify():
                  if l.strip()]
     recs = [o for o in hub_lines if o.get("operation") == "aggregate"]
     # a caller without the coordinator role is refused at authentication
-    # (docs/federation.md, "On the hub", step 1): no aggregate audit line
-    answers = [a for a in f.answers if not (a[1] == 403 and b'"not_a_coordinator"' in a[3])]
+    # (docs/federation.md, "On the hub", step 1), and that is a line too
+    answers = f.answers
+    refused = [o for o in recs if o.get("outcome") == "not_a_coordinator"]
+    check(len(refused) == sum(1 for a in answers if a[1] == 403 and b'"not_a_coordinator"' in a[3])
+          and all(o.get("decision") == "deny" and o.get("status") == 403 for o in refused),
+          f"hub audit: not_a_coordinator lines {refused}")
     check(len(recs) == len(answers),
           f"hub audit: {len(recs)} aggregate lines for {len(answers)} questions")
     # Concurrent questions (the budget race) reach the log in the order the

@@ -963,6 +963,7 @@ static void refusals(void)
 	CHECK(resp.status == 403);
 	CHECK_CONTAINS(resp.body, "not_a_coordinator");
 	CHECK_CONTAINS(audit_last(), "\"requester\":\"gemeente-x\"");
+	CHECK_CONTAINS(audit_last(), "\"purpose\":\"exact\"");
 	CHECK_CONTAINS(audit_last(), "\"outcome\":\"not_a_coordinator\"");
 	CHECK_CONTAINS(audit_last(), "\"decision\":\"deny\"");
 	cJSON_Delete(a);
