@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -1123,6 +1124,14 @@ static void cap_connections(struct gw_config *cfg)
 	cfg->limits.max_connections = (uint32_t)room;
 }
 
+void gw_server_no_core_dumps(void)
+{
+	struct rlimit none = { 0, 0 };
+
+	setrlimit(RLIMIT_CORE, &none);
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
 void gw_server_keep_freed_memory(void)
 {
 	mallopt(M_MMAP_THRESHOLD, GW_KEEP_MMAP_THRESHOLD);
@@ -1227,6 +1236,7 @@ int gw_server_run(struct gw_config *cfg)
 		gw_log_message("error", "start_failed", err);
 		goto out;
 	}
+	gw_server_no_core_dumps();
 	if (srv.hub && hub_start(srv.hub, cfg->hub.jobs) < 0) {
 		gw_log_message("error", "start_failed", "cannot start the hub's job threads");
 		goto out;

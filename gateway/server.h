@@ -28,6 +28,17 @@ int gw_server_run(struct gw_config *cfg);
  * peak. The large buffers with BSNs, tokens or sealed answers are wiped
  * before they are freed (docs/architecture.md, "Memory between questions").
  */
+/*
+ * No core dumps, and no ptrace or /proc/PID/mem by anyone but root: a
+ * serving process holds keys (in sodium_malloc memory, already excluded
+ * from dumps) and, on a node, every CSV dataset typed in memory (BSNs
+ * included: adapters/csv.c's copy) and per-question rows. Sets RLIMIT_CORE
+ * to 0 and PR_SET_DUMPABLE to 0; called by gw_server_run after the
+ * privilege drop (which resets the dumpable flag). To debug a crash, attach
+ * a debugger as root.
+ */
+void gw_server_no_core_dumps(void);
+
 #define GW_KEEP_MMAP_THRESHOLD (32 << 20)  /* glibc's largest allowed on 64-bit */
 #define GW_KEEP_TRIM_THRESHOLD (64 << 20)
 void gw_server_keep_freed_memory(void);

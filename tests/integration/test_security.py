@@ -304,6 +304,38 @@ def test_privdrop_node_and_hub_answer():
     check("cells" in obj or "rows" in obj or "total" in obj, f"answer: {str(obj)[:300]}")
 
 
+def core_limit(pid):
+    """(soft, hard) of 'Max core file size' in /proc/PID/limits."""
+    for line in open(f"/proc/{pid}/limits"):
+        if line.startswith("Max core file size"):
+            f = line.split()
+            return f[4], f[5]
+    fail("no core limit line")
+
+
+def test_no_core_dumps():
+    """A serving process cannot leave a core file (it holds keys and, on a
+    node, the datasets typed in memory): RLIMIT_CORE 0/0, even when the
+    shell that started it allows them, and not dumpable, so its /proc/PID
+    files belong to root whoever it runs as (docs/security.md)."""
+    import resource
+    old = resource.getrlimit(resource.RLIMIT_CORE)
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+                           if os.geteuid() == 0 else (old[1], old[1]))
+        with Gateway() as gw:
+            check(core_limit(gw.pid) == ("0", "0"), f"core limit {core_limit(gw.pid)}")
+            check(os.stat(f"/proc/{gw.pid}/status").st_uid == 0, "/proc/PID/status not root's")
+    finally:
+        resource.setrlimit(resource.RLIMIT_CORE, old)
+    if os.geteuid() == 0:
+        _, fed, _, _ = federation_with_user()
+        for gw in [fed.hub] + list(fed.nodes.values()):
+            check(core_limit(gw.pid) == ("0", "0"), f"after the drop: core limit {core_limit(gw.pid)}")
+            check(os.stat(f"/proc/{gw.pid}/status").st_uid == 0,
+                  "after the drop: /proc/PID/status belongs to the user (dumpable)")
+
+
 def test_user_unknown_is_config_error():
     with tempfile.TemporaryDirectory() as td:
         gw = Gateway(config={"user": "np-no-such-user-xyz"})
