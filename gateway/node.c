@@ -546,6 +546,35 @@ static int generalise_text(const struct adapter_field *f, const struct adapter_v
 	return 0;
 }
 
+/*
+ * Adds |item| to |parent| (an object when |name|, else an array) and returns
+ * it; on any failure (NULL parent or item, no memory) frees |item|, clears
+ * |*ok| and returns NULL. An audit line without its requester or its
+ * subject, or an answer without one of its records, must never be written
+ * or sent, so every JSON built here goes through this and is used only
+ * when |*ok| survived (as in hub.c).
+ */
+static cJSON *put(int *ok, cJSON *parent, const char *name, cJSON *item)
+{
+	if (!parent || !item || !(name ? cJSON_AddItemToObject(parent, name, item)
+				      : cJSON_AddItemToArray(parent, item))) {
+		cJSON_Delete(item);
+		*ok = 0;
+		return NULL;
+	}
+	return item;
+}
+
+static cJSON *put_str(int *ok, cJSON *parent, const char *name, const char *v)
+{
+	return put(ok, parent, name, cJSON_CreateString(v));
+}
+
+static cJSON *put_num(int *ok, cJSON *parent, const char *name, double v)
+{
+	return put(ok, parent, name, cJSON_CreateNumber(v));
+}
+
 /* Formats |v| as JSON under the generalisation |g| (the lookup's records:
  * numbers stay numbers, a year is a number); NULL when |g| does not apply
  * to the value's type (the caller answers 501). */
@@ -625,7 +654,8 @@ static int32_t today_days(void)
 	return (int32_t)(time(NULL) / 86400);
 }
 
-/* Writes the audit line for this lookup; 0, or -1 (the caller answers 503). */
+/* Writes the audit line for this lookup, whole or not at all; 0, or -1
+ * (the caller answers 503). */
 static int audit(const struct gw_env *env, const struct gw_member *caller, const struct lookup *l,
 		 const struct policy_decision *dec, const char *outcome, int status,
 		 size_t records, char audit_id[33])
@@ -633,43 +663,37 @@ static int audit(const struct gw_env *env, const struct gw_member *caller, const
 	const struct gw_node *n = env->node_worker->node;
 	unsigned char tok[PSEUDO_TOKEN_BYTES];
 	char subject[2 * PSEUDO_TOKEN_BYTES + 1];
-	cJSON *o = cJSON_CreateObject();
-	cJSON *fields = cJSON_CreateArray();
-	int rc = -1;
+	cJSON *o = cJSON_CreateObject(), *fields;
+	int ok = o != NULL, rc = -1;
 
-	if (!o || !fields) {
-		cJSON_Delete(o);
-		cJSON_Delete(fields);
-		return -1;
-	}
-	cJSON_AddStringToObject(o, "operation", "lookup");
-	cJSON_AddStringToObject(o, "requester", caller->id);
+	put_str(&ok, o, "operation", "lookup");
+	put_str(&ok, o, "requester", caller->id);
 	if (l->purpose)
-		cJSON_AddStringToObject(o, "purpose", l->purpose);
+		put_str(&ok, o, "purpose", l->purpose);
 	if (l->dataset)
-		cJSON_AddItemToObject(o, "datasets", cJSON_CreateStringArray(&l->dataset, 1));
+		put(&ok, o, "datasets", cJSON_CreateStringArray(&l->dataset, 1));
+	fields = put(&ok, o, "fields", cJSON_CreateArray());
 	for (size_t i = 0; i < l->nfields; i++)
-		cJSON_AddItemToArray(fields, cJSON_CreateString(l->fields[i]));
-	cJSON_AddItemToObject(o, "fields", fields);
+		put_str(&ok, fields, NULL, l->fields[i]);
 	/* The person only as the keyed audit pseudonym, so "who looked at
 	 * my data?" can be answered without the log holding a BSN. */
 	if (l->bsn_valid) {
 		pseudo_token(n->audit_key, l->bsn, tok);
 		pseudo_hex(tok, sizeof(tok), subject);
-		cJSON_AddStringToObject(o, "subject", subject);
+		put_str(&ok, o, "subject", subject);
 	}
-	cJSON_AddStringToObject(o, "decision", dec && dec->permit ? "permit" : "deny");
+	put_str(&ok, o, "decision", dec && dec->permit ? "permit" : "deny");
 	if (dec) {
-		cJSON_AddStringToObject(o, "rule", dec->rule);
-		cJSON_AddStringToObject(o, "reason", policy_reason_name(dec->reason));
+		put_str(&ok, o, "rule", dec->rule);
+		put_str(&ok, o, "reason", policy_reason_name(dec->reason));
 		if (!dec->permit && dec->nearest[0])
-			cJSON_AddStringToObject(o, "nearest_rule", dec->nearest);
-		cJSON_AddStringToObject(o, "policy_hash", dec->policy_hash);
+			put_str(&ok, o, "nearest_rule", dec->nearest);
+		put_str(&ok, o, "policy_hash", dec->policy_hash);
 	}
-	cJSON_AddStringToObject(o, "outcome", outcome);
-	cJSON_AddNumberToObject(o, "status", status);
-	cJSON_AddNumberToObject(o, "records", (double)records);
-	if (env->audit)
+	put_str(&ok, o, "outcome", outcome);
+	put_num(&ok, o, "status", status);
+	put_num(&ok, o, "records", (double)records);
+	if (ok && env->audit)
 		rc = audit_append(env->audit, o, audit_id);
 	cJSON_Delete(o);
 	sodium_memzero(tok, sizeof(tok));
@@ -1359,57 +1383,51 @@ static void sq_scan_free(struct sq_scan *sc)
 	memset(sc, 0, sizeof(*sc));
 }
 
-/* Writes the audit line for this subquery; 0, or -1 (the caller answers 503). */
+/* Writes the audit line for this subquery, whole or not at all; 0, or -1
+ * (the caller answers 503). */
 static int sq_audit(const struct gw_env *env, const struct gw_member *caller, const struct subquery *q,
 		    const struct policy_decision *dec, unsigned max_cells, const char *outcome, int status,
 		    size_t records, long cells, char audit_id[33])
 {
-	cJSON *o = cJSON_CreateObject();
-	cJSON *fields = cJSON_CreateArray(), *filters = cJSON_CreateArray();
-	int rc = -1;
+	cJSON *o = cJSON_CreateObject(), *fields, *filters;
+	int ok = o != NULL, rc = -1;
 
-	if (!o || !fields || !filters) {
-		cJSON_Delete(o);
-		cJSON_Delete(fields);
-		cJSON_Delete(filters);
-		return -1;
-	}
-	cJSON_AddStringToObject(o, "operation", "subquery");
-	cJSON_AddStringToObject(o, "hub", caller->id);
+	put_str(&ok, o, "operation", "subquery");
+	put_str(&ok, o, "hub", caller->id);
 	if (q->requester)
-		cJSON_AddStringToObject(o, "requester", q->requester);
+		put_str(&ok, o, "requester", q->requester);
 	if (q->purpose)
-		cJSON_AddStringToObject(o, "purpose", q->purpose);
+		put_str(&ok, o, "purpose", q->purpose);
 	if (q->dataset)
-		cJSON_AddItemToObject(o, "datasets", cJSON_CreateStringArray(&q->dataset, 1));
+		put(&ok, o, "datasets", cJSON_CreateStringArray(&q->dataset, 1));
 	if (q->query_hex[0])
-		cJSON_AddStringToObject(o, "query_id", q->query_hex);
+		put_str(&ok, o, "query_id", q->query_hex);
 	if (q->parsed) {
-		cJSON_AddStringToObject(o, "mode", q->tokens ? "tokens" : "counts");
-		cJSON_AddStringToObject(o, "policy_operation", policy_op_name(q->op));
+		put_str(&ok, o, "mode", q->tokens ? "tokens" : "counts");
+		put_str(&ok, o, "policy_operation", policy_op_name(q->op));
 	}
+	fields = put(&ok, o, "fields", cJSON_CreateArray());
 	for (size_t i = 0; i < q->nfields; i++)
-		cJSON_AddItemToArray(fields, cJSON_CreateString(q->fields[i]));
-	cJSON_AddItemToObject(o, "fields", fields);
+		put_str(&ok, fields, NULL, q->fields[i]);
+	filters = put(&ok, o, "filters", cJSON_CreateArray());
 	for (size_t i = 0; i < q->nfilters; i++)
-		cJSON_AddItemToArray(filters, cJSON_CreateString(q->filters[i].field));
-	cJSON_AddItemToObject(o, "filters", filters);
-	cJSON_AddStringToObject(o, "decision", dec && dec->permit ? "permit" : "deny");
+		put_str(&ok, filters, NULL, q->filters[i].field);
+	put_str(&ok, o, "decision", dec && dec->permit ? "permit" : "deny");
 	if (dec) {
-		cJSON_AddStringToObject(o, "rule", dec->rule);
-		cJSON_AddStringToObject(o, "reason", policy_reason_name(dec->reason));
+		put_str(&ok, o, "rule", dec->rule);
+		put_str(&ok, o, "reason", policy_reason_name(dec->reason));
 		if (!dec->permit && dec->nearest[0])
-			cJSON_AddStringToObject(o, "nearest_rule", dec->nearest);
-		cJSON_AddStringToObject(o, "policy_hash", dec->policy_hash);
+			put_str(&ok, o, "nearest_rule", dec->nearest);
+		put_str(&ok, o, "policy_hash", dec->policy_hash);
 	}
 	if (max_cells)
-		cJSON_AddNumberToObject(o, "max_cells_per_person", max_cells);
-	cJSON_AddStringToObject(o, "outcome", outcome);
-	cJSON_AddNumberToObject(o, "status", status);
-	cJSON_AddNumberToObject(o, "records", (double)records);
+		put_num(&ok, o, "max_cells_per_person", max_cells);
+	put_str(&ok, o, "outcome", outcome);
+	put_num(&ok, o, "status", status);
+	put_num(&ok, o, "records", (double)records);
 	if (cells >= 0)
-		cJSON_AddNumberToObject(o, "cells", (double)cells);
-	if (env->audit)
+		put_num(&ok, o, "cells", (double)cells);
+	if (ok && env->audit)
 		rc = audit_append(env->audit, o, audit_id);
 	cJSON_Delete(o);
 	return rc;

@@ -6,7 +6,41 @@
  */
 #define CHECK_FILE "test_node"
 #include "check.h"
+
+/*
+ * Out of memory: node.c's own allocations fail one at a time through the
+ * macros below (cJSON's through its hooks, failalloc.h). Every header node.c
+ * uses comes first, so the macros rewrite node.c's code only.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <time.h>
+#include <sodium.h>
+#include <cjson/cJSON.h>
+#include "../../adapters/adapter.h"
+#include "../../aggregate/wire.h"
+#include "../../crypto/pseudo.h"
+#include "../../policies/policy.h"
+#include "../../gateway/audit.h"
+#include "../../gateway/config.h"
+#include "../../gateway/log.h"
+#include "../../gateway/members.h"
+#include "../../gateway/node.h"
+#include "../../gateway/routes.h"
+#include "failalloc.h"
+#undef strdup
+#undef strndup
+#define malloc(n) fa_malloc(n)
+#define calloc(a, b) fa_calloc(a, b)
+#define realloc(p, n) fa_realloc(p, n)
+#define strdup(s) fa_strdup(s)
+#define strndup(s, n) fa_strndup(s, n)
 #include "../../gateway/node.c"
+#undef malloc
+#undef calloc
+#undef realloc
+#undef strdup
+#undef strndup
 
 #include <sys/stat.h>
 
@@ -295,6 +329,159 @@ static void audit_failure_deny_503(void)
 	CHECK(!strstr(r.body, "records"));
 	free(r.body);
 	fixture_close(&fx);
+}
+
+/* ---- out of memory ---- */
+
+/* The answer in |r| as text to compare: the status and the JSON body
+ * without its audit id (which goes to |id|, "" if none). The caller frees
+ * it. */
+static char *answer_text(const struct gw_response *r, char id[33])
+{
+	cJSON *o = r->body ? cJSON_ParseWithLength(r->body, r->len) : NULL;
+	const char *a = cJSON_GetStringValue(cJSON_GetObjectItem(o, "audit_id"));
+	char *t, *out;
+	size_t n;
+
+	snprintf(id, 33, "%s", a ? a : "");
+	cJSON_DeleteItemFromObject(o, "audit_id");
+	t = o ? cJSON_PrintUnformatted(o) : NULL;
+	cJSON_Delete(o);
+	n = (t ? strlen(t) : 0) + 64;
+	out = malloc(n);
+	snprintf(out, n, "%d %s %s", r->status, r->content_type ? r->content_type : "-", t ? t : "(no JSON)");
+	free(t);
+	return out;
+}
+
+/* The last audit line without what differs on every line (seq, time,
+ * audit_id, prev); its audit id goes to |id|. The caller frees it. */
+static char *last_audit_text(char id[33])
+{
+	FILE *f = fopen(audit_path, "r");
+	char *line = NULL, *last = NULL, *t;
+	size_t cap = 0;
+	cJSON *a;
+
+	while (f && getline(&line, &cap, f) > 0) {
+		free(last);
+		last = strdup(line);
+	}
+	if (f)
+		fclose(f);
+	free(line);
+	a = last ? cJSON_Parse(last) : NULL;
+	free(last);
+	snprintf(id, 33, "%s", a ? cJSON_GetStringValue(cJSON_GetObjectItem(a, "audit_id")) : "");
+	cJSON_DeleteItemFromObject(a, "seq");
+	cJSON_DeleteItemFromObject(a, "time");
+	cJSON_DeleteItemFromObject(a, "audit_id");
+	cJSON_DeleteItemFromObject(a, "prev");
+	t = a ? cJSON_PrintUnformatted(a) : strdup("(no audit line)");
+	cJSON_Delete(a);
+	return t;
+}
+
+struct oom_count {
+	long runs;     /* runs that failed an allocation */
+	long in_node;  /* ... one of node.c's own */
+	long in_cjson; /* ... one of cJSON's (node.c's JSON, the audit line's printing) */
+};
+
+/*
+ * Makes each allocation of one lookup fail in turn, k = 0, 1, 2, ..., until
+ * a run needs no more than k. A run whose failure the node cannot get around
+ * answers 500 internal or 503 audit_unavailable, releases nothing and leaves
+ * no audit line (the line would record an answer or a refusal that was not
+ * given); one that gets around it answers exactly as a run without failures
+ * and records exactly its line. After the loop the worker answers as before.
+ */
+static void lookup_oom(const char *json, int want_status, struct oom_count *c)
+{
+	struct fixture fx;
+	struct gw_response r;
+	cJSON *body = cJSON_Parse(json);
+	char id[33], line_id[33], *want, *want_line, *again;
+	unsigned long lines;
+	int printed = 0;
+
+	memset(c, 0, sizeof(*c));
+	if (!body || fixture_open(&fx, 0, 30) < 0) {
+		CHECK(0);
+		cJSON_Delete(body);
+		return;
+	}
+	lines = audit_lines();
+	memset(&r, 0, sizeof(r));
+	CHECK(gw_node_lookup(&fx.env, &groningen, body, &r) == 0);
+	CHECK(r.status == want_status);
+	want = answer_text(&r, id);
+	free(r.body);
+	CHECK(audit_lines() == ++lines);
+	want_line = last_audit_text(line_id);
+	CHECK(want_status != 200 || strcmp(id, line_id) == 0);
+
+	fa_cjson_on();
+	for (long k = 0; k < 100000; k++) {
+		char *got, *line = NULL;
+		unsigned long now;
+		int rc, ok;
+
+		memset(&r, 0, sizeof(r));
+		fa_arm(k);
+		rc = gw_node_lookup(&fx.env, &groningen, body, &r);
+		fa_disarm();
+		got = answer_text(&r, id);
+		now = audit_lines();
+		if (now != lines)
+			line = last_audit_text(line_id);
+		if (fa_failed == FA_NONE || strcmp(got, want) == 0)
+			ok = rc == 0 && strcmp(got, want) == 0 && now == lines + 1 && strcmp(line, want_line) == 0 &&
+			     (want_status != 200 || strcmp(id, line_id) == 0);
+		else
+			ok = rc == 0 && r.body && r.content_type && strcmp(r.content_type, "application/json") == 0 &&
+			     ((r.status == 500 && strstr(r.body, "\"code\":\"internal\"")) ||
+			      (r.status == 503 && strstr(r.body, "\"code\":\"audit_unavailable\""))) &&
+			     now == lines;
+		if (!ok && printed++ < 10)
+			printf("#   allocation %ld failed (%s): rc %d, %.300s; %lu audit lines added%s%.300s\n", k,
+			       fa_failed == FA_MODULE ? "node.c" : fa_failed == FA_CJSON ? "cJSON" : "none", rc, got,
+			       now - lines, line ? ": " : "", line ? line : "");
+		CHECK(ok);
+		c->in_node += fa_failed == FA_MODULE;
+		c->in_cjson += fa_failed == FA_CJSON;
+		lines = now;
+		free(got);
+		free(line);
+		free(r.body);
+		if (fa_failed == FA_NONE)
+			break;
+		c->runs++;
+	}
+	fa_cjson_off();
+	printf("#   %ld runs failed an allocation: %ld in node.c, %ld in cJSON\n", c->runs, c->in_node, c->in_cjson);
+
+	memset(&r, 0, sizeof(r));
+	CHECK(gw_node_lookup(&fx.env, &groningen, body, &r) == 0);
+	again = answer_text(&r, id);
+	CHECK_STR(again, want);
+	free(again);
+	free(r.body);
+	CHECK(audit_lines() == lines + 1);
+	free(want);
+	free(want_line);
+	cJSON_Delete(body);
+	fixture_close(&fx);
+}
+
+static void out_of_memory_not_found(void)
+{
+	struct oom_count c;
+
+	/* a valid BSN the dataset does not hold: 404, audited */
+	lookup_oom("{\"purpose\":\"check\",\"dataset\":\"" DS "\",\"subject\":{\"bsn\":\"" BSN_NONE "\"},"
+		   "\"fields\":[\"programme\",\"postcode\"]}", 404, &c);
+	CHECK(c.in_cjson >= 20);
 }
 
 /* ---- rate limit ---- */
@@ -613,6 +800,7 @@ int main(void)
 	RUN(generalisation_unavailable_501);
 	RUN(audit_failure_permit_503_no_data);
 	RUN(audit_failure_deny_503);
+	RUN(out_of_memory_not_found);
 	RUN(rate_limit_boundary);
 	RUN(rate_limit_burst_over_workers);
 	RUN(generalise_dates);

@@ -7,7 +7,41 @@
  */
 #define CHECK_FILE "test_subquery"
 #include "check.h"
+
+/*
+ * Out of memory: node.c's own allocations fail one at a time through the
+ * macros below (cJSON's through its hooks, failalloc.h). Every header node.c
+ * uses comes first, so the macros rewrite node.c's code only.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <time.h>
+#include <sodium.h>
+#include <cjson/cJSON.h>
+#include "../../adapters/adapter.h"
+#include "../../aggregate/wire.h"
+#include "../../crypto/pseudo.h"
+#include "../../policies/policy.h"
+#include "../../gateway/audit.h"
+#include "../../gateway/config.h"
+#include "../../gateway/log.h"
+#include "../../gateway/members.h"
+#include "../../gateway/node.h"
+#include "../../gateway/routes.h"
+#include "failalloc.h"
+#undef strdup
+#undef strndup
+#define malloc(n) fa_malloc(n)
+#define calloc(a, b) fa_calloc(a, b)
+#define realloc(p, n) fa_realloc(p, n)
+#define strdup(s) fa_strdup(s)
+#define strndup(s, n) fa_strndup(s, n)
 #include "../../gateway/node.c"
+#undef malloc
+#undef calloc
+#undef realloc
+#undef strdup
+#undef strndup
 
 #include <sys/stat.h>
 
@@ -952,6 +986,171 @@ static void audit_failure_503_nothing_released(void)
 	fixture_close(&fx);
 }
 
+/* ---- out of memory ---- */
+
+/* The answer in |r| as text to compare: the status, then the JSON body, or
+ * a sealed answer's head and a hash of its opened plaintext, without the
+ * audit id (which goes to |id|, "" if none). The caller frees it. */
+static char *answer_text(const struct gw_response *r, char id[33])
+{
+	int sealed = r->content_type && strcmp(r->content_type, WIRE_SEALED_CONTENT_TYPE) == 0;
+	const unsigned char *box = NULL;
+	const char *head = NULL, *a;
+	size_t boxlen = 0, headlen = 0, plen = 0, n;
+	unsigned char *plain = NULL, h[16];
+	char hex[33] = "-", err[200], *t = NULL, *out;
+	cJSON *o = NULL;
+
+	id[0] = '\0';
+	if (sealed) {
+		if (wire_unwrap((const unsigned char *)r->body, r->len, &box, &boxlen, &head, &headlen, err,
+				sizeof(err)) == 0 &&
+		    wire_open(box, boxlen, hub_pk, hub_sk, &plain, &plen, err, sizeof(err)) == 0) {
+			crypto_generichash(h, sizeof(h), plain, plen, NULL, 0);
+			sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+			o = cJSON_ParseWithLength(head, headlen);
+			sodium_memzero(plain, plen);
+			free(plain);
+		}
+	} else if (r->body) {
+		o = cJSON_ParseWithLength(r->body, r->len);
+	}
+	if ((a = cJSON_GetStringValue(cJSON_GetObjectItem(o, "audit_id"))) != NULL)
+		snprintf(id, 33, "%s", a);
+	cJSON_DeleteItemFromObject(o, "audit_id");
+	t = o ? cJSON_PrintUnformatted(o) : NULL;
+	cJSON_Delete(o);
+	n = (t ? strlen(t) : 0) + 128;
+	out = malloc(n);
+	snprintf(out, n, "%d %s %s %s", r->status, sealed ? "sealed" : r->content_type ? r->content_type : "-",
+		 t ? t : "(no JSON)", hex);
+	free(t);
+	return out;
+}
+
+/* The last audit line without what differs on every line (seq, time,
+ * audit_id, prev); its audit id goes to |id|. The caller frees it. */
+static char *last_audit_text(char id[33])
+{
+	cJSON *a = last_audit();
+	char *t;
+
+	snprintf(id, 33, "%s", a ? cJSON_GetStringValue(cJSON_GetObjectItem(a, "audit_id")) : "");
+	cJSON_DeleteItemFromObject(a, "seq");
+	cJSON_DeleteItemFromObject(a, "time");
+	cJSON_DeleteItemFromObject(a, "audit_id");
+	cJSON_DeleteItemFromObject(a, "prev");
+	t = a ? cJSON_PrintUnformatted(a) : strdup("(no audit line)");
+	cJSON_Delete(a);
+	return t;
+}
+
+struct oom_count {
+	long runs;     /* runs that failed an allocation */
+	long in_node;  /* ... one of node.c's own */
+	long in_cjson; /* ... one of cJSON's (node.c's JSON, the audit line's printing) */
+};
+
+/*
+ * Makes each allocation of one subquery fail in turn, k = 0, 1, 2, ..., until
+ * a run needs no more than k. A run whose failure the node cannot get around
+ * answers 500 internal or 503 audit_unavailable, releases nothing and leaves
+ * no audit line (the line would record an answer or a refusal that was not
+ * given); one that gets around it answers exactly as a run without failures
+ * and records exactly its line. After the loop the worker answers as before.
+ */
+static void subquery_oom(const struct gw_member *m, const char *json, int want_status, struct oom_count *c)
+{
+	struct fixture fx;
+	struct gw_response r;
+	cJSON *body = cJSON_Parse(json);
+	char id[33], line_id[33], *want, *want_line, *again;
+	unsigned long lines;
+	int printed = 0;
+
+	memset(c, 0, sizeof(*c));
+	if (!body || fixture_open(&fx, 1) < 0) {
+		CHECK(0);
+		cJSON_Delete(body);
+		return;
+	}
+	lines = audit_lines();
+	memset(&r, 0, sizeof(r));
+	CHECK(gw_node_subquery(&fx.env, m, body, &r) == 0);
+	CHECK(r.status == want_status);
+	want = answer_text(&r, id);
+	free(r.body);
+	CHECK(audit_lines() == ++lines);
+	want_line = last_audit_text(line_id);
+	CHECK(want_status != 200 || strcmp(id, line_id) == 0);
+
+	fa_cjson_on();
+	for (long k = 0; k < 100000; k++) {
+		char *got, *line = NULL;
+		unsigned long now;
+		int rc, ok;
+
+		memset(&r, 0, sizeof(r));
+		fa_arm(k);
+		rc = gw_node_subquery(&fx.env, m, body, &r);
+		fa_disarm();
+		got = answer_text(&r, id);
+		now = audit_lines();
+		if (now != lines)
+			line = last_audit_text(line_id);
+		if (fa_failed == FA_NONE || strcmp(got, want) == 0)
+			ok = rc == 0 && strcmp(got, want) == 0 && now == lines + 1 && strcmp(line, want_line) == 0 &&
+			     (want_status != 200 || strcmp(id, line_id) == 0);
+		else
+			ok = rc == 0 && r.body && r.content_type && strcmp(r.content_type, "application/json") == 0 &&
+			     ((r.status == 500 && strstr(r.body, "\"code\":\"internal\"")) ||
+			      (r.status == 503 && strstr(r.body, "\"code\":\"audit_unavailable\""))) &&
+			     now == lines;
+		if (!ok && printed++ < 10)
+			printf("#   allocation %ld failed (%s): rc %d, %.200s; %lu audit lines added%s%.300s\n", k,
+			       fa_failed == FA_MODULE ? "node.c" : fa_failed == FA_CJSON ? "cJSON" : "none", rc, got,
+			       now - lines, line ? ": " : "", line ? line : "");
+		CHECK(ok);
+		c->in_node += fa_failed == FA_MODULE;
+		c->in_cjson += fa_failed == FA_CJSON;
+		lines = now;
+		free(got);
+		free(line);
+		free(r.body);
+		if (fa_failed == FA_NONE)
+			break;
+		c->runs++;
+	}
+	fa_cjson_off();
+	printf("#   %ld runs failed an allocation: %ld in node.c, %ld in cJSON\n", c->runs, c->in_node, c->in_cjson);
+
+	memset(&r, 0, sizeof(r));
+	CHECK(gw_node_subquery(&fx.env, m, body, &r) == 0);
+	again = answer_text(&r, id);
+	CHECK_STR(again, want);
+	free(again);
+	free(r.body);
+	CHECK(audit_lines() == lines + 1);
+	free(want);
+	free(want_line);
+	cJSON_Delete(body);
+	fixture_close(&fx);
+}
+
+static void out_of_memory_refused(void)
+{
+	struct oom_count c;
+
+	/* a requester the node's policy does not list: 403, audited */
+	subquery_oom(&hub,
+		     "{\"query_id\":\"" QID_A "\",\"requester\":\"gemeente-groningen\",\"purpose\":\"fed\","
+		     "\"operation\":\"aggregate\",\"dataset\":\"" DS "\",\"mode\":\"counts\","
+		     "\"fields\":[{\"field\":\"programme\"}]}",
+		     403, &c);
+	CHECK(c.in_node >= 1);
+	CHECK(c.in_cjson >= 20);
+}
+
 /* ---- generalise_text() agrees with adapter_date_format ---- */
 
 static void civil_date_matches_adapter(void)
@@ -1045,6 +1244,7 @@ int main(void)
 	RUN(limits_at_the_boundary);
 	RUN(no_hub_key_501);
 	RUN(audit_failure_503_nothing_released);
+	RUN(out_of_memory_refused);
 	RUN(civil_date_matches_adapter);
 
 	audit_close(alog);
