@@ -575,40 +575,37 @@ static cJSON *put_num(int *ok, cJSON *parent, const char *name, double v)
 	return put(ok, parent, name, cJSON_CreateNumber(v));
 }
 
-/* Formats |v| as JSON under the generalisation |g| (the lookup's records:
- * numbers stay numbers, a year is a number); NULL when |g| does not apply
- * to the value's type (the caller answers 501). */
-static cJSON *generalise(const struct adapter_field *f, const struct adapter_value *v,
-			 enum policy_gen g, int32_t today)
+/* Formats |v| as JSON under the generalisation |g| into |*out| (the
+ * lookup's records: numbers stay numbers, a year is a number). Returns 0,
+ * -1 when |g| does not apply to the value's type (the caller answers 501),
+ * or -2 out of memory. */
+static int generalise(const struct adapter_field *f, const struct adapter_value *v,
+		      enum policy_gen g, int32_t today, cJSON **out)
 {
 	char buf[GEN_BUF];
 	const char *s;
 	size_t n;
 	char *copy;
-	cJSON *j;
+	cJSON *j = NULL;
 	int rc = generalise_text(f, v, g, today, buf, &s, &n);
 
+	*out = NULL;
 	if (rc < 0)
-		return NULL;
-	if (rc > 0)
-		return cJSON_CreateNull();
-	switch (f->type) {
-	case ADAPTER_INT:
-		return cJSON_CreateNumber((double)v->i);
-	case ADAPTER_BOOL:
-		return cJSON_CreateBool(v->b);
-	case ADAPTER_DATE:
-		if (g == POLICY_GEN_YEAR || g == POLICY_GEN_BIRTH_YEAR)
-			return cJSON_CreateNumber(strtod(s, NULL));
-		break;
-	default:
-		break;
+		return -1;
+	if (rc > 0) {
+		j = cJSON_CreateNull();
+	} else if (f->type == ADAPTER_INT) {
+		j = cJSON_CreateNumber((double)v->i);
+	} else if (f->type == ADAPTER_BOOL) {
+		j = cJSON_CreateBool(v->b);
+	} else if (f->type == ADAPTER_DATE && (g == POLICY_GEN_YEAR || g == POLICY_GEN_BIRTH_YEAR)) {
+		j = cJSON_CreateNumber(strtod(s, NULL));
+	} else if ((copy = strndup(s, n)) != NULL) {
+		j = cJSON_CreateString(copy);
+		free(copy);
 	}
-	if (!(copy = strndup(s, n)))
-		return NULL;
-	j = cJSON_CreateString(copy);
-	free(copy);
-	return j;
+	*out = j;
+	return j ? 0 : -2;
 }
 
 struct fetch {
@@ -628,22 +625,24 @@ static int on_row(void *arg, const struct adapter_value *values, size_t n)
 {
 	struct fetch *f = arg;
 	cJSON *rec;
+	int ok = 1;
 
 	if (f->nrecords == MAX_LOOKUP_RECORDS)
 		return 1;
-	rec = cJSON_CreateObject();
-	if (!rec || !cJSON_AddItemToArray(f->records, rec)) {
-		cJSON_Delete(rec);
-		f->oom = 1;
-		return -1;
-	}
-	for (size_t i = 0; i < n && i < f->nproj; i++) {
-		cJSON *v = generalise(&f->ds->fields[f->proj[i]], &values[i], f->gens[i], f->today);
-		if (!v) {
+	rec = put(&ok, f->records, NULL, cJSON_CreateObject());
+	for (size_t i = 0; i < n && i < f->nproj && ok; i++) {
+		cJSON *v;
+		int rc = generalise(&f->ds->fields[f->proj[i]], &values[i], f->gens[i], f->today, &v);
+
+		if (rc == -1) {
 			f->unsupported = 1;
 			return -1;
 		}
-		cJSON_AddItemToObject(rec, f->names[i], v);
+		put(&ok, rec, f->names[i], v);
+	}
+	if (!ok) {
+		f->oom = 1;
+		return -1;
 	}
 	f->nrecords++;
 	return 0;
@@ -825,7 +824,13 @@ int gw_node_lookup(const struct gw_env *env, const struct gw_member *caller,
 		return refuse(env, caller, &l, &dec, 501, "generalisation_unavailable",
 			      "the policy asks for a generalisation this node cannot apply", resp);
 	}
-	if (rc < 0 || f.oom) {
+	/* Out of memory is the node's fault, not the dataset's nor the
+	 * policy's: 500, as the subquery answers it. */
+	if (f.oom) {
+		cJSON_Delete(f.records);
+		return gw_error(resp, 500, "internal", "out of memory");
+	}
+	if (rc < 0) {
 		cJSON_Delete(f.records);
 		return refuse(env, caller, &l, &dec, 503, "source_unavailable",
 			      "the dataset could not be read", resp);

@@ -389,14 +389,15 @@ struct oom_count {
 };
 
 /*
- * Makes each allocation of one lookup fail in turn, k = 0, 1, 2, ..., until
- * a run needs no more than k. A run whose failure the node cannot get around
+ * Makes each allocation of one lookup fail in turn (node.c's own, and with
+ * |with_cjson| cJSON's too), k = 0, 1, 2, ..., until a run needs no more
+ * than k. A run whose failure the node cannot get around
  * answers 500 internal or 503 audit_unavailable, releases nothing and leaves
  * no audit line (the line would record an answer or a refusal that was not
  * given); one that gets around it answers exactly as a run without failures
  * and records exactly its line. After the loop the worker answers as before.
  */
-static void lookup_oom(const char *json, int want_status, struct oom_count *c)
+static void lookup_oom(const char *json, int want_status, int with_cjson, struct oom_count *c)
 {
 	struct fixture fx;
 	struct gw_response r;
@@ -421,7 +422,8 @@ static void lookup_oom(const char *json, int want_status, struct oom_count *c)
 	want_line = last_audit_text(line_id);
 	CHECK(want_status != 200 || strcmp(id, line_id) == 0);
 
-	fa_cjson_on();
+	if (with_cjson)
+		fa_cjson_on();
 	for (long k = 0; k < 100000; k++) {
 		char *got, *line = NULL;
 		unsigned long now;
@@ -474,13 +476,24 @@ static void lookup_oom(const char *json, int want_status, struct oom_count *c)
 	fixture_close(&fx);
 }
 
+/* A value that cannot be copied while fetching is the node's failure (500),
+ * not a generalisation it cannot apply (501, audited as a refusal). */
+static void out_of_memory_generalising(void)
+{
+	struct oom_count c;
+
+	/* node.c's allocations only: every text value of the one record */
+	lookup_oom(LOOKUP_A, 200, 0, &c);
+	CHECK(c.in_node == 4 && c.in_cjson == 0);
+}
+
 static void out_of_memory_not_found(void)
 {
 	struct oom_count c;
 
 	/* a valid BSN the dataset does not hold: 404, audited */
 	lookup_oom("{\"purpose\":\"check\",\"dataset\":\"" DS "\",\"subject\":{\"bsn\":\"" BSN_NONE "\"},"
-		   "\"fields\":[\"programme\",\"postcode\"]}", 404, &c);
+		   "\"fields\":[\"programme\",\"postcode\"]}", 404, 1, &c);
 	CHECK(c.in_cjson >= 20);
 }
 
@@ -593,10 +606,10 @@ static int32_t day(const char *s)
 static char *gen_text(const struct adapter_field *f, const struct adapter_value *v, enum policy_gen g,
 		      const char *today)
 {
-	cJSON *j = generalise(f, v, g, day(today));
+	cJSON *j;
 	char *s;
 
-	if (!j)
+	if (generalise(f, v, g, day(today), &j) < 0)
 		return strdup("(null)");
 	s = cJSON_PrintUnformatted(j);
 	cJSON_Delete(j);
@@ -800,6 +813,7 @@ int main(void)
 	RUN(generalisation_unavailable_501);
 	RUN(audit_failure_permit_503_no_data);
 	RUN(audit_failure_deny_503);
+	RUN(out_of_memory_generalising);
 	RUN(out_of_memory_not_found);
 	RUN(rate_limit_boundary);
 	RUN(rate_limit_burst_over_workers);
