@@ -575,6 +575,19 @@ static cJSON *put_num(int *ok, cJSON *parent, const char *name, double v)
 	return put(ok, parent, name, cJSON_CreateNumber(v));
 }
 
+/* An answer is built whole before its audit line is written, with
+ * |AUDIT_ID_SLOT| where the audit id goes (the last member's value), so
+ * nothing can fail between recording the answer and releasing it (as in
+ * hub.c). */
+#define AUDIT_ID_SLOT "________________________________"
+
+/* Puts |audit_id| in the slot at the end of |text| (|len| bytes, ending
+ * "audit_id":"<slot>"}). */
+static void fill_audit_id(char *text, size_t len, const char *audit_id)
+{
+	memcpy(text + len - 2 - (sizeof(AUDIT_ID_SLOT) - 1), audit_id, sizeof(AUDIT_ID_SLOT) - 1);
+}
+
 /* Formats |v| as JSON under the generalisation |g| into |*out| (the
  * lookup's records: numbers stay numbers, a year is a number). Returns 0,
  * -1 when |g| does not apply to the value's type (the caller answers 501),
@@ -1610,41 +1623,38 @@ done:
 	return rc;
 }
 
-/* The sealed body gets its head appended: {"dataset", "policy_hash",
- * "records", "audit_id"}. Takes |*sealed| over on success. */
-static int sq_respond_sealed(struct gw_response *resp, const struct subquery *q,
-			     const struct policy_decision *dec, uint32_t nrecords, const char *audit_id,
-			     unsigned char **sealed, size_t sealedlen)
+/* Appends the sealed body's head: {"dataset", "policy_hash", "records",
+ * "audit_id": the slot}. 0, or -1 out of memory (|*sealed| is still the
+ * caller's either way). */
+static int sq_append_head(const struct subquery *q, const struct policy_decision *dec, uint32_t nrecords,
+			  unsigned char **sealed, size_t *sealedlen)
 {
 	cJSON *o = cJSON_CreateObject();
-	char *head = NULL;
+	int ok = o != NULL;
+	char *head;
 	size_t hlen;
 
-	if (o && cJSON_AddStringToObject(o, "dataset", q->dataset) &&
-	    cJSON_AddStringToObject(o, "policy_hash", dec->policy_hash) &&
-	    cJSON_AddNumberToObject(o, "records", nrecords) && cJSON_AddStringToObject(o, "audit_id", audit_id))
-		head = cJSON_PrintUnformatted(o);
+	put_str(&ok, o, "dataset", q->dataset);
+	put_str(&ok, o, "policy_hash", dec->policy_hash);
+	put_num(&ok, o, "records", nrecords);
+	put_str(&ok, o, "audit_id", AUDIT_ID_SLOT);
+	head = ok ? cJSON_PrintUnformatted(o) : NULL;
 	cJSON_Delete(o);
 	if (!head)
-		return gw_error(resp, 500, "internal", "out of memory");
+		return -1;
 	hlen = strlen(head);
 	if (hlen > SQ_HEAD_ROOM) {
-		unsigned char *grown = realloc(*sealed, sealedlen + hlen);
+		unsigned char *grown = realloc(*sealed, *sealedlen + hlen);
 
 		if (!grown) {
 			free(head);
-			return gw_error(resp, 500, "internal", "out of memory");
+			return -1;
 		}
 		*sealed = grown;
 	}
-	memcpy(*sealed + sealedlen, head, hlen);
+	memcpy(*sealed + *sealedlen, head, hlen);
+	*sealedlen += hlen;
 	free(head);
-	free(resp->body);
-	resp->status = 200;
-	resp->body = (char *)*sealed;
-	resp->len = sealedlen + hlen;
-	resp->content_type = WIRE_SEALED_CONTENT_TYPE;
-	*sealed = NULL;
 	return 0;
 }
 
@@ -1820,6 +1830,9 @@ int gw_node_subquery(const struct gw_env *env, const struct gw_member *caller,
 		else
 			rc = gw_error(resp, 500, "internal", "the sealed answer could not be built");
 		goto done;
+	} else if (sq_append_head(q, &dec, nrecords, &sealed, &sealedlen) < 0) {
+		rc = gw_error(resp, 500, "internal", "out of memory");
+		goto done;
 	}
 
 	/* 6. Audit before anything leaves; fail closed. */
@@ -1830,9 +1843,16 @@ int gw_node_subquery(const struct gw_env *env, const struct gw_member *caller,
 		goto done;
 	}
 
-	/* 7. Answer. */
+	/* 7. Answer: a sealed answer is whole, its audit id a slot to fill. */
 	if (q->tokens) {
-		rc = sq_respond_sealed(resp, q, &dec, nrecords, audit_id, &sealed, sealedlen);
+		fill_audit_id((char *)sealed, sealedlen, audit_id);
+		free(resp->body);
+		resp->status = 200;
+		resp->body = (char *)sealed;
+		resp->len = sealedlen;
+		resp->content_type = WIRE_SEALED_CONTENT_TYPE;
+		sealed = NULL;
+		rc = 0;
 	} else {
 		cJSON *o = cJSON_CreateObject(), *names = cJSON_CreateArray();
 
