@@ -1507,6 +1507,7 @@ static cJSON *sq_cells(const struct sq_scan *sc, long *ncells)
 {
 	cJSON *cells = cJSON_CreateArray();
 	uint32_t *slots = NULL, *first = NULL, *count = NULL, mask = 1023, n = 0;
+	int ok = 1;
 
 	*ncells = 0;
 	while (mask + 1 < 2 * sc->n + 2)
@@ -1528,27 +1529,20 @@ static cJSON *sq_cells(const struct sq_scan *sc, long *ncells)
 		}
 		count[slots[i] - 1]++;
 	}
-	for (uint32_t c = 0; c < n; c++) {
-		cJSON *cell = cJSON_CreateObject(), *key = cJSON_CreateArray();
+	for (uint32_t c = 0; c < n && ok; c++) {
+		cJSON *cell = put(&ok, cells, NULL, cJSON_CreateObject());
+		cJSON *key = put(&ok, cell, "key", cJSON_CreateArray());
 
-		if (!cell || !key || !cJSON_AddItemToArray(cells, cell)) {
-			cJSON_Delete(cell);
-			cJSON_Delete(key);
-			goto oom;
-		}
-		cJSON_AddItemToObject(cell, "key", key);
 		for (size_t f = 0; f < sc->nf; f++) {
 			uint16_t code = sc->codes[(size_t)first[c] * sc->nf + f];
-			cJSON *v = code == WIRE_NULL ? cJSON_CreateNull() : cJSON_CreateString(sc->dict[f].values[code]);
 
-			if (!v || !cJSON_AddItemToArray(key, v)) {
-				cJSON_Delete(v);
-				goto oom;
-			}
+			put(&ok, key, NULL, code == WIRE_NULL ? cJSON_CreateNull()
+							       : cJSON_CreateString(sc->dict[f].values[code]));
 		}
-		if (!cJSON_AddNumberToObject(cell, "persons", count[c]))
-			goto oom;
+		put_num(&ok, cell, "persons", count[c]);
 	}
+	if (!ok)
+		goto oom;
 	free(slots);
 	free(first);
 	free(count);
@@ -1658,6 +1652,26 @@ static int sq_append_head(const struct subquery *q, const struct policy_decision
 	return 0;
 }
 
+/* The counts answer, printed whole: {"dataset", "policy_hash", "fields",
+ * "cells", "audit_id": the slot}. Takes |cells| over; NULL out of memory. */
+static char *sq_counts_answer(const struct subquery *q, const struct policy_decision *dec, cJSON *cells)
+{
+	cJSON *o = cJSON_CreateObject(), *names;
+	int ok = o != NULL;
+	char *text;
+
+	put_str(&ok, o, "dataset", q->dataset);
+	put_str(&ok, o, "policy_hash", dec->policy_hash);
+	names = put(&ok, o, "fields", cJSON_CreateArray());
+	for (size_t i = 0; i < q->nfields; i++)
+		put_str(&ok, names, NULL, q->fields[i]);
+	put(&ok, o, "cells", cells);
+	put_str(&ok, o, "audit_id", AUDIT_ID_SLOT);
+	text = ok ? cJSON_PrintUnformatted(o) : NULL;
+	cJSON_Delete(o);
+	return text;
+}
+
 int gw_node_subquery(const struct gw_env *env, const struct gw_member *caller,
 		     const cJSON *body, struct gw_response *resp)
 {
@@ -1673,7 +1687,7 @@ int gw_node_subquery(const struct gw_env *env, const struct gw_member *caller,
 	size_t npushed = 0, nproj;
 	struct sq_scan sc = { 0 };
 	struct diag d = { 0 };
-	cJSON *cells = NULL;
+	char *answer = NULL; /* mode counts */
 	unsigned char *sealed = NULL;
 	char audit_id[33];
 	size_t sealedlen = 0;
@@ -1817,9 +1831,12 @@ int gw_node_subquery(const struct gw_env *env, const struct gw_member *caller,
 		goto done;
 	}
 
-	/* 5. Build the answer; nothing of it leaves before the audit line. */
+	/* 5. Build the answer, whole: nothing of it leaves before the audit
+	 * line, and nothing can fail after it. */
 	if (!q->tokens) {
-		if (!(cells = sq_cells(&sc, &ncells))) {
+		cJSON *cells = sq_cells(&sc, &ncells);
+
+		if (!cells || !(answer = sq_counts_answer(q, &dec, cells))) {
 			rc = gw_error(resp, 500, "internal", "out of memory");
 			goto done;
 		}
@@ -1843,37 +1860,23 @@ int gw_node_subquery(const struct gw_env *env, const struct gw_member *caller,
 		goto done;
 	}
 
-	/* 7. Answer: a sealed answer is whole, its audit id a slot to fill. */
-	if (q->tokens) {
-		fill_audit_id((char *)sealed, sealedlen, audit_id);
+	/* 7. Answer: the audit id into its slot, nothing else. */
+	{
+		char *text = q->tokens ? (char *)sealed : answer;
+		size_t len = q->tokens ? sealedlen : strlen(answer);
+
+		fill_audit_id(text, len, audit_id);
 		free(resp->body);
 		resp->status = 200;
-		resp->body = (char *)sealed;
-		resp->len = sealedlen;
-		resp->content_type = WIRE_SEALED_CONTENT_TYPE;
+		resp->body = text;
+		resp->len = len;
+		resp->content_type = q->tokens ? WIRE_SEALED_CONTENT_TYPE : "application/json";
 		sealed = NULL;
+		answer = NULL;
 		rc = 0;
-	} else {
-		cJSON *o = cJSON_CreateObject(), *names = cJSON_CreateArray();
-
-		if (!o || !names) {
-			cJSON_Delete(o);
-			cJSON_Delete(names);
-			rc = gw_error(resp, 500, "internal", "out of memory");
-			goto done;
-		}
-		cJSON_AddStringToObject(o, "dataset", q->dataset);
-		cJSON_AddStringToObject(o, "policy_hash", dec.policy_hash);
-		for (size_t i = 0; i < q->nfields; i++)
-			cJSON_AddItemToArray(names, cJSON_CreateString(q->fields[i]));
-		cJSON_AddItemToObject(o, "fields", names);
-		cJSON_AddItemToObject(o, "cells", cells);
-		cells = NULL;
-		cJSON_AddStringToObject(o, "audit_id", audit_id);
-		rc = respond_json(resp, 200, o);
 	}
 done:
-	cJSON_Delete(cells);
+	free(answer);
 	free(sealed);
 	sq_scan_free(&sc);
 	free(q);

@@ -1137,6 +1137,16 @@ static void subquery_oom(const struct gw_member *m, const char *json, int want_s
 	fixture_close(&fx);
 }
 
+static void out_of_memory_counts(void)
+{
+	struct oom_count c;
+
+	/* a filter evaluated here (the year of a date), two cells per person */
+	subquery_oom(&hub, BODY("fed-two", QID_A, "aggregate", "counts", F_PROG_YEAR_PC, FILTER_DATE_YEAR), 200, &c);
+	CHECK(c.in_node >= 20);
+	CHECK(c.in_cjson >= 200);
+}
+
 static void out_of_memory_tokens(void)
 {
 	struct oom_count c;
@@ -1254,6 +1264,7 @@ int main(void)
 	RUN(limits_at_the_boundary);
 	RUN(no_hub_key_501);
 	RUN(audit_failure_503_nothing_released);
+	RUN(out_of_memory_counts);
 	RUN(out_of_memory_tokens);
 	RUN(out_of_memory_refused);
 	RUN(civil_date_matches_adapter);
