@@ -712,19 +712,51 @@ static int audit(const struct gw_env *env, const struct gw_member *caller, const
 	return rc;
 }
 
-static int respond_json(struct gw_response *resp, int status, cJSON *o)
+/* The lookup's answer, printed whole: {"subject": the pseudonym for this
+ * requester and purpose and/or the BSN, as granted, "purpose", "dataset",
+ * "records", "policy", "audit_id": the slot}. Takes |records| over. NULL
+ * with the reason in |*why| when out of memory or the pseudonym key cannot
+ * be derived. */
+static char *lookup_answer(const struct gw_node *n, const struct gw_member *caller, const struct lookup *l,
+			   const struct policy_decision *dec, cJSON *records, const char **why)
 {
-	char *text = cJSON_PrintUnformatted(o);
+	cJSON *o = cJSON_CreateObject(), *subj, *pol;
+	int ok = o != NULL;
+	char *text;
 
+	*why = "out of memory";
+	subj = put(&ok, o, "subject", cJSON_CreateObject());
+	put_str(&ok, o, "purpose", l->purpose);
+	put_str(&ok, o, "dataset", l->dataset);
+	if (ok && l->identifiers >= POLICY_IDENT_PSEUDONYM) {
+		struct pseudo_key *k;
+		unsigned char tok[PSEUDO_TOKEN_BYTES];
+		char hex[2 * PSEUDO_TOKEN_BYTES + 1];
+
+		if (pseudo_key_recipient(n->master, l->purpose, caller->id, &k) < 0) {
+			*why = "cannot derive the pseudonym key";
+			ok = 0;
+		} else {
+			pseudo_token(k, l->bsn, tok);
+			pseudo_key_free(k);
+			pseudo_hex(tok, sizeof(tok), hex);
+			put_str(&ok, subj, "pseudonym", hex);
+		}
+	}
+	if (l->identifiers == POLICY_IDENT_BSN) {
+		char bsn[10];
+
+		bsn_format(l->bsn, bsn);
+		put_str(&ok, subj, "bsn", bsn);
+	}
+	put(&ok, o, "records", records);
+	pol = put(&ok, o, "policy", cJSON_CreateObject());
+	put_str(&ok, pol, "rule", dec->rule);
+	put_str(&ok, pol, "sha256", dec->policy_hash);
+	put_str(&ok, o, "audit_id", AUDIT_ID_SLOT);
+	text = ok ? cJSON_PrintUnformatted(o) : NULL;
 	cJSON_Delete(o);
-	if (!text)
-		return gw_error(resp, 500, "internal", "out of memory");
-	free(resp->body);
-	resp->status = status;
-	resp->body = text;
-	resp->len = strlen(text);
-	resp->content_type = "application/json";
-	return 0;
+	return text;
 }
 
 /* Audits the refusal, then answers it; 503 if it cannot be recorded. */
@@ -756,9 +788,10 @@ int gw_node_lookup(const struct gw_env *env, const struct gw_member *caller,
 	struct adapter_filter filter;
 	struct adapter_stats stats = { 0 };
 	struct diag d = { 0 };
-	char audit_id[33];
-	const char *bad;
+	char audit_id[33], *answer;
+	const char *bad, *why;
 	unsigned wait;
+	size_t len;
 	int rc;
 
 	if (!w || !env->policies)
@@ -856,49 +889,28 @@ int gw_node_lookup(const struct gw_env *env, const struct gw_member *caller,
 			      "no record for this subject in this dataset", resp);
 	}
 
-	/* 5. Audit before anything leaves; fail closed. */
+	/* 5. Build the answer, whole: nothing of it leaves before the audit
+	 * line, and nothing can fail after it. */
+	if (!(answer = lookup_answer(w->node, caller, &l, &dec, f.records, &why)))
+		return gw_error(resp, 500, "internal", why);
+
+	/* 6. Audit before anything leaves; fail closed. */
+	len = strlen(answer);
 	if (audit(env, caller, &l, &dec, "answered", 200, f.nrecords, audit_id) < 0) {
-		cJSON_Delete(f.records);
+		sodium_memzero(answer, len);
+		free(answer);
 		return gw_error(resp, 503, "audit_unavailable",
 				"the decision could not be recorded, so nothing is answered");
 	}
 
-	/* 6. Answer: the subject as a pseudonym for this requester and purpose. */
-	{
-		cJSON *o = cJSON_CreateObject();
-		cJSON *subj = cJSON_AddObjectToObject(o, "subject");
-		cJSON *pol = cJSON_CreateObject();
-
-		cJSON_AddStringToObject(o, "purpose", l.purpose);
-		cJSON_AddStringToObject(o, "dataset", l.dataset);
-		if (l.identifiers >= POLICY_IDENT_PSEUDONYM) {
-			struct pseudo_key *k;
-			unsigned char tok[PSEUDO_TOKEN_BYTES];
-			char hex[2 * PSEUDO_TOKEN_BYTES + 1];
-
-			if (pseudo_key_recipient(w->node->master, l.purpose, caller->id, &k) < 0) {
-				cJSON_Delete(o);
-				cJSON_Delete(pol);
-				cJSON_Delete(f.records);
-				return gw_error(resp, 500, "internal", "cannot derive the pseudonym key");
-			}
-			pseudo_token(k, l.bsn, tok);
-			pseudo_key_free(k);
-			pseudo_hex(tok, sizeof(tok), hex);
-			cJSON_AddStringToObject(subj, "pseudonym", hex);
-		}
-		if (l.identifiers == POLICY_IDENT_BSN) {
-			char bsn[10];
-			bsn_format(l.bsn, bsn);
-			cJSON_AddStringToObject(subj, "bsn", bsn);
-		}
-		cJSON_AddItemToObject(o, "records", f.records);
-		cJSON_AddStringToObject(pol, "rule", dec.rule);
-		cJSON_AddStringToObject(pol, "sha256", dec.policy_hash);
-		cJSON_AddItemToObject(o, "policy", pol);
-		cJSON_AddStringToObject(o, "audit_id", audit_id);
-		return respond_json(resp, 200, o);
-	}
+	/* 7. Answer: the audit id into its slot, nothing else. */
+	fill_audit_id(answer, len, audit_id);
+	free(resp->body);
+	resp->status = 200;
+	resp->body = answer;
+	resp->len = len;
+	resp->content_type = "application/json";
+	return 0;
 }
 
 /* ---- the subquery (docs/federation.md, "The subquery") ---- */

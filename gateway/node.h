@@ -51,7 +51,10 @@ size_t gw_node_datasets(const struct gw_node_worker *w, const char *const **ids)
 
 /*
  * POST /v1/lookup for |caller| with the parsed body |body|: rate limit →
- * validate → decide → audit → fetch → generalise → pseudonymise → answer.
+ * validate → decide → fetch → generalise → pseudonymise → audit → answer.
+ * Every answer and refusal is audited first, one line with operation
+ * "lookup"; one that cannot be audited is a 503 and releases nothing. Out
+ * of memory is a 500 internal that releases nothing and leaves no line.
  * Always fills |resp|; returns 0, or -1 when even an error body could not
  * be allocated.
  */
@@ -69,7 +72,8 @@ int gw_node_lookup(const struct gw_env *env, const struct gw_member *caller,
  * no_hub_key / generalisation_unavailable, 503 audit_unavailable /
  * source_unavailable, 500 internal. Every answer and refusal (the non-hub's
  * too) is audited first, one line with operation "subquery"; one that
- * cannot be audited is a 503 and releases nothing. Contribution bound: the
+ * cannot be audited is a 503 and releases nothing; out of memory is a 500
+ * internal that releases nothing and leaves no line. Contribution bound: the
  * smaller of the decision's max_cells_per_person (default 1) and the body's.
  * Always fills |resp|; returns 0, or -1 when even an error body could not be
  * allocated.

@@ -484,7 +484,22 @@ static void out_of_memory_generalising(void)
 
 	/* node.c's allocations only: every text value of the one record */
 	lookup_oom(LOOKUP_A, 200, 0, &c);
-	CHECK(c.in_node == 4 && c.in_cjson == 0);
+	CHECK(c.in_node >= 4 && c.in_cjson == 0);
+}
+
+static void out_of_memory_found(void)
+{
+	struct oom_count c;
+
+	/* one row, every type: text values are copied (strndup), the rest not */
+	lookup_oom(LOOKUP_A, 200, 1, &c);
+	CHECK(c.in_node >= 4);
+	CHECK(c.in_cjson >= 60);
+	/* two rows of one person */
+	lookup_oom("{\"purpose\":\"check\",\"dataset\":\"" DS "\",\"subject\":{\"bsn\":\"" BSN_B "\"},"
+		   "\"fields\":[\"programme\",\"end_date\",\"start_year\"]}", 200, 1, &c);
+	CHECK(c.in_node >= 3);
+	CHECK(c.in_cjson >= 60);
 }
 
 static void out_of_memory_not_found(void)
@@ -814,6 +829,7 @@ int main(void)
 	RUN(audit_failure_permit_503_no_data);
 	RUN(audit_failure_deny_503);
 	RUN(out_of_memory_generalising);
+	RUN(out_of_memory_found);
 	RUN(out_of_memory_not_found);
 	RUN(rate_limit_boundary);
 	RUN(rate_limit_burst_over_workers);
