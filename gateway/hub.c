@@ -19,6 +19,7 @@
 #include "../aggregate/disclose.h"
 #include "../aggregate/ledger.h"
 #include "../aggregate/wire.h"
+#include "../common/jsonput.h"
 #include "../policies/policy.h"
 #include "audit.h"
 #include "hub.h"
@@ -138,35 +139,6 @@ static int fail(struct hub_query *q, int status, const char *code, const char *f
 static int oom(struct hub_query *q)
 {
 	return fail(q, 500, "internal", "out of memory");
-}
-
-/*
- * Adds |item| to |parent| (an object when |name|, else an array) and returns
- * it; on any failure (NULL parent or item, no memory) frees |item|, clears
- * |*ok| and returns NULL. A subquery without one of its filters, an answer
- * without one of its cells or an audit line without its requester must
- * never go out, so every JSON we build goes through here and is sent only
- * when |*ok| survived.
- */
-static cJSON *put(int *ok, cJSON *parent, const char *name, cJSON *item)
-{
-	if (!parent || !item || !(name ? cJSON_AddItemToObject(parent, name, item)
-				      : cJSON_AddItemToArray(parent, item))) {
-		cJSON_Delete(item);
-		*ok = 0;
-		return NULL;
-	}
-	return item;
-}
-
-static cJSON *put_str(int *ok, cJSON *parent, const char *name, const char *v)
-{
-	return put(ok, parent, name, cJSON_CreateString(v));
-}
-
-static cJSON *put_num(int *ok, cJSON *parent, const char *name, double v)
-{
-	return put(ok, parent, name, cJSON_CreateNumber(v));
 }
 
 /* Prints |o| (and frees it); NULL when anything failed on the way. */
@@ -634,35 +606,35 @@ static char *subquery_json(const struct hub_query *q, const struct hub_ds *d)
 	int ok = o != NULL;
 	cJSON *fields, *filters;
 
-	put_str(&ok, o, "query_id", q->query_id);
-	put_str(&ok, o, "requester", q->caller->id);
-	put_str(&ok, o, "purpose", q->purpose);
-	put_str(&ok, o, "operation", policy_op_name(q->op));
-	put_str(&ok, o, "dataset", d->id);
-	put_str(&ok, o, "mode", q->linked ? "tokens" : "counts");
-	fields = put(&ok, o, "fields", cJSON_CreateArray());
+	json_put_str(&ok, o, "query_id", q->query_id);
+	json_put_str(&ok, o, "requester", q->caller->id);
+	json_put_str(&ok, o, "purpose", q->purpose);
+	json_put_str(&ok, o, "operation", policy_op_name(q->op));
+	json_put_str(&ok, o, "dataset", d->id);
+	json_put_str(&ok, o, "mode", q->linked ? "tokens" : "counts");
+	fields = json_put(&ok, o, "fields", cJSON_CreateArray());
 	for (unsigned w = 0; w < d->nwire; w++) {
 		const struct hub_dim *dim = &q->dim[d->wire_dim[w]];
-		cJSON *f = put(&ok, fields, NULL, cJSON_CreateObject());
+		cJSON *f = json_put(&ok, fields, NULL, cJSON_CreateObject());
 
-		put_str(&ok, f, "field", dim->field);
-		put_str(&ok, f, "gen", policy_gen_name(dim->gen));
+		json_put_str(&ok, f, "field", dim->field);
+		json_put_str(&ok, f, "gen", policy_gen_name(dim->gen));
 	}
-	filters = put(&ok, o, "filters", cJSON_CreateArray());
+	filters = json_put(&ok, o, "filters", cJSON_CreateArray());
 	for (size_t i = 0; i < q->nfilt; i++) {
 		const struct hub_filter *flt = &q->filt[i];
 		cJSON *f, *vals;
 
 		if (&q->ds[flt->ds] != d)
 			continue;
-		f = put(&ok, filters, NULL, cJSON_CreateObject());
-		put_str(&ok, f, "field", flt->field);
-		put_str(&ok, f, "gen", policy_gen_name(flt->gen));
-		vals = put(&ok, f, "values", cJSON_CreateArray());
+		f = json_put(&ok, filters, NULL, cJSON_CreateObject());
+		json_put_str(&ok, f, "field", flt->field);
+		json_put_str(&ok, f, "gen", policy_gen_name(flt->gen));
+		vals = json_put(&ok, f, "values", cJSON_CreateArray());
 		for (size_t j = 0; j < flt->nvalues; j++)
-			put_str(&ok, vals, NULL, flt->values[j]);
+			json_put_str(&ok, vals, NULL, flt->values[j]);
 	}
-	put_num(&ok, o, "max_cells_per_person", q->cells_per_person);
+	json_put_num(&ok, o, "max_cells_per_person", q->cells_per_person);
 	return print_json(ok, o);
 }
 
@@ -1241,12 +1213,12 @@ static cJSON *budget_json(const struct hub_query *q, int with_need, int *ok)
 
 	/* Exact decimals ("0.05"), not a double's rendering of micro-ε. */
 	if (with_need)
-		put(ok, o, "needs", cJSON_CreateRaw(ledger_format_eps(q->eps_micro, b)));
-	put(ok, o, "spent", cJSON_CreateRaw(ledger_format_eps(q->budget.spent_micro, b)));
-	put(ok, o, "remaining", cJSON_CreateRaw(ledger_format_eps(q->budget.remaining_micro, b)));
-	put(ok, o, "limit", cJSON_CreateRaw(ledger_format_eps(q->limit_micro, b)));
-	put_str(ok, o, "per", policy_period_name(q->out.budget_per));
-	put_str(ok, o, "resets", ledger_format_time(q->budget.reset, t));
+		json_put(ok, o, "needs", cJSON_CreateRaw(ledger_format_eps(q->eps_micro, b)));
+	json_put(ok, o, "spent", cJSON_CreateRaw(ledger_format_eps(q->budget.spent_micro, b)));
+	json_put(ok, o, "remaining", cJSON_CreateRaw(ledger_format_eps(q->budget.remaining_micro, b)));
+	json_put(ok, o, "limit", cJSON_CreateRaw(ledger_format_eps(q->limit_micro, b)));
+	json_put_str(ok, o, "per", policy_period_name(q->out.budget_per));
+	json_put_str(ok, o, "resets", ledger_format_time(q->budget.reset, t));
 	return o;
 }
 
@@ -1260,7 +1232,7 @@ static cJSON *missing_json(const struct hub_query *q, int *ok)
 		for (size_t j = 0; j < i; j++)
 			dup |= q->ds[j].missing && strcmp(q->ds[j].owner, q->ds[i].owner) == 0;
 		if (q->ds[i].missing && !dup)
-			put_str(ok, a, NULL, q->ds[i].owner);
+			json_put_str(ok, a, NULL, q->ds[i].owner);
 	}
 	return a;
 }
@@ -1273,40 +1245,40 @@ static int audit(struct hub_query *q, int64_t debit_id, char audit_id[33])
 	cJSON *ds, *rules;
 	int rc;
 
-	put_str(&ok, o, "operation", "aggregate");
-	put_str(&ok, o, "requester", q->caller->id);
+	json_put_str(&ok, o, "operation", "aggregate");
+	json_put_str(&ok, o, "requester", q->caller->id);
 	if (q->purpose)
-		put_str(&ok, o, "purpose", q->purpose);
-	put(&ok, o, "linked", cJSON_CreateBool(q->linked));
-	ds = put(&ok, o, "datasets", cJSON_CreateArray());
-	rules = put(&ok, o, "rules", cJSON_CreateArray());
+		json_put_str(&ok, o, "purpose", q->purpose);
+	json_put(&ok, o, "linked", cJSON_CreateBool(q->linked));
+	ds = json_put(&ok, o, "datasets", cJSON_CreateArray());
+	rules = json_put(&ok, o, "rules", cJSON_CreateArray());
 	for (size_t i = 0; i < q->nds; i++) {
-		put_str(&ok, ds, NULL, q->ds[i].id);
+		json_put_str(&ok, ds, NULL, q->ds[i].id);
 		if (q->ds[i].dec.rule[0])
-			put_str(&ok, rules, NULL, q->ds[i].dec.rule);
+			json_put_str(&ok, rules, NULL, q->ds[i].dec.rule);
 	}
 	if (q->query_id[0])
-		put_str(&ok, o, "query_id", q->query_id);
-	put_str(&ok, o, "decision", q->permitted ? "permit" : "deny");
+		json_put_str(&ok, o, "query_id", q->query_id);
+	json_put_str(&ok, o, "decision", q->permitted ? "permit" : "deny");
 	if (q->fail_dec) {
-		put_str(&ok, o, "reason", policy_reason_name(q->fail_dec->reason));
+		json_put_str(&ok, o, "reason", policy_reason_name(q->fail_dec->reason));
 		if (q->fail_dec->nearest[0])
-			put_str(&ok, o, "nearest_rule", q->fail_dec->nearest);
+			json_put_str(&ok, o, "nearest_rule", q->fail_dec->nearest);
 	}
-	put_str(&ok, o, "policy_hash", policy_set_hash(q->hub->policies));
+	json_put_str(&ok, o, "policy_hash", policy_set_hash(q->hub->policies));
 	if (q->permitted && q->out.noise)
-		put_num(&ok, o, "epsilon", q->out.epsilon);
+		json_put_num(&ok, o, "epsilon", q->out.epsilon);
 	if (q->status == 200) {
-		put_num(&ok, o, "cells", (double)q->released);
+		json_put_num(&ok, o, "cells", (double)q->released);
 		if (q->partial)
-			put(&ok, o, "missing_nodes", missing_json(q, &ok));
+			json_put(&ok, o, "missing_nodes", missing_json(q, &ok));
 	}
 	if (debit_id)
-		put_num(&ok, o, "budget_debit", (double)debit_id);
+		json_put_num(&ok, o, "budget_debit", (double)debit_id);
 	if (q->fail_node)
-		put_str(&ok, o, "node", q->fail_node);
-	put_str(&ok, o, "outcome", q->status == 200 ? "answered" : q->code);
-	put_num(&ok, o, "status", q->status);
+		json_put_str(&ok, o, "node", q->fail_node);
+	json_put_str(&ok, o, "outcome", q->status == 200 ? "answered" : q->code);
+	json_put_num(&ok, o, "status", q->status);
 	rc = ok ? audit_append(q->hub->audit, o, audit_id) : -1;
 	cJSON_Delete(o);
 	return rc < 0 ? -1 : 0;
@@ -1316,29 +1288,29 @@ static char *error_json(const struct hub_query *q)
 {
 	cJSON *o = cJSON_CreateObject();
 	int ok = o != NULL;
-	cJSON *e = put(&ok, o, "error", cJSON_CreateObject());
+	cJSON *e = json_put(&ok, o, "error", cJSON_CreateObject());
 
-	put_str(&ok, e, "code", q->code);
-	put_str(&ok, e, "message", q->message);
+	json_put_str(&ok, e, "code", q->code);
+	json_put_str(&ok, e, "message", q->message);
 	if (q->fail_dataset)
-		put_str(&ok, e, "dataset", q->fail_dataset);
+		json_put_str(&ok, e, "dataset", q->fail_dataset);
 	if (q->fail_dec) {
-		put_str(&ok, e, "rule", q->fail_dec->rule);
+		json_put_str(&ok, e, "rule", q->fail_dec->rule);
 		if (q->fail_dec->nearest[0])
-			put_str(&ok, e, "nearest_rule", q->fail_dec->nearest);
+			json_put_str(&ok, e, "nearest_rule", q->fail_dec->nearest);
 		if (q->fail_dec->missing[0])
-			put_str(&ok, e, "missing", q->fail_dec->missing);
+			json_put_str(&ok, e, "missing", q->fail_dec->missing);
 	}
 	if (q->fail_node)
-		put_str(&ok, e, "node", q->fail_node);
+		json_put_str(&ok, e, "node", q->fail_node);
 	if (q->node_code[0] || q->node_message[0]) {
-		cJSON *n = put(&ok, e, "node_error", cJSON_CreateObject());
+		cJSON *n = json_put(&ok, e, "node_error", cJSON_CreateObject());
 
-		put_str(&ok, n, "code", q->node_code);
-		put_str(&ok, n, "message", q->node_message);
+		json_put_str(&ok, n, "code", q->node_code);
+		json_put_str(&ok, n, "message", q->node_message);
 	}
 	if (q->budget_error)
-		put(&ok, o, "budget", budget_json(q, 1, &ok));
+		json_put(&ok, o, "budget", budget_json(q, 1, &ok));
 	return print_json(ok, o);
 }
 
@@ -1350,7 +1322,7 @@ static cJSON *cell_key(const struct hub_query *q, size_t idx, int *ok)
 		const struct hub_dim *d = &q->dim[k];
 		size_t c = idx / d->stride % d->size;
 
-		put(ok, key, NULL, c < d->ncats ? cJSON_CreateString(d->cats[c]) : cJSON_CreateNull());
+		json_put(ok, key, NULL, c < d->ncats ? cJSON_CreateString(d->cats[c]) : cJSON_CreateNull());
 	}
 	return key;
 }
@@ -1358,11 +1330,11 @@ static cJSON *cell_key(const struct hub_query *q, size_t idx, int *ok)
 static void put_count(int *ok, cJSON *o, const struct agg_cell *c)
 {
 	if (c->flags & AGG_SUPPRESSED) {
-		put(ok, o, "suppressed", cJSON_CreateTrue());
+		json_put(ok, o, "suppressed", cJSON_CreateTrue());
 		return;
 	}
-	put_num(ok, o, "persons", (double)c->value);
-	put(ok, o, "noisy", cJSON_CreateBool((c->flags & AGG_NOISY) != 0));
+	json_put_num(ok, o, "persons", (double)c->value);
+	json_put(ok, o, "noisy", cJSON_CreateBool((c->flags & AGG_NOISY) != 0));
 }
 
 /* The answer of docs/federation.md, built whole before the audit line is
@@ -1376,33 +1348,33 @@ static char *answer_json(const struct hub_query *q)
 	int ok = o != NULL;
 	cJSON *group, *cells, *disc, *hashes;
 
-	put_str(&ok, o, "purpose", q->purpose);
-	group = put(&ok, o, "group_by", cJSON_CreateArray());
+	json_put_str(&ok, o, "purpose", q->purpose);
+	group = json_put(&ok, o, "group_by", cJSON_CreateArray());
 	for (size_t k = 0; k < q->ndims; k++)
-		put_str(&ok, group, NULL, q->dim[k].text);
-	cells = put(&ok, o, "cells", cJSON_CreateArray());
+		json_put_str(&ok, group, NULL, q->dim[k].text);
+	cells = json_put(&ok, o, "cells", cJSON_CreateArray());
 	for (size_t i = 0; i < q->ncells && ok; i++) {
-		cJSON *c = put(&ok, cells, NULL, cJSON_CreateObject());
+		cJSON *c = json_put(&ok, cells, NULL, cJSON_CreateObject());
 
-		put(&ok, c, "key", cell_key(q, i, &ok));
+		json_put(&ok, c, "key", cell_key(q, i, &ok));
 		put_count(&ok, c, &q->cells[i]);
 	}
-	put_count(&ok, put(&ok, o, "total", cJSON_CreateObject()), &q->table.total);
-	disc = put(&ok, o, "disclosure", cJSON_CreateObject());
-	put_num(&ok, disc, "min_cell", q->out.min_cell);
-	put_str(&ok, disc, "noise", q->out.noise ? "discrete_laplace" : "none");
-	put(&ok, disc, "epsilon", q->out.noise ? cJSON_CreateNumber(q->out.epsilon) : cJSON_CreateNull());
-	put_num(&ok, disc, "round_to", q->out.round_to ? q->out.round_to : 1);
-	put_num(&ok, disc, "max_cells_per_person", q->cells_per_person);
-	put(&ok, o, "budget", q->budgeted ? budget_json(q, 0, &ok) : cJSON_CreateNull());
-	put(&ok, o, "partial", cJSON_CreateBool(q->partial));
-	put(&ok, o, "missing_nodes", missing_json(q, &ok));
-	hashes = put(&ok, o, "policy_hashes", cJSON_CreateObject());
-	put_str(&ok, hashes, "hub", policy_set_hash(q->hub->policies));
+	put_count(&ok, json_put(&ok, o, "total", cJSON_CreateObject()), &q->table.total);
+	disc = json_put(&ok, o, "disclosure", cJSON_CreateObject());
+	json_put_num(&ok, disc, "min_cell", q->out.min_cell);
+	json_put_str(&ok, disc, "noise", q->out.noise ? "discrete_laplace" : "none");
+	json_put(&ok, disc, "epsilon", q->out.noise ? cJSON_CreateNumber(q->out.epsilon) : cJSON_CreateNull());
+	json_put_num(&ok, disc, "round_to", q->out.round_to ? q->out.round_to : 1);
+	json_put_num(&ok, disc, "max_cells_per_person", q->cells_per_person);
+	json_put(&ok, o, "budget", q->budgeted ? budget_json(q, 0, &ok) : cJSON_CreateNull());
+	json_put(&ok, o, "partial", cJSON_CreateBool(q->partial));
+	json_put(&ok, o, "missing_nodes", missing_json(q, &ok));
+	hashes = json_put(&ok, o, "policy_hashes", cJSON_CreateObject());
+	json_put_str(&ok, hashes, "hub", policy_set_hash(q->hub->policies));
 	for (size_t i = 0; i < q->nds; i++)
 		if (q->ds[i].policy_hash[0] && !cJSON_GetObjectItemCaseSensitive(hashes, q->ds[i].owner))
-			put_str(&ok, hashes, q->ds[i].owner, q->ds[i].policy_hash);
-	put_str(&ok, o, "audit_id", AUDIT_ID_SLOT);
+			json_put_str(&ok, hashes, q->ds[i].owner, q->ds[i].policy_hash);
+	json_put_str(&ok, o, "audit_id", AUDIT_ID_SLOT);
 	return print_json(ok, o);
 }
 
@@ -1458,14 +1430,14 @@ static int refuse_non_coordinator(const struct gw_hub *hub, const struct gw_memb
 
 	if (hub && hub->audit && (o = cJSON_CreateObject())) {
 		ok = 1;
-		put_str(&ok, o, "operation", "aggregate");
-		put_str(&ok, o, "requester", caller ? caller->id : "");
+		json_put_str(&ok, o, "operation", "aggregate");
+		json_put_str(&ok, o, "requester", caller ? caller->id : "");
 		/* what the caller said it wanted, if it is short enough to be a purpose */
 		if (purpose && strlen(purpose) <= 128)
-			put_str(&ok, o, "purpose", purpose);
-		put_str(&ok, o, "decision", "deny");
-		put_str(&ok, o, "outcome", "not_a_coordinator");
-		put_num(&ok, o, "status", 403);
+			json_put_str(&ok, o, "purpose", purpose);
+		json_put_str(&ok, o, "decision", "deny");
+		json_put_str(&ok, o, "outcome", "not_a_coordinator");
+		json_put_num(&ok, o, "status", 403);
 		rc = ok ? audit_append(hub->audit, o, audit_id) : -1;
 		cJSON_Delete(o);
 	}

@@ -15,6 +15,7 @@
 
 #include "../adapters/adapter.h"
 #include "../aggregate/wire.h"
+#include "../common/jsonput.h"
 #include "../crypto/pseudo.h"
 #include "../policies/policy.h"
 #include "audit.h"
@@ -546,35 +547,6 @@ static int generalise_text(const struct adapter_field *f, const struct adapter_v
 	return 0;
 }
 
-/*
- * Adds |item| to |parent| (an object when |name|, else an array) and returns
- * it; on any failure (NULL parent or item, no memory) frees |item|, clears
- * |*ok| and returns NULL. An audit line without its requester or its
- * subject, or an answer without one of its records, must never be written
- * or sent, so every JSON built here goes through this and is used only
- * when |*ok| survived (as in hub.c).
- */
-static cJSON *put(int *ok, cJSON *parent, const char *name, cJSON *item)
-{
-	if (!parent || !item || !(name ? cJSON_AddItemToObject(parent, name, item)
-				      : cJSON_AddItemToArray(parent, item))) {
-		cJSON_Delete(item);
-		*ok = 0;
-		return NULL;
-	}
-	return item;
-}
-
-static cJSON *put_str(int *ok, cJSON *parent, const char *name, const char *v)
-{
-	return put(ok, parent, name, cJSON_CreateString(v));
-}
-
-static cJSON *put_num(int *ok, cJSON *parent, const char *name, double v)
-{
-	return put(ok, parent, name, cJSON_CreateNumber(v));
-}
-
 /* An answer is built whole before its audit line is written, with
  * |AUDIT_ID_SLOT| where the audit id goes (the last member's value), so
  * nothing can fail between recording the answer and releasing it (as in
@@ -642,7 +614,7 @@ static int on_row(void *arg, const struct adapter_value *values, size_t n)
 
 	if (f->nrecords == MAX_LOOKUP_RECORDS)
 		return 1;
-	rec = put(&ok, f->records, NULL, cJSON_CreateObject());
+	rec = json_put(&ok, f->records, NULL, cJSON_CreateObject());
 	for (size_t i = 0; i < n && i < f->nproj && ok; i++) {
 		cJSON *v;
 		int rc = generalise(&f->ds->fields[f->proj[i]], &values[i], f->gens[i], f->today, &v);
@@ -651,7 +623,7 @@ static int on_row(void *arg, const struct adapter_value *values, size_t n)
 			f->unsupported = 1;
 			return -1;
 		}
-		put(&ok, rec, f->names[i], v);
+		json_put(&ok, rec, f->names[i], v);
 	}
 	if (!ok) {
 		f->oom = 1;
@@ -678,33 +650,33 @@ static int audit(const struct gw_env *env, const struct gw_member *caller, const
 	cJSON *o = cJSON_CreateObject(), *fields;
 	int ok = o != NULL, rc = -1;
 
-	put_str(&ok, o, "operation", "lookup");
-	put_str(&ok, o, "requester", caller->id);
+	json_put_str(&ok, o, "operation", "lookup");
+	json_put_str(&ok, o, "requester", caller->id);
 	if (l->purpose)
-		put_str(&ok, o, "purpose", l->purpose);
+		json_put_str(&ok, o, "purpose", l->purpose);
 	if (l->dataset)
-		put(&ok, o, "datasets", cJSON_CreateStringArray(&l->dataset, 1));
-	fields = put(&ok, o, "fields", cJSON_CreateArray());
+		json_put(&ok, o, "datasets", cJSON_CreateStringArray(&l->dataset, 1));
+	fields = json_put(&ok, o, "fields", cJSON_CreateArray());
 	for (size_t i = 0; i < l->nfields; i++)
-		put_str(&ok, fields, NULL, l->fields[i]);
+		json_put_str(&ok, fields, NULL, l->fields[i]);
 	/* The person only as the keyed audit pseudonym, so "who looked at
 	 * my data?" can be answered without the log holding a BSN. */
 	if (l->bsn_valid) {
 		pseudo_token(n->audit_key, l->bsn, tok);
 		pseudo_hex(tok, sizeof(tok), subject);
-		put_str(&ok, o, "subject", subject);
+		json_put_str(&ok, o, "subject", subject);
 	}
-	put_str(&ok, o, "decision", dec && dec->permit ? "permit" : "deny");
+	json_put_str(&ok, o, "decision", dec && dec->permit ? "permit" : "deny");
 	if (dec) {
-		put_str(&ok, o, "rule", dec->rule);
-		put_str(&ok, o, "reason", policy_reason_name(dec->reason));
+		json_put_str(&ok, o, "rule", dec->rule);
+		json_put_str(&ok, o, "reason", policy_reason_name(dec->reason));
 		if (!dec->permit && dec->nearest[0])
-			put_str(&ok, o, "nearest_rule", dec->nearest);
-		put_str(&ok, o, "policy_hash", dec->policy_hash);
+			json_put_str(&ok, o, "nearest_rule", dec->nearest);
+		json_put_str(&ok, o, "policy_hash", dec->policy_hash);
 	}
-	put_str(&ok, o, "outcome", outcome);
-	put_num(&ok, o, "status", status);
-	put_num(&ok, o, "records", (double)records);
+	json_put_str(&ok, o, "outcome", outcome);
+	json_put_num(&ok, o, "status", status);
+	json_put_num(&ok, o, "records", (double)records);
 	if (ok && env->audit)
 		rc = audit_append(env->audit, o, audit_id);
 	cJSON_Delete(o);
@@ -725,9 +697,9 @@ static char *lookup_answer(const struct gw_node *n, const struct gw_member *call
 	char *text;
 
 	*why = "out of memory";
-	subj = put(&ok, o, "subject", cJSON_CreateObject());
-	put_str(&ok, o, "purpose", l->purpose);
-	put_str(&ok, o, "dataset", l->dataset);
+	subj = json_put(&ok, o, "subject", cJSON_CreateObject());
+	json_put_str(&ok, o, "purpose", l->purpose);
+	json_put_str(&ok, o, "dataset", l->dataset);
 	if (ok && l->identifiers >= POLICY_IDENT_PSEUDONYM) {
 		struct pseudo_key *k;
 		unsigned char tok[PSEUDO_TOKEN_BYTES];
@@ -740,20 +712,20 @@ static char *lookup_answer(const struct gw_node *n, const struct gw_member *call
 			pseudo_token(k, l->bsn, tok);
 			pseudo_key_free(k);
 			pseudo_hex(tok, sizeof(tok), hex);
-			put_str(&ok, subj, "pseudonym", hex);
+			json_put_str(&ok, subj, "pseudonym", hex);
 		}
 	}
 	if (l->identifiers == POLICY_IDENT_BSN) {
 		char bsn[10];
 
 		bsn_format(l->bsn, bsn);
-		put_str(&ok, subj, "bsn", bsn);
+		json_put_str(&ok, subj, "bsn", bsn);
 	}
-	put(&ok, o, "records", records);
-	pol = put(&ok, o, "policy", cJSON_CreateObject());
-	put_str(&ok, pol, "rule", dec->rule);
-	put_str(&ok, pol, "sha256", dec->policy_hash);
-	put_str(&ok, o, "audit_id", AUDIT_ID_SLOT);
+	json_put(&ok, o, "records", records);
+	pol = json_put(&ok, o, "policy", cJSON_CreateObject());
+	json_put_str(&ok, pol, "rule", dec->rule);
+	json_put_str(&ok, pol, "sha256", dec->policy_hash);
+	json_put_str(&ok, o, "audit_id", AUDIT_ID_SLOT);
 	text = ok ? cJSON_PrintUnformatted(o) : NULL;
 	cJSON_Delete(o);
 	return text;
@@ -1422,41 +1394,41 @@ static int sq_audit(const struct gw_env *env, const struct gw_member *caller, co
 	cJSON *o = cJSON_CreateObject(), *fields, *filters;
 	int ok = o != NULL, rc = -1;
 
-	put_str(&ok, o, "operation", "subquery");
-	put_str(&ok, o, "hub", caller->id);
+	json_put_str(&ok, o, "operation", "subquery");
+	json_put_str(&ok, o, "hub", caller->id);
 	if (q->requester)
-		put_str(&ok, o, "requester", q->requester);
+		json_put_str(&ok, o, "requester", q->requester);
 	if (q->purpose)
-		put_str(&ok, o, "purpose", q->purpose);
+		json_put_str(&ok, o, "purpose", q->purpose);
 	if (q->dataset)
-		put(&ok, o, "datasets", cJSON_CreateStringArray(&q->dataset, 1));
+		json_put(&ok, o, "datasets", cJSON_CreateStringArray(&q->dataset, 1));
 	if (q->query_hex[0])
-		put_str(&ok, o, "query_id", q->query_hex);
+		json_put_str(&ok, o, "query_id", q->query_hex);
 	if (q->parsed) {
-		put_str(&ok, o, "mode", q->tokens ? "tokens" : "counts");
-		put_str(&ok, o, "policy_operation", policy_op_name(q->op));
+		json_put_str(&ok, o, "mode", q->tokens ? "tokens" : "counts");
+		json_put_str(&ok, o, "policy_operation", policy_op_name(q->op));
 	}
-	fields = put(&ok, o, "fields", cJSON_CreateArray());
+	fields = json_put(&ok, o, "fields", cJSON_CreateArray());
 	for (size_t i = 0; i < q->nfields; i++)
-		put_str(&ok, fields, NULL, q->fields[i]);
-	filters = put(&ok, o, "filters", cJSON_CreateArray());
+		json_put_str(&ok, fields, NULL, q->fields[i]);
+	filters = json_put(&ok, o, "filters", cJSON_CreateArray());
 	for (size_t i = 0; i < q->nfilters; i++)
-		put_str(&ok, filters, NULL, q->filters[i].field);
-	put_str(&ok, o, "decision", dec && dec->permit ? "permit" : "deny");
+		json_put_str(&ok, filters, NULL, q->filters[i].field);
+	json_put_str(&ok, o, "decision", dec && dec->permit ? "permit" : "deny");
 	if (dec) {
-		put_str(&ok, o, "rule", dec->rule);
-		put_str(&ok, o, "reason", policy_reason_name(dec->reason));
+		json_put_str(&ok, o, "rule", dec->rule);
+		json_put_str(&ok, o, "reason", policy_reason_name(dec->reason));
 		if (!dec->permit && dec->nearest[0])
-			put_str(&ok, o, "nearest_rule", dec->nearest);
-		put_str(&ok, o, "policy_hash", dec->policy_hash);
+			json_put_str(&ok, o, "nearest_rule", dec->nearest);
+		json_put_str(&ok, o, "policy_hash", dec->policy_hash);
 	}
 	if (max_cells)
-		put_num(&ok, o, "max_cells_per_person", max_cells);
-	put_str(&ok, o, "outcome", outcome);
-	put_num(&ok, o, "status", status);
-	put_num(&ok, o, "records", (double)records);
+		json_put_num(&ok, o, "max_cells_per_person", max_cells);
+	json_put_str(&ok, o, "outcome", outcome);
+	json_put_num(&ok, o, "status", status);
+	json_put_num(&ok, o, "records", (double)records);
 	if (cells >= 0)
-		put_num(&ok, o, "cells", (double)cells);
+		json_put_num(&ok, o, "cells", (double)cells);
 	if (ok && env->audit)
 		rc = audit_append(env->audit, o, audit_id);
 	cJSON_Delete(o);
@@ -1542,16 +1514,16 @@ static cJSON *sq_cells(const struct sq_scan *sc, long *ncells)
 		count[slots[i] - 1]++;
 	}
 	for (uint32_t c = 0; c < n && ok; c++) {
-		cJSON *cell = put(&ok, cells, NULL, cJSON_CreateObject());
-		cJSON *key = put(&ok, cell, "key", cJSON_CreateArray());
+		cJSON *cell = json_put(&ok, cells, NULL, cJSON_CreateObject());
+		cJSON *key = json_put(&ok, cell, "key", cJSON_CreateArray());
 
 		for (size_t f = 0; f < sc->nf; f++) {
 			uint16_t code = sc->codes[(size_t)first[c] * sc->nf + f];
 
-			put(&ok, key, NULL, code == WIRE_NULL ? cJSON_CreateNull()
+			json_put(&ok, key, NULL, code == WIRE_NULL ? cJSON_CreateNull()
 							       : cJSON_CreateString(sc->dict[f].values[code]));
 		}
-		put_num(&ok, cell, "persons", count[c]);
+		json_put_num(&ok, cell, "persons", count[c]);
 	}
 	if (!ok)
 		goto oom;
@@ -1640,10 +1612,10 @@ static int sq_append_head(const struct subquery *q, const struct policy_decision
 	char *head;
 	size_t hlen;
 
-	put_str(&ok, o, "dataset", q->dataset);
-	put_str(&ok, o, "policy_hash", dec->policy_hash);
-	put_num(&ok, o, "records", nrecords);
-	put_str(&ok, o, "audit_id", AUDIT_ID_SLOT);
+	json_put_str(&ok, o, "dataset", q->dataset);
+	json_put_str(&ok, o, "policy_hash", dec->policy_hash);
+	json_put_num(&ok, o, "records", nrecords);
+	json_put_str(&ok, o, "audit_id", AUDIT_ID_SLOT);
 	head = ok ? cJSON_PrintUnformatted(o) : NULL;
 	cJSON_Delete(o);
 	if (!head)
@@ -1672,13 +1644,13 @@ static char *sq_counts_answer(const struct subquery *q, const struct policy_deci
 	int ok = o != NULL;
 	char *text;
 
-	put_str(&ok, o, "dataset", q->dataset);
-	put_str(&ok, o, "policy_hash", dec->policy_hash);
-	names = put(&ok, o, "fields", cJSON_CreateArray());
+	json_put_str(&ok, o, "dataset", q->dataset);
+	json_put_str(&ok, o, "policy_hash", dec->policy_hash);
+	names = json_put(&ok, o, "fields", cJSON_CreateArray());
 	for (size_t i = 0; i < q->nfields; i++)
-		put_str(&ok, names, NULL, q->fields[i]);
-	put(&ok, o, "cells", cells);
-	put_str(&ok, o, "audit_id", AUDIT_ID_SLOT);
+		json_put_str(&ok, names, NULL, q->fields[i]);
+	json_put(&ok, o, "cells", cells);
+	json_put_str(&ok, o, "audit_id", AUDIT_ID_SLOT);
 	text = ok ? cJSON_PrintUnformatted(o) : NULL;
 	cJSON_Delete(o);
 	return text;
