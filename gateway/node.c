@@ -844,7 +844,7 @@ int gw_node_lookup(const struct gw_env *env, const struct gw_member *caller,
 	}
 	/* Out of memory is the node's fault, not the dataset's nor the
 	 * policy's: 500, as the subquery answers it. */
-	if (f.oom) {
+	if (f.oom || rc == ADAPTER_ERR_NOMEM) {
 		cJSON_Delete(f.records);
 		return gw_error(resp, 500, "internal", "out of memory");
 	}
@@ -1802,7 +1802,7 @@ int gw_node_subquery(const struct gw_env *env, const struct gw_member *caller,
 			       "a field has more than 65535 distinct values; ask for it generalised", resp);
 		goto done;
 	}
-	if (sc.oom) {
+	if (sc.oom || rc == ADAPTER_ERR_NOMEM) {
 		rc = gw_error(resp, 500, "internal", "out of memory");
 		goto done;
 	}

@@ -35,7 +35,12 @@
 #define realloc(p, n) fa_realloc(p, n)
 #define strdup(s) fa_strdup(s)
 #define strndup(s, n) fa_strndup(s, n)
+int scan_hook(struct adapter *a, const struct adapter_filter *filters, size_t nfilters,
+	      const unsigned *projection, size_t nproj, adapter_row_fn fn, void *arg,
+	      struct adapter_stats *stats, struct diag *d);
+#define adapter_scan scan_hook /* a scan can be made to fail as the adapter would */
 #include "../../gateway/node.c"
+#undef adapter_scan
 #undef malloc
 #undef calloc
 #undef realloc
@@ -47,6 +52,18 @@
 #include "../../common/diag.h"
 
 static char dir[] = "/tmp/np-node-XXXXXX";
+
+/* 0: scans run; an adapter error code: every scan returns it at once. */
+static int scan_fails_with;
+
+int scan_hook(struct adapter *a, const struct adapter_filter *filters, size_t nfilters,
+	      const unsigned *projection, size_t nproj, adapter_row_fn fn, void *arg,
+	      struct adapter_stats *stats, struct diag *d)
+{
+	if (scan_fails_with)
+		return scan_fails_with;
+	return adapter_scan(a, filters, nfilters, projection, nproj, fn, arg, stats, d);
+}
 static char *catalog_path, *csv_path, *key_path, *audit_path, *policy_path;
 static struct gw_config cfg;
 static struct policy_set *policies;
@@ -185,6 +202,37 @@ static unsigned long audit_lines(void)
 		 "\"fields\":[\"programme\",\"start_year\",\"completed\",\"birth_date\",\"postcode\",\"end_date\"]}"
 
 /* ---- lookups ---- */
+
+/* The adapter out of memory: 500 internal, no audit line; an unreadable
+ * source: 503 source_unavailable, audited. */
+static void adapter_failures(void)
+{
+	struct fixture fx;
+	struct gw_response r;
+	unsigned long before = audit_lines();
+
+	if (fixture_open(&fx, 0, 30) < 0) {
+		CHECK(0);
+		return;
+	}
+	scan_fails_with = ADAPTER_ERR_NOMEM;
+	CHECK(ask(&fx, &groningen, LOOKUP_A, &r) == 0);
+	CHECK(r.status == 500);
+	CHECK_CONTAINS(r.body, "\"internal\"");
+	free(r.body);
+	CHECK(audit_lines() == before);
+	scan_fails_with = ADAPTER_ERR_IO;
+	CHECK(ask(&fx, &groningen, LOOKUP_A, &r) == 0);
+	CHECK(r.status == 503);
+	CHECK_CONTAINS(r.body, "source_unavailable");
+	free(r.body);
+	CHECK(audit_lines() == before + 1);
+	scan_fails_with = 0;
+	CHECK(ask(&fx, &groningen, LOOKUP_A, &r) == 0);
+	CHECK(r.status == 200);
+	free(r.body);
+	fixture_close(&fx);
+}
 
 static void permit_200(void)
 {
@@ -836,6 +884,7 @@ int main(void)
 	RUN(generalise_dates);
 	RUN(generalise_age_bands);
 	RUN(generalise_other_types);
+	RUN(adapter_failures);
 
 	audit_close(alog);
 	policy_set_free(policies);

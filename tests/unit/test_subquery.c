@@ -36,7 +36,12 @@
 #define realloc(p, n) fa_realloc(p, n)
 #define strdup(s) fa_strdup(s)
 #define strndup(s, n) fa_strndup(s, n)
+int scan_hook(struct adapter *a, const struct adapter_filter *filters, size_t nfilters,
+	      const unsigned *projection, size_t nproj, adapter_row_fn fn, void *arg,
+	      struct adapter_stats *stats, struct diag *d);
+#define adapter_scan scan_hook /* a scan can be made to fail as the adapter would */
 #include "../../gateway/node.c"
+#undef adapter_scan
 #undef malloc
 #undef calloc
 #undef realloc
@@ -48,6 +53,18 @@
 #include "../../common/diag.h"
 
 static char dir[] = "/tmp/np-subquery-XXXXXX";
+
+/* 0: scans run; an adapter error code: every scan returns it at once. */
+static int scan_fails_with;
+
+int scan_hook(struct adapter *a, const struct adapter_filter *filters, size_t nfilters,
+	      const unsigned *projection, size_t nproj, adapter_row_fn fn, void *arg,
+	      struct adapter_stats *stats, struct diag *d)
+{
+	if (scan_fails_with)
+		return scan_fails_with;
+	return adapter_scan(a, filters, nfilters, projection, nproj, fn, arg, stats, d);
+}
 static char *catalog_path, *csv_path, *key_path, *audit_path, *policy_path, *hubpub_path;
 static struct gw_config cfg;
 static struct policy_set *policies;
@@ -1173,6 +1190,41 @@ static void out_of_memory_refused(void)
 
 /* ---- generalise_text() agrees with adapter_date_format ---- */
 
+/* The adapter out of memory is the node's trouble, not the dataset's: 500
+ * internal and no audit line; an unreadable source is 503
+ * source_unavailable, audited as a refusal. */
+static void adapter_failures(void)
+{
+	struct fixture fx;
+	struct gw_response r;
+	unsigned long before = audit_lines();
+
+	if (fixture_open(&fx, 1) < 0) {
+		CHECK(0);
+		return;
+	}
+	scan_fails_with = ADAPTER_ERR_NOMEM;
+	CHECK(ask(&fx, &hub, PROG_ONLY("fed", QID_A), &r) == 0);
+	CHECK(r.status == 500);
+	CHECK_CONTAINS(r.body, "\"internal\"");
+	free(r.body);
+	CHECK(ask(&fx, &hub, BODY("fed", QID_A, "aggregate", "counts", "[{\"field\":\"programme\"}]", "[]"), &r) == 0);
+	CHECK(r.status == 500);
+	free(r.body);
+	CHECK(audit_lines() == before);
+	scan_fails_with = ADAPTER_ERR_IO;
+	CHECK(ask(&fx, &hub, PROG_ONLY("fed", QID_A), &r) == 0);
+	CHECK(r.status == 503);
+	CHECK_CONTAINS(r.body, "source_unavailable");
+	free(r.body);
+	CHECK(audit_lines() == before + 1);
+	scan_fails_with = 0;
+	CHECK(ask(&fx, &hub, PROG_ONLY("fed", QID_A), &r) == 0);
+	CHECK(r.status == 200);
+	free(r.body);
+	fixture_close(&fx);
+}
+
 static void civil_date_matches_adapter(void)
 {
 	int32_t lo, hi;
@@ -1267,6 +1319,7 @@ int main(void)
 	RUN(out_of_memory_counts);
 	RUN(out_of_memory_tokens);
 	RUN(out_of_memory_refused);
+	RUN(adapter_failures);
 	RUN(civil_date_matches_adapter);
 
 	audit_close(alog);
