@@ -856,14 +856,20 @@ static int csv_start(const struct adapter *a, struct adapter_csv *c, char *err, 
 	int rc, hdr_rc = 0;
 	size_t nf = a->schema.nfields;
 
+	/* O_NONBLOCK: opening a FIFO would otherwise wait for a writer, and the
+	 * node would hang at start instead of saying what is wrong. */
 	if (c->fd < 0)
-		c->fd = open(a->path, O_RDONLY | O_CLOEXEC);
-	if (c->fd < 0 || lseek(c->fd, 0, SEEK_SET) != 0 || fstat(c->fd, &c->open_st) < 0) {
+		c->fd = open(a->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (c->fd < 0 || fstat(c->fd, &c->open_st) < 0) {
 		adapter_errf(err, errlen, "%s: cannot open: %s", a->path, strerror(errno));
 		return ADAPTER_ERR_IO;
 	}
 	if (!S_ISREG(c->open_st.st_mode)) {
 		adapter_errf(err, errlen, "%s: not a regular file", a->path);
+		return ADAPTER_ERR_IO;
+	}
+	if (fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) & ~O_NONBLOCK) < 0 || lseek(c->fd, 0, SEEK_SET) != 0) {
+		adapter_errf(err, errlen, "%s: cannot open: %s", a->path, strerror(errno));
 		return ADAPTER_ERR_IO;
 	}
 	c->line = 1;

@@ -436,6 +436,21 @@ static void csv_header_errors(void)
 	CHECK_STR(err, "/nonexistent/x.csv: cannot open: No such file or directory");
 	src.path = "/tmp";
 	CHECK(adapter_open(&src, &s2, &a, err, sizeof(err)) == ADAPTER_ERR_IO);
+	/* a FIFO (nobody writing): refused at once, not waited on; the alarm
+	 * ends the test program should the open block */
+	{
+		char *fifo = malloc(strlen(dir) + 16);
+
+		sprintf(fifo, "%s/fifo.csv", dir);
+		CHECK(mkfifo(fifo, 0600) == 0);
+		src.path = fifo;
+		alarm(5);
+		CHECK(adapter_open(&src, &s2, &a, err, sizeof(err)) == ADAPTER_ERR_IO);
+		alarm(0);
+		CHECK_CONTAINS(err, "fifo.csv: not a regular file");
+		unlink(fifo);
+		free(fifo);
+	}
 
 	p = check_write(dir, "empty.csv", "");
 	src.path = p;
