@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../common/cliusage.h"
 #include "../crypto/pseudo.h"
 
 static const char usage_audit[] =
@@ -63,12 +64,9 @@ static const char usage_subject[] =
 	"  --key FILE        the pseudonymisation master key (with --bsn)\n"
 	"  -h, --help        show this help\n";
 
-static int cli_usage_error(const char *cmd, const char *fmt, const char *arg)
+static int usage_error(const char *cmd, const char *fmt, const char *arg)
 {
-	fprintf(stderr, "noordpoort audit%s%s: ", cmd ? " " : "", cmd ? cmd : "");
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, " (see 'noordpoort audit%s%s --help')\n", cmd ? " " : "", cmd ? cmd : "");
-	return 2;
+	return cli_usage_error("noordpoort audit", cmd, fmt, arg);
 }
 
 static int is_help(const char *a)
@@ -111,17 +109,17 @@ static int cmd_verify(int argc, char **argv)
 		}
 		k = opt_value(argc, argv, &i, "--pub", &pubfile);
 		if (k < 0)
-			return cli_usage_error("verify", "%s needs a file", "--pub");
+			return usage_error("verify", "%s needs a file", "--pub");
 		if (k > 0)
 			continue;
 		if (argv[i][0] == '-' && argv[i][1])
-			return cli_usage_error("verify", "unknown option '%s'", argv[i]);
+			return usage_error("verify", "unknown option '%s'", argv[i]);
 		if (file)
-			return cli_usage_error("verify", "unexpected argument '%s'", argv[i]);
+			return usage_error("verify", "unexpected argument '%s'", argv[i]);
 		file = argv[i];
 	}
 	if (!file)
-		return cli_usage_error("verify", "%s", "missing FILE");
+		return usage_error("verify", "%s", "missing FILE");
 	if (pubfile && audit_pubkey_load(pubfile, pub, err, sizeof(err)) < 0) {
 		fprintf(stderr, "noordpoort audit verify: %s\n", err);
 		return 1;
@@ -318,7 +316,7 @@ static int bsn_pseudonym(const char *arg, const char *keyfile, char hex[65])
 	len = strlen(s);
 	berr = bsn_parse(s, len, &bsn);
 	if (berr < 0) {
-		rc = cli_usage_error("subject", "--bsn: not a valid BSN (%s)", bsn_error_name(berr));
+		rc = usage_error("subject", "--bsn: not a valid BSN (%s)", bsn_error_name(berr));
 		goto done;
 	}
 	if (pseudo_master_load(keyfile, &m, err, sizeof(err)) < 0 || pseudo_key_audit(m, &k) < 0) {
@@ -359,26 +357,26 @@ static int cmd_subject(int argc, char **argv)
 		    (k = opt_value(argc, argv, &i, "--bsn", &bsn)) ||
 		    (k = opt_value(argc, argv, &i, "--key", &key))) {
 			if (k < 0)
-				return cli_usage_error("subject", "%s needs a value", argv[i]);
+				return usage_error("subject", "%s needs a value", argv[i]);
 			continue;
 		}
 		if (argv[i][0] == '-' && argv[i][1])
-			return cli_usage_error("subject", "unknown option '%s'", argv[i]);
+			return usage_error("subject", "unknown option '%s'", argv[i]);
 		if (file)
-			return cli_usage_error("subject", "unexpected argument '%s'", argv[i]);
+			return usage_error("subject", "unexpected argument '%s'", argv[i]);
 		file = argv[i];
 	}
 	if (!file)
-		return cli_usage_error("subject", "%s", "missing FILE");
+		return usage_error("subject", "%s", "missing FILE");
 	if (!pseudonym == !bsn)
-		return cli_usage_error("subject", "%s", "give either --pseudonym HEX or --bsn N");
+		return usage_error("subject", "%s", "give either --pseudonym HEX or --bsn N");
 	if (bsn && !key)
-		return cli_usage_error("subject", "%s", "--bsn needs --key MASTER");
+		return usage_error("subject", "%s", "--bsn needs --key MASTER");
 	if (key && !bsn)
-		return cli_usage_error("subject", "%s", "--key goes with --bsn");
+		return usage_error("subject", "%s", "--key goes with --bsn");
 	if (pseudonym) {
 		if (!hex_ok(pseudonym))
-			return cli_usage_error("subject", "--pseudonym: '%s' is not a hex pseudonym",
+			return usage_error("subject", "--pseudonym: '%s' is not a hex pseudonym",
 					       pseudonym);
 		snprintf(hex, sizeof(hex), "%s", pseudonym);
 	} else {
@@ -431,7 +429,7 @@ static int cmd_subject(int argc, char **argv)
 int audit_cli(int argc, char **argv)
 {
 	if (argc < 2)
-		return cli_usage_error(NULL, "%s", "missing command");
+		return usage_error(NULL, "%s", "missing command");
 	if (is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
 		fputs(usage_audit, stdout);
 		return 0;
@@ -440,5 +438,5 @@ int audit_cli(int argc, char **argv)
 		return cmd_verify(argc - 1, argv + 1);
 	if (strcmp(argv[1], "subject") == 0)
 		return cmd_subject(argc - 1, argv + 1);
-	return cli_usage_error(NULL, "unknown command '%s'", argv[1]);
+	return usage_error(NULL, "unknown command '%s'", argv[1]);
 }

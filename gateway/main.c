@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/cliusage.h"
 #include "../crypto/pseudo.h"
 #include "../policies/policy.h"
 #include "../synth/synth.h"
@@ -66,10 +67,7 @@ static const char usage_check[] =
 
 static int usage_error(const char *cmd, const char *fmt, const char *arg)
 {
-	fprintf(stderr, "noordpoort%s%s: ", cmd ? " " : "", cmd ? cmd : "");
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, " (see 'noordpoort%s%s --help')\n", cmd ? " " : "", cmd ? cmd : "");
-	return 2;
+	return cli_usage_error("noordpoort", cmd, fmt, arg);
 }
 
 /* Parses "-c FILE" for a subcommand; returns 0, 1 (help shown) or 2. */

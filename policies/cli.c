@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../common/cliusage.h"
 #include "../common/yamldoc.h"
 
 #define MAX_FILES 256
@@ -89,10 +90,7 @@ static const char usage_keygen[] =
 
 static int usage_error(const char *cmd, const char *fmt, const char *arg)
 {
-	fprintf(stderr, "noordpoort %s: ", cmd);
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, " (see 'noordpoort %s --help')\n", cmd);
-	return 2;
+	return cli_usage_error("noordpoort", cmd, fmt, arg);
 }
 
 static int is_help(const char *a)
