@@ -493,11 +493,13 @@ static int same_file(const struct stat *x, const struct stat *y)
 }
 
 /* Whether a file that looked like |st| when a scan began at |now| had
- * settled: see CSV_CLEAN_SETTLE_S. */
+ * settled: see CSV_CLEAN_SETTLE_S. The file's times are the partner's to
+ * set (tmpfs keeps an mtime of INT64_MAX), so the sum is on the clock's
+ * side, which cannot overflow. */
 static int settled(const struct stat *st, const struct timespec *now)
 {
-	return st->st_mtim.tv_sec + CSV_CLEAN_SETTLE_S < now->tv_sec &&
-	       st->st_ctim.tv_sec + CSV_CLEAN_SETTLE_S < now->tv_sec;
+	return st->st_mtim.tv_sec < now->tv_sec - CSV_CLEAN_SETTLE_S &&
+	       st->st_ctim.tv_sec < now->tv_sec - CSV_CLEAN_SETTLE_S;
 }
 
 /* ---- the in-memory copy of a clean file ---------------------------------- */

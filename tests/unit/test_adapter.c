@@ -1568,6 +1568,42 @@ static void csv_memory_disk_only(void)
 	adapter_close(a);
 }
 
+/* A file whose mtime is the largest a time_t holds (tmpfs keeps it; ext4
+ * clamps to 2446): whether it has settled is asked without overflowing, and
+ * a file stamped in the future is not taken for settled. */
+static void csv_memory_far_future_mtime(void)
+{
+	char shm[] = "/dev/shm/np-adapter-XXXXXX", *p;
+	struct timespec ts[2] = { { 0, UTIME_OMIT }, { INT64_MAX, 0 } };
+	struct stat sb;
+	struct adapter *a = NULL;
+	struct adapter_source src = { .kind = ADAPTER_CSV };
+	struct mem_result r;
+	char err[512];
+
+	if (!mkdtemp(shm)) {
+		printf("# no /dev/shm: skipped\n");
+		return;
+	}
+	p = check_write(shm, "future.csv", "bsn,notes\n441205069,a\n");
+	if (utimensat(AT_FDCWD, p, ts, 0) != 0 || stat(p, &sb) != 0 || sb.st_mtim.tv_sec != INT64_MAX) {
+		printf("# this tmpfs does not keep the largest mtime: skipped\n");
+		goto out;
+	}
+	src.path = p;
+	CHECK(adapter_open(&src, &two_schema, &a, err, sizeof(err)) == 0);
+	for (int i = 0; a && i < 2; i++) {
+		mem_scan_all(a, &r);
+		CHECK(r.rc == 0 && r.s.rows == 1);
+		CHECK(a->csv->clean == 0 && a->csv->copy == NULL && a->csv->from_memory == 0);
+	}
+	adapter_close(a);
+out:
+	unlink(p);
+	free(p);
+	rmdir(shm);
+}
+
 /* Rows as a count and an FNV-1a hash of their text (too many for a sink). */
 struct digest {
 	struct sink s;
@@ -2245,6 +2281,7 @@ int main(void)
 	RUN(csv_memory_sees_changes);
 	RUN(csv_memory_not_for_bad_rows);
 	RUN(csv_memory_disk_only);
+	RUN(csv_memory_far_future_mtime);
 	RUN(csv_memory_allocation_fails);
 	RUN(csv_follows_rename);
 	RUN(csv_rename_bad_header);
