@@ -5,6 +5,7 @@
  * adapter_emit_row / adapter_bad_row.
  */
 #include <inttypes.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -604,6 +605,10 @@ void adapter_close(struct adapter *a)
 	adapter_sqlite_close(a);
 	free(a->schema_mem);
 	free(a->bad);
+	/* the last row's values: BSNs, dates of birth (the strings they point
+	 * to are wiped with the backend's buffers) */
+	if (a->vals)
+		sodium_memzero(a->vals, a->schema.nfields * sizeof(*a->vals));
 	free(a->vals);
 	free(a->path);
 	free(a);
@@ -749,6 +754,7 @@ int adapter_scan(struct adapter *a, const struct adapter_filter *filters, size_t
 	if (d && sc.st->rows_bad_skipped > sc.reported)
 		diag_warn(d, a->path, 0, 0, "%" PRIu64 " more bad rows skipped, not listed",
 			  sc.st->rows_bad_skipped - sc.reported);
+	sodium_memzero(sc.out, sc.nproj * sizeof(*sc.out)); /* the last row passed */
 	free(sc.out);
 	return rc;
 }

@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -65,10 +66,23 @@ static char *hook_strdup(const char *s)
 		alloc_live++;
 	return p;
 }
+/* When set, every block the adapter frees is searched for this BSN as the
+ * uint32_t a typed value holds (a row's personal data must be wiped first). */
+static uint32_t free_watch_bsn;
+static long free_watch_hits;
 static void hook_free(void *p)
 {
 	if (p)
 		alloc_live--;
+	if (p && free_watch_bsn) {
+		size_t n = malloc_usable_size(p);
+
+		for (size_t i = 0; i + sizeof(uint32_t) <= n; i++)
+			if (memcmp((char *)p + i, &free_watch_bsn, sizeof(uint32_t)) == 0) {
+				free_watch_hits++;
+				break;
+			}
+	}
 	free(p);
 }
 #define malloc(n) hook_malloc(n)
@@ -1604,6 +1618,32 @@ out:
 	rmdir(shm);
 }
 
+/* The typed values of a row (a->vals, the scan's projection array) hold
+ * BSNs too: wiped before they are freed, like the copy and the buffers,
+ * whether the rows came from the file or from the copy. */
+static void csv_values_wiped(void)
+{
+	struct adapter *a = mem_open("mem.csv", &mem_schema, 0, ADAPTER_BAD_ROW_FAIL);
+	struct adapter_value bsn = v_bsn(586255771);
+	struct adapter_filter flt = { M_BSN, &bsn, 1 };
+	unsigned proj[] = { M_BSN };
+	struct sink s;
+
+	if (!a)
+		return;
+	mem_wait_settled("mem.csv");
+	free_watch_bsn = 586255771;
+	free_watch_hits = 0;
+	for (int i = 0; i < 3; i++) { /* the file (the copy built), then the copy */
+		sink_init(&s, &a->schema, proj);
+		CHECK(adapter_scan(a, &flt, 1, proj, 1, collect, &s, NULL, NULL) == 0 && s.rows > 0);
+		CHECK(a->csv->from_memory == (i > 0));
+	}
+	adapter_close(a);
+	free_watch_bsn = 0;
+	CHECK(free_watch_hits == 0);
+}
+
 /* Rows as a count and an FNV-1a hash of their text (too many for a sink). */
 struct digest {
 	struct sink s;
@@ -2282,6 +2322,7 @@ int main(void)
 	RUN(csv_memory_not_for_bad_rows);
 	RUN(csv_memory_disk_only);
 	RUN(csv_memory_far_future_mtime);
+	RUN(csv_values_wiped);
 	RUN(csv_memory_allocation_fails);
 	RUN(csv_follows_rename);
 	RUN(csv_rename_bad_header);
