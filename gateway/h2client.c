@@ -54,6 +54,12 @@
 /* A declared content-length is allocated up front only this far; past it
  * the buffer doubles as bytes arrive, so a lying server costs nothing. */
 #define PREALLOC_MAX ((size_t)16 << 20)
+/* TLS records read per wakeup of a connection (~1 MiB): then back to the
+ * poll loop, which checks the deadline and serves the other connections.
+ * Frames that need no answer and no flow-control window (unknown types,
+ * WINDOW_UPDATE, empty DATA) would otherwise keep a server that never stops
+ * sending in conn_read for as long as it likes. */
+#define READ_BURST 64
 /* The head of a proxy's answer to CONNECT; a real one is a line or two. */
 #define PROXY_HEAD_MAX 2048
 
@@ -790,13 +796,18 @@ static enum h2c_fail read_failure(struct h2c_conn *c, int ssl_error)
 	return H2C_FAIL_CLOSED;
 }
 
-/* Reads what has arrived, into nghttp2. */
+/* Reads what has arrived, into nghttp2: at most READ_BURST records, the
+ * rest on the next wakeup (the socket stays readable). */
 static enum h2c_fail conn_read(struct h2c_conn *c, int *wants_write)
 {
 	unsigned char buf[16384];
 
-	for (;;) {
+	for (int burst = 0;; burst++) {
 		int n, e;
+
+		/* Decrypted bytes OpenSSL holds would not wake poll(): take them. */
+		if (burst >= READ_BURST && SSL_pending(c->ssl) == 0)
+			return H2C_FAIL_NONE;
 
 		ERR_clear_error();
 		n = SSL_read(c->ssl, buf, (int)sizeof(buf));

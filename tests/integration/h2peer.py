@@ -28,6 +28,9 @@ Request bodies (JSON; "size" bytes of binary answer, default 1000):
   {"do": "once"}                    answered on a connection's first request;
                                     a later one on it closes the connection
                                     without a word (no GOAWAY)
+  {"do": "flood-frames"}            200 without content-length, then frames
+                                    of an unknown type (which a client must
+                                    ignore) as fast as it can, for at most 5 s
   {"do": "goaway-first"}            the first such request of the process is
                                     refused with GOAWAY (last stream below
                                     it) and the connection closed; later ones
@@ -150,6 +153,16 @@ class Conn:
                 # SO_LINGER 0: close() sends RST, not FIN
                 self.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 return False
+        elif what == "flood-frames":
+            self.headers(sid)
+            self.flush()
+            # type 0xfa, no flags, stream 0, empty: not flow-controlled, no
+            # answer due, so only the client's own loop bounds its work
+            frames = b"\x00\x00\x00\xfa\x00\x00\x00\x00\x00" * 7000
+            until = time.monotonic() + 5
+            while time.monotonic() < until:
+                self.s.sendall(frames)
+            return False
         elif what == "once":
             if self.requests > 1:
                 return False

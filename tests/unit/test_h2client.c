@@ -382,6 +382,24 @@ static void test_broken_answers(void)
 	CHECK(dt >= 690 && dt < 1500);
 }
 
+/* A server that never stops sending frames the client must read and
+ * ignore (no flow control holds them back): the deadline still ends the
+ * request on time, however fast they come. */
+static void test_frame_flood_bounded_by_deadline(void)
+{
+	struct h2c_request r;
+	char detail[320];
+	uint64_t t0, dt;
+
+	t0 = h2c_now_ms();
+	CHECK(ask(hub_tls, url("127.0.0.1", peer.h2), "{\"do\":\"flood-frames\"}", 1 << 20, 700, &r,
+		  detail, sizeof(detail)) == 0);
+	dt = h2c_now_ms() - t0;
+	check_failed(&r, H2C_FAIL_TIMEOUT, "flood of unknown frames");
+	printf("# flood of unknown frames, deadline 700 ms: %llu ms\n", (unsigned long long)dt);
+	CHECK(dt >= 690 && dt < 1500);
+}
+
 /* max_body at its edge: the last byte that fits, the first that does not
  * (declared or not). */
 static void test_body_cap(void)
@@ -545,6 +563,7 @@ int main(void)
 	RUN(test_certificate_of_another_ca);
 	RUN(test_client_certificate_refused);
 	RUN(test_broken_answers);
+	RUN(test_frame_flood_bounded_by_deadline);
 	RUN(test_body_cap);
 	RUN(test_kept_connection_closed_under_request);
 	RUN(test_goaway_refused_request_retried);
