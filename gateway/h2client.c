@@ -831,6 +831,22 @@ static enum h2c_fail conn_read(struct h2c_conn *c, int *wants_write)
 	}
 }
 
+/* 1 when requests wait and the server refused every one of them
+ * unprocessed: nothing more will come for them on this connection. */
+static int all_waiting_refused(const struct h2c_conn *c)
+{
+	int any = 0;
+
+	for (const struct h2c_request *r = c->reqs; r; r = r->next) {
+		if (r->done)
+			continue;
+		if (!r->refused)
+			return 0;
+		any = 1;
+	}
+	return any;
+}
+
 /* An open connection is readable or writable. */
 static void conn_io(struct h2c_conn *c)
 {
@@ -846,6 +862,13 @@ static void conn_io(struct h2c_conn *c)
 	if (f == H2C_FAIL_NONE && !nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2)) {
 		snprintf(c->detail, sizeof(c->detail), "the server ended the connection (GOAWAY)");
 		f = H2C_FAIL_CLOSED;
+	}
+	/* RST_STREAM REFUSED_STREAM on a connection the server keeps open:
+	 * what waits would wait for the deadline; it goes out again on a new
+	 * connection instead (conn_died), or fails as reset. */
+	if (f == H2C_FAIL_NONE && all_waiting_refused(c)) {
+		snprintf(c->detail, sizeof(c->detail), "the server refused the request (REFUSED_STREAM)");
+		f = H2C_FAIL_RESET;
 	}
 	if (f != H2C_FAIL_NONE && pending(c))
 		conn_died(c, f);

@@ -31,6 +31,11 @@ Request bodies (JSON; "size" bytes of binary answer, default 1000):
   {"do": "flood-frames"}            200 without content-length, then frames
                                     of an unknown type (which a client must
                                     ignore) as fast as it can, for at most 5 s
+  {"do": "refuse-first"}            the first such request of the process is
+                                    refused with RST_STREAM REFUSED_STREAM, the
+                                    connection kept open; later ones are
+                                    answered
+  {"do": "refuse-always"}           refused so, every time
   {"do": "goaway-first"}            the first such request of the process is
                                     refused with GOAWAY (last stream below
                                     it) and the connection closed; later ones
@@ -58,6 +63,7 @@ import h2.exceptions
 CERTS = sys.argv[1] if len(sys.argv) > 1 else "certs/dev"
 PATTERN = bytes(range(256))
 goaway_done = threading.Event()
+refuse_done = threading.Event()
 
 
 def payload(n):
@@ -168,6 +174,10 @@ class Conn:
                 return False
             self.headers(sid, 5)
             self.send(sid, b"first", True)
+        elif what == "refuse-always" or (what == "refuse-first" and not refuse_done.is_set()):
+            refuse_done.set()
+            self.h2.reset_stream(sid, 7)  # REFUSED_STREAM
+            self.flush()
         elif what == "goaway-first" and not goaway_done.is_set():
             goaway_done.set()
             self.h2.close_connection(error_code=0, last_stream_id=max(sid - 2, 0))

@@ -465,6 +465,40 @@ static void test_goaway_refused_request_retried(void)
 	h2c_conn_free(c);
 }
 
+/* A request the server refuses unprocessed with RST_STREAM REFUSED_STREAM,
+ * keeping the connection open, goes out again on a new connection, once;
+ * refused again, it fails as reset at once, not at the deadline. */
+static void test_refused_stream_retried(void)
+{
+	struct h2c_conn *c = NULL;
+	struct h2c_request r = { .path = "/", .body = "{\"do\":\"refuse-first\"}", .max_body = 1000 };
+	uint64_t now = h2c_now_ms(), t0 = now;
+
+	r.len = strlen(r.body);
+	CHECK(h2c_conn_new(hub_tls, url("127.0.0.1", peer.h2), &c) == 0);
+	h2c_conn_add(c, &r);
+	CHECK(h2c_run(&c, 1, now + 3000, now + 3000) == 0);
+	if (r.fail)
+		printf("#   refused once: %s (%s)\n", h2c_fail_phrase(r.fail), h2c_conn_detail(c));
+	CHECK(r.fail == H2C_FAIL_NONE && r.status == 200);
+	CHECK_CONTAINS(r.answer, "refuse-first");
+	CHECK(h2c_conn_opened(c) == 2);
+	CHECK(h2c_now_ms() - t0 < 2000);
+	free(r.answer);
+	h2c_conn_free(c);
+
+	r = (struct h2c_request){ .path = "/", .body = "{\"do\":\"refuse-always\"}", .max_body = 1000 };
+	r.len = strlen(r.body);
+	CHECK(h2c_conn_new(hub_tls, url("127.0.0.1", peer.h2), &c) == 0);
+	h2c_conn_add(c, &r);
+	t0 = now = h2c_now_ms();
+	CHECK(h2c_run(&c, 1, now + 3000, now + 3000) == 0);
+	check_failed(&r, H2C_FAIL_RESET, "refused twice");
+	CHECK(h2c_conn_opened(c) == 2);
+	CHECK(h2c_now_ms() - t0 < 2000);
+	h2c_conn_free(c);
+}
+
 static void test_connect_failures(void)
 {
 	struct h2c_request r;
@@ -567,6 +601,7 @@ int main(void)
 	RUN(test_body_cap);
 	RUN(test_kept_connection_closed_under_request);
 	RUN(test_goaway_refused_request_retried);
+	RUN(test_refused_stream_retried);
 	RUN(test_connect_failures);
 	RUN(test_allocation_failures);
 
