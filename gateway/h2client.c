@@ -405,7 +405,12 @@ static struct h2c_request *stream_request(nghttp2_session *s, int32_t id)
 	return nghttp2_session_get_stream_user_data(s, id);
 }
 
-/* Room for |need| bytes in |r->answer|: doubles, never past max_body + 1. */
+/* Room for |need| bytes in |r->answer|: doubles, never past max_body + 1,
+ * and from half of max_body straight to max_body + 1 (not via max_body: a
+ * last copy of the whole cap for one byte). Not realloc: it would free the
+ * old copy unwiped, and the hub's answers hold sealed tokens or exact
+ * counts (its heap keeps freed blocks for the next question:
+ * docs/architecture.md). */
 static int answer_reserve(struct h2c_request *r, size_t need)
 {
 	size_t cap = r->cap ? r->cap : 16384;
@@ -414,18 +419,26 @@ static int answer_reserve(struct h2c_request *r, size_t need)
 	if (need <= r->cap)
 		return 0;
 	while (cap < need)
-		cap = cap > r->max_body / 2 ? r->max_body + 1 : cap * 2;
-	if (!(p = realloc(r->answer, cap)))
+		cap = cap >= r->max_body / 2 ? r->max_body + 1 : cap * 2;
+	if (!(p = malloc(cap)))
 		return -1;
+	if (r->answer) {
+		memcpy(p, r->answer, r->answer_len);
+		sodium_memzero(r->answer, r->answer_len);
+		free(r->answer);
+	}
 	p[r->answer_len] = '\0'; /* NUL-terminated even before the first byte */
 	r->answer = p;
 	r->cap = cap;
 	return 0;
 }
 
-/* A request without an answer: nothing of what came is kept. */
+/* A request without an answer: nothing of what came is kept, in memory
+ * either. */
 static void forget_answer(struct h2c_request *r)
 {
+	if (r->answer)
+		sodium_memzero(r->answer, r->answer_len);
 	free(r->answer);
 	r->answer = NULL;
 	r->answer_len = r->cap = 0;

@@ -53,13 +53,32 @@ static void *t_realloc(void *p, size_t n)
 {
 	return alloc_fails() ? NULL : realloc(p, n);
 }
+/* A block h2client.c frees while |watch| points at it: whether its first
+ * |watch_len| bytes were zeros by then (answers are wiped, not just freed). */
+static const void *watch;
+static size_t watch_len;
+static int watch_freed, watch_wiped;
+static void t_free(void *p)
+{
+	if (p && p == watch) {
+		watch_freed = 1;
+		watch_wiped = 1;
+		for (size_t i = 0; i < watch_len; i++)
+			if (((const unsigned char *)p)[i])
+				watch_wiped = 0;
+		watch = NULL;
+	}
+	free(p);
+}
 #define malloc(n) t_malloc(n)
 #define calloc(n, s) t_calloc(n, s)
 #define realloc(p, n) t_realloc(p, n)
+#define free(p) t_free(p)
 #include "../../gateway/h2client.c"
 #undef malloc
 #undef calloc
 #undef realloc
+#undef free
 
 static struct server gw;
 static struct h2peer peer;
@@ -382,6 +401,31 @@ static void test_broken_answers(void)
 	CHECK(dt >= 690 && dt < 1500);
 }
 
+/* The bytes of an answer are wiped before their memory is freed: when the
+ * buffer grows and when a failed request's answer is dropped (the hub's
+ * answers hold sealed tokens or exact counts; docs/architecture.md). */
+static void test_answer_buffers_wiped(void)
+{
+	struct h2c_request r = { .max_body = 1 << 20 };
+
+	CHECK(answer_reserve(&r, 11) == 0 && r.answer);
+	memcpy(r.answer, "0123456789", 11);
+	r.answer_len = 10;
+	watch = r.answer;
+	watch_len = r.answer_len;
+	watch_freed = watch_wiped = 0;
+	CHECK(answer_reserve(&r, 40000) == 0 && r.cap >= 40000);
+	CHECK(watch_freed && watch_wiped);
+	CHECK(r.answer && strcmp(r.answer, "0123456789") == 0);
+	watch = r.answer;
+	watch_len = r.answer_len;
+	watch_freed = watch_wiped = 0;
+	forget_answer(&r);
+	CHECK(watch_freed && watch_wiped);
+	CHECK(!r.answer && r.answer_len == 0 && r.cap == 0);
+	watch = NULL;
+}
+
 /* A server that never stops sending frames the client must read and
  * ignore (no flow control holds them back): the deadline still ends the
  * request on time, however fast they come. */
@@ -597,6 +641,7 @@ int main(void)
 	RUN(test_certificate_of_another_ca);
 	RUN(test_client_certificate_refused);
 	RUN(test_broken_answers);
+	RUN(test_answer_buffers_wiped);
 	RUN(test_frame_flood_bounded_by_deadline);
 	RUN(test_body_cap);
 	RUN(test_kept_connection_closed_under_request);
