@@ -541,7 +541,6 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
 {
 	struct h2c_request *r = stream_request(s, id);
 
-	(void)user;
 	if (!r || r->done)
 		return 0;
 	if (!r->fail && code == NGHTTP2_REFUSED_STREAM && !r->got_headers) {
@@ -549,8 +548,13 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
 		return 0;
 	}
 	r->done = 1;
-	if (r->fail == H2C_FAIL_NONE && (!r->ended || r->status == 0))
+	if (r->fail == H2C_FAIL_NONE && (!r->ended || r->status == 0)) {
+		struct h2c_conn *c = user;
+
 		r->fail = r->reset_by_peer ? H2C_FAIL_RESET : H2C_FAIL_PROTOCOL;
+		snprintf(c->detail, sizeof(c->detail), "%s%s", r->reset_by_peer ? "RST_STREAM " :
+			 "the stream ended without a complete answer: ", nghttp2_http2_strerror(code));
+	}
 	else if (r->fail == H2C_FAIL_NONE && !r->answer && !(r->answer = calloc(1, 1)))
 		r->fail = H2C_FAIL_NOMEM; /* an empty body is "", not NULL */
 	if (r->fail) /* also: too big, or out of memory, and we cancelled it */
@@ -1207,6 +1211,7 @@ static int conn_alive(struct h2c_conn *c)
 /* The start of a run for one connection. */
 static void conn_begin(struct h2c_conn *c)
 {
+	c->detail[0] = '\0'; /* an earlier run's failure is not this one's */
 	c->retried = 0;
 	c->reused = c->state == CONN_OPEN;
 	if (c->state == CONN_OPEN && !conn_alive(c)) {

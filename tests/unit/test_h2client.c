@@ -490,6 +490,37 @@ static void test_kept_connection_closed_under_request(void)
 	h2c_conn_free(c);
 }
 
+/* The detail names this failure, not one an earlier run (or an earlier
+ * connection of this run) overcame. */
+static void test_detail_names_this_failure(void)
+{
+	struct h2c_conn *c = NULL;
+	struct h2c_request r;
+	const char *once = "{\"do\":\"once\"}", *reset = "{\"do\":\"reset-mid-body\",\"size\":2000}";
+	uint64_t now;
+
+	CHECK(h2c_conn_new(hub_tls, url("127.0.0.1", peer.h2), &c) == 0);
+	for (int round = 0; round < 2; round++) {
+		/* the second: the server closes the kept connection, it is retried */
+		r = (struct h2c_request){ .path = "/", .body = once, .len = strlen(once), .max_body = 100 };
+		h2c_conn_add(c, &r);
+		now = h2c_now_ms();
+		CHECK(h2c_run(&c, 1, now + 5000, now + 5000) == 0);
+		CHECK(r.fail == H2C_FAIL_NONE && r.status == 200);
+		free(r.answer);
+	}
+	CHECK(h2c_conn_opened(c) == 2);
+	r = (struct h2c_request){ .path = "/", .body = reset, .len = strlen(reset), .max_body = 10000 };
+	h2c_conn_add(c, &r);
+	now = h2c_now_ms();
+	CHECK(h2c_run(&c, 1, now + 5000, now + 5000) == 0);
+	check_failed(&r, H2C_FAIL_RESET, "reset after a retried run");
+	printf("# reset after a retried run: %s (%s)\n", h2c_fail_phrase(r.fail), h2c_conn_detail(c));
+	CHECK(!strstr(h2c_conn_detail(c), "closed the connection"));
+	CHECK_CONTAINS(h2c_conn_detail(c), "INTERNAL_ERROR");
+	h2c_conn_free(c);
+}
+
 /* A request the server refuses unprocessed (GOAWAY below its stream) goes
  * out again on a new connection, even on a fresh one. */
 static void test_goaway_refused_request_retried(void)
@@ -647,6 +678,7 @@ int main(void)
 	RUN(test_kept_connection_closed_under_request);
 	RUN(test_goaway_refused_request_retried);
 	RUN(test_refused_stream_retried);
+	RUN(test_detail_names_this_failure);
 	RUN(test_connect_failures);
 	RUN(test_allocation_failures);
 
