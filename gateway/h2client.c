@@ -13,6 +13,7 @@
  * again (see conn_fail).
  */
 #include "../common/errbuf.h"
+#include "../common/keyfile.h"
 #include "h2client.h"
 
 #include <errno.h>
@@ -29,7 +30,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -147,66 +147,15 @@ const char *h2c_fail_phrase(enum h2c_fail f)
 
 /* ---- certificate, key and CA ----------------------------------------- */
 
-/* Reads |path| whole (at most MAX_FILE_BYTES) into malloc'd or, when
- * |secret|, sodium_malloc'd memory. A secret file must not be accessible by
- * group or others (as gateway/tls.c demands of the server key). */
-static int read_pem(const char *what, const char *path, int secret, char **out, size_t *outlen,
-		    char *err, size_t errlen)
+/* Reads a PEM file whole (common/keyfile.c: at most MAX_FILE_BYTES; a
+ * secret in sodium_malloc memory, refused when group or others may access
+ * it or another user owns it). */
+static int read_pem(const char *path, int flags, char **out, size_t *outlen, char *err,
+		    size_t errlen)
 {
-	struct stat st;
-	char *buf = NULL;
-	size_t n = 0;
-	int fd, rc = H2C_ERR_FILE;
+	int rc = keyfile_read(path, flags, MAX_FILE_BYTES, out, outlen, err, errlen);
 
-	*out = NULL;
-	*outlen = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		err_set(err, errlen, "%s '%s': %s", what, path, strerror(errno));
-		goto done;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_size <= 0 || (uintmax_t)st.st_size > MAX_FILE_BYTES) {
-		err_set(err, errlen, "%s '%s': not a regular file of 1 byte to 1 MiB", what, path);
-		goto done;
-	}
-	if (secret && (st.st_mode & (S_IRWXG | S_IRWXO))) {
-		err_set(err, errlen, "%s '%s' is accessible by group or others (mode %03o); "
-			"run: chmod 600 '%s'", what, path, (unsigned)(st.st_mode & 0777), path);
-		goto done;
-	}
-	buf = secret ? sodium_malloc((size_t)st.st_size + 1) : malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		err_set(err, errlen, "%s '%s': out of memory", what, path);
-		rc = H2C_ERR_NOMEM;
-		goto done;
-	}
-	while (n < (size_t)st.st_size) {
-		ssize_t r = read(fd, buf + n, (size_t)st.st_size - n);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			err_set(err, errlen, "%s '%s': %s", what, path,
-				r < 0 ? strerror(errno) : "shorter than its size");
-			goto done;
-		}
-		n += (size_t)r;
-	}
-	buf[n] = '\0';
-	*out = buf;
-	*outlen = n;
-	buf = NULL;
-	rc = 0;
-done:
-	if (buf) {
-		if (secret)
-			sodium_free(buf);
-		else
-			free(buf);
-	}
-	if (fd >= 0)
-		close(fd);
-	return rc;
+	return rc == -ENOMEM ? H2C_ERR_NOMEM : rc < 0 ? H2C_ERR_FILE : 0;
 }
 
 /* An encrypted key fails instead of asking for a passphrase on the
@@ -1274,9 +1223,9 @@ int h2c_tls_new(const char *cert, const char *key, const char *ca, struct h2c_tl
 		err_set(err, errlen, "libsodium failed to initialise");
 		return H2C_ERR_INIT;
 	}
-	if ((rc = read_pem("client certificate", cert, 0, &cert_pem, &cert_len, err, errlen)) < 0 ||
-	    (rc = read_pem("client key", key, 1, &key_pem, &key_len, err, errlen)) < 0 ||
-	    (rc = read_pem("CA file", ca, 0, &ca_pem, &ca_len, err, errlen)) < 0)
+	if ((rc = read_pem(cert, 0, &cert_pem, &cert_len, err, errlen)) < 0 ||
+	    (rc = read_pem(key, KEYFILE_SECRET, &key_pem, &key_len, err, errlen)) < 0 ||
+	    (rc = read_pem(ca, 0, &ca_pem, &ca_len, err, errlen)) < 0)
 		goto done;
 	rc = H2C_ERR_NOMEM;
 	if (!(t = calloc(1, sizeof(*t)))) {
@@ -1303,10 +1252,9 @@ int h2c_tls_new(const char *cert, const char *key, const char *ca, struct h2c_tl
 done:
 	ERR_clear_error(); /* our message says it; keep OpenSSL's queue clean for others */
 	h2c_tls_free(t);
-	free(ca_pem);
-	if (key_pem)
-		sodium_free(key_pem); /* wipes; the key now lives in the SSL_CTX only */
-	free(cert_pem);
+	keyfile_free(ca_pem, 0);
+	keyfile_free(key_pem, KEYFILE_SECRET); /* wipes; the key now lives in the SSL_CTX only */
+	keyfile_free(cert_pem, 0);
 	return rc;
 }
 

@@ -70,9 +70,9 @@ struct h2c_conn; /* one connection to one endpoint; used by one thread at a time
 
 /*
  * Reads the client certificate |cert| (PEM, may carry its chain), its key
- * |key| (PEM, must not be accessible by group or others) and the CA file
- * |ca| (PEM, every certificate in it is trusted, nothing else: not the
- * system's store), and checks that the key belongs to the certificate.
+ * |key| (PEM, must not be accessible by group or others and owned by this
+ * user or root) and the CA file |ca| (PEM, every certificate in it is
+ * trusted, nothing else: not the system's store), and checks that the key belongs to the certificate.
  * Returns 0 and |*out|, or H2C_ERR_ARG, _FILE, _NOMEM, _INIT with |*out| =
  * NULL and |err| naming the file and what is wrong with it.
  */

@@ -86,7 +86,8 @@ static void test_new_refuses_bad_files(void)
 	chmod(loose, 0644);
 	CHECK(gw_fanout_new(cert_path("hub.crt"), loose, cert_path("ca.crt"), &f, err, sizeof(err)) ==
 	      GW_FANOUT_ERR_FILE);
-	CHECK_CONTAINS(err, "accessible by group or others");
+	CHECK_CONTAINS(err, ": secret key file is accessible by group or others (mode 0644); "
+			    "run: chmod 600 '");
 	free(loose);
 	free(text);
 	gw_fanout_free(NULL);
