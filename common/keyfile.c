@@ -29,9 +29,11 @@ static const char *file_kind(mode_t m)
 }
 
 /* Refuses what a secret must not be; 0 or -EPERM. */
-static int check_secrecy(const char *path, const struct stat *st, char *err, size_t errlen)
+static int check_secrecy(const char *path, const struct stat *st, uid_t user, char *err,
+			 size_t errlen)
 {
 	uid_t euid = geteuid();
+	uid_t fix = user != (uid_t)-1 ? user : euid;
 
 	if (st->st_mode & (S_IRWXG | S_IRWXO)) {
 		err_set(err, errlen,
@@ -39,18 +41,30 @@ static int check_secrecy(const char *path, const struct stat *st, char *err, siz
 			"run: chmod 600 '%s'", path, (unsigned)(st->st_mode & 07777), path);
 		return -EPERM;
 	}
-	if (st->st_uid != euid && st->st_uid != 0) {
+	if (st->st_uid == euid || st->st_uid == 0 || (user != (uid_t)-1 && st->st_uid == user))
+		return 0;
+	if (user != (uid_t)-1 && user != euid)
+		err_set(err, errlen,
+			"%s: secret key file is owned by uid %u, not by this user (uid %u), root or "
+			"the service user (uid %u); run: chown %u '%s'", path, (unsigned)st->st_uid,
+			(unsigned)euid, (unsigned)user, (unsigned)fix, path);
+	else
 		err_set(err, errlen,
 			"%s: secret key file is owned by uid %u, not by this user (uid %u) or root; "
 			"run: chown %u '%s'", path, (unsigned)st->st_uid, (unsigned)euid,
-			(unsigned)euid, path);
-		return -EPERM;
-	}
+			(unsigned)fix, path);
+	return -EPERM;
 	return 0;
 }
 
 int keyfile_read(const char *path, int flags, size_t max, char **out, size_t *outlen,
 		 char *err, size_t errlen)
+{
+	return keyfile_read_for(path, flags, (uid_t)-1, max, out, outlen, err, errlen);
+}
+
+int keyfile_read_for(const char *path, int flags, uid_t user, size_t max, char **out,
+		     size_t *outlen, char *err, size_t errlen)
 {
 	int secret = (flags & KEYFILE_SECRET) != 0;
 	struct stat st;
@@ -84,7 +98,7 @@ int keyfile_read(const char *path, int flags, size_t max, char **out, size_t *ou
 			path, file_kind(st.st_mode));
 		goto done;
 	}
-	if (secret && (rc = check_secrecy(path, &st, err, errlen)) < 0)
+	if (secret && (rc = check_secrecy(path, &st, user, err, errlen)) < 0)
 		goto done;
 	if (st.st_size <= 0) {
 		rc = -ENODATA;

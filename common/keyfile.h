@@ -7,6 +7,7 @@
 #define NOORDPOORT_KEYFILE_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 /* The file holds a secret: see keyfile_read(). */
 #define KEYFILE_SECRET 1
@@ -33,6 +34,14 @@
  */
 int keyfile_read(const char *path, int flags, size_t max, char **out, size_t *outlen,
 		 char *err, size_t errlen);
+
+/*
+ * keyfile_read() for a process that will drop to |user| and re-read the
+ * file as it (the gateway's TLS key, docs/security.md): a secret owned by
+ * |user| is accepted too. (uid_t)-1: nobody else, as keyfile_read().
+ */
+int keyfile_read_for(const char *path, int flags, uid_t user, size_t max, char **out,
+		     size_t *outlen, char *err, size_t errlen);
 
 /* Frees what keyfile_read() returned with the same |flags| (a secret is
  * wiped by sodium_free). keyfile_free(NULL, flags) is a no-op. */

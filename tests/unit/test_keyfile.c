@@ -301,6 +301,18 @@ static void test_owner(void)
 	/* Not a secret: anyone's file is read. */
 	CHECK(keyfile_read(p, 0, 4096, &buf, &len, err, sizeof(err)) == 0 && len == 7);
 	keyfile_free(buf, 0);
+	/* Owned by the user the process will drop to: accepted when named. */
+	CHECK(keyfile_read_for(p, KEYFILE_SECRET, other, 4096, &buf, &len, err, sizeof(err)) == 0);
+	keyfile_free(buf, KEYFILE_SECRET);
+	CHECK(keyfile_read_for(p, KEYFILE_SECRET, other + 1, 4096, &buf, &len, err, sizeof(err)) ==
+	      -EPERM);
+	snprintf(want, sizeof(want),
+		 "%s: secret key file is owned by uid %u, not by this user (uid %u), root or the "
+		 "service user (uid %u); run: chown %u '%s'", p, (unsigned)other, euid,
+		 (unsigned)other + 1, (unsigned)other + 1, p);
+	CHECK_STR(err, want);
+	CHECK(keyfile_read_for(p, KEYFILE_SECRET, (uid_t)-1, 4096, &buf, &len, err, sizeof(err)) ==
+	      -EPERM);
 	/* Owned by root: accepted whoever runs it. */
 	if (chown(p, 0, (gid_t)-1) == 0) {
 		CHECK(keyfile_read(p, KEYFILE_SECRET, 4096, &buf, &len, err, sizeof(err)) == 0);
