@@ -4,13 +4,16 @@
  * their certificate, and a gateway that can be configured open will be.
  */
 #include "tls.h"
+#include "../common/keyfile.h"
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
+
+#define MAX_KEY_BYTES (1u << 20) /* a PEM private key; as gateway/h2client.c */
 
 static const char *const fail_names[GW_HS__COUNT] = {
 	"no_certificate", "revoked", "expired", "unknown_ca", "bad_certificate",
@@ -53,21 +56,36 @@ static void ssl_err(char *err, size_t errlen, const char *what, const char *file
 	ERR_clear_error();
 }
 
-static int check_secrecy(const char *file, char *err, size_t errlen)
+/* The key is read through common/keyfile (no group/other access; owned by
+ * this user, root or the user we drop to, who re-reads it on SIGHUP) and
+ * parsed from that memory, so the file checked is the file used. */
+static int load_key(SSL_CTX *ctx, const struct gw_config *cfg, char *err, size_t errlen)
 {
-	struct stat st;
+	uid_t user = cfg->user ? cfg->user_uid : (uid_t)-1;
+	char *pem = NULL;
+	size_t len = 0;
+	EVP_PKEY *pk = NULL;
+	BIO *b = NULL;
+	int rc = -1;
 
-	if (stat(file, &st) != 0) {
-		snprintf(err, errlen, "cannot stat key file '%s'", file);
+	if (keyfile_read_for(cfg->key_file, KEYFILE_SECRET, user, MAX_KEY_BYTES, &pem, &len, err,
+			     errlen) < 0)
 		return -1;
+	/* The context's passphrase callback, as SSL_CTX_use_PrivateKey_file
+	 * would use. */
+	if (!(b = BIO_new_mem_buf(pem, (int)len)) ||
+	    !(pk = PEM_read_bio_PrivateKey(b, NULL, SSL_CTX_get_default_passwd_cb(ctx),
+					   SSL_CTX_get_default_passwd_cb_userdata(ctx))) ||
+	    SSL_CTX_use_PrivateKey(ctx, pk) != 1) {
+		ssl_err(err, errlen, "cannot load key", cfg->key_file);
+		goto done;
 	}
-	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		snprintf(err, errlen,
-			 "key file '%s' is accessible by group or others (mode %03o); "
-			 "run: chmod 600 '%s'", file, (unsigned)(st.st_mode & 0777), file);
-		return -1;
-	}
-	return 0;
+	rc = 0;
+done:
+	EVP_PKEY_free(pk);
+	BIO_free(b);
+	keyfile_free(pem, KEYFILE_SECRET);
+	return rc;
 }
 
 SSL_CTX *gw_tls_ctx_new(const struct gw_config *cfg, char *err, size_t errlen)
@@ -94,16 +112,12 @@ SSL_CTX *gw_tls_ctx_new(const struct gw_config *cfg, char *err, size_t errlen)
 		ssl_err(err, errlen, "cannot set ciphers", "tls12");
 		goto fail;
 	}
-	if (check_secrecy(cfg->key_file, err, errlen) < 0)
-		goto fail;
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file) != 1) {
 		ssl_err(err, errlen, "cannot load certificate", cfg->cert_file);
 		goto fail;
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->key_file, SSL_FILETYPE_PEM) != 1) {
-		ssl_err(err, errlen, "cannot load key", cfg->key_file);
+	if (load_key(ctx, cfg, err, errlen) < 0)
 		goto fail;
-	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
 		ssl_err(err, errlen, "key does not match certificate", cfg->key_file);
 		goto fail;

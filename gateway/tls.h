@@ -36,8 +36,9 @@ struct gw_peer {
 
 /*
  * Builds a server context from the certificate, key, client CA and CRL files
- * in |cfg|. Refuses a key file readable by group or others. Returns NULL with
- * the reason in |err|.
+ * in |cfg|. Refuses a key file accessible by group or others, or owned by
+ * another user than this one, root or |cfg->user| (common/keyfile.h).
+ * Returns NULL with the reason in |err|.
  */
 SSL_CTX *gw_tls_ctx_new(const struct gw_config *cfg, char *err, size_t errlen);
 

@@ -203,11 +203,25 @@ static void key_file_secrecy(void)
 	c.key_file = key;
 	ctx = gw_tls_ctx_new(&c, err, sizeof(err));
 	CHECK(ctx == NULL);
-	CHECK_CONTAINS(err, "is accessible by group or others (mode 644)");
+	CHECK_CONTAINS(err, "/server.key: secret key file is accessible by group or others "
+			    "(mode 0644); run: chmod 600 '");
 	chmod(key, 0600);
 	ctx = gw_tls_ctx_new(&c, err, sizeof(err));
 	CHECK(ctx != NULL);
 	SSL_CTX_free(ctx);
+	/* Owned by another user: refused, unless it is the user we drop to
+	 * (who re-reads it on SIGHUP). Needs root to chown. */
+	if (geteuid() == 0 && chown(key, 4242, (gid_t)-1) == 0) {
+		ctx = gw_tls_ctx_new(&c, err, sizeof(err));
+		CHECK(ctx == NULL);
+		CHECK_CONTAINS(err, "/server.key: secret key file is owned by uid 4242, not by this "
+				    "user (uid 0) or root; run: chown 0 '");
+		c.user = "noordpoort";
+		c.user_uid = 4242;
+		ctx = gw_tls_ctx_new(&c, err, sizeof(err));
+		CHECK(ctx != NULL);
+		SSL_CTX_free(ctx);
+	}
 	unlink(key);
 	rmdir(dir);
 }
