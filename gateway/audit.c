@@ -4,6 +4,7 @@
  * the verifier that the CLI and the tests use. Format: docs/audit.md.
  */
 #include "audit.h"
+#include "../common/keyfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -132,69 +133,17 @@ static int key_parse(const char *text, size_t len, unsigned char *out, size_t ou
 	return hex_decode(out, outlen, text, 2 * outlen);
 }
 
-/* Reads a small key file into |buf|; |secret| refuses group/other access
- * and foreign owners (as relayd's check_file_secrecy does). */
-static int key_file_read(const char *path, int secret, char *buf, size_t cap, size_t *len,
-			 char *err, size_t errlen)
-{
-	struct stat st;
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	int rc = 0;
-
-	if (fd < 0) {
-		rc = -errno;
-		set_err(err, errlen, "%s: %s", path, strerror(-rc));
-		return rc;
-	}
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		set_err(err, errlen, "%s: %s", path, strerror(-rc));
-		goto done;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = -EINVAL;
-		set_err(err, errlen, "%s: %s", path, "not a regular file");
-		goto done;
-	}
-	if (secret && (st.st_mode & (S_IRWXG | S_IRWXO))) {
-		char mode[8];
-		snprintf(mode, sizeof(mode), "%04o", (unsigned)(st.st_mode & 07777));
-		rc = -EPERM;
-		set_err(err, errlen,
-			"%s: secret key file is accessible by group or others (mode %s); "
-			"chmod 600 it", path, mode);
-		goto done;
-	}
-	if (secret && st.st_uid != geteuid() && st.st_uid != 0) {
-		rc = -EPERM;
-		set_err(err, errlen, "%s: %s", path,
-			"secret key file is owned by another user");
-		goto done;
-	}
-	do
-		n = read(fd, buf, cap);
-	while (n < 0 && errno == EINTR);
-	if (n < 0) {
-		rc = -errno;
-		set_err(err, errlen, "%s: %s", path, strerror(-rc));
-		goto done;
-	}
-	*len = (size_t)n;
-done:
-	close(fd);
-	return rc;
-}
+#define KEY_FILE_MAX 256 /* a key line is 129 bytes at most; room for CRLF and slack */
 
 /* Loads the secret key into read-only sodium_malloc memory. */
 static int secret_key_load(const char *path, unsigned char **out, char *err, size_t errlen)
 {
-	char text[256];
+	char *text = NULL;
 	size_t len = 0;
 	unsigned char *sk = NULL;
 	unsigned char seed[crypto_sign_SEEDBYTES], pk[crypto_sign_PUBLICKEYBYTES];
 	unsigned char *skcheck = NULL;
-	int rc = key_file_read(path, 1, text, sizeof(text), &len, err, errlen);
+	int rc = keyfile_read(path, KEYFILE_SECRET, KEY_FILE_MAX, &text, &len, err, errlen);
 
 	*out = NULL;
 	if (rc < 0)
@@ -225,7 +174,7 @@ static int secret_key_load(const char *path, unsigned char **out, char *err, siz
 	*out = sk;
 	sk = NULL;
 done:
-	sodium_memzero(text, sizeof(text));
+	keyfile_free(text, KEYFILE_SECRET);
 	sodium_memzero(seed, sizeof(seed));
 	sodium_free(skcheck);
 	sodium_free(sk);
@@ -234,18 +183,19 @@ done:
 
 int audit_pubkey_load(const char *path, unsigned char pub[32], char *err, size_t errlen)
 {
-	char text[256];
+	char *text = NULL;
 	size_t len = 0;
-	int rc = key_file_read(path, 0, text, sizeof(text), &len, err, errlen);
+	int rc = keyfile_read(path, 0, KEY_FILE_MAX, &text, &len, err, errlen);
 
 	if (rc < 0)
 		return rc;
 	if (key_parse(text, len, pub, crypto_sign_PUBLICKEYBYTES) < 0) {
 		set_err(err, errlen, "%s: %s", path,
 			"not a public key made by 'noordpoort keygen --sign' (64 hex digits)");
-		return -EINVAL;
+		rc = -EINVAL;
 	}
-	return 0;
+	keyfile_free(text, 0);
+	return rc;
 }
 
 /* ---- Reading lines --------------------------------------------------- */

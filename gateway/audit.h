@@ -35,8 +35,10 @@ struct audit_options {
  * Returns 0 and a handle in |*out| (the caller frees it with audit_close()),
  * or a negative errno-style code with a reason in |err|:
  * -ENOENT/-EACCES/... (open), -EWOULDBLOCK (in use by another process),
- * -EPERM (key file readable by others), -EINVAL (key file or last line
- * malformed), -ENOMEM.
+ * -EPERM (key file accessible by group or others, or owned by another
+ * user than this one or root), -EINVAL (key file not a regular file, key
+ * file or last line malformed), -ENODATA/-EFBIG (key file empty or over
+ * 256 bytes), -ENOMEM (common/keyfile.h).
  */
 int audit_open(const char *path, const char *sign_key_path, const struct audit_options *opt,
 	       struct audit_log **out, char *err, size_t errlen);

@@ -556,7 +556,8 @@ static void key_files(void)
 	chmod(loose, 0644);
 	CHECK(audit_open(p, loose, NULL, &log, err, sizeof(err)) == -EPERM);
 	CHECK(log == NULL);
-	CHECK_CONTAINS(err, "accessible by group or others (mode 0644)");
+	CHECK_CONTAINS(err, "/loose.sec: secret key file is accessible by group or others "
+			    "(mode 0644); run: chmod 600 '");
 
 	chmod(loose, 0600);
 	CHECK(audit_open(p, loose, NULL, &log, err, sizeof(err)) == 0);
