@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "../common/errbuf.h"
+#include "../common/keyfile.h"
 #include "pseudo.h"
 #include "blake2b_batch.h"
 
@@ -383,67 +384,33 @@ int pseudo_master_load(const char *path, struct pseudo_master **out, char *err, 
 {
 	unsigned char *key = NULL;
 	char *buf = NULL;
-	struct stat st;
 	size_t n = 0, binlen = 0;
 	const char *end = NULL;
-	int fd = -1, rc;
+	int rc;
 
 	*out = NULL;
 	if (!path || !*path) {
 		err_set(err, errlen, "no key file path given");
 		return PSEUDO_ERR_ARG;
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		err_set(err, errlen, "%s: %s", path, strerror(errno));
-		rc = PSEUDO_ERR_IO;
-		goto done;
-	}
-	/* relayd's check_file_secrecy: the checks apply to the file opened. */
-	rc = PSEUDO_ERR_INSECURE;
-	if (!S_ISREG(st.st_mode)) {
-		err_set(err, errlen, "%s: not a regular file", path);
-		goto done;
-	}
-	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		err_set(err, errlen, "%s: mode %04o lets group or others access the master key; "
-			       "refused (chmod 600 it, and consider the key exposed)",
-		       path, (unsigned)(st.st_mode & 07777));
-		goto done;
-	}
-	if (st.st_uid != 0 && st.st_uid != geteuid()) {
-		err_set(err, errlen, "%s: owned by uid %u, not by this user or root; refused", path,
-		       (unsigned)st.st_uid);
-		goto done;
-	}
+	/* common/keyfile: a regular file, no group/other access, owned by this
+	 * user or root, read into sodium_malloc memory. */
+	rc = keyfile_read(path, KEYFILE_SECRET, MASTER_LINE_LEN, &buf, &n, err, errlen);
+	if (rc < 0)
+		return rc == -ENOMEM ? PSEUDO_ERR_NOMEM
+		       : rc == -EPERM || rc == -EINVAL ? PSEUDO_ERR_INSECURE
+		       : rc == -ENODATA || rc == -EFBIG ? PSEUDO_ERR_FORMAT
+		       : PSEUDO_ERR_IO;
 	rc = PSEUDO_ERR_FORMAT;
-	if (st.st_size != (off_t)MASTER_LINE_LEN && st.st_size != (off_t)MASTER_LINE_LEN - 1) {
-		err_set(err, errlen, "%s: %lld bytes, expected %zu: not a noordpoort master key "
+	if (n != MASTER_LINE_LEN && n != MASTER_LINE_LEN - 1) {
+		err_set(err, errlen, "%s: %zu bytes, expected %zu: not a noordpoort master key "
 			       "(one line '%s<64 hex digits>')",
-		       path, (long long)st.st_size, MASTER_LINE_LEN, MASTER_MAGIC);
+		       path, n, MASTER_LINE_LEN, MASTER_MAGIC);
 		goto done;
 	}
 	rc = PSEUDO_ERR_NOMEM;
-	if (sodium_init() < 0)
+	if (!(key = sodium_malloc(PSEUDO_KEY_BYTES)))
 		goto nomem;
-	buf = sodium_malloc(MASTER_LINE_LEN + 1);
-	key = sodium_malloc(PSEUDO_KEY_BYTES);
-	if (!buf || !key)
-		goto nomem;
-	while (n < MASTER_LINE_LEN + 1) { /* one byte more than allowed: catches growth */
-		ssize_t r = read(fd, buf + n, MASTER_LINE_LEN + 1 - n);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			err_set(err, errlen, "%s: %s", path, strerror(errno));
-			rc = PSEUDO_ERR_IO;
-			goto done;
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
-	}
 	rc = PSEUDO_ERR_FORMAT;
 	if ((n != MASTER_LINE_LEN && n != MASTER_LINE_LEN - 1) ||
 	    (n == MASTER_LINE_LEN && buf[n - 1] != '\n') ||
@@ -462,9 +429,7 @@ nomem:
 	err_set(err, errlen, "%s: out of memory", path);
 	rc = PSEUDO_ERR_NOMEM;
 done:
-	if (fd >= 0)
-		close(fd);
 	sodium_free(key);
-	sodium_free(buf);
+	keyfile_free(buf, KEYFILE_SECRET);
 	return rc;
 }

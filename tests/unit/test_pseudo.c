@@ -49,6 +49,9 @@ static void hook_sodium_free(void *p)
 
 #include "../../crypto/pseudo.c"
 #include "../../crypto/keygen.c"
+/* Included too, so that the key file's buffer counts among the hooked
+ * allocations (the archive's copy is then not linked). */
+#include "../../common/keyfile.c"
 
 static char dir[] = "/tmp/np-pseudo-XXXXXX";
 
@@ -712,13 +715,14 @@ static void key_file_refused(void)
 
 	CHECK(pseudo_master_generate(p, err, sizeof(err)) == 0);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		char want[16];
+		char want[48];
 
 		CHECK(chmod(p, bad[i]) == 0);
 		m = (struct pseudo_master *)1;
 		CHECK(pseudo_master_load(p, &m, err, sizeof(err)) == PSEUDO_ERR_INSECURE);
 		CHECK(m == NULL);
-		snprintf(want, sizeof(want), "mode %04o", (unsigned)bad[i]);
+		snprintf(want, sizeof(want), "(mode %04o); run: chmod 600 '", (unsigned)bad[i]);
+		CHECK_CONTAINS(err, ": secret key file is accessible by group or others");
 		CHECK_CONTAINS(err, want);
 	}
 	/* 0400 is fine: read-only for the owner */
@@ -758,10 +762,10 @@ static void key_file_bad_format(void)
 		size_t len;
 		const char *msg;
 	} cases[] = {
-		{ "empty", "", 0, "0 bytes, expected 90" },
+		{ "empty", "", 0, ": the file is empty" },
 		{ "truncated", good, 60, "60 bytes, expected 90" },
 		{ "one hex digit short", good, 88, "88 bytes" },
-		{ "one byte long", "noordpoort-master-key-v1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n\n", 91, "91 bytes" },
+		{ "one byte long", "noordpoort-master-key-v1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n\n", 91, "91 bytes, more than the 90 allowed" },
 		{ "raw 32 bytes", "0123456789abcdef0123456789abcdef", 32, "32 bytes" },
 		{ "wrong magic", "noordpoort-master-key-v2 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n", 90, "not a noordpoort master key" },
 		{ "not hex", "noordpoort-master-key-v1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1g\n", 90, "not a noordpoort master key" },
