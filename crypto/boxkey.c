@@ -16,10 +16,12 @@
 #include <sodium.h>
 
 #include "../common/errbuf.h"
+#include "../common/keyfile.h"
 #include "pseudo.h"
 
 #define BOX_HEX_LEN 64                  /* 32 bytes as hex */
 #define BOX_LINE_LEN (BOX_HEX_LEN + 1)  /* and the newline */
+#define BOX_FILE_MAX 1024 /* past this it is no key file; smaller misfits get the format message */
 #define BOX_SUFFIX_MAX 5                /* ".sec" / ".pub" + NUL */
 
 static int box_write_all(int fd, const char *p, size_t n)
@@ -137,64 +139,29 @@ done:
 
 /*
  * Reads a key file of one hex line into |key| (32 bytes). |secret| adds the
- * secrecy checks and keeps the text in sodium_malloc memory.
+ * secrecy checks of common/keyfile (no group/other access, owned by this
+ * user or root) and keeps the text in sodium_malloc memory.
  */
 static int box_read(const char *path, unsigned char *key, int secret, char *err, size_t errlen)
 {
 	const char *what = secret ? "secret box key" : "public box key";
+	int flags = secret ? KEYFILE_SECRET : 0;
 	char *buf = NULL;
-	char stackbuf[BOX_LINE_LEN + 2];
-	struct stat st;
 	size_t n = 0, binlen = 0;
 	const char *end = NULL;
-	int fd = -1, rc;
+	int rc;
 
 	if (!path || !*path || !key) {
 		err_set(err, errlen, "no %s file given", what);
 		return PSEUDO_ERR_ARG;
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		err_set(err, errlen, "%s: %s", path, strerror(errno));
-		rc = PSEUDO_ERR_IO;
+	rc = keyfile_read(path, flags, BOX_FILE_MAX, &buf, &n, err, errlen);
+	if (rc < 0) {
+		rc = rc == -ENOMEM ? PSEUDO_ERR_NOMEM
+		     : rc == -EPERM || rc == -EINVAL ? PSEUDO_ERR_INSECURE
+		     : rc == -ENODATA || rc == -EFBIG ? PSEUDO_ERR_FORMAT
+		     : PSEUDO_ERR_IO;
 		goto done;
-	}
-	rc = PSEUDO_ERR_INSECURE;
-	if (!S_ISREG(st.st_mode)) {
-		err_set(err, errlen, "%s: not a regular file", path);
-		goto done;
-	}
-	if (secret && (st.st_mode & (S_IRWXG | S_IRWXO))) {
-		err_set(err, errlen, "%s: mode %04o lets group or others access the %s; "
-			   "refused (chmod 600 it, and consider the key exposed)",
-			   path, (unsigned)(st.st_mode & 07777), what);
-		goto done;
-	}
-	if (secret && st.st_uid != 0 && st.st_uid != geteuid()) {
-		err_set(err, errlen, "%s: owned by uid %u, not by this user or root; refused",
-			   path, (unsigned)st.st_uid);
-		goto done;
-	}
-	rc = PSEUDO_ERR_NOMEM;
-	if (secret) {
-		if (sodium_init() < 0 || !(buf = sodium_malloc(BOX_LINE_LEN + 2)))
-			goto nomem;
-	} else {
-		buf = stackbuf;
-	}
-	while (n < BOX_LINE_LEN + 1) { /* one byte more than allowed: catches longer files */
-		ssize_t r = read(fd, buf + n, BOX_LINE_LEN + 1 - n);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			err_set(err, errlen, "%s: %s", path, strerror(errno));
-			rc = PSEUDO_ERR_IO;
-			goto done;
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
 	}
 	rc = PSEUDO_ERR_FORMAT;
 	if ((n != BOX_LINE_LEN && n != BOX_HEX_LEN) || (n == BOX_LINE_LEN && buf[BOX_HEX_LEN] != '\n') ||
@@ -204,18 +171,12 @@ static int box_read(const char *path, unsigned char *key, int secret, char *err,
 		goto done;
 	}
 	rc = 0;
-	goto done;
-nomem:
-	err_set(err, errlen, "%s: out of memory", path);
 done:
-	if (rc < 0 && key)
+	if (rc < 0)
 		sodium_memzero(key, 32);
-	if (buf == stackbuf)
-		sodium_memzero(stackbuf, sizeof(stackbuf));
-	else
-		sodium_free(buf);
-	if (fd >= 0)
-		close(fd);
+	if (buf && !secret)
+		sodium_memzero(buf, n); /* a public key, but no reason to leave it about */
+	keyfile_free(buf, flags);
 	return rc;
 }
 
