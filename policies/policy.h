@@ -247,7 +247,8 @@ int policy_grants_for(const struct policy_set *s, const char *requester, int64_t
 /* Writes PREFIX.sec (mode 0600) and PREFIX.pub; refuses to overwrite either. */
 int policy_keygen(const char *prefix, char *err, size_t errlen);
 /* Signs |file| with the secret key file |keyfile|, writing FILE.sig. Refuses
- * a key file that group or others may read or write. */
+ * a key file that group or others may access, or that another user than
+ * this one or root owns (common/keyfile.h). */
 int policy_sign_file(const char *file, const char *keyfile, char *err, size_t errlen);
 /* Reads a public key file into |pub|. */
 int policy_read_pub(const char *pubfile, unsigned char pub[32], char *err, size_t errlen);

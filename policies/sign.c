@@ -4,6 +4,7 @@
  * Secret keys live only in sodium_malloc memory and are wiped when freed.
  */
 #include "policy.h"
+#include "../common/keyfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 
 #define MAX_SIGNED_BYTES (64u << 20)
 #define SK_HEX (crypto_sign_SECRETKEYBYTES * 2)
+#define SK_FILE_MAX 1024 /* past this it is no key file; smaller misfits get the format message */
 #define PK_HEX (crypto_sign_PUBLICKEYBYTES * 2)
 #define SIG_HEX (crypto_sign_BYTES * 2)
 
@@ -154,42 +156,24 @@ out:
 	return rc;
 }
 
-/* Reads a secret key file into |sk| (sodium_malloc'd by the caller). */
+/* Reads a secret key file into |sk| (sodium_malloc'd by the caller), with
+ * the secrecy checks of common/keyfile: no group/other access, owned by
+ * this user or root. */
 static int read_secret(const char *keyfile, unsigned char *sk, char *err, size_t errlen)
 {
-	char *hex = sodium_malloc(SK_HEX + 8);
-	struct stat st;
-	ssize_t n = 0, r;
-	int fd, rc = -1;
+	char *hex = NULL;
+	size_t n = 0;
+	int rc = -1;
 
-	if (!hex)
-		return fail(err, errlen, "out of memory");
-	fd = open(keyfile, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		fail(err, errlen, "%s: cannot open: %s", keyfile, strerror(errno));
-		goto out;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		fail(err, errlen, "%s: not a regular file", keyfile);
-		goto out;
-	}
-	/* Like relayd's check_file_secrecy: a key others can read is no secret. */
-	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		fail(err, errlen, "%s: refusing a secret key that group or others may access (mode %04o); "
-		     "run: chmod 600 %s", keyfile, (unsigned)(st.st_mode & 07777), keyfile);
-		goto out;
-	}
-	while ((r = read(fd, hex + n, (size_t)(SK_HEX + 8 - n))) > 0)
-		n += r;
-	if (r < 0 || unhex(hex, (size_t)n, sk, crypto_sign_SECRETKEYBYTES) < 0) {
+	if (keyfile_read(keyfile, KEYFILE_SECRET, SK_FILE_MAX, &hex, &n, err, errlen) < 0)
+		return -1;
+	if (unhex(hex, n, sk, crypto_sign_SECRETKEYBYTES) < 0) {
 		fail(err, errlen, "%s: not a secret key (expected one line of %d hex digits)", keyfile, SK_HEX);
 		goto out;
 	}
 	rc = 0;
 out:
-	if (fd >= 0)
-		close(fd);
-	sodium_free(hex);
+	keyfile_free(hex, KEYFILE_SECRET);
 	return rc;
 }
 

@@ -809,10 +809,19 @@ static void signatures(void)
 	/* a secret key others may read is refused */
 	CHECK(chmod(sec, 0640) == 0);
 	CHECK(policy_sign_file(file, sec, err, sizeof(err)) < 0);
-	CHECK_CONTAINS(err, "refusing a secret key that group or others may access (mode 0640)");
+	CHECK_CONTAINS(err, ": secret key file is accessible by group or others (mode 0640); "
+			    "run: chmod 600 '");
 	CHECK(chmod(sec, 0604) == 0);
 	CHECK(policy_sign_file(file, sec, err, sizeof(err)) < 0);
+	CHECK_CONTAINS(err, "(mode 0604)");
 	CHECK(chmod(sec, 0400) == 0);
+	/* owned by another user: refused too (root may chown it away) */
+	if (geteuid() == 0 && chown(sec, 4242, (gid_t)-1) == 0) {
+		CHECK(policy_sign_file(file, sec, err, sizeof(err)) < 0);
+		CHECK_CONTAINS(err, ": secret key file is owned by uid 4242, not by this user (uid 0) "
+				    "or root; run: chown 0 '");
+		CHECK(chown(sec, 0, (gid_t)-1) == 0);
+	}
 	CHECK(policy_sign_file(file, sec, err, sizeof(err)) == 0);
 	CHECK(policy_verify_file(file, pk, err, sizeof(err)) == 0);
 	CHECK(policy_read_pub(sec, pk, err, sizeof(err)) < 0);
