@@ -152,7 +152,7 @@ sed -i 's/identifiers: pseudonym/identifiers: bsn      /' "$tmp/signed.yaml"
 expect "verify: a tampered file is refused" 1 'changed after signing' \
 	"$bin" policy verify --pub "$tmp/officer.pub" "$tmp/signed.yaml"
 chmod 0644 "$tmp/officer.sec"
-expect "sign: a secret key readable by others is refused" 1 'group or others may access' \
+expect "sign: a secret key readable by others is refused" 1 'secret key file is accessible by group or others \(mode 0644\); run: chmod 600' \
 	"$bin" policy sign --key "$tmp/officer.sec" "$tmp/signed.yaml"
 expect "sign: missing --key is a usage error" 2 '--key FILE is required' "$bin" policy sign "$tmp/signed.yaml"
 expect "policy: unknown command is a usage error" 2 "unknown command 'frob'" "$bin" policy frob

@@ -265,7 +265,8 @@ def test_client_key_checked():
         shutil.copy(CERTS / f"{COORDINATOR}.key", loose)
         loose.chmod(0o644)
         r = query(*args, "--key", loose, org=None)
-        check(r.returncode == 1 and "accessible by group or others" in one_line(r, "mode"),
+        check(r.returncode == 1 and "secret key file is accessible by group or others (mode 0644)"
+              in one_line(r, "mode"),
               r.stderr)
 
 

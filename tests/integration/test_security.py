@@ -409,7 +409,10 @@ def _refused(gw, path, what):
     check(rc != 0, f"{what}: the gateway started with a key readable by others (rc {rc})")
     check("start_failed" in err or "error" in err, f"{what}: no error line: {err[-500:]}")
     check(str(path) in err, f"{what}: the message does not name {path}: {err[-500:]}")
-    check("chmod 600" in err, f"{what}: the message does not say chmod 600: {err[-500:]}")
+    want = f"{path}: secret key file is accessible by group or others"
+    check(want in err, f"{what}: not the common wording ({want}): {err[-500:]}")
+    check(f"run: chmod 600 '{path}'" in err,
+          f"{what}: the message does not say chmod 600 '{path}': {err[-500:]}")
 
 
 def test_world_readable_tls_key_refused():
@@ -428,7 +431,8 @@ def test_world_readable_tls_key_refused():
         gw = Gateway(config={"tls": {"key": str(key)}})
         try:
             r = run_cli("check-config", "-c", gw.config_path)
-            check(r.returncode == 1 and "accessible by group or others" in r.stderr,
+            check(r.returncode == 1 and
+                  f"{key}: secret key file is accessible by group or others (mode 0644)" in r.stderr,
                   f"check-config: rc {r.returncode}: {r.stderr}")
         finally:
             gw.cleanup()
