@@ -15,7 +15,9 @@
 
 #include <sodium.h>
 
+#include "../common/cliusage.h"
 #include "../common/errbuf.h"
+#include "../common/fdio.h"
 #include "../common/keyfile.h"
 #include "pseudo.h"
 
@@ -23,21 +25,6 @@
 #define BOX_LINE_LEN (BOX_HEX_LEN + 1)  /* and the newline */
 #define BOX_FILE_MAX 1024 /* past this it is no key file; smaller misfits get the format message */
 #define BOX_SUFFIX_MAX 5                /* ".sec" / ".pub" + NUL */
-
-static int box_write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
 
 /* Creates |path| with O_EXCL|O_NOFOLLOW and |mode| (whatever the umask),
  * writes |line| (BOX_LINE_LEN bytes) and fsyncs. Sets *created when the file
@@ -56,7 +43,7 @@ static int box_write_file(const char *path, const char *line, mode_t mode, int *
 		return e == EEXIST ? PSEUDO_ERR_EXISTS : PSEUDO_ERR_IO;
 	}
 	*created = 1;
-	if (fchmod(fd, mode) < 0 || box_write_all(fd, line, BOX_LINE_LEN) < 0 || fsync(fd) < 0) {
+	if (fchmod(fd, mode) < 0 || fd_write_all(fd, line, BOX_LINE_LEN) < 0 || fsync(fd) < 0) {
 		e = errno;
 		close(fd);
 		err_set(err, errlen, "%s: %s", path, strerror(e));
@@ -209,10 +196,7 @@ static const char usage_boxkey[] =
 
 static int boxkey_usage_error(const char *fmt, const char *arg)
 {
-	fputs("noordpoort keygen: ", stderr);
-	fprintf(stderr, fmt, arg);
-	fputs(" (see 'noordpoort keygen --box --help')\n", stderr);
-	return 2;
+	return cli_usage_error("noordpoort keygen", "--box", fmt, arg);
 }
 
 int pseudo_boxkey_cli(int argc, char **argv)

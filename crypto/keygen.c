@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../common/cliusage.h"
 #include "pseudo.h"
 
 static const char usage_keygen[] =
@@ -22,10 +23,7 @@ static const char usage_keygen[] =
 
 static int keygen_usage_error(const char *fmt, const char *arg)
 {
-	fputs("noordpoort keygen: ", stderr);
-	fprintf(stderr, fmt, arg);
-	fputs(" (see 'noordpoort keygen --help')\n", stderr);
-	return 2;
+	return cli_usage_error("noordpoort", "keygen", fmt, arg);
 }
 
 int pseudo_keygen_cli(int argc, char **argv)

@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "../common/errbuf.h"
+#include "../common/fdio.h"
 #include "../common/keyfile.h"
 #include "pseudo.h"
 #include "blake2b_batch.h"
@@ -306,21 +307,6 @@ void pseudo_hex(const unsigned char *in, size_t n, char *out)
 
 /* ---- the master key file ------------------------------------------------ */
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 int pseudo_master_generate(const char *path, char *err, size_t errlen)
 {
 	unsigned char *key = NULL;
@@ -355,7 +341,7 @@ int pseudo_master_generate(const char *path, char *err, size_t errlen)
 	}
 	created = 1;
 	rc = PSEUDO_ERR_IO;
-	if (fchmod(fd, 0600) < 0 || write_all(fd, line, MASTER_LINE_LEN) < 0 || fsync(fd) < 0) {
+	if (fchmod(fd, 0600) < 0 || fd_write_all(fd, line, MASTER_LINE_LEN) < 0 || fsync(fd) < 0) {
 		err_set(err, errlen, "%s: %s", path, strerror(errno));
 		goto done;
 	}

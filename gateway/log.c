@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/fdio.h"
+
 static int log_fd = 2;
 
 int gw_log_open(const char *dest, int oldfd)
@@ -39,19 +41,6 @@ int gw_log_open(const char *dest, int oldfd)
 void gw_log_set_fd(int fd)
 {
 	log_fd = fd;
-}
-
-static void write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return; /* a log that cannot be written must not stop serving */
-		p += w;
-		n -= (size_t)w;
-	}
 }
 
 static void timestamp(long *cached_sec, char *cached, char *out, size_t outlen)
@@ -144,7 +133,8 @@ void gw_log_request(struct gw_log *l, const char *org, const char *oin, const ch
 void gw_log_flush(struct gw_log *l)
 {
 	if (l->len) {
-		write_all(log_fd, l->buf, l->len);
+		/* a log that cannot be written must not stop serving */
+		(void)fd_write_all(log_fd, l->buf, l->len);
 		l->len = 0;
 	}
 }
@@ -166,7 +156,7 @@ void gw_log_event(const char *level, const char *event, const char *extra)
 		line[n - 2] = '}';
 		line[n - 1] = '\n';
 	}
-	write_all(log_fd, line, (size_t)n);
+	(void)fd_write_all(log_fd, line, (size_t)n); /* as gw_log_flush */
 }
 
 void gw_log_message(const char *level, const char *event, const char *message)

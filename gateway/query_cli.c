@@ -4,6 +4,7 @@
  * the answer as an aligned table, CSV or JSON (docs/query.md). Everything the
  * hub sends is peer data: printed only after control characters are masked.
  */
+#include "../common/cliusage.h"
 #include "../common/errbuf.h"
 #include "fanout.h"
 #include "h2client.h"
@@ -58,10 +59,7 @@ static const char usage_query[] =
 
 static int query_usage_error(const char *fmt, const char *arg)
 {
-	fputs("noordpoort query: ", stderr);
-	fprintf(stderr, fmt, arg);
-	fputs(" (see 'noordpoort query --help')\n", stderr);
-	return 2;
+	return cli_usage_error("noordpoort", "query", fmt, arg);
 }
 
 /* ---- formatting the answer ----------------------------------------------- */

@@ -4,6 +4,7 @@
  * Secret keys live only in sodium_malloc memory and are wiped when freed.
  */
 #include "policy.h"
+#include "../common/fdio.h"
 #include "../common/keyfile.h"
 
 #include <errno.h>
@@ -85,21 +86,6 @@ static int unhex(const char *hex, size_t hexlen, unsigned char *bin, size_t binl
 	return sodium_hex2bin(bin, binlen, hex, hexlen, NULL, &got, NULL) == 0 && got == binlen ? 0 : -1;
 }
 
-static int write_all(int fd, const char *buf, size_t len)
-{
-	while (len) {
-		ssize_t w = write(fd, buf, len);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		buf += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
 int policy_keygen(const char *prefix, char *err, size_t errlen)
 {
 	unsigned char pk[crypto_sign_PUBLICKEYBYTES];
@@ -135,13 +121,13 @@ int policy_keygen(const char *prefix, char *err, size_t errlen)
 		goto out;
 	}
 	made_sec = 1;
-	if (fchmod(fd, 0600) < 0 || write_all(fd, skhex, SK_HEX + 1) < 0 || fsync(fd) < 0) {
+	if (fchmod(fd, 0600) < 0 || fd_write_all(fd, skhex, SK_HEX + 1) < 0 || fsync(fd) < 0) {
 		fail(err, errlen, "%s: cannot write: %s", sec, strerror(errno));
 		goto out;
 	}
 	close(fd);
 	fd = open(pub, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0 || write_all(fd, pkhex, PK_HEX + 1) < 0) {
+	if (fd < 0 || fd_write_all(fd, pkhex, PK_HEX + 1) < 0) {
 		fail(err, errlen, "%s: cannot create: %s", pub, strerror(errno));
 		goto out;
 	}
@@ -201,7 +187,7 @@ int policy_sign_file(const char *file, const char *keyfile, char *err, size_t er
 	sighex[SIG_HEX] = '\n';
 	/* Written aside and renamed, so a reader never sees half a signature. */
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || write_all(fd, sighex, SIG_HEX + 1) < 0 || fsync(fd) < 0 ||
+	if (fd < 0 || fd_write_all(fd, sighex, SIG_HEX + 1) < 0 || fsync(fd) < 0 ||
 	    close(fd) < 0 || rename(tmp, sigpath) < 0) {
 		fail(err, errlen, "%s: cannot write: %s", sigpath, strerror(errno));
 		if (fd >= 0)

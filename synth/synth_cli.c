@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/cliusage.h"
 #include "synth.h"
 
 static const char usage_synth[] =
@@ -37,10 +38,7 @@ static const char usage_synth[] =
 
 static int synth_usage_error(const char *fmt, const char *arg)
 {
-	fputs("noordpoort synth: ", stderr);
-	fprintf(stderr, fmt, arg);
-	fputs(" (see 'noordpoort synth --help')\n", stderr);
-	return 2;
+	return cli_usage_error("noordpoort", "synth", fmt, arg);
 }
 
 /* Strictly a decimal whole number: no sign, no spaces, no overflow. */
