@@ -45,17 +45,6 @@ static int fail(struct agg_table *t, int code, char *err, size_t errlen, const c
 	return code;
 }
 
-static uint32_t common_factor(uint32_t a, uint32_t b)
-{
-	while (b) {
-		uint32_t r = a % b;
-
-		a = b;
-		b = r;
-	}
-	return a;
-}
-
 #define SUPP(t, r, c) ((t)->cells[(r) * (t)->ncols + (c)].flags & AGG_SUPPRESSED)
 
 static size_t row_suppressed(const struct agg_table *t, size_t r)
@@ -330,7 +319,7 @@ int agg_disclose(struct agg_table *t, const struct policy_output *out, const str
 		 * A person in up to m cells moves the table by m in L1 norm:
 		 * each cell gets noise at epsilon/m so the table is epsilon-DP.
 		 */
-		g = common_factor(num, out->max_cells_per_person);
+		g = agg_gcd(num, out->max_cells_per_person);
 		num /= g;
 		if (den > UINT32_MAX / (out->max_cells_per_person / g))
 			return fail(t, AGG_ERANGE, err, errlen, "epsilon / max_cells_per_person is too fine");

@@ -47,6 +47,10 @@ struct agg_rng {
  */
 int agg_epsilon_rational(double eps, uint32_t *num, uint32_t *den);
 
+/* The greatest common divisor of |a| and |b| (gcd(a, 0) = a), for
+ * reducing epsilon fractions. */
+uint32_t agg_gcd(uint32_t a, uint32_t b);
+
 /*
  * Draws Z with P(Z = z) proportional to exp(-eps * |z|), eps = eps_num /
  * eps_den (the noise for a count of sensitivity 1), exactly: integer

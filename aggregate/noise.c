@@ -12,7 +12,7 @@
 
 /* ---- epsilon ------------------------------------------------------------ */
 
-static uint32_t gcd32(uint32_t a, uint32_t b)
+uint32_t agg_gcd(uint32_t a, uint32_t b)
 {
 	while (b) {
 		uint32_t r = a % b;
@@ -52,7 +52,7 @@ int agg_epsilon_rational(double eps, uint32_t *num, uint32_t *den)
 	n = s - 26 >= 64 ? 0 : (a + (b >> 26)) >> (s - 26);
 	if (n == 0)
 		return AGG_EINVAL; /* below 1 / AGG_EPS_DEN: would round down to no answer */
-	g = gcd32((uint32_t)n, AGG_EPS_DEN);
+	g = agg_gcd((uint32_t)n, AGG_EPS_DEN);
 	*num = (uint32_t)n / g;
 	*den = AGG_EPS_DEN / g;
 	return 0;
@@ -183,7 +183,7 @@ int agg_discrete_laplace_rng(const struct agg_rng *rng, uint32_t eps_num, uint32
 	 * CKS 2020, Algorithm 2, with scale t/s = 1/eps: a reduced fraction
 	 * only makes the loops shorter, the distribution is the same.
 	 */
-	g = gcd32(eps_num, eps_den);
+	g = agg_gcd(eps_num, eps_den);
 	s = eps_num / g;
 	t = eps_den / g;
 	for (;;) {

@@ -162,16 +162,9 @@ int wire_builder_add(struct wire_builder *b, const unsigned char token[WIRE_TOKE
 
 	if (!b || !token || b->spent || (b->nfields && !values))
 		return WIRE_ERR_ARG;
-	if (b->n == UINT32_MAX)
-		return WIRE_ERR_LIMIT;
-	if (b->n == b->cap) {
-		int rc = grow(b);
-
-		if (rc < 0)
-			return rc;
-	}
-	/* A value that fails to code may leave a new dictionary entry behind;
-	 * harmless (a value without a record), and the record is not added. */
+	/* A value that fails to code, or a record refused after its values were
+	 * coded, may leave a new dictionary entry behind; harmless (a value
+	 * without a record), and the record is not added. */
 	for (uint32_t f = 0; f < b->nfields; f++) {
 		int rc;
 
@@ -180,11 +173,7 @@ int wire_builder_add(struct wire_builder *b, const unsigned char token[WIRE_TOKE
 		else if ((rc = dict_code(&b->dict[f], values[f], &codes[f])) < 0)
 			return rc;
 	}
-	memcpy(b->tokens + b->n * WIRE_TOKEN_BYTES, token, WIRE_TOKEN_BYTES);
-	if (b->nfields)
-		memcpy(b->codes + b->n * b->nfields, codes, b->nfields * sizeof(*codes));
-	b->n++;
-	return 0;
+	return wire_builder_add_coded(b, token, codes);
 }
 
 int wire_builder_reserve(struct wire_builder *b, size_t n)
