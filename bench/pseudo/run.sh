@@ -13,8 +13,9 @@ cd "$(dirname "$0")/../.."
 CC=${CC:-cc}
 BENCH_CFLAGS=${BENCH_CFLAGS:--O2 -g}
 mkdir -p build/bench
+# common/*.c: the helpers pseudo.c links with (errbuf, keyfile, ...).
 # shellcheck disable=SC2086
 $CC -D_GNU_SOURCE -std=c11 -Wall -Wextra -Wshadow -Wcast-qual -Wsign-compare $BENCH_CFLAGS -o build/bench/bench_pseudo \
-	bench/pseudo/bench_pseudo.c common/errbuf.c -lsodium
+	bench/pseudo/bench_pseudo.c common/*.c -lsodium -lyaml -lcjson
 echo "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), $(nproc) cores online"
 exec build/bench/bench_pseudo "${1:-5000000}" "${2:-5}"
