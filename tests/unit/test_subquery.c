@@ -8,71 +8,13 @@
 #define CHECK_FILE "test_subquery"
 #include "check.h"
 
-/*
- * Out of memory: node.c's own allocations fail one at a time through the
- * macros below (cJSON's through its hooks, failalloc.h). Every header node.c
- * uses comes first, so the macros rewrite node.c's code only.
- */
-#include <errno.h>
-#include <pthread.h>
-#include <time.h>
-#include <sodium.h>
-#include <cjson/cJSON.h>
-#include "../../adapters/adapter.h"
-#include "../../aggregate/wire.h"
-#include "../../crypto/pseudo.h"
-#include "../../policies/policy.h"
-#include "../../gateway/audit.h"
-#include "../../gateway/config.h"
-#include "../../gateway/log.h"
-#include "../../gateway/members.h"
-#include "../../gateway/node.h"
-#include "../../gateway/routes.h"
-#include "failalloc.h"
-#undef strdup
-#undef strndup
-#define malloc(n) fa_malloc(n)
-#define calloc(a, b) fa_calloc(a, b)
-#define realloc(p, n) fa_realloc(p, n)
-#define strdup(s) fa_strdup(s)
-#define strndup(s, n) fa_strndup(s, n)
-int scan_hook(struct adapter *a, const struct adapter_filter *filters, size_t nfilters,
-	      const unsigned *projection, size_t nproj, adapter_row_fn fn, void *arg,
-	      struct adapter_stats *stats, struct diag *d);
-#define adapter_scan scan_hook /* a scan can be made to fail as the adapter would */
-#include "../../gateway/node.c"
-#undef adapter_scan
-#undef malloc
-#undef calloc
-#undef realloc
-#undef strdup
-#undef strndup
-
-#include <sys/stat.h>
-
-#include "../../common/diag.h"
+#include "node_fixture.h"
 
 static char dir[] = "/tmp/np-subquery-XXXXXX";
-
-/* 0: scans run; an adapter error code: every scan returns it at once. */
-static int scan_fails_with;
-
-int scan_hook(struct adapter *a, const struct adapter_filter *filters, size_t nfilters,
-	      const unsigned *projection, size_t nproj, adapter_row_fn fn, void *arg,
-	      struct adapter_stats *stats, struct diag *d)
-{
-	if (scan_fails_with)
-		return scan_fails_with;
-	return adapter_scan(a, filters, nfilters, projection, nproj, fn, arg, stats, d);
-}
-static char *catalog_path, *csv_path, *key_path, *audit_path, *policy_path, *hubpub_path;
-static struct gw_config cfg;
-static struct policy_set *policies;
-static struct audit_log *alog;
+static char *hubpub_path;
 static struct pseudo_master *master;
 static unsigned char hub_pk[32], hub_sk[32];
 
-#define DS "fonds/inschrijvingen"
 #define QID_A "00112233445566778899aabbccddeeff"
 #define QID_B "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 #define BSN_TRIPLE 123456782u /* three rows, three programmes, in this order: kv, nld-1, nld-2 */
@@ -256,88 +198,15 @@ static size_t brute_force(const char *const *fields, size_t nf, const char *ffie
 
 /* ---- fixture ---- */
 
-struct fixture {
-	struct gw_node *node;
-	struct gw_node_worker *w;
-	struct gw_env env;
-};
-
 static int fixture_open(struct fixture *fx, int with_hub_key)
 {
-	char err[512];
-	struct diag nd = { 0 };
-	int nrc;
-
-	memset(fx, 0, sizeof(*fx));
 	cfg.node.hub_public_key = with_hub_key ? hubpub_path : NULL;
-	nrc = gw_node_open(&cfg, &fx->node, &nd);
-	if (nd.errors || nd.warnings)
-		printf("#   gw_node_open: %s", diag_text(&nd));
-	diag_clear(&nd);
-	if (nrc < 0)
-		return -1;
-	if (gw_node_worker_open(fx->node, &fx->w, err, sizeof(err)) < 0) {
-		printf("#   gw_node_worker_open: %s\n", err);
-		gw_node_free(fx->node);
-		return -1;
-	}
-	fx->env.policies = policies;
-	fx->env.node_worker = fx->w;
-	fx->env.audit = alog;
-	return 0;
-}
-
-static void fixture_close(struct fixture *fx)
-{
-	gw_node_worker_free(fx->w);
-	gw_node_free(fx->node);
+	return fixture_start(fx);
 }
 
 static int ask(struct fixture *fx, const struct gw_member *m, const char *json, struct gw_response *r)
 {
-	cJSON *body = cJSON_Parse(json);
-	int rc;
-
-	memset(r, 0, sizeof(*r));
-	if (!body) {
-		printf("#   bad test JSON: %s\n", json);
-		return -1;
-	}
-	rc = gw_node_subquery(&fx->env, m, body, r);
-	cJSON_Delete(body);
-	return rc;
-}
-
-static unsigned long audit_lines(void)
-{
-	struct audit_report rep;
-
-	memset(&rep, 0, sizeof(rep));
-	if (audit_verify(audit_path, NULL, &rep) != 0) {
-		printf("#   audit log not intact: line %lu: %s\n", rep.first_bad_line, rep.problem);
-		return (unsigned long)-1;
-	}
-	return rep.records;
-}
-
-/* The last line of the audit log, parsed. */
-static cJSON *last_audit(void)
-{
-	FILE *f = fopen(audit_path, "r");
-	char *line = NULL, *last = NULL;
-	size_t cap = 0;
-	cJSON *o;
-
-	while (f && getline(&line, &cap, f) > 0) {
-		free(last);
-		last = strdup(line);
-	}
-	if (f)
-		fclose(f);
-	free(line);
-	o = last ? cJSON_Parse(last) : NULL;
-	free(last);
-	return o;
+	return ask_node(gw_node_subquery, fx, m, json, r);
 }
 
 #define BODY(purpose, qid, op, mode, fields, filters)                                            \
@@ -1045,112 +914,17 @@ static char *answer_text(const struct gw_response *r, char id[33])
 	return out;
 }
 
-/* The last audit line without what differs on every line (seq, time,
- * audit_id, prev); its audit id goes to |id|. The caller frees it. */
-static char *last_audit_text(char id[33])
-{
-	cJSON *a = last_audit();
-	char *t;
-
-	snprintf(id, 33, "%s", a ? cJSON_GetStringValue(cJSON_GetObjectItem(a, "audit_id")) : "");
-	cJSON_DeleteItemFromObject(a, "seq");
-	cJSON_DeleteItemFromObject(a, "time");
-	cJSON_DeleteItemFromObject(a, "audit_id");
-	cJSON_DeleteItemFromObject(a, "prev");
-	t = a ? cJSON_PrintUnformatted(a) : strdup("(no audit line)");
-	cJSON_Delete(a);
-	return t;
-}
-
-struct oom_count {
-	long runs;     /* runs that failed an allocation */
-	long in_node;  /* ... one of node.c's own */
-	long in_cjson; /* ... one of cJSON's (node.c's JSON, the audit line's printing) */
-};
-
-/*
- * Makes each allocation of one subquery fail in turn, k = 0, 1, 2, ..., until
- * a run needs no more than k. A run whose failure the node cannot get around
- * answers 500 internal or 503 audit_unavailable, releases nothing and leaves
- * no audit line (the line would record an answer or a refusal that was not
- * given); one that gets around it answers exactly as a run without failures
- * and records exactly its line. After the loop the worker answers as before.
- */
+/* node_oom() over one subquery by |m| (node_fixture.h); cJSON fails too. */
 static void subquery_oom(const struct gw_member *m, const char *json, int want_status, struct oom_count *c)
 {
 	struct fixture fx;
-	struct gw_response r;
-	cJSON *body = cJSON_Parse(json);
-	char id[33], line_id[33], *want, *want_line, *again;
-	unsigned long lines;
-	int printed = 0;
 
-	memset(c, 0, sizeof(*c));
-	if (!body || fixture_open(&fx, 1) < 0) {
+	if (fixture_open(&fx, 1) < 0) {
+		memset(c, 0, sizeof(*c));
 		CHECK(0);
-		cJSON_Delete(body);
 		return;
 	}
-	lines = audit_lines();
-	memset(&r, 0, sizeof(r));
-	CHECK(gw_node_subquery(&fx.env, m, body, &r) == 0);
-	CHECK(r.status == want_status);
-	want = answer_text(&r, id);
-	free(r.body);
-	CHECK(audit_lines() == ++lines);
-	want_line = last_audit_text(line_id);
-	CHECK(want_status != 200 || strcmp(id, line_id) == 0);
-
-	fa_cjson_on();
-	for (long k = 0; k < 100000; k++) {
-		char *got, *line = NULL;
-		unsigned long now;
-		int rc, ok;
-
-		memset(&r, 0, sizeof(r));
-		fa_arm(k);
-		rc = gw_node_subquery(&fx.env, m, body, &r);
-		fa_disarm();
-		got = answer_text(&r, id);
-		now = audit_lines();
-		if (now != lines)
-			line = last_audit_text(line_id);
-		if (fa_failed == FA_NONE || strcmp(got, want) == 0)
-			ok = rc == 0 && strcmp(got, want) == 0 && now == lines + 1 && strcmp(line, want_line) == 0 &&
-			     (want_status != 200 || strcmp(id, line_id) == 0);
-		else
-			ok = rc == 0 && r.body && r.content_type && strcmp(r.content_type, "application/json") == 0 &&
-			     ((r.status == 500 && strstr(r.body, "\"code\":\"internal\"")) ||
-			      (r.status == 503 && strstr(r.body, "\"code\":\"audit_unavailable\""))) &&
-			     now == lines;
-		if (!ok && printed++ < 10)
-			printf("#   allocation %ld failed (%s): rc %d, %.200s; %lu audit lines added%s%.300s\n", k,
-			       fa_failed == FA_MODULE ? "node.c" : fa_failed == FA_CJSON ? "cJSON" : "none", rc, got,
-			       now - lines, line ? ": " : "", line ? line : "");
-		CHECK(ok);
-		c->in_node += fa_failed == FA_MODULE;
-		c->in_cjson += fa_failed == FA_CJSON;
-		lines = now;
-		free(got);
-		free(line);
-		free(r.body);
-		if (fa_failed == FA_NONE)
-			break;
-		c->runs++;
-	}
-	fa_cjson_off();
-	printf("#   %ld runs failed an allocation: %ld in node.c, %ld in cJSON\n", c->runs, c->in_node, c->in_cjson);
-
-	memset(&r, 0, sizeof(r));
-	CHECK(gw_node_subquery(&fx.env, m, body, &r) == 0);
-	again = answer_text(&r, id);
-	CHECK_STR(again, want);
-	free(again);
-	free(r.body);
-	CHECK(audit_lines() == lines + 1);
-	free(want);
-	free(want_line);
-	cJSON_Delete(body);
+	node_oom(gw_node_subquery, answer_text, &fx, m, json, want_status, 1, c);
 	fixture_close(&fx);
 }
 
@@ -1249,60 +1023,22 @@ static void civil_date_matches_adapter(void)
 
 int main(void)
 {
-	struct diag d = { 0 };
-	struct audit_options ao = { 1, 10, 1000 };
-	struct gw_dataset_cfg ds = { 0 };
 	char err[512], hex[65];
 	char *csv;
+	int rc;
 
 	if (!mkdtemp(dir) || sodium_init() < 0)
 		return 1;
 	csv = make_csv();
-	catalog_path = check_write(dir, "catalog.yaml", catalog_text);
-	csv_path = check_write(dir, "fonds.csv", csv);
-	policy_path = check_write(dir, "policy.yaml", policy_text);
+	rc = node_fixture_setup("test_subquery", dir, catalog_text, csv, policy_text);
 	free(csv);
+	if (rc < 0)
+		return 1;
 	crypto_box_keypair(hub_pk, hub_sk);
 	sodium_bin2hex(hex, sizeof(hex), hub_pk, 32);
 	hubpub_path = check_write(dir, "hub.pub", hex);
-	key_path = malloc(strlen(dir) + 16);
-	sprintf(key_path, "%s/master.key", dir);
-	audit_path = malloc(strlen(dir) + 16);
-	sprintf(audit_path, "%s/audit.log", dir);
-	if (pseudo_master_generate(key_path, err, sizeof(err)) < 0 ||
-	    pseudo_master_load(key_path, &master, err, sizeof(err)) < 0) {
+	if (pseudo_master_load(key_path, &master, err, sizeof(err)) < 0) {
 		printf("not ok - test_subquery: setup: master key: %s\n", err);
-		return 1;
-	}
-	ds.id = (char *)DS;
-	ds.path = csv_path;
-	ds.delimiter = ',';
-	cfg.catalog_file = catalog_path;
-	cfg.node.organisation = (char *)"fonds";
-	cfg.node.master_key = key_path;
-	cfg.node.datasets[0] = ds;
-	cfg.node.ndatasets = 1;
-	{
-		struct policy_catalog *cat;
-		struct policy_refs refs = { 0 };
-
-		if (policy_catalog_load(catalog_path, &cat, &d) < 0) {
-			diag_first(&d, err, sizeof(err));
-			printf("not ok - test_subquery: setup: catalog: %s\n", err);
-			return 1;
-		}
-		refs.catalog = cat;
-		if (policy_set_load_mem("policy.yaml", (const unsigned char *)policy_text, strlen(policy_text), &refs,
-					&policies, &d) < 0) {
-			diag_first(&d, err, sizeof(err));
-			printf("not ok - test_subquery: setup: policy: %s\n", err);
-			return 1;
-		}
-		policy_catalog_free(cat);
-	}
-	diag_clear(&d);
-	if (audit_open(audit_path, NULL, &ao, &alog, err, sizeof(err)) < 0) {
-		printf("not ok - test_subquery: setup: audit_open: %s\n", err);
 		return 1;
 	}
 
