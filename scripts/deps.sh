@@ -5,7 +5,7 @@ set -eu
 
 PKGS="build-essential pkg-config clang libclang-rt-14-dev openssl libssl-dev \
 libnghttp2-dev libsodium-dev libcjson-dev libyaml-dev libsqlite3-dev sqlite3 \
-curl nghttp2-client python3 python3-h2 nginx-light procps"
+curl nghttp2-client python3 python3-h2 nginx-light procps iproute2"
 
 missing=""
 for p in $PKGS; do
