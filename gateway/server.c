@@ -1031,6 +1031,22 @@ static void worker_fini(struct gw_worker *w)
 	gw_log_fini(&w->log);
 }
 
+/*
+ * Stops every worker's listener from taking connections, all at once, before
+ * the workers hear of the drain: each worker closes its own listener when it
+ * gets to it, and with SO_REUSEPORT a new connection could otherwise land on
+ * a worker that has not yet (a client that already saw GOAWAY from another
+ * worker would be served). shutdown() stops listening without freeing the
+ * descriptor, so a worker closing it meanwhile is no race. Called before
+ * srv->draining is set: until then only workers' init touches listeners.
+ */
+static void stop_listening(struct gw_server *srv)
+{
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		for (int j = 0; j < srv->workers[i].nlisteners; j++)
+			shutdown(srv->workers[i].listeners[j].fd, SHUT_RD);
+}
+
 static void wake_workers(struct gw_server *srv)
 {
 	uint64_t one = 1;
@@ -1267,6 +1283,7 @@ int gw_server_run(struct gw_config *cfg)
 			reload(&srv);
 		} else if (sig == SIGTERM || sig == SIGINT) {
 			gw_log_event("info", "draining", NULL);
+			stop_listening(&srv);
 			atomic_store(&srv.draining, 1);
 			wake_workers(&srv);
 		}
