@@ -7,6 +7,14 @@ PKGS="build-essential pkg-config clang libclang-rt-14-dev openssl libssl-dev \
 libnghttp2-dev libsodium-dev libcjson-dev libyaml-dev libsqlite3-dev sqlite3 \
 curl nghttp2-client python3 python3-h2 nginx-light procps iproute2"
 
+# Every test and the demo talk to their servers on loopback, some by the
+# name localhost (certificates are issued for it): a system without it in
+# /etc/hosts (a bare chroot) would fail them in confusing ways.
+if ! getent hosts localhost >/dev/null 2>&1; then
+	echo "noordpoort: the name 'localhost' does not resolve; add '127.0.0.1 localhost' to /etc/hosts" >&2
+	exit 1
+fi
+
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
