@@ -86,7 +86,11 @@ void gw_h2_respond(struct gw_conn *c, struct gw_stream *s)
 	s->responded = 1;
 	prd.source.ptr = s;
 	prd.read_callback = read_body;
-	if (nghttp2_submit_response(c->h2, s->id, nv, n, s->resp.len ? &prd : NULL) != 0)
+	/* A response to HEAD has no content (RFC 9110 9.3.2), whatever its
+	 * status; content-length says what a GET would have carried. */
+	if (strcmp(s->method, "HEAD") == 0)
+		s->resp_off = s->resp.len;
+	if (nghttp2_submit_response(c->h2, s->id, nv, n, s->resp_off < s->resp.len ? &prd : NULL) != 0)
 		nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
 	gw_metrics_request(&c->w->metrics, s->resp.route, s->resp.status, dur);
 	gw_log_request(&c->w->log, s->resp.org, c->peer.oin, s->method,

@@ -23,6 +23,7 @@ static const struct {
 	{ "node", GW_ROLE_NODE },
 	{ "hub", GW_ROLE_HUB },
 	{ "coordinator", GW_ROLE_COORDINATOR },
+	{ "operator", GW_ROLE_OPERATOR },
 };
 
 static int valid_id(const char *s)
@@ -68,7 +69,7 @@ static int parse_roles(struct ydoc *y, yaml_node_t *n, const char *what, unsigne
 			if (strcmp(s, role_names[i].name) == 0)
 				break;
 		if (i == sizeof(role_names) / sizeof(role_names[0])) {
-			ydoc_error(y, r, "%s.roles: unknown role '%s' (node, hub or coordinator)", what, s);
+			ydoc_error(y, r, "%s.roles: unknown role '%s' (node, hub, coordinator or operator)", what, s);
 			bad = 1;
 		} else {
 			*out |= role_names[i].bit;

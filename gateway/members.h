@@ -16,6 +16,7 @@ enum gw_role {
 	GW_ROLE_NODE = 1u << 0,        /* holds partner data */
 	GW_ROLE_HUB = 1u << 1,         /* fans federated questions out */
 	GW_ROLE_COORDINATOR = 1u << 2, /* asks aggregate questions */
+	GW_ROLE_OPERATOR = 1u << 3,    /* reads /metrics (every partner's request counts) */
 };
 
 struct gw_member {

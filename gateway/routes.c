@@ -13,6 +13,8 @@
 #include <time.h>
 
 #include "../policies/policy.h"
+#include "hub.h"
+#include "jsonbody.h"
 #include "members.h"
 #include "node.h"
 #include "metrics.h"
@@ -22,8 +24,11 @@ struct route {
 	const char *path;
 	const char *method;
 	int needs_member; /* caller must be a federation member */
+	unsigned role;    /* enum gw_role: the caller must have it (0: any member) */
 	int (*handle)(const struct gw_env *, const struct gw_request *,
 		      const struct gw_member *, const cJSON *, struct gw_response *);
+	/* Answers a member without |role|, before its body is read. */
+	int (*refuse)(const struct gw_env *, const struct gw_member *, struct gw_response *);
 };
 
 static int h_healthz(const struct gw_env *, const struct gw_request *,
@@ -43,17 +48,29 @@ static int h_aggregate(const struct gw_env *, const struct gw_request *,
 static int h_subquery(const struct gw_env *, const struct gw_request *,
 		      const struct gw_member *, const cJSON *, struct gw_response *);
 
+static int refuse_metrics(const struct gw_env *, const struct gw_member *, struct gw_response *);
+static int refuse_aggregate(const struct gw_env *, const struct gw_member *, struct gw_response *);
+static int refuse_subquery(const struct gw_env *, const struct gw_member *, struct gw_response *);
+
 /* Indexed by enum gw_route. /healthz answers any verified certificate, so a
- * monitoring system needs no membership; everything else needs a member. */
+ * monitoring system needs no membership; everything else needs a member.
+ * The role each route needs is checked before a body is parsed (a caller
+ * who may not ask costs no parsing), on a gateway that serves the route
+ * (route_served()); the handlers check it again. /metrics shows every
+ * partner's request counts by route and status, so only an operator reads
+ * it (docs/config.md, "Members"). */
 static const struct route routes[GW_ROUTE__COUNT] = {
-	[GW_ROUTE_HEALTHZ] = { "/healthz", "GET", 0, h_healthz },
-	[GW_ROUTE_METRICS] = { "/metrics", "GET", 1, h_metrics },
-	[GW_ROUTE_WHOAMI] = { "/v1/whoami", "GET", 1, h_whoami },
-	[GW_ROUTE_CATALOG] = { "/v1/catalog", "GET", 1, h_catalog },
-	[GW_ROUTE_LOOKUP] = { "/v1/lookup", "POST", 1, h_lookup },
-	[GW_ROUTE_AGGREGATE] = { "/v1/aggregate", "POST", 1, h_aggregate },
-	[GW_ROUTE_SUBQUERY] = { "/v1/federation/subquery", "POST", 1, h_subquery },
-	[GW_ROUTE_OTHER] = { "other", NULL, 0, NULL },
+	[GW_ROUTE_HEALTHZ] = { "/healthz", "GET", 0, 0, h_healthz, NULL },
+	[GW_ROUTE_METRICS] = { "/metrics", "GET", 1, GW_ROLE_OPERATOR, h_metrics,
+			       refuse_metrics },
+	[GW_ROUTE_WHOAMI] = { "/v1/whoami", "GET", 1, 0, h_whoami, NULL },
+	[GW_ROUTE_CATALOG] = { "/v1/catalog", "GET", 1, 0, h_catalog, NULL },
+	[GW_ROUTE_LOOKUP] = { "/v1/lookup", "POST", 1, 0, h_lookup, NULL },
+	[GW_ROUTE_AGGREGATE] = { "/v1/aggregate", "POST", 1, GW_ROLE_COORDINATOR, h_aggregate,
+				 refuse_aggregate },
+	[GW_ROUTE_SUBQUERY] = { "/v1/federation/subquery", "POST", 1, GW_ROLE_HUB, h_subquery,
+				refuse_subquery },
+	[GW_ROUTE_OTHER] = { "other", NULL, 0, 0, NULL, NULL },
 };
 
 const char *gw_route_name(enum gw_route r)
@@ -329,75 +346,48 @@ static int h_lookup(const struct gw_env *env, const struct gw_request *req,
 	return gw_node_lookup(env, m, json, resp);
 }
 
-/*
- * JSON text must be UTF-8 (RFC 8259 8.1) and, for us, free of NUL: cJSON
- * would end a string at an escaped \u0000, so "purpose\u0000junk" would be
- * read as "purpose". Refusing both here keeps every handler's strings whole
- * and every error message that quotes them valid JSON. Returns NULL when
- * the body is acceptable, else what is wrong.
- */
-static const char *body_text_problem(const unsigned char *p, size_t n)
+/* A member without the coordinator role asked the hub: refused and audited
+ * by the hub's own refusal (gw_hub_aggregate() refuses such a caller before
+ * it reads the question, which it is not given), here on the worker rather
+ * than on a job thread, so such requests never queue before a coordinator's. */
+static int refuse_aggregate(const struct gw_env *env, const struct gw_member *m,
+			    struct gw_response *resp)
 {
-	size_t i = 0;
+	struct gw_hub hub = { .policies = env->policies, .audit = env->audit };
 
-	while (i < n) {
-		unsigned char c = p[i];
-		size_t len;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			if (c == 0)
-				return "the request body contains a NUL byte";
-			if (c == '\\' && i + 5 < n && p[i + 1] == 'u' && p[i + 2] == '0' &&
-			    p[i + 3] == '0' && p[i + 4] == '0' && p[i + 5] == '0')
-				return "JSON strings must not contain \\u0000";
-			i += c == '\\' && i + 1 < n ? 2 : 1; /* an escaped backslash is not an escape */
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			len = 2;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			len = 3;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			len = 4;
-			cp = c & 0x07;
-		} else {
-			return "the request body is not valid UTF-8";
-		}
-		if (i + len > n)
-			return "the request body is not valid UTF-8";
-		for (size_t k = 1; k < len; k++) {
-			if ((p[i + k] & 0xc0) != 0x80)
-				return "the request body is not valid UTF-8";
-			cp = (cp << 6) | (p[i + k] & 0x3f);
-		}
-		/* overlong forms, surrogates, beyond U+10FFFF */
-		if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return "the request body is not valid UTF-8";
-		i += len;
-	}
-	return NULL;
+	return gw_hub_aggregate(&hub, m, NULL, resp);
 }
 
-/*
- * Duplicate keys are refused: cJSON keeps the first, a proxy in front may
- * keep the last, and the purpose a node decides on must be the one every
- * party in between saw. Objects here are small; pairwise is fine.
- */
-static int has_duplicate_key(const cJSON *o)
+/* A member without the hub role asked a node: the node refuses and audits
+ * it (gw_node_subquery() checks the role before it reads the body). */
+static int refuse_subquery(const struct gw_env *env, const struct gw_member *m,
+			   struct gw_response *resp)
 {
-	for (const cJSON *a = o ? o->child : NULL; a; a = a->next) {
-		if (cJSON_IsObject(o) && a->string)
-			for (const cJSON *b = a->next; b; b = b->next)
-				if (b->string && strcmp(a->string, b->string) == 0)
-					return 1;
-		if ((cJSON_IsObject(a) || cJSON_IsArray(a)) && has_duplicate_key(a))
-			return 1;
+	return gw_node_subquery(env, m, NULL, resp);
+}
+
+/* Whether this gateway answers |r| (elsewhere its handler says 501). */
+static int route_served(const struct gw_env *env, enum gw_route r)
+{
+	switch (r) {
+	case GW_ROUTE_AGGREGATE:
+		return env->hub;
+	case GW_ROUTE_SUBQUERY:
+	case GW_ROUTE_LOOKUP:
+		return env->node_worker != NULL;
+	default:
+		return 1;
 	}
-	return 0;
+}
+
+/* /metrics shows every partner's requests by route and status: an
+ * operator's view, not a partner's. */
+static int refuse_metrics(const struct gw_env *env, const struct gw_member *m,
+			  struct gw_response *resp)
+{
+	(void)env, (void)m;
+	return gw_error(resp, 403, "not_an_operator",
+			"only members with the operator role may read /metrics");
 }
 
 int gw_handle(const struct gw_env *env, const struct gw_request *req,
@@ -428,39 +418,27 @@ int gw_handle(const struct gw_env *env, const struct gw_request *req,
 	}
 	if (resp->route == GW_ROUTE_OTHER)
 		return gw_error(resp, 404, "not_found", "no such route");
-	if (strcmp(req->method, rt->method) != 0) {
-		resp->allow = rt->method;
+	/* HEAD is GET without the content (RFC 9110 9.3.2): the same status
+	 * and headers; the server sends no body for it (gateway/h2.c). */
+	if (strcmp(req->method, rt->method) != 0 &&
+	    !(strcmp(req->method, "HEAD") == 0 && !takes_body)) {
+		resp->allow = takes_body ? "POST" : "GET, HEAD";
 		return gw_error(resp, 405, "method_not_allowed",
-				takes_body ? "this route takes POST" : "this route takes GET");
+				takes_body ? "this route takes POST" : "this route takes GET or HEAD");
 	}
+	/* The caller's role before its body: who may not ask costs no parsing. */
+	if (m && rt->role && !(m->roles & rt->role) && route_served(env, resp->route))
+		return rt->refuse(env, m, resp);
 	if (takes_body) {
-		const char *end = NULL;
-		const char *bad = body_text_problem(req->body, req->bodylen);
+		enum gw_json_refusal kind;
+		const char *why;
 
-		if (bad)
-			return gw_error(resp, 400, "invalid_json", bad);
-
-		json = cJSON_ParseWithLengthOpts((const char *)req->body, req->bodylen, &end, 0);
-		if (json) {
-			/* cJSON stops after the first value; anything but white space
-			 * after it makes the body invalid, not ignored. */
-			const char *stop = (const char *)req->body + req->bodylen;
-			while (end < stop && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
-				end++;
-			if (end != stop) {
-				cJSON_Delete(json);
-				json = NULL;
-			}
-		}
-		if (!json)
-			return gw_error(resp, 400, "invalid_json", "the request body is not valid JSON");
-		if (!cJSON_IsObject(json)) {
-			cJSON_Delete(json);
-			return gw_error(resp, 400, "invalid_json", "the request body must be a JSON object");
-		}
-		if (has_duplicate_key(json)) {
-			cJSON_Delete(json);
-			return gw_error(resp, 400, "invalid_json", "a JSON object names the same key twice");
+		json = gw_json_body_parse(req->body, req->bodylen, &kind, &why);
+		if (!json) {
+			if (kind == GW_JSON_NOMEM)
+				return gw_error(resp, 503, "overloaded", "out of memory");
+			return gw_error(resp, 400, kind == GW_JSON_LIMIT ? "json_limit" : "invalid_json",
+					why);
 		}
 	}
 	rc = rt->handle(env, req, m, json, resp);
