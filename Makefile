@@ -117,6 +117,7 @@ federation: $(STAMP) build/noordpoort certs
 bench: $(STAMP) build/noordpoort certs
 	@sh bench/h2/run.sh build/noordpoort certs/dev
 	@sh bench/pseudo/run.sh
+	@sh bench/parse/run.sh
 	@sh bench/aggregate/run.sh build/noordpoort certs/dev
 
 tls-scan: $(STAMP) build/noordpoort certs

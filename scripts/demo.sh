@@ -64,8 +64,8 @@ echo "-- a certificate from another CA:"
 ask rogue /v1/whoami
 echo "-- no certificate at all:"
 ask none /v1/whoami
-echo "-- what the gateway counted (metrics, as uwv):"
-curl -s --http2 --cacert "$CERTS/ca.crt" --cert "$CERTS/uwv.crt" --key "$CERTS/uwv.key" "$url/metrics" |
+echo "-- what the gateway counted (metrics, as provincie-groningen, the operator):"
+curl -s --http2 --cacert "$CERTS/ca.crt" --cert "$CERTS/provincie-groningen.crt" --key "$CERTS/provincie-groningen.key" "$url/metrics" |
 	grep -E '^noordpoort_(requests_total|tls_handshake_failures_total|authn_refusals_total)' | grep -v ' 0$'
 kill -TERM "$pid"
 wait "$pid" && echo "== gateway drained and stopped (exit 0)"
