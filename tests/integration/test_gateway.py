@@ -617,5 +617,30 @@ def _is_json(line):
         return False
 
 
+def test_head_as_get_without_content():
+    """HEAD on a GET route: GET's status and content-length, no content
+    (RFC 9110 9.3.2); python-h2 resets a HEAD stream that carries DATA, as
+    before the fix every client did on the 405 body. HEAD on a POST route:
+    405 with allow: POST, also without content."""
+    with Gateway() as gw, H2Client(gw) as c:
+        st, hdrs, body = c.request("GET", "/v1/whoami")
+        check(st == 200, f"GET whoami {st}")
+        for path, want in (("/v1/whoami", 200), ("/healthz", 200), ("/metrics", 200),
+                           ("/v1/lookup", 405), ("/v1/nothing", 404)):
+            st2, h2hdrs, body2 = c.request("HEAD", path)
+            check(st2 == want and body2 == b"", f"HEAD {path}: {st2} with {len(body2)} "
+                  f"content bytes, expected {want} and none")
+            if path == "/v1/whoami":
+                check(h2hdrs.get("content-length") == str(len(body)),
+                      f"HEAD whoami content-length {h2hdrs.get('content-length')}, GET's {len(body)}")
+            if want == 405:
+                check(h2hdrs.get("allow") == "POST", f"HEAD {path}: allow {h2hdrs.get('allow')}")
+    with Gateway() as gw, H2Client(gw, "provincie-fryslan") as c:
+        st, _, body = c.request("HEAD", "/metrics")
+        check(st == 403 and body == b"", f"HEAD /metrics as a non-operator: {st}")
+        st, _, body = c.request("GET", "/metrics")
+        check(st == 403 and b"not_an_operator" in body, f"GET /metrics as a non-operator: {st} {body[:100]!r}")
+
+
 if __name__ == "__main__":
     run(globals())
