@@ -4,6 +4,7 @@
  * the verifier that the CLI and the tests use. Format: docs/audit.md.
  */
 #include "audit.h"
+#include "../common/jsonput.h"
 #include "../common/keyfile.h"
 
 #include <errno.h>
@@ -11,6 +12,7 @@
 #include <pthread.h>
 #include <sodium.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +44,19 @@ static const char sign_domain[] = "noordpoort audit checkpoint v1\n";
 #define HASHLEN 32
 #define CHECKPOINT_MAX 512
 
+/* Refusal windows kept (audit_refusal_admit): members are a few dozen;
+ * past the table, the entry whose window started longest ago is reused
+ * (at worst a requester gets a fresh window early). */
+#define REFUSAL_SLOTS 256
+
+struct refusal_window {
+	char who[65];             /* member id ("" = free) */
+	uint64_t start_ms;        /* CLOCK_MONOTONIC */
+	unsigned count;           /* refusals in this window */
+	unsigned long suppressed; /* of them, answered without a line */
+	unsigned long suppressed_before; /* the previous window's */
+};
+
 struct audit_log {
 	int fd;
 	pthread_mutex_t mu; /* the chain: seq, prev, size, dirty, buf */
@@ -67,6 +82,11 @@ struct audit_log {
 	int stop;
 	unsigned long fsyncs;
 	atomic_int sync_err;
+
+	/* Refused requests per requester (audit_refusal_admit). */
+	pthread_mutex_t refusal_mu;
+	unsigned refusal_limit;
+	struct refusal_window refusals[REFUSAL_SLOTS];
 };
 
 /* What one line says, as far as the chain is concerned. */
@@ -615,6 +635,7 @@ int audit_open(const char *path, const char *sign_key_path, const struct audit_o
 	log->fd = -1;
 	pthread_mutex_init(&log->mu, NULL);
 	pthread_mutex_init(&log->sync_mu, NULL);
+	pthread_mutex_init(&log->refusal_mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&log->sync_cv, &ca);
@@ -626,6 +647,7 @@ int audit_open(const char *path, const char *sign_key_path, const struct audit_o
 	log->opt.checkpoint_every_records = opt && opt->checkpoint_every_records
 						    ? opt->checkpoint_every_records
 						    : DEFAULT_CHECKPOINT;
+	log->refusal_limit = AUDIT_REFUSALS_PER_MINUTE;
 
 	if (sign_key_path) {
 		rc = secret_key_load(sign_key_path, &log->sk, err, errlen);
@@ -891,6 +913,97 @@ done:
 	return rc;
 }
 
+static uint64_t monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int audit_refusal_admit(struct audit_log *log, const char *requester)
+{
+	struct refusal_window *w = NULL;
+	uint64_t now = monotonic_ms();
+	unsigned long before = 0;
+	unsigned wait, limit;
+	int summary = 0, ok, rc;
+	cJSON *o;
+
+	if (!log)
+		return 0;
+	if (!requester)
+		requester = "";
+	pthread_mutex_lock(&log->refusal_mu);
+	for (size_t i = 0; i < REFUSAL_SLOTS && !w; i++)
+		if (log->refusals[i].who[0] && strncmp(log->refusals[i].who, requester, 64) == 0)
+			w = &log->refusals[i];
+	if (!w) {
+		w = &log->refusals[0];
+		for (size_t i = 0; i < REFUSAL_SLOTS; i++) {
+			if (!log->refusals[i].who[0]) {
+				w = &log->refusals[i];
+				break;
+			}
+			if (log->refusals[i].start_ms < w->start_ms)
+				w = &log->refusals[i];
+		}
+		memset(w, 0, sizeof(*w));
+		snprintf(w->who, sizeof(w->who), "%s", requester[0] ? requester : "-");
+		w->start_ms = now;
+	}
+	if (now - w->start_ms >= AUDIT_REFUSAL_WINDOW_MS) {
+		w->suppressed_before = w->suppressed;
+		w->start_ms = now;
+		w->count = 0;
+		w->suppressed = 0;
+	}
+	limit = log->refusal_limit;
+	if (w->count < limit) {
+		w->count++;
+		pthread_mutex_unlock(&log->refusal_mu);
+		return 0;
+	}
+	summary = w->suppressed++ == 0;
+	before = w->suppressed_before;
+	wait = (unsigned)((AUDIT_REFUSAL_WINDOW_MS - (now - w->start_ms) + 999) / 1000);
+	pthread_mutex_unlock(&log->refusal_mu);
+	if (!summary)
+		return wait ? (int)wait : 1;
+
+	/* One line per window says the requester is being refused without
+	 * one line each. */
+	o = cJSON_CreateObject();
+	ok = o != NULL;
+	json_put_str(&ok, o, "operation", "refusals");
+	json_put_str(&ok, o, "requester", requester);
+	json_put_num(&ok, o, "limit", limit);
+	json_put_num(&ok, o, "window_s", AUDIT_REFUSAL_WINDOW_MS / 1000);
+	if (before)
+		json_put_num(&ok, o, "suppressed_before", (double)before);
+	json_put_str(&ok, o, "decision", "deny");
+	json_put_str(&ok, o, "outcome", "too_many_refusals");
+	json_put_num(&ok, o, "status", 429);
+	rc = ok ? audit_append(log, o, NULL) : -ENOMEM;
+	cJSON_Delete(o);
+	if (rc < 0) {
+		/* not written: the next refusal of this window tries again */
+		pthread_mutex_lock(&log->refusal_mu);
+		if (strncmp(w->who, requester[0] ? requester : "-", 64) == 0 && w->suppressed > 0)
+			w->suppressed--;
+		pthread_mutex_unlock(&log->refusal_mu);
+		return rc;
+	}
+	return wait ? (int)wait : 1;
+}
+
+void audit_set_refusal_limit(struct audit_log *log, unsigned per_minute)
+{
+	pthread_mutex_lock(&log->refusal_mu);
+	log->refusal_limit = per_minute ? per_minute : AUDIT_REFUSALS_PER_MINUTE;
+	pthread_mutex_unlock(&log->refusal_mu);
+}
+
 void audit_fail_next_writes(struct audit_log *log, unsigned n)
 {
 	pthread_mutex_lock(&log->mu);
@@ -928,6 +1041,7 @@ int audit_close(struct audit_log *log)
 	free(log->buf);
 	pthread_cond_destroy(&log->sync_cv);
 	pthread_mutex_destroy(&log->sync_mu);
+	pthread_mutex_destroy(&log->refusal_mu);
 	pthread_mutex_destroy(&log->mu);
 	free(log);
 	return rc;

@@ -20,8 +20,26 @@ struct audit_options {
 	unsigned checkpoint_every_records; /* default 1000; only when signing */
 };
 
-/* A record line is at most this long; a longer one is refused (-E2BIG). */
-#define AUDIT_LINE_MAX (1024 * 1024)
+/*
+ * A record line is at most this long; a longer one is refused (-E2BIG, so
+ * the request gets 503 and nothing is answered). The longest line the
+ * gateway writes is a lookup naming 32 fields of 128 bytes (about 5 KiB):
+ * every string in a line is either the gateway's own or a requester's
+ * identifier of at most 128 bytes (gateway/ident.h), so the cap is never
+ * reached by a well-formed request and bounds what a malformed one costs.
+ */
+#define AUDIT_LINE_MAX (16 * 1024)
+
+/*
+ * Refused requests (4xx other than 404) of one requester that get a line
+ * each, per window of AUDIT_REFUSAL_WINDOW_MS from its first refusal. Past
+ * it, refusals are answered 429 and recorded by one summary line per window,
+ * so one member cannot fill the disk (and so stop everyone: a log that
+ * cannot be written refuses every request) with refusals at line rate:
+ * 60 lines of at most a few KiB per minute per member.
+ */
+#define AUDIT_REFUSALS_PER_MINUTE 60
+#define AUDIT_REFUSAL_WINDOW_MS 60000
 
 /*
  * Opens (creates with mode 0640) |path| for appending and takes an exclusive
@@ -58,6 +76,25 @@ int audit_open(const char *path, const char *sign_key_path, const struct audit_o
  * raw member), -E2BIG, -ENOMEM. On error the caller must answer 503.
  */
 int audit_append(struct audit_log *log, const cJSON *json_fields, char audit_id[33]);
+
+/*
+ * To be called before the line of a refused request of |requester| (a
+ * member id) is written. Returns 0 when that line may be written (it is
+ * counted); a positive number of seconds until the requester's window ends
+ * when it is over refusals_per_minute: the caller answers 429
+ * (too_many_refusals, Retry-After) and writes no line of its own, and the
+ * first such refusal of a window writes one summary line here
+ * ({"operation":"refusals", "requester", "limit", "window_s", "decision":
+ * "deny", "outcome": "too_many_refusals", "status": 429}, with
+ * "suppressed_before": how many refusals the previous window answered
+ * without a line). Returns a negative audit_append() code when that summary
+ * line could not be written (the caller answers 503). Thread-safe.
+ */
+int audit_refusal_admit(struct audit_log *log, const char *requester);
+
+/* Sets the refusals per window (0: AUDIT_REFUSALS_PER_MINUTE). For tests
+ * and for a configuration key; call before the log is shared. */
+void audit_set_refusal_limit(struct audit_log *log, unsigned per_minute);
 
 /* Writes a final checkpoint when signing, fsyncs, closes and frees (the key
  * is wiped). No append may run concurrently or later (stop the workers first). Returns 0, or a negative code if the checkpoint or the fsync

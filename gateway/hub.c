@@ -23,6 +23,7 @@
 #include "../policies/policy.h"
 #include "audit.h"
 #include "hub.h"
+#include "ident.h"
 #include "members.h"
 
 #define NAME_MAX_LEN 256   /* dataset ids, field names, group-by strings */
@@ -220,6 +221,9 @@ static int add_dataset(struct hub_query *q, const cJSON *v, int population, cons
 
 	if (!id || !*id || strlen(id) >= NAME_MAX_LEN)
 		return fail(q, 400, "bad_request", "%s: a dataset id (OWNER/NAME) is required", part);
+	if (!gw_ident_ok(id, GW_IDENT_MAX, GW_IDENT_DATASET))
+		return fail(q, 400, "bad_request", "%s: a dataset id is OWNER/NAME, 1 to 128 of a-z, 0-9, "
+			    "'.', '_', '-' and '/'", part);
 	if (q->nds == GW_HUB_MAX_DATASETS)
 		return fail(q, 400, "bad_request", "%s: at most %d datasets per question", part,
 			    GW_HUB_MAX_DATASETS);
@@ -257,6 +261,9 @@ static int parse_field_ref(struct hub_query *q, const char *s, const char *part,
 	*cfp = NULL;
 	if (strlen(s) >= NAME_MAX_LEN)
 		return fail(q, 400, "bad_request", "%s: too long", part);
+	if (!gw_ident_ok(s, GW_IDENT_REF_MAX, GW_IDENT_REF))
+		return fail(q, 400, "bad_request", "%s: a field is DATASET.FIELD[:GEN]%s, of a-z, 0-9, '.', "
+			    "'_', '-', '/' and ':'", part, allow_present ? " or present_in.DATASET" : "");
 	if (allow_present && strncmp(s, PRESENT_IN, strlen(PRESENT_IN)) == 0) {
 		const char *id = s + strlen(PRESENT_IN);
 
@@ -377,6 +384,9 @@ static int parse_question(struct hub_query *q, const cJSON *question)
 	q->purpose = cJSON_GetStringValue(purpose);
 	if (!q->purpose || !*q->purpose || strlen(q->purpose) >= NAME_MAX_LEN)
 		return fail(q, 400, "bad_request", "purpose: a purpose id is required");
+	if (!gw_ident_ok(q->purpose, GW_IDENT_MAX, GW_IDENT_NAME))
+		return fail(q, 400, "bad_request", "purpose: a purpose id is 1 to 128 of a-z, 0-9, '.', "
+			    "'_' and '-'");
 
 	pop = cJSON_GetObjectItemCaseSensitive(question, "population");
 	if (cJSON_IsString(pop)) {
@@ -1245,10 +1255,17 @@ static int audit(struct hub_query *q, int64_t debit_id, char audit_id[33])
 	cJSON *ds, *rules;
 	int rc;
 
+	char mark[GW_IDENT_MARK_SIZE];
+
 	json_put_str(&ok, o, "operation", "aggregate");
 	json_put_str(&ok, o, "requester", q->caller->id);
+	/* The purpose as sent only when the policies declare it; anything else
+	 * as a marker (gateway/ident.h). Datasets are here only once the
+	 * catalog knew them. */
 	if (q->purpose)
-		json_put_str(&ok, o, "purpose", q->purpose);
+		json_put_str(&ok, o, "purpose",
+			     gw_ident_audit(q->purpose, GW_IDENT_MAX, GW_IDENT_NAME,
+					    gw_ident_purpose_declared(q->hub->policies, q->purpose), mark));
 	json_put(&ok, o, "linked", cJSON_CreateBool(q->linked));
 	ds = json_put(&ok, o, "datasets", cJSON_CreateArray());
 	rules = json_put(&ok, o, "rules", cJSON_CreateArray());
@@ -1417,6 +1434,27 @@ static void query_free(struct hub_query *q)
 	free(q);
 }
 
+/* A refusal counts against the requester's refusals (audit_refusal_admit).
+ * 1 when it may be recorded; 0 when |resp| holds the answer (429 past the
+ * limit), -1 when the summary line could not be written (|resp|: 503). */
+static int refusal_admitted(struct audit_log *log, const struct gw_member *caller, struct gw_response *resp)
+{
+	int rc = audit_refusal_admit(log, caller ? caller->id : "");
+
+	if (rc == 0)
+		return 1;
+	if (rc < 0) {
+		gw_error(resp, 503, "audit_unavailable", "the decision could not be recorded, so nothing is answered");
+		return -1;
+	}
+	gw_error(resp, 429, "too_many_refusals",
+		 "too many refused requests from this member; they are no longer recorded one by one. "
+		 "Retry later");
+	if (resp->status == 429)
+		resp->retry_after = (unsigned)rc;
+	return 0;
+}
+
 /* A member without the coordinator role asked: refused, and recorded like
  * every other decision (the node does the same for not_a_hub). What cannot
  * be recorded is still refused, as 503. */
@@ -1425,16 +1463,21 @@ static int refuse_non_coordinator(const struct gw_hub *hub, const struct gw_memb
 {
 	const char *purpose = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(question, "purpose"));
 	cJSON *o;
-	char audit_id[33];
+	char audit_id[33], mark[GW_IDENT_MARK_SIZE];
 	int ok, rc = -1;
 
+	if (hub && hub->audit && (rc = refusal_admitted(hub->audit, caller, resp)) <= 0)
+		return 0;
+	rc = -1;
 	if (hub && hub->audit && (o = cJSON_CreateObject())) {
 		ok = 1;
 		json_put_str(&ok, o, "operation", "aggregate");
 		json_put_str(&ok, o, "requester", caller ? caller->id : "");
-		/* what the caller said it wanted, if it is short enough to be a purpose */
-		if (purpose && strlen(purpose) <= 128)
-			json_put_str(&ok, o, "purpose", purpose);
+		/* what the caller said it wanted, when it is a declared purpose */
+		if (purpose)
+			json_put_str(&ok, o, "purpose",
+				     gw_ident_audit(purpose, GW_IDENT_MAX, GW_IDENT_NAME,
+						    gw_ident_purpose_declared(hub->policies, purpose), mark));
 		json_put_str(&ok, o, "decision", "deny");
 		json_put_str(&ok, o, "outcome", "not_a_coordinator");
 		json_put_num(&ok, o, "status", 403);
@@ -1491,6 +1534,15 @@ int gw_hub_aggregate(const struct gw_hub *hub, const struct gw_member *caller, c
 	if (!text) {
 		rc = oom(q);
 		text = error_json(q);
+	}
+	/* A refusal (4xx but 404, nothing debited) counts against the
+	 * requester's refusals; past the limit it is answered 429 without a
+	 * line of its own. */
+	if (q->status >= 400 && q->status <= 499 && q->status != 404 && !q->budget.debit_id &&
+	    hub->audit && refusal_admitted(hub->audit, caller, resp) <= 0) {
+		free(text);
+		query_free(q);
+		return 0;
 	}
 	/* A debit that paid for nothing released is still recorded with its id. */
 	if (audit(q, q->budget.debit_id, audit_id) < 0) {

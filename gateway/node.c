@@ -20,6 +20,7 @@
 #include "../policies/policy.h"
 #include "audit.h"
 #include "config.h"
+#include "ident.h"
 #include "log.h"
 #include "members.h"
 #include "routes.h"
@@ -394,46 +395,130 @@ struct lookup {
 	enum policy_ident identifiers;
 };
 
-/* Reads the body; NULL, or what is wrong with it (for a 400). */
-static const char *parse_body(const cJSON *body, struct lookup *l)
+/* The members a lookup body may have; anything else is refused, as the
+ * hub refuses unknown members of a question: a member the node ignored
+ * would be one a proxy in front of it might read. */
+static const char *const lookup_members[] = { "purpose", "dataset", "subject", "fields", "identifiers" };
+#define LOOKUP_MEMBERS "purpose, dataset, subject, fields, identifiers"
+
+/* |name| quoted for a message when it is short and plain, else a
+ * description (a name is the requester's bytes: no megabyte, no control
+ * characters, no half a UTF-8 sequence into the answer). */
+static const char *quoted_name(const char *name, char *buf, size_t len)
+{
+	if (gw_ident_ok(name, 64, ".:/"))
+		snprintf(buf, len, "'%s'", name);
+	else
+		snprintf(buf, len, "%s", "(a name that is not an identifier)");
+	return buf;
+}
+
+/* An object member that is not in |known|: 1 and the message in |msg|. */
+static int unknown_member(const cJSON *o, const char *const *known, size_t nknown, const char *where,
+			  const char *list, char *msg, size_t msglen)
+{
+	const cJSON *it;
+	char q[80];
+
+	cJSON_ArrayForEach(it, o) {
+		int ok = 0;
+
+		for (size_t i = 0; i < nknown; i++)
+			ok |= it->string && strcmp(it->string, known[i]) == 0;
+		if (!ok) {
+			snprintf(msg, msglen, "unknown member %s%s (%s)", where,
+				 quoted_name(it->string ? it->string : "", q, sizeof(q)), list);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* What a bad BSN is, as a sentence that keeps its code. */
+static void bsn_message(int err, char *msg, size_t len)
+{
+	const char *what;
+
+	switch (err) {
+	case BSN_EMPTY: what = "is empty"; break;
+	case BSN_NOT_DIGITS: what = "must be 8 or 9 digits and holds something else"; break;
+	case BSN_LENGTH: what = "must be 8 or 9 digits long"; break;
+	case BSN_ZERO: what = "is all zeros"; break;
+	case BSN_CHECKSUM: what = "fails the elfproef (its check digit does not match)"; break;
+	default: what = "is not valid"; break;
+	}
+	snprintf(msg, len, "'subject.bsn' is not a valid BSN: it %s (%s)", what, bsn_error_name(err));
+}
+
+/* Reads the body into |l| (strings as sent, for the audit line to mark if
+ * they are not identifiers); 0, or -1 with what is wrong in |msg| (a 400). */
+static int parse_body(const cJSON *body, struct lookup *l, char *msg, size_t msglen)
 {
 	const cJSON *p = cJSON_GetObjectItemCaseSensitive(body, "purpose");
 	const cJSON *d = cJSON_GetObjectItemCaseSensitive(body, "dataset");
 	const cJSON *s = cJSON_GetObjectItemCaseSensitive(body, "subject");
 	const cJSON *f = cJSON_GetObjectItemCaseSensitive(body, "fields");
 	const cJSON *id = cJSON_GetObjectItemCaseSensitive(body, "identifiers");
+	static const char *const subject_members[] = { "bsn" };
+	const char *bad = NULL;
 	const cJSON *it;
 
-	if (!cJSON_IsString(p) || !*p->valuestring)
-		return "'purpose' must be a purpose id";
-	if (!cJSON_IsString(d) || !*d->valuestring)
-		return "'dataset' must be a dataset id";
-	if (!cJSON_IsObject(s) || !cJSON_IsString(l->bsn_json = cJSON_GetObjectItemCaseSensitive(s, "bsn")))
-		return "'subject' must be {\"bsn\": \"...\"}";
-	if (!cJSON_IsArray(f) || cJSON_GetArraySize(f) == 0)
-		return "'fields' must be a non-empty list of field names";
-	cJSON_ArrayForEach(it, f) {
-		if (!cJSON_IsString(it) || !*it->valuestring)
-			return "'fields' must hold field names";
-		if (l->nfields == MAX_LOOKUP_FIELDS)
-			return "'fields' names more than 32 fields";
-		for (size_t i = 0; i < l->nfields; i++)
-			if (strcmp(l->fields[i], it->valuestring) == 0)
-				return "'fields' names a field twice";
+#define BAD(text) do { bad = (text); goto fail; } while (0)
+	if (!cJSON_IsObject(body))
+		BAD("the body must be a JSON object");
+	if (unknown_member(body, lookup_members, 5, "", LOOKUP_MEMBERS, msg, msglen))
+		return -1;
+	/* Kept as sent, whatever they are: the audit line marks what is not an
+	 * identifier (gateway/ident.h). */
+	if (cJSON_IsString(p))
+		l->purpose = p->valuestring;
+	if (cJSON_IsString(d))
+		l->dataset = d->valuestring;
+	for (it = cJSON_IsArray(f) ? f->child : NULL; it; it = it->next) {
+		if (!cJSON_IsString(it) || l->nfields == MAX_LOOKUP_FIELDS)
+			break;
 		l->fields[l->nfields++] = it->valuestring;
+	}
+	if (!cJSON_IsString(p) || !*p->valuestring)
+		BAD("'purpose' must be a purpose id");
+	if (!gw_ident_ok(p->valuestring, GW_IDENT_MAX, GW_IDENT_NAME))
+		BAD("'purpose' must be a purpose id: 1 to 128 of a-z, 0-9, '.', '_' and '-'");
+	if (!cJSON_IsString(d) || !*d->valuestring)
+		BAD("'dataset' must be a dataset id");
+	if (!gw_ident_ok(d->valuestring, GW_IDENT_MAX, GW_IDENT_DATASET))
+		BAD("'dataset' must be a dataset id (OWNER/NAME): 1 to 128 of a-z, 0-9, '.', '_', '-' and '/'");
+	if (!cJSON_IsObject(s) || !cJSON_IsString(l->bsn_json = cJSON_GetObjectItemCaseSensitive(s, "bsn")))
+		BAD("'subject' must be {\"bsn\": \"...\"}");
+	if (unknown_member(s, subject_members, 1, "subject.", "bsn", msg, msglen))
+		return -1;
+	if (!cJSON_IsArray(f) || cJSON_GetArraySize(f) == 0)
+		BAD("'fields' must be a non-empty list of field names");
+	if (cJSON_GetArraySize(f) > MAX_LOOKUP_FIELDS)
+		BAD("'fields' names more than 32 fields");
+	cJSON_ArrayForEach(it, f)
+		if (!cJSON_IsString(it) || !*it->valuestring)
+			BAD("'fields' must hold field names");
+	for (size_t i = 0; i < l->nfields; i++) {
+		if (!gw_ident_ok(l->fields[i], GW_IDENT_MAX, GW_IDENT_NAME))
+			BAD("'fields' must hold field names: 1 to 128 of a-z, 0-9, '.', '_' and '-'");
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(l->fields[j], l->fields[i]) == 0)
+				BAD("'fields' names a field twice");
 	}
 	l->identifiers = POLICY_IDENT_PSEUDONYM;
 	if (id && (!cJSON_IsString(id) ||
 		   (strcmp(id->valuestring, "none") != 0 &&
 		    policy_ident_parse(id->valuestring, &l->identifiers) < 0)))
-		return "'identifiers' must be none, pseudonym or bsn";
+		BAD("'identifiers' must be none, pseudonym or bsn");
 	if (id && strcmp(id->valuestring, "none") == 0)
 		l->identifiers = POLICY_IDENT_NEVER;
-	l->purpose = p->valuestring;
-	l->dataset = d->valuestring;
 	l->bsn_error = bsn_parse(l->bsn_json->valuestring, strlen(l->bsn_json->valuestring), &l->bsn);
 	l->bsn_valid = l->bsn_error == BSN_OK;
-	return NULL;
+	return 0;
+#undef BAD
+fail:
+	snprintf(msg, msglen, "%s", bad);
+	return -1;
 }
 
 /* Days since 1970-01-01 to the proleptic Gregorian calendar (H. Hinnant's
@@ -650,15 +735,32 @@ static int audit(const struct gw_env *env, const struct gw_member *caller, const
 	cJSON *o = cJSON_CreateObject(), *fields;
 	int ok = o != NULL, rc = -1;
 
+	const struct adapter *a = NULL;
+	char mark[GW_IDENT_MARK_SIZE];
+	const char *ds;
+
 	json_put_str(&ok, o, "operation", "lookup");
 	json_put_str(&ok, o, "requester", caller->id);
+	/* The requester's strings as sent only when they name what this node
+	 * declares (a purpose of its policies, a dataset it holds, a field of
+	 * it); anything else as a marker (gateway/ident.h). */
 	if (l->purpose)
-		json_put_str(&ok, o, "purpose", l->purpose);
-	if (l->dataset)
-		json_put(&ok, o, "datasets", cJSON_CreateStringArray(&l->dataset, 1));
+		json_put_str(&ok, o, "purpose",
+			     gw_ident_audit(l->purpose, GW_IDENT_MAX, GW_IDENT_NAME,
+					    gw_ident_purpose_declared(env->policies, l->purpose), mark));
+	if (l->dataset) {
+		for (size_t i = 0; i < n->nds && !a; i++)
+			if (strcmp(n->ds[i].id, l->dataset) == 0)
+				a = env->node_worker->adapters[i];
+		ds = gw_ident_audit(l->dataset, GW_IDENT_MAX, GW_IDENT_DATASET, a != NULL, mark);
+		json_put(&ok, o, "datasets", cJSON_CreateStringArray(&ds, 1));
+	}
 	fields = json_put(&ok, o, "fields", cJSON_CreateArray());
 	for (size_t i = 0; i < l->nfields; i++)
-		json_put_str(&ok, fields, NULL, l->fields[i]);
+		json_put_str(&ok, fields, NULL,
+			     gw_ident_audit(l->fields[i], GW_IDENT_MAX, GW_IDENT_NAME,
+					    a && adapter_field_index(a, l->fields[i], strlen(l->fields[i])) >= 0,
+					    mark));
 	/* The person only as the keyed audit pseudonym, so "who looked at
 	 * my data?" can be answered without the log holding a BSN. */
 	if (l->bsn_valid) {
@@ -731,6 +833,34 @@ static char *lookup_answer(const struct gw_node *n, const struct gw_member *call
 	return text;
 }
 
+/* A refused request counts against the requester's refusals
+ * (audit_refusal_admit): every 4xx but 404, which is what a lookup of a
+ * person the dataset does not hold is answered. 1 when it may be recorded;
+ * 0 when |resp| holds the answer (429 past the limit, 503 if the summary
+ * line could not be written). */
+static int refusal_admitted(const struct gw_env *env, const struct gw_member *caller, int status,
+			    struct gw_response *resp)
+{
+	int rc;
+
+	if (status < 400 || status > 499 || status == 404 || !env->audit)
+		return 1;
+	rc = audit_refusal_admit(env->audit, caller->id);
+	if (rc == 0)
+		return 1;
+	if (rc < 0) {
+		gw_error(resp, 503, "audit_unavailable",
+			 "the decision could not be recorded, so nothing is answered");
+		return 0;
+	}
+	gw_error(resp, 429, "too_many_refusals",
+		 "too many refused requests from this member; they are no longer recorded one by one. "
+		 "Retry later");
+	if (resp->status == 429)
+		resp->retry_after = (unsigned)rc;
+	return 0;
+}
+
 /* Audits the refusal, then answers it; 503 if it cannot be recorded. */
 static int refuse(const struct gw_env *env, const struct gw_member *caller, const struct lookup *l,
 		  const struct policy_decision *dec, int status, const char *code,
@@ -738,6 +868,8 @@ static int refuse(const struct gw_env *env, const struct gw_member *caller, cons
 {
 	char id[33];
 
+	if (!refusal_admitted(env, caller, status, resp))
+		return 0;
 	if (audit(env, caller, l, dec, code, status, 0, id) < 0)
 		return gw_error(resp, 503, "audit_unavailable",
 				"the decision could not be recorded, so nothing is answered");
@@ -760,8 +892,8 @@ int gw_node_lookup(const struct gw_env *env, const struct gw_member *caller,
 	struct adapter_filter filter;
 	struct adapter_stats stats = { 0 };
 	struct diag d = { 0 };
-	char audit_id[33], *answer;
-	const char *bad, *why;
+	char audit_id[33], *answer, msg[256];
+	const char *why;
 	unsigned wait;
 	size_t len;
 	int rc;
@@ -773,16 +905,19 @@ int gw_node_lookup(const struct gw_env *env, const struct gw_member *caller,
 	 * recorded too: every lookup request leaves a line. */
 	if ((wait = rate_limit(w->node, caller->oin)) > 0) {
 		rc = refuse(env, caller, &l, NULL, 429, "rate_limited", "too many lookups; retry later", resp);
-		if (resp->status == 429)
+		if (resp->status == 429 && !resp->retry_after)
 			resp->retry_after = wait;
 		return rc;
 	}
 
-	/* 2. Validate: a malformed body or a bad BSN is refused, and recorded. */
-	if ((bad = parse_body(body, &l)) != NULL)
-		return refuse(env, caller, &l, NULL, 400, "bad_request", bad, resp);
-	if (!l.bsn_valid)
-		return refuse(env, caller, &l, NULL, 400, "invalid_bsn", bsn_error_name(l.bsn_error), resp);
+	/* 2. Validate: a malformed body or a bad BSN is refused, and recorded;
+	 * what is not an identifier is recorded as a marker, never as sent. */
+	if (parse_body(body, &l, msg, sizeof(msg)) < 0)
+		return refuse(env, caller, &l, NULL, 400, "bad_request", msg, resp);
+	if (!l.bsn_valid) {
+		bsn_message(l.bsn_error, msg, sizeof(msg));
+		return refuse(env, caller, &l, NULL, 400, "invalid_bsn", msg, resp);
+	}
 
 	/* 3. Decide: the caller's grants for this purpose, dataset and fields. */
 	for (size_t i = 0; i < l.nfields; i++)
@@ -953,15 +1088,20 @@ static const char *sq_parse(const cJSON *body, struct subquery *q)
 
 	if (!cJSON_IsObject(body))
 		return "the body must be a JSON object";
-	if (!cJSON_IsString(req) || !*req->valuestring)
+	/* Kept as sent, whatever they are: the audit line marks what is not an
+	 * identifier (gateway/ident.h). */
+	if (cJSON_IsString(req))
+		q->requester = req->valuestring;
+	if (cJSON_IsString(p))
+		q->purpose = p->valuestring;
+	if (cJSON_IsString(ds))
+		q->dataset = ds->valuestring;
+	if (!cJSON_IsString(req) || !gw_ident_ok(req->valuestring, GW_IDENT_MAX, GW_IDENT_NAME))
 		return "'requester' must be the member id of the coordinator who asked";
-	if (!cJSON_IsString(p) || !*p->valuestring)
-		return "'purpose' must be a purpose id";
-	q->requester = req->valuestring;
-	q->purpose = p->valuestring;
-	if (!cJSON_IsString(ds) || !*ds->valuestring)
-		return "'dataset' must be a dataset id";
-	q->dataset = ds->valuestring;
+	if (!cJSON_IsString(p) || !gw_ident_ok(p->valuestring, GW_IDENT_MAX, GW_IDENT_NAME))
+		return "'purpose' must be a purpose id: 1 to 128 of a-z, 0-9, '.', '_' and '-'";
+	if (!cJSON_IsString(ds) || !gw_ident_ok(ds->valuestring, GW_IDENT_MAX, GW_IDENT_DATASET))
+		return "'dataset' must be a dataset id (OWNER/NAME): 1 to 128 of a-z, 0-9, '.', '_', '-' and '/'";
 	if (!cJSON_IsString(qid) || strlen(qid->valuestring) != 2 * PSEUDO_QUERY_ID_BYTES ||
 	    sodium_hex2bin(q->query_id, sizeof(q->query_id), qid->valuestring, 2 * PSEUDO_QUERY_ID_BYTES,
 			   NULL, &binlen, &end) != 0 ||
@@ -986,6 +1126,12 @@ static const char *sq_parse(const cJSON *body, struct subquery *q)
 
 		if (!cJSON_IsString(f) || !*f->valuestring)
 			return "'fields' must hold {\"field\": NAME, \"gen\": GEN}";
+		if (q->nfields < WIRE_MAX_FIELDS)
+			q->fields[q->nfields] = f->valuestring; /* for the audit line, as sent */
+		if (!gw_ident_ok(f->valuestring, GW_IDENT_MAX, GW_IDENT_NAME)) {
+			q->nfields += q->nfields < WIRE_MAX_FIELDS;
+			return "'fields' must hold field names: 1 to 128 of a-z, 0-9, '.', '_' and '-'";
+		}
 		if (q->nfields == WIRE_MAX_FIELDS)
 			return "'fields' names more than 8 fields";
 		for (size_t i = 0; i < q->nfields; i++)
@@ -1008,6 +1154,10 @@ static const char *sq_parse(const cJSON *body, struct subquery *q)
 			return "'filters' must hold {\"field\": NAME, \"gen\": GEN, \"values\": [...]}";
 		if (q->nfilters == SQ_MAX_FILTERS)
 			return "'filters' names more than 16 fields";
+		if (!gw_ident_ok(f->valuestring, GW_IDENT_MAX, GW_IDENT_NAME)) {
+			q->filters[q->nfilters++].field = f->valuestring; /* for the audit line, as sent */
+			return "a filter's 'field' must be a field name: 1 to 128 of a-z, 0-9, '.', '_' and '-'";
+		}
 		for (size_t i = 0; i < q->nfilters; i++)
 			if (strcmp(q->filters[i].field, f->valuestring) == 0)
 				return "'filters' names a field twice";
@@ -1022,8 +1172,11 @@ static const char *sq_parse(const cJSON *body, struct subquery *q)
 				return "a filter has more than 256 values";
 			if (cJSON_IsString(v)) {
 				fl->values[fl->nvalues] = v->valuestring;
-			} else if (cJSON_IsNumber(v) && v->valuedouble == (double)(long long)v->valuedouble &&
-				   v->valuedouble > -9007199254740992.0 && v->valuedouble < 9007199254740992.0) {
+			} else if (cJSON_IsNumber(v) && v->valuedouble > -9007199254740992.0 &&
+				   v->valuedouble < 9007199254740992.0 &&
+				   v->valuedouble == (double)(long long)v->valuedouble) {
+				/* the range first: converting a double outside long long's
+				 * range (1e400 is infinity) is undefined behaviour */
 				snprintf(fl->num[fl->nvalues], sizeof(fl->num[0]), "%lld", (long long)v->valuedouble);
 				fl->values[fl->nvalues] = fl->num[fl->nvalues];
 			} else {
@@ -1394,14 +1547,31 @@ static int sq_audit(const struct gw_env *env, const struct gw_member *caller, co
 	cJSON *o = cJSON_CreateObject(), *fields, *filters;
 	int ok = o != NULL, rc = -1;
 
+	const struct gw_node *n = env->node_worker->node;
+	const struct adapter *a = NULL;
+	char mark[GW_IDENT_MARK_SIZE];
+	const char *ds;
+
 	json_put_str(&ok, o, "operation", "subquery");
 	json_put_str(&ok, o, "hub", caller->id);
+	/* The hub's strings as sent only when they name what this node knows
+	 * (a member, a purpose of its policies, a dataset it holds, a field of
+	 * it); anything else as a marker (gateway/ident.h). */
 	if (q->requester)
-		json_put_str(&ok, o, "requester", q->requester);
+		json_put_str(&ok, o, "requester",
+			     gw_ident_audit(q->requester, GW_IDENT_MAX, GW_IDENT_NAME,
+					    env->members && gw_members_by_id(env->members, q->requester), mark));
 	if (q->purpose)
-		json_put_str(&ok, o, "purpose", q->purpose);
-	if (q->dataset)
-		json_put(&ok, o, "datasets", cJSON_CreateStringArray(&q->dataset, 1));
+		json_put_str(&ok, o, "purpose",
+			     gw_ident_audit(q->purpose, GW_IDENT_MAX, GW_IDENT_NAME,
+					    gw_ident_purpose_declared(env->policies, q->purpose), mark));
+	if (q->dataset) {
+		for (size_t i = 0; i < n->nds && !a; i++)
+			if (strcmp(n->ds[i].id, q->dataset) == 0)
+				a = env->node_worker->adapters[i];
+		ds = gw_ident_audit(q->dataset, GW_IDENT_MAX, GW_IDENT_DATASET, a != NULL, mark);
+		json_put(&ok, o, "datasets", cJSON_CreateStringArray(&ds, 1));
+	}
 	if (q->query_hex[0])
 		json_put_str(&ok, o, "query_id", q->query_hex);
 	if (q->parsed) {
@@ -1410,10 +1580,17 @@ static int sq_audit(const struct gw_env *env, const struct gw_member *caller, co
 	}
 	fields = json_put(&ok, o, "fields", cJSON_CreateArray());
 	for (size_t i = 0; i < q->nfields; i++)
-		json_put_str(&ok, fields, NULL, q->fields[i]);
+		json_put_str(&ok, fields, NULL,
+			     gw_ident_audit(q->fields[i], GW_IDENT_MAX, GW_IDENT_NAME,
+					    a && adapter_field_index(a, q->fields[i], strlen(q->fields[i])) >= 0,
+					    mark));
 	filters = json_put(&ok, o, "filters", cJSON_CreateArray());
 	for (size_t i = 0; i < q->nfilters; i++)
-		json_put_str(&ok, filters, NULL, q->filters[i].field);
+		json_put_str(&ok, filters, NULL,
+			     gw_ident_audit(q->filters[i].field, GW_IDENT_MAX, GW_IDENT_NAME,
+					    a && adapter_field_index(a, q->filters[i].field,
+								     strlen(q->filters[i].field)) >= 0,
+					    mark));
 	json_put_str(&ok, o, "decision", dec && dec->permit ? "permit" : "deny");
 	if (dec) {
 		json_put_str(&ok, o, "rule", dec->rule);
@@ -1442,6 +1619,8 @@ static int sq_refuse(const struct gw_env *env, const struct gw_member *caller, c
 {
 	char id[33];
 
+	if (!refusal_admitted(env, caller, status, resp))
+		return 0;
 	if (sq_audit(env, caller, q, dec, 0, code, status, 0, -1, id) < 0)
 		return gw_error(resp, 503, "audit_unavailable",
 				"the decision could not be recorded, so nothing is answered");

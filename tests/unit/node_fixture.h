@@ -69,6 +69,16 @@ static char *catalog_path, *csv_path, *key_path, *audit_path, *policy_path;
 static struct gw_config cfg;
 static struct policy_set *policies;
 static struct audit_log *alog;
+static struct gw_members *members;
+
+/* The members a subquery's "requester" is checked against (an id that is
+ * not one is audited as a marker, gateway/ident.h). */
+static const char fixture_members_text[] =
+	"members:\n"
+	"  - {id: hub, name: Hub, oin: \"00000001000000001000\", roles: [hub]}\n"
+	"  - {id: arbeidsmarkttafel, name: AMT, oin: \"00000001000000001001\", roles: [coordinator]}\n"
+	"  - {id: gemeente-groningen, name: G, oin: \"00000001000000001002\", roles: [coordinator]}\n"
+	"  - {id: fonds, name: F, oin: \"00000001000000001003\", roles: [node]}\n";
 
 /*
  * Writes the catalog, the CSV of DS and the policy file into |dir|, makes a
@@ -127,6 +137,21 @@ static int node_fixture_setup(const char *name, const char *dir, const char *cat
 		printf("not ok - %s: setup: audit_open: %s\n", name, err);
 		return -1;
 	}
+	/* the tests refuse on purpose, many times over (out-of-memory loops):
+	 * the per-requester refusal limit has tests of its own */
+	audit_set_refusal_limit(alog, 1000000);
+	{
+		char *mp = check_write(dir, "members.yaml", fixture_members_text);
+
+		if (gw_members_load(mp, &members, &d) < 0) {
+			printf("not ok - %s: setup: members: %s\n", name, diag_text(&d));
+			free(mp);
+			return -1;
+		}
+		unlink(mp);
+		free(mp);
+		diag_clear(&d);
+	}
 	return 0;
 }
 
@@ -156,6 +181,7 @@ static int fixture_start(struct fixture *fx)
 		return -1;
 	}
 	fx->env.policies = policies;
+	fx->env.members = members;
 	fx->env.node_worker = fx->w;
 	fx->env.audit = alog;
 	return 0;

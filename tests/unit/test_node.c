@@ -607,6 +607,7 @@ int main(void)
 
 	audit_close(alog);
 	policy_set_free(policies);
+	gw_members_free(members);
 	unlink(catalog_path);
 	unlink(csv_path);
 	unlink(policy_path);

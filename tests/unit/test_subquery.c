@@ -1060,6 +1060,7 @@ int main(void)
 
 	audit_close(alog);
 	policy_set_free(policies);
+	gw_members_free(members);
 	pseudo_master_free(master);
 	sodium_memzero(hub_sk, sizeof(hub_sk));
 	unlink(catalog_path);
