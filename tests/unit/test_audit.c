@@ -967,6 +967,115 @@ static void sigkill_under_load_then_reopen(void)
 	free(p);
 }
 
+/* The cap on one line (issue 10: a 900 KB purpose made a 900 KB line):
+ * both sides of it, and every line written stays within it. */
+static void line_cap_boundaries(void)
+{
+	char *p = path_in("cap.log");
+	struct audit_log *log = NULL;
+	struct audit_report r;
+	/* "reason":"<s>" is the whole inner text: 11 bytes and the string */
+	size_t fits = AUDIT_LINE_MAX - 256 - 11;
+	char *s = malloc(fits + 2);
+	char **v = NULL;
+	cJSON *f;
+	int n;
+
+	CHECK(AUDIT_LINE_MAX <= 16 * 1024);
+	CHECK(audit_open(p, NULL, NULL, &log, NULL, 0) == 0);
+	memset(s, 'a', fits + 1);
+	for (size_t len = fits - 1; len <= fits + 1; len++) {
+		s[len] = '\0';
+		f = cJSON_CreateObject();
+		cJSON_AddStringToObject(f, "reason", s);
+		CHECK(audit_append(log, f, NULL) == (len <= fits ? 0 : -E2BIG));
+		cJSON_Delete(f);
+		s[len] = 'a';
+	}
+	CHECK(audit_close(log) == 0);
+	CHECK(audit_verify(p, NULL, &r) == 0);
+	CHECK(r.records == 2);
+	n = lines_of(p, &v);
+	CHECK(n == 2);
+	for (int i = 0; i < n; i++) {
+		CHECK(strlen(v[i]) + 1 <= AUDIT_LINE_MAX);
+		free(v[i]);
+	}
+	free(v);
+	free(s);
+	free(p);
+}
+
+static int refusal_lines(const char *path)
+{
+	char **v = NULL;
+	int n = lines_of(path, &v), k = 0;
+
+	for (int i = 0; i < n; i++) {
+		k += strstr(v[i], "\"operation\":\"refusals\"") != NULL;
+		free(v[i]);
+	}
+	free(v);
+	return k;
+}
+
+/* The per-requester refusal limit: |limit| admitted, the next refused with
+ * one summary line, the rest of the window refused without a line; other
+ * requesters unaffected; a new window admits again and counts the
+ * previous window's suppressed refusals. */
+static void refusal_limit_boundaries(void)
+{
+	char *p = path_in("refusals.log");
+	struct audit_log *log = NULL;
+	struct audit_report r;
+	char **v = NULL;
+	int n, rc;
+
+	CHECK(audit_open(p, NULL, NULL, &log, NULL, 0) == 0);
+	CHECK(log->refusal_limit == AUDIT_REFUSALS_PER_MINUTE);
+	audit_set_refusal_limit(log, 5);
+	for (int i = 0; i < 5; i++)
+		CHECK(audit_refusal_admit(log, "gemeente-x") == 0); /* 1..limit */
+	CHECK(refusal_lines(p) == 0);
+	rc = audit_refusal_admit(log, "gemeente-x"); /* limit + 1 */
+	CHECK(rc > 0 && rc <= AUDIT_REFUSAL_WINDOW_MS / 1000);
+	CHECK(refusal_lines(p) == 1);
+	for (int i = 0; i < 100; i++)
+		CHECK(audit_refusal_admit(log, "gemeente-x") > 0);
+	CHECK(refusal_lines(p) == 1); /* one per window */
+	CHECK(audit_refusal_admit(log, "gemeente-y") == 0);
+	/* the window ends */
+	for (size_t i = 0; i < REFUSAL_SLOTS; i++)
+		if (strcmp(log->refusals[i].who, "gemeente-x") == 0)
+			log->refusals[i].start_ms -= AUDIT_REFUSAL_WINDOW_MS;
+	for (int i = 0; i < 5; i++)
+		CHECK(audit_refusal_admit(log, "gemeente-x") == 0);
+	CHECK(audit_refusal_admit(log, "gemeente-x") > 0);
+	CHECK(audit_close(log) == 0);
+	CHECK(audit_verify(p, NULL, &r) == 0);
+	n = lines_of(p, &v);
+	CHECK(n == 2);
+	if (n == 2) {
+		CHECK_CONTAINS(v[0], "\"requester\":\"gemeente-x\",\"limit\":5,\"window_s\":60,"
+				     "\"decision\":\"deny\",\"outcome\":\"too_many_refusals\",\"status\":429");
+		CHECK_CONTAINS(v[1], "\"suppressed_before\":101");
+	}
+	for (int i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+	/* a summary line that cannot be written is an error for the caller
+	 * (503), and the next refusal tries again */
+	CHECK(audit_open(p, NULL, NULL, &log, NULL, 0) == 0);
+	audit_set_refusal_limit(log, 1);
+	CHECK(audit_refusal_admit(log, "gemeente-z") == 0);
+	audit_fail_next_writes(log, 1);
+	CHECK(audit_refusal_admit(log, "gemeente-z") == -ENOSPC);
+	CHECK(audit_refusal_admit(log, "gemeente-z") > 0);
+	CHECK(audit_close(log) == 0);
+	CHECK(refusal_lines(p) == 3);
+	free(p);
+}
+
 int main(void)
 {
 	unsigned char opk[32], osk[64];
@@ -1004,6 +1113,8 @@ int main(void)
 	RUN(cli_subject);
 	RUN(cli_subject_by_bsn);
 	RUN(sigkill_under_load_then_reopen);
+	RUN(line_cap_boundaries);
+	RUN(refusal_limit_boundaries);
 	free(sec_path);
 	free(pub_path);
 	free(other_pub_path);
