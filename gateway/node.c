@@ -401,15 +401,15 @@ struct lookup {
 static const char *const lookup_members[] = { "purpose", "dataset", "subject", "fields", "identifiers" };
 #define LOOKUP_MEMBERS "purpose, dataset, subject, fields, identifiers"
 
-/* |name| quoted for a message when it is short and plain, else a
- * description (a name is the requester's bytes: no megabyte, no control
+/* |where||name| quoted for a message when |name| is short and plain, else
+ * a description (a name is the requester's bytes: no megabyte, no control
  * characters, no half a UTF-8 sequence into the answer). */
-static const char *quoted_name(const char *name, char *buf, size_t len)
+static const char *quoted_name(const char *where, const char *name, char *buf, size_t len)
 {
 	if (gw_ident_ok(name, 64, ".:/"))
-		snprintf(buf, len, "'%s'", name);
+		snprintf(buf, len, "'%s%s'", where, name);
 	else
-		snprintf(buf, len, "%s", "(a name that is not an identifier)");
+		snprintf(buf, len, "in %s(a name that is not an identifier)", *where ? where : "the body ");
 	return buf;
 }
 
@@ -418,7 +418,7 @@ static int unknown_member(const cJSON *o, const char *const *known, size_t nknow
 			  const char *list, char *msg, size_t msglen)
 {
 	const cJSON *it;
-	char q[80];
+	char q[96];
 
 	cJSON_ArrayForEach(it, o) {
 		int ok = 0;
@@ -426,8 +426,8 @@ static int unknown_member(const cJSON *o, const char *const *known, size_t nknow
 		for (size_t i = 0; i < nknown; i++)
 			ok |= it->string && strcmp(it->string, known[i]) == 0;
 		if (!ok) {
-			snprintf(msg, msglen, "unknown member %s%s (%s)", where,
-				 quoted_name(it->string ? it->string : "", q, sizeof(q)), list);
+			snprintf(msg, msglen, "unknown member %s (%s)",
+				 quoted_name(where, it->string ? it->string : "", q, sizeof(q)), list);
 			return 1;
 		}
 	}
