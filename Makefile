@@ -14,7 +14,7 @@ endif
 CPPFLAGS := -D_GNU_SOURCE -DNOORDPOORT_VERSION='"$(VERSION)"'
 CFLAGS   ?= -O2 -g
 LIBS     := -lnghttp2 -lssl -lcrypto -lsodium -lcjson -lyaml -lsqlite3 -lpthread
-SANFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SANFLAGS := -O1 -g -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=undefined,float-cast-overflow
 
 SRC      := $(wildcard common/*.c gateway/*.c crypto/*.c synth/*.c adapters/*.c policies/*.c aggregate/*.c)
 LIBSRC   := $(filter-out gateway/main.c,$(SRC))
