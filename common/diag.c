@@ -16,7 +16,15 @@ static void append(struct diag *d, const char *kind, const char *file,
 	char head[512];
 	int hl;
 
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (d->lines > DIAG_MAX_LINES)
+		return;
+	if (d->lines++ == DIAG_MAX_LINES) {
+		file = NULL;
+		kind = "error";
+		snprintf(msg, sizeof(msg), "too many problems; stopped reporting after %d", DIAG_MAX_LINES);
+	} else {
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+	}
 	if (file && line)
 		hl = snprintf(head, sizeof(head), "%s:%u:%u: %s: ", file, line, col, kind);
 	else if (file)

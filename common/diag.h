@@ -8,12 +8,20 @@
 
 #include <stddef.h>
 
+/*
+ * At most DIAG_MAX_LINES lines are kept: a hostile file with a million
+ * problems costs a bounded amount of memory and output. The counts below
+ * still count every problem.
+ */
+#define DIAG_MAX_LINES 100
+
 struct diag {
 	char *buf;      /* NUL-terminated, newline-separated lines; may be NULL */
 	size_t len;
 	size_t cap;
 	int errors;
 	int warnings;
+	int lines;      /* lines kept in |buf| */
 };
 
 /* Appends one line. |file| may be NULL, |line|/|col| 0 when unknown. */

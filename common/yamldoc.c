@@ -6,52 +6,272 @@
 #include "yamldoc.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/*
+ * The document is built here from parser events rather than with
+ * yaml_parser_load(), so anchors and aliases are refused where they are
+ * read, before any node could be shared or walked twice: a few KB of nested
+ * aliases otherwise make every walk over the tree exponential (an "alias
+ * bomb"; docs/abuse.md). No file of ours needs them. The node and depth caps
+ * bound what any other input can cost.
+ */
+struct build {
+	yaml_node_item_t stack[YDOC_MAX_DEPTH];
+	yaml_node_item_t key[YDOC_MAX_DEPTH]; /* a mapping's pending key; 0: none */
+	int depth;
+	size_t nodes;
+	unsigned errors; /* refused anchors and aliases */
+};
+
+static void event_error(struct ydoc *y, struct build *b, const yaml_mark_t *m,
+			const char *msg)
+{
+	b->errors++;
+	diag_error(y->d, y->file, (unsigned)m->line + 1, (unsigned)m->column + 1, "%s", msg);
+}
+
+/* Adds a finished node to the open collection; 0 or -1 when out of memory. */
+static int attach(struct ydoc *y, struct build *b, yaml_node_item_t id)
+{
+	yaml_node_item_t parent;
+	yaml_node_t *pn;
+
+	if (b->depth == 0)
+		return 0; /* the root */
+	parent = b->stack[b->depth - 1];
+	pn = yaml_document_get_node(&y->doc, parent);
+	if (pn->type == YAML_SEQUENCE_NODE)
+		return yaml_document_append_sequence_item(&y->doc, parent, id) ? 0 : -1;
+	if (!b->key[b->depth - 1]) {
+		b->key[b->depth - 1] = id;
+		return 0;
+	}
+	if (!yaml_document_append_mapping_pair(&y->doc, parent, b->key[b->depth - 1], id))
+		return -1;
+	b->key[b->depth - 1] = 0;
+	return 0;
+}
+
+static const yaml_char_t *tag_of(const yaml_char_t *tag)
+{
+	return tag && strcmp((const char *)tag, "!") != 0 ? tag : NULL;
+}
+
+/* One event of the first document; 1 at its end, 0 to go on, -1 to stop. */
+static int build_event(struct ydoc *y, struct build *b, yaml_event_t *e)
+{
+	const yaml_char_t *anchor = NULL;
+	yaml_node_item_t id = 0;
+	yaml_node_t *n;
+
+	switch (e->type) {
+	case YAML_ALIAS_EVENT:
+		event_error(y, b, &e->start_mark, "YAML aliases are not allowed "
+			    "(write the value out in full)");
+		return b->errors >= YDOC_MAX_ERRORS ? -1 : 0;
+	case YAML_SCALAR_EVENT: anchor = e->data.scalar.anchor; break;
+	case YAML_SEQUENCE_START_EVENT: anchor = e->data.sequence_start.anchor; break;
+	case YAML_MAPPING_START_EVENT: anchor = e->data.mapping_start.anchor; break;
+	case YAML_SEQUENCE_END_EVENT:
+	case YAML_MAPPING_END_EVENT:
+		if (b->depth == 0)
+			return -1; /* the parser never does this */
+		n = yaml_document_get_node(&y->doc, b->stack[b->depth - 1]);
+		n->end_mark = e->end_mark;
+		b->depth--;
+		return 0;
+	case YAML_DOCUMENT_END_EVENT:
+		return 1;
+	default:
+		return 0;
+	}
+	if (anchor) {
+		event_error(y, b, &e->start_mark, "YAML anchors are not allowed "
+			    "(write the value out in full)");
+		return b->errors >= YDOC_MAX_ERRORS ? -1 : 0;
+	}
+	if (b->errors)
+		return 0; /* keep reading only to report more anchors and aliases */
+	if (++b->nodes > YDOC_MAX_NODES) {
+		event_error(y, b, &e->start_mark, "more than " YDOC_STR(YDOC_MAX_NODES)
+			    " values in one file; not a Noordpoort file?");
+		return -1;
+	}
+	if (e->type == YAML_SCALAR_EVENT) {
+		if (e->data.scalar.length > INT_MAX)
+			return -1;
+		id = yaml_document_add_scalar(&y->doc, tag_of(e->data.scalar.tag),
+					      e->data.scalar.value, (int)e->data.scalar.length,
+					      e->data.scalar.style);
+	} else if (b->depth == YDOC_MAX_DEPTH) {
+		event_error(y, b, &e->start_mark, "nested more than " YDOC_STR(YDOC_MAX_DEPTH)
+			    " levels deep; not a Noordpoort file?");
+		return -1;
+	} else if (e->type == YAML_SEQUENCE_START_EVENT) {
+		id = yaml_document_add_sequence(&y->doc, tag_of(e->data.sequence_start.tag),
+						e->data.sequence_start.style);
+	} else {
+		id = yaml_document_add_mapping(&y->doc, tag_of(e->data.mapping_start.tag),
+					       e->data.mapping_start.style);
+	}
+	if (!id)
+		goto nomem;
+	n = yaml_document_get_node(&y->doc, id);
+	n->start_mark = e->start_mark;
+	n->end_mark = e->end_mark;
+	if (attach(y, b, id) < 0)
+		goto nomem;
+	if (e->type != YAML_SCALAR_EVENT) {
+		b->key[b->depth] = 0;
+		b->stack[b->depth++] = id;
+	}
+	return 0;
+nomem:
+	diag_error(y->d, y->file, 0, 0, "out of memory");
+	b->errors++;
+	return -1;
+}
 
 static int load(struct ydoc *y, yaml_parser_t *p)
 {
-	if (!yaml_parser_load(p, &y->doc)) {
-		diag_error(y->d, y->file, (unsigned)p->problem_mark.line + 1,
-			   (unsigned)p->problem_mark.column + 1, "YAML syntax: %s%s%s",
-			   p->problem ? p->problem : "unreadable document",
-			   p->context ? " " : "", p->context ? p->context : "");
+	struct build *b = calloc(1, sizeof(*b));
+	int started = 0, rc = -1, r = 0;
+	yaml_event_t e;
+
+	if (!b) {
+		diag_error(y->d, y->file, 0, 0, "out of memory");
 		return -1;
+	}
+	while (r == 0) {
+		if (!yaml_parser_parse(p, &e)) {
+			diag_error(y->d, y->file, (unsigned)p->problem_mark.line + 1,
+				   (unsigned)p->problem_mark.column + 1, "YAML syntax: %s%s%s",
+				   p->problem ? p->problem : "unreadable document",
+				   p->context ? " " : "", p->context ? p->context : "");
+			goto out;
+		}
+		if (e.type == YAML_STREAM_END_EVENT) {
+			r = 1; /* no document at all: an empty file */
+		} else if (e.type == YAML_DOCUMENT_START_EVENT) {
+			if (!yaml_document_initialize(&y->doc, NULL, NULL, NULL, 1, 1)) {
+				yaml_event_delete(&e);
+				diag_error(y->d, y->file, 0, 0, "out of memory");
+				goto out;
+			}
+			y->loaded = started = 1;
+			y->doc.start_mark = e.start_mark;
+		} else if (started) {
+			r = build_event(y, b, &e);
+		}
+		yaml_event_delete(&e);
+	}
+	if (r < 0 || b->errors)
+		goto out;
+	if (!started && !yaml_document_initialize(&y->doc, NULL, NULL, NULL, 1, 1)) {
+		diag_error(y->d, y->file, 0, 0, "out of memory");
+		goto out;
 	}
 	y->loaded = 1;
 	if (!yaml_document_get_root_node(&y->doc)) {
 		diag_error(y->d, y->file, 0, 0, "the file is empty");
+		goto out;
+	}
+	rc = 0;
+out:
+	/* A document with refused parts is never handed out half-built. */
+	if (rc < 0 && y->loaded) {
+		yaml_document_delete(&y->doc);
+		y->loaded = 0;
+	}
+	free(b);
+	return rc;
+}
+
+/*
+ * Reads at most YDOC_MAX_FILE_BYTES of a regular file. Opened non-blocking
+ * and checked with fstat(), so a FIFO or a device put where a config or
+ * policy file belongs is refused at once instead of blocking the thread
+ * that loads it (at a reload: the main thread, which also handles SIGTERM).
+ */
+int ydoc_read_file(const char *path, unsigned char **out, size_t *len, struct diag *d)
+{
+	unsigned char *b = NULL, *nb;
+	size_t n = 0, cap = 0;
+	struct stat st;
+	ssize_t r;
+	int fd;
+
+	*out = NULL;
+	*len = 0;
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		diag_error(d, path, 0, 0, "cannot open: %s", strerror(errno));
 		return -1;
 	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		diag_error(d, path, 0, 0, "not a regular file");
+		close(fd);
+		return -1;
+	}
+	for (;;) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 8192;
+			if (cap > (size_t)YDOC_MAX_FILE_BYTES + 1)
+				cap = (size_t)YDOC_MAX_FILE_BYTES + 1;
+			if (n == cap) {
+				diag_error(d, path, 0, 0, "larger than %u MiB; not a Noordpoort file?",
+					   YDOC_MAX_FILE_BYTES >> 20);
+				goto fail;
+			}
+			if (!(nb = realloc(b, cap))) {
+				diag_error(d, path, 0, 0, "out of memory");
+				goto fail;
+			}
+			b = nb;
+		}
+		r = read(fd, b + n, cap - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			diag_error(d, path, 0, 0, "read error: %s", strerror(errno));
+			goto fail;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
+	*out = b;
+	*len = n;
 	return 0;
+fail:
+	free(b);
+	close(fd);
+	return -1;
 }
 
 int ydoc_load_file(struct ydoc *y, const char *path, struct diag *d)
 {
-	yaml_parser_t p;
-	FILE *f;
+	unsigned char *buf;
+	size_t len;
 	int rc;
 
 	memset(y, 0, sizeof(*y));
 	y->file = path;
 	y->d = d;
-	f = fopen(path, "rb");
-	if (!f) {
-		diag_error(d, path, 0, 0, "cannot open: %s", strerror(errno));
+	if (ydoc_read_file(path, &buf, &len, d) < 0)
 		return -1;
-	}
-	if (!yaml_parser_initialize(&p)) {
-		fclose(f);
-		diag_error(d, path, 0, 0, "out of memory");
-		return -1;
-	}
-	yaml_parser_set_input_file(&p, f);
-	rc = load(y, &p);
-	yaml_parser_delete(&p);
-	fclose(f);
+	rc = ydoc_load_mem(y, path, buf, len, d);
+	free(buf);
 	return rc;
 }
 

@@ -12,6 +12,21 @@
 
 #include "diag.h"
 
+/*
+ * Limits on every YAML file Noordpoort reads (docs/config.md, "YAML"):
+ * a regular file of at most YDOC_MAX_FILE_BYTES; anchors and aliases are
+ * refused outright; a document may hold at most
+ * YDOC_MAX_NODES values (a large policy or catalog has a few thousand) nested
+ * at most YDOC_MAX_DEPTH deep (ours nest six); reading stops after
+ * YDOC_MAX_ERRORS refused anchors or aliases.
+ */
+#define YDOC_MAX_FILE_BYTES (4u << 20)
+#define YDOC_MAX_NODES 20000
+#define YDOC_MAX_DEPTH 64
+#define YDOC_MAX_ERRORS 10
+#define YDOC_STR_(x) #x
+#define YDOC_STR(x) YDOC_STR_(x)
+
 struct ydoc {
 	yaml_document_t doc;
 	const char *file; /* borrowed; used in messages */
@@ -27,14 +42,23 @@ struct ykey {
 };
 
 /*
- * Loads one YAML document. Returns 0, or -1 with the reason in |d| (a syntax
- * error names its line and column; an empty file is an error). ydoc_fini()
- * is safe after either.
+ * Loads the first YAML document of a file. Returns 0, or -1 with the reason
+ * in |d| (a syntax error, an anchor or an alias names its line and column;
+ * an empty file and a file past the limits above are errors). Anchors and
+ * aliases are refused while the events are read, before any node exists
+ * that an alias could share. ydoc_fini() is safe after either.
  */
 int ydoc_load_file(struct ydoc *y, const char *path, struct diag *d);
 int ydoc_load_mem(struct ydoc *y, const char *name, const unsigned char *buf,
 		  size_t len, struct diag *d);
 void ydoc_fini(struct ydoc *y);
+
+/*
+ * Reads a whole regular file of at most YDOC_MAX_FILE_BYTES into |*out|
+ * (caller frees). FIFOs, devices and folders are refused without blocking.
+ * 0, or -1 with the reason in |d|.
+ */
+int ydoc_read_file(const char *path, unsigned char **out, size_t *len, struct diag *d);
 
 yaml_node_t *ydoc_root(struct ydoc *y);
 yaml_node_t *ydoc_item(struct ydoc *y, yaml_node_item_t idx);

@@ -1183,11 +1183,13 @@ int gw_server_run(struct gw_config *cfg)
 	}
 	cap_connections(cfg);
 	signal(SIGPIPE, SIG_IGN);
+	/* SIGHUP waits for the loop below; SIGTERM and SIGINT keep their
+	 * default action during the first load, so a start stuck on a huge or
+	 * hostile file is stopped like any process: nothing is bound or opened
+	 * yet that an exit would leave behind. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGHUP);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* workers inherit the mask */
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
 	{
 		struct diag d = { 0 };
@@ -1197,6 +1199,9 @@ int gw_server_run(struct gw_config *cfg)
 		diag_summary(&d, err, sizeof(err));
 		diag_clear(&d);
 	}
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* workers inherit the mask */
 	if (!st) {
 		gw_log_message("error", "start_failed", err);
 		goto out;

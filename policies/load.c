@@ -16,7 +16,6 @@
 
 #define DAY 86400
 #define EXPIRY_WARN_DAYS 30
-#define MAX_FILE_BYTES (4u << 20) /* a policy file is a page or two of YAML */
 
 /* ---- arena ---- */
 
@@ -223,6 +222,44 @@ void pol_date_str(int64_t t, char out[11])
 	snprintf(out, 11, "%04u-%02u-%02u", (unsigned)(y % 10000), m % 100, d % 100);
 }
 
+/* ---- duplicates ---- */
+
+struct dup_ent {
+	const char *s;
+	size_t i;
+};
+
+static int dup_cmp(const void *a, const void *b)
+{
+	const struct dup_ent *x = a, *y = b;
+	int r = strcmp(x->s, y->s);
+
+	return r ? r : (x->i > y->i) - (x->i < y->i);
+}
+
+/*
+ * Sets first[i] to the index of the first string equal to v[i] (i itself
+ * when v[i] is the first of its kind). Sorting makes this O(n log n): a
+ * list at the YAML node cap would take seconds compared pair by pair, and
+ * the gateway loads policies on its main thread. 0, or -1 when out of memory.
+ */
+static int find_dups(const char *const *v, size_t n, size_t *first)
+{
+	struct dup_ent *e = calloc(n + 1, sizeof(*e));
+
+	if (!e)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		e[i].s = v[i];
+		e[i].i = i;
+	}
+	qsort(e, n, sizeof(*e), dup_cmp);
+	for (size_t i = 0; i < n; i++)
+		first[e[i].i] = i && strcmp(e[i - 1].s, e[i].s) == 0 ? first[e[i - 1].i] : e[i].i;
+	free(e);
+	return 0;
+}
+
 /* ---- parsing ---- */
 
 struct pctx {
@@ -321,7 +358,8 @@ static size_t map_len(const yaml_node_t *n)
 static const char **words(struct pctx *c, yaml_node_t *n, const char *what, size_t *count)
 {
 	const char **v;
-	size_t cnt;
+	yaml_node_t **at = NULL;
+	size_t cnt, *first = NULL;
 
 	*count = 0;
 	if (n && n->type == YAML_SCALAR_NODE) {
@@ -351,20 +389,32 @@ static const char **words(struct pctx *c, yaml_node_t *n, const char *what, size
 		oom(c, n);
 		return NULL;
 	}
+	if (!(at = calloc(cnt, sizeof(*at))) || !(first = calloc(cnt, sizeof(*first)))) {
+		free(at);
+		oom(c, n);
+		return NULL;
+	}
 	for (size_t i = 0; i < cnt; i++) {
 		yaml_node_t *it = ydoc_item(c->y, n->data.sequence.items.start[i]);
 		const char *s = text(c, it, what);
 
 		if (!s)
 			continue;
-		for (size_t j = 0; j < *count; j++) {
-			if (strcmp(v[j], s) == 0) {
-				ydoc_error(c->y, it, "%s: '%s' is listed twice", what, s);
+		at[*count] = it;
+		v[(*count)++] = s;
+	}
+	if (find_dups(v, *count, first) < 0) {
+		oom(c, n);
+	} else {
+		for (size_t i = 0; i < *count; i++) {
+			if (first[i] != i) {
+				ydoc_error(c->y, at[i], "%s: '%s' is listed twice", what, v[i]);
 				c->bad = 1;
 			}
 		}
-		v[(*count)++] = s;
 	}
+	free(at);
+	free(first);
 	return v;
 }
 
@@ -1079,7 +1129,7 @@ static void check_set(struct policy_set *s, struct diag *d)
 /* Every rule id (grant or forbid) names one rule: audit records carry it. */
 static void check_rule_ids(struct policy_set *s, struct diag *d)
 {
-	size_t n = s->nforbids, k = 0;
+	size_t n = s->nforbids, k = 0, *first = NULL;
 	const char **ids;
 	struct pol_pos *pos;
 
@@ -1108,14 +1158,22 @@ static void check_rule_ids(struct policy_set *s, struct diag *d)
 		ids[k++] = s->forbids[j].id;
 	}
 	for (size_t i = 0; i < k; i++)
-		for (size_t j = 0; j < i; j++)
-			if (ids[i] && ids[j] && strcmp(ids[i], ids[j]) == 0) {
-				diag_error(d, pos[i].file, pos[i].line, pos[i].col,
-					   "rule id '%s' is used twice (also at %s:%u)", ids[i],
-					   pos[j].file, pos[j].line);
-				break;
-			}
+		if (!ids[i])
+			ids[i] = ""; /* only after an out-of-memory, which already failed the set */
+	if (!(first = calloc(k + 1, sizeof(*first))) || find_dups(ids, k, first) < 0) {
+		diag_error(d, NULL, 0, 0, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < k; i++) {
+		size_t j = first[i];
+
+		if (j != i)
+			diag_error(d, pos[i].file, pos[i].line, pos[i].col,
+				   "rule id '%s' is used twice (also at %s:%u)", ids[i],
+				   pos[j].file, pos[j].line);
+	}
 out:
+	free(first);
 	free(ids);
 	free(pos);
 }
@@ -1130,49 +1188,6 @@ struct src {
 	struct ydoc y;
 	yaml_node_t *purposes, *forbid;
 };
-
-static int read_file(const char *path, unsigned char **buf, size_t *len, struct diag *d)
-{
-	FILE *f = fopen(path, "rb");
-	unsigned char *b = NULL;
-	size_t n = 0, cap = 0;
-
-	*buf = NULL;
-	if (!f) {
-		diag_error(d, path, 0, 0, "cannot open: %s", strerror(errno));
-		return -1;
-	}
-	for (;;) {
-		if (n == cap) {
-			unsigned char *nb;
-
-			cap = cap ? cap * 2 : 8192;
-			if (cap > MAX_FILE_BYTES + 1 || !(nb = realloc(b, cap))) {
-				diag_error(d, path, 0, 0, cap > MAX_FILE_BYTES + 1
-					   ? "larger than 4 MiB; not a policy file?" : "out of memory");
-				free(b);
-				fclose(f);
-				return -1;
-			}
-			b = nb;
-		}
-		size_t r = fread(b + n, 1, cap - n, f);
-
-		n += r;
-		if (r == 0)
-			break;
-	}
-	if (ferror(f)) {
-		diag_error(d, path, 0, 0, "read error");
-		free(b);
-		fclose(f);
-		return -1;
-	}
-	fclose(f);
-	*buf = b;
-	*len = n;
-	return 0;
-}
 
 static int load_set(struct src *src, size_t n, const struct policy_refs *refs,
 		struct policy_set **out, struct diag *d)
@@ -1282,7 +1297,7 @@ int policy_set_load(const char *const *files, size_t nfiles, const struct policy
 	}
 	for (size_t i = 0; i < nfiles; i++) {
 		src[i].name = files[i];
-		if (read_file(files[i], &src[i].owned, &src[i].len, d) < 0)
+		if (ydoc_read_file(files[i], &src[i].owned, &src[i].len, d) < 0)
 			bad = 1;
 		src[i].buf = src[i].owned;
 	}

@@ -41,13 +41,25 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 static int slurp(const char *path, size_t max, unsigned char **out, size_t *len,
 		 char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "rb");
+	/* Non-blocking and regular files only: a FIFO named FILE.sig must not
+	 * hang the gateway's reload (docs/policy.md, "Signatures"). */
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	unsigned char *b = NULL, *nb;
 	size_t n = 0, cap = 0, r;
+	struct stat st;
+	FILE *f;
 
 	*out = NULL;
-	if (!f)
+	if (fd < 0)
 		return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return fail(err, errlen, "%s: not a regular file", path);
+	}
+	if (!(f = fdopen(fd, "rb"))) {
+		close(fd);
+		return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+	}
 	do {
 		if (n == cap) {
 			cap = cap ? cap * 2 : 4096;

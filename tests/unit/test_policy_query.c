@@ -157,7 +157,7 @@ static void catalog_example(void)
 	CHECK_STR(policy_catalog_dataset(c, 1), "provincie-fryslan/jtf-deelnemers");
 	CHECK_STR(policy_catalog_dataset(c, 6), "uwv/ww-uitkeringen");
 	CHECK_STR(policy_catalog_dataset(c, 8), "opleidingsfonds-zorg/inschrijvingen");
-	/* an anchored dataset shares its description and fields */
+	/* the three provinces declare the same fields, written out in full */
 	CHECK_STR(policy_catalog_description(c, "provincie-fryslan/jtf-deelnemers"),
 		  "Deelnemers aan JTF-scholingstrajecten (leven lang ontwikkelen)");
 	CHECK(policy_catalog_fields(c, "provincie-drenthe/jtf-deelnemers", &f) == 8);
