@@ -4,6 +4,11 @@
 #include "../../common/yamldoc.c"
 #include "../../common/diag.c"
 
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
 static void durations(void)
 {
 	uint64_t v;
@@ -93,6 +98,220 @@ static void syntax_error_has_position(void)
 	diag_clear(&d);
 }
 
+/* Loads |text|; returns what ydoc_load_mem() did, the diagnostics in |d|. */
+static int load_text(const char *text, size_t len, struct diag *d)
+{
+	struct ydoc y;
+	int rc = ydoc_load_mem(&y, "a.yaml", (const unsigned char *)text, len, d);
+
+	ydoc_fini(&y);
+	return rc;
+}
+
+static void aliases_and_anchors_are_refused_with_position(void)
+{
+	static const char alias_only[] = "a: 1\nb: [x, *nowhere]\n";
+	static const char anchor_only[] = "a: &one 1\nb: 2\n";
+	static const char both[] = "base: &b {x: 1}\nuse: *b\n";
+	struct diag d = { 0 };
+
+	/* an alias is refused while the events are read: even one whose
+	 * anchor does not exist (yaml_parser_load would fail differently) */
+	CHECK(load_text(alias_only, sizeof(alias_only) - 1, &d) < 0);
+	CHECK_CONTAINS(diag_text(&d), "a.yaml:2:8: error: YAML aliases are not allowed");
+	CHECK(d.errors == 1);
+	diag_clear(&d);
+	/* an anchor alone is refused too: nothing may be shared */
+	CHECK(load_text(anchor_only, sizeof(anchor_only) - 1, &d) < 0);
+	CHECK_CONTAINS(diag_text(&d), "a.yaml:1:4: error: YAML anchors are not allowed");
+	diag_clear(&d);
+	CHECK(load_text(both, sizeof(both) - 1, &d) < 0);
+	CHECK_CONTAINS(diag_text(&d), "a.yaml:1:7: error: YAML anchors are not allowed");
+	CHECK_CONTAINS(diag_text(&d), "a.yaml:2:6: error: YAML aliases are not allowed");
+	CHECK(d.errors == 2);
+	diag_clear(&d);
+	/* '&' and '*' inside quoted or plain values are just text */
+	CHECK(load_text("a: 'x &y *z'\nb: a&b\n", 20, &d) == 0);
+	CHECK_STR(diag_text(&d), "");
+	diag_clear(&d);
+}
+
+static void alias_bomb_is_refused_quickly(void)
+{
+	/* billion laughs: 10 levels of 10 aliases each would be 10^10 visits */
+	char *text = malloc(8192);
+	size_t n = 0;
+	struct diag d = { 0 };
+	clock_t t0 = clock();
+
+	n += (size_t)snprintf(text + n, 8192 - n, "l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+	for (int i = 1; i < 10; i++) {
+		n += (size_t)snprintf(text + n, 8192 - n, "l%d: &l%d [", i, i);
+		for (int j = 0; j < 10; j++)
+			n += (size_t)snprintf(text + n, 8192 - n, "%s*l%d", j ? ", " : "", i - 1);
+		n += (size_t)snprintf(text + n, 8192 - n, "]\n");
+	}
+	CHECK(load_text(text, n, &d) < 0);
+	CHECK_CONTAINS(diag_text(&d), "a.yaml:1:5: error: YAML anchors are not allowed");
+	CHECK_CONTAINS(diag_text(&d), "a.yaml:2:10: error: YAML aliases are not allowed");
+	/* reading stops after YDOC_MAX_ERRORS refusals */
+	CHECK(d.errors == YDOC_MAX_ERRORS);
+	CHECK((double)(clock() - t0) / CLOCKS_PER_SEC < 1.0);
+	diag_clear(&d);
+	free(text);
+}
+
+/* A flow list of |items| scalars nested in |depth| lists: items + depth values. */
+static char *nested(int depth, int items, size_t *len)
+{
+	size_t cap = (size_t)depth * 2 + (size_t)items * 3 + 16, n = 0;
+	char *t = malloc(cap);
+
+	for (int i = 0; i < depth; i++)
+		t[n++] = '[';
+	for (int i = 0; i < items; i++) {
+		if (i)
+			t[n++] = ',';
+		t[n++] = '1';
+	}
+	for (int i = 0; i < depth; i++)
+		t[n++] = ']';
+	t[n++] = '\n';
+	*len = n;
+	return t;
+}
+
+static void node_cap_both_sides(void)
+{
+	struct diag d = { 0 };
+	size_t len;
+	char *t;
+
+	/* one list holding N scalars is N + 1 values */
+	t = nested(1, YDOC_MAX_NODES - 2, &len);
+	CHECK(load_text(t, len, &d) == 0);
+	free(t);
+	t = nested(1, YDOC_MAX_NODES - 1, &len);
+	CHECK(load_text(t, len, &d) == 0);
+	free(t);
+	CHECK_STR(diag_text(&d), "");
+	t = nested(1, YDOC_MAX_NODES, &len);
+	CHECK(load_text(t, len, &d) < 0);
+	CHECK_CONTAINS(diag_text(&d), "a.yaml:1:");
+	CHECK_CONTAINS(diag_text(&d), ": error: more than 20000 values in one file");
+	CHECK(d.errors == 1);
+	free(t);
+	diag_clear(&d);
+}
+
+static void depth_cap_both_sides(void)
+{
+	struct diag d = { 0 };
+	size_t len;
+	char *t;
+
+	t = nested(YDOC_MAX_DEPTH - 1, 1, &len);
+	CHECK(load_text(t, len, &d) == 0);
+	free(t);
+	t = nested(YDOC_MAX_DEPTH, 1, &len);
+	CHECK(load_text(t, len, &d) == 0);
+	free(t);
+	CHECK_STR(diag_text(&d), "");
+	t = nested(YDOC_MAX_DEPTH + 1, 1, &len);
+	CHECK(load_text(t, len, &d) < 0);
+	CHECK_CONTAINS(diag_text(&d), "a.yaml:1:65: error: nested more than 64 levels deep");
+	free(t);
+	diag_clear(&d);
+}
+
+static void built_document_matches_the_text(void)
+{
+	static const char text[] = "# c\nm:\n  k: v\n  l: [a, 'b c', \"d\\0e\"]\ns: |\n  two\n  lines\n";
+	struct diag d = { 0 };
+	struct ydoc y;
+	struct ykey k[] = { { "m", 1, NULL }, { "s", 1, NULL } };
+	struct ykey mk[] = { { "k", 1, NULL }, { "l", 1, NULL } };
+	yaml_node_t *l;
+
+	CHECK(ydoc_load_mem(&y, "b.yaml", (const unsigned char *)text, sizeof(text) - 1, &d) == 0);
+	CHECK(ydoc_map(&y, ydoc_root(&y), "b", k, 2) == 0);
+	CHECK(ydoc_map(&y, k[0].value, "m", mk, 2) == 0);
+	CHECK_STR(ydoc_str(&y, mk[0].value, "k"), "v");
+	CHECK(mk[0].value && mk[0].value->start_mark.line == 2 && mk[0].value->start_mark.column == 5);
+	l = mk[1].value;
+	CHECK(l && l->type == YAML_SEQUENCE_NODE &&
+	      l->data.sequence.items.top - l->data.sequence.items.start == 3);
+	if (l && l->type == YAML_SEQUENCE_NODE) {
+		CHECK_STR(ydoc_str(&y, ydoc_item(&y, l->data.sequence.items.start[1]), "l"), "b c");
+		CHECK(ydoc_str(&y, ydoc_item(&y, l->data.sequence.items.start[2]), "l") == NULL);
+		CHECK_CONTAINS(diag_text(&d), "b.yaml:4:17: error: l: contains a NUL byte");
+	}
+	CHECK_STR(ydoc_str(&y, k[1].value, "s"), "two\nlines\n");
+	ydoc_fini(&y);
+	diag_clear(&d);
+	/* only the first document is read, as before */
+	CHECK(load_text("a: 1\n---\nb: *x\n", 15, &d) == 0);
+	diag_clear(&d);
+}
+
+static void diagnostics_are_capped(void)
+{
+	struct diag d = { 0 };
+
+	for (int i = 0; i < 1000; i++)
+		diag_error(&d, "f.yaml", (unsigned)i + 1, 1, "problem %d", i);
+	CHECK(d.errors == 1000);
+	CHECK(d.lines == DIAG_MAX_LINES + 1);
+	CHECK_CONTAINS(diag_text(&d), "f.yaml:100:1: error: problem 99\n");
+	CHECK_CONTAINS(diag_text(&d), "error: too many problems; stopped reporting after 100\n");
+	CHECK(strstr(diag_text(&d), "problem 100") == NULL);
+	diag_clear(&d);
+}
+
+static void non_regular_files_are_refused_without_blocking(void)
+{
+	char dir[] = "/tmp/test_yamldoc.XXXXXX", fifo[64], big[64];
+	struct diag d = { 0 };
+	struct ydoc y;
+	FILE *f;
+
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(fifo, sizeof(fifo), "%s/fifo.yaml", dir);
+	snprintf(big, sizeof(big), "%s/big.yaml", dir);
+	CHECK(mkfifo(fifo, 0600) == 0);
+	/* no writer: a blocking open would never return */
+	CHECK(ydoc_load_file(&y, fifo, &d) < 0);
+	CHECK_CONTAINS(diag_text(&d), "fifo.yaml: error: not a regular file");
+	ydoc_fini(&y);
+	CHECK(ydoc_load_file(&y, dir, &d) < 0);
+	ydoc_fini(&y);
+	diag_clear(&d);
+	/* the size cap, both sides: a comment of exactly the cap loads as empty */
+	f = fopen(big, "wb");
+	if (f) {
+		fputc('#', f);
+		for (unsigned i = 1; i < YDOC_MAX_FILE_BYTES - 5; i++)
+			fputc('x', f);
+		fputs("\na: 1", f); /* YDOC_MAX_FILE_BYTES bytes in all */
+		fclose(f);
+	}
+	CHECK(ydoc_load_file(&y, big, &d) == 0);
+	CHECK_STR(diag_text(&d), "");
+	ydoc_fini(&y);
+	f = fopen(big, "ab");
+	if (f) {
+		fputc('\n', f);
+		fclose(f);
+	}
+	CHECK(ydoc_load_file(&y, big, &d) < 0);
+	CHECK_CONTAINS(diag_text(&d), "big.yaml: error: larger than 4 MiB");
+	ydoc_fini(&y);
+	diag_clear(&d);
+	unlink(fifo);
+	unlink(big);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	RUN(durations);
@@ -100,5 +319,12 @@ int main(void)
 	RUN(map_reports_unknown_and_duplicate_keys);
 	RUN(typed_values);
 	RUN(syntax_error_has_position);
+	RUN(aliases_and_anchors_are_refused_with_position);
+	RUN(alias_bomb_is_refused_quickly);
+	RUN(node_cap_both_sides);
+	RUN(depth_cap_both_sides);
+	RUN(built_document_matches_the_text);
+	RUN(diagnostics_are_capped);
+	RUN(non_regular_files_are_refused_without_blocking);
 	return check_total_failed ? 1 : 0;
 }
