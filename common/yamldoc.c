@@ -81,6 +81,19 @@ static int build_event(struct ydoc *y, struct build *b, yaml_event_t *e)
 	case YAML_SCALAR_EVENT: anchor = e->data.scalar.anchor; break;
 	case YAML_SEQUENCE_START_EVENT: anchor = e->data.sequence_start.anchor; break;
 	case YAML_MAPPING_START_EVENT: anchor = e->data.mapping_start.anchor; break;
+	default: break;
+	}
+	if (anchor) {
+		event_error(y, b, &e->start_mark, "YAML anchors are not allowed "
+			    "(write the value out in full)");
+		if (b->errors >= YDOC_MAX_ERRORS)
+			return -1;
+	}
+	/* After a refusal nothing more is built: the events are only read on
+	 * to report further anchors and aliases, up to YDOC_MAX_ERRORS. */
+	if (b->errors)
+		return e->type == YAML_DOCUMENT_END_EVENT ? 1 : 0;
+	switch (e->type) {
 	case YAML_SEQUENCE_END_EVENT:
 	case YAML_MAPPING_END_EVENT:
 		if (b->depth == 0)
@@ -91,16 +104,13 @@ static int build_event(struct ydoc *y, struct build *b, yaml_event_t *e)
 		return 0;
 	case YAML_DOCUMENT_END_EVENT:
 		return 1;
+	case YAML_SCALAR_EVENT:
+	case YAML_SEQUENCE_START_EVENT:
+	case YAML_MAPPING_START_EVENT:
+		break;
 	default:
 		return 0;
 	}
-	if (anchor) {
-		event_error(y, b, &e->start_mark, "YAML anchors are not allowed "
-			    "(write the value out in full)");
-		return b->errors >= YDOC_MAX_ERRORS ? -1 : 0;
-	}
-	if (b->errors)
-		return 0; /* keep reading only to report more anchors and aliases */
 	if (++b->nodes > YDOC_MAX_NODES) {
 		event_error(y, b, &e->start_mark, "more than " YDOC_STR(YDOC_MAX_NODES)
 			    " values in one file; not a Noordpoort file?");

@@ -130,6 +130,13 @@ static void aliases_and_anchors_are_refused_with_position(void)
 	CHECK_CONTAINS(diag_text(&d), "a.yaml:2:6: error: YAML aliases are not allowed");
 	CHECK(d.errors == 2);
 	diag_clear(&d);
+	/* after an anchored collection is refused, its end does not unbalance
+	 * the reading: a later, deeper alias is still reported */
+	CHECK(load_text("a: &x [1]\nb:\n  c: {d: *x}\n", 26, &d) < 0);
+	CHECK_CONTAINS(diag_text(&d), "a.yaml:1:4: error: YAML anchors are not allowed");
+	CHECK_CONTAINS(diag_text(&d), "a.yaml:3:10: error: YAML aliases are not allowed");
+	CHECK(d.errors == 2);
+	diag_clear(&d);
 	/* '&' and '*' inside quoted or plain values are just text */
 	CHECK(load_text("a: 'x &y *z'\nb: a&b\n", 20, &d) == 0);
 	CHECK_STR(diag_text(&d), "");
