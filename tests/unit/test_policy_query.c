@@ -24,7 +24,7 @@ static void *hook_calloc(size_t n, size_t size)
 	return alloc_count++ == alloc_fail_at ? NULL : calloc(n, size);
 }
 
-static void *hook_realloc(void *p, size_t n)
+static __attribute__((unused)) void *hook_realloc(void *p, size_t n)
 {
 	return alloc_count++ == alloc_fail_at ? NULL : realloc(p, n);
 }
