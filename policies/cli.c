@@ -368,6 +368,7 @@ static int cmd_check(int argc, char **argv)
 		if (load_member_ids(members, &a, &ids, &refs.nmembers, &d) < 0)
 			goto out;
 		refs.members = ids;
+		refs.unknown_member_is_error = 1;
 	}
 	if (catalog && policy_catalog_load(catalog, &cat, &d) < 0)
 		goto out;

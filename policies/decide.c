@@ -62,7 +62,7 @@ static int listed(const char *const *v, size_t n, const char *s)
 static const struct pol_dataset *grant_dataset(const struct pol_grant *g, const char *id)
 {
 	for (size_t i = 0; i < g->ndatasets; i++)
-		if (strcmp(g->datasets[i].id, id) == 0)
+		if (!g->datasets[i].inert && strcmp(g->datasets[i].id, id) == 0)
 			return &g->datasets[i];
 	return NULL;
 }

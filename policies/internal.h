@@ -26,6 +26,7 @@ struct pol_dataset {
 	struct pol_field *fields;
 	size_t nfields; /* forbid only: 0 = the whole dataset */
 	struct pol_pos pos;
+	int inert;      /* grant only: its owner is not a member, so it is never granted */
 };
 
 struct pol_purpose;
@@ -33,7 +34,7 @@ struct pol_purpose;
 struct pol_grant {
 	const char *id; /* given, or "PURPOSE/grant[i]" */
 	struct pol_pos pos;
-	const char **requesters;
+	const char **requesters; /* members only: names that are not members are dropped (inert) */
 	size_t nrequesters;
 	unsigned ops; /* enum policy_op bits */
 	struct pol_dataset *datasets;

@@ -418,9 +418,20 @@ static const char **words(struct pctx *c, yaml_node_t *n, const char *what, size
 	return v;
 }
 
-static const char **requesters(struct pctx *c, yaml_node_t *n, const char *what, size_t *count)
+/*
+ * The requesters of a grant (|grant|) or a forbid. A name that is not in the
+ * members file is a warning, not an error: a member can be removed (its key
+ * stolen, its contract ended) while policies, owned by other privacy
+ * officers, still name it, and the removal must take effect at the next
+ * reload. Such a name is dropped from a grant, so nobody can ever be granted
+ * under it (not even a hub that sends it as the requester of a subquery); a
+ * forbid keeps it (it only ever refuses).
+ */
+static const char **requesters(struct pctx *c, yaml_node_t *n, const char *what, int grant,
+			       size_t *count)
 {
 	const char **v = words(c, n, what, count);
+	size_t kept = 0;
 
 	for (size_t i = 0; v && i < *count; i++) {
 		yaml_node_t *at = n->type == YAML_SEQUENCE_NODE
@@ -431,10 +442,21 @@ static const char **requesters(struct pctx *c, yaml_node_t *n, const char *what,
 				   what, v[i]);
 			c->bad = 1;
 		} else if (!known_member(c, v[i], strlen(v[i]))) {
-			ydoc_error(c->y, at, "%s: '%s' is not a member of the federation", what, v[i]);
-			c->bad = 1;
+			if (c->refs->unknown_member_is_error) {
+				ydoc_error(c->y, at, "%s: '%s' is not a member of the federation", what, v[i]);
+				c->bad = 1;
+			} else {
+				ydoc_warn(c->y, at, "%s: '%s' is not a member of the federation: %s", what,
+					  v[i], grant ? "this grant never applies to it"
+						      : "this forbid has no effect on it");
+				if (grant)
+					continue;
+			}
 		}
+		v[kept++] = v[i];
 	}
+	if (v)
+		*count = kept;
 	return v;
 }
 
@@ -702,19 +724,30 @@ static void check_field(struct pctx *c, yaml_node_t *at, const char *what, const
 	}
 }
 
-static void check_dataset(struct pctx *c, yaml_node_t *at, const char *what, const char *ds)
+/* Checks a dataset id; returns 1 when its owner is not a member (a warning,
+ * as for requesters: the grant on it is inert). */
+static int check_dataset(struct pctx *c, yaml_node_t *at, const char *what, const char *ds,
+			 int forbid)
 {
 	if (!valid_dataset_id(ds)) {
 		ydoc_error(c->y, at, "%s: '%s' is not a dataset id like 'uwv/ww-uitkeringen'", what, ds);
 		c->bad = 1;
 	} else if (!known_member(c, ds, (size_t)(strchr(ds, '/') - ds))) {
-		ydoc_error(c->y, at, "%s: dataset '%s' belongs to '%.*s', which is not a member", what,
-			   ds, (int)(strchr(ds, '/') - ds), ds);
-		c->bad = 1;
+		if (c->refs->unknown_member_is_error) {
+			ydoc_error(c->y, at, "%s: dataset '%s' belongs to '%.*s', which is not a member",
+				   what, ds, (int)(strchr(ds, '/') - ds), ds);
+			c->bad = 1;
+			return 0;
+		}
+		ydoc_warn(c->y, at, "%s: dataset '%s' belongs to '%.*s', which is not a member: %s", what,
+			  ds, (int)(strchr(ds, '/') - ds), ds,
+			  forbid ? "this forbid has no effect on it" : "it is never granted");
+		return 1;
 	} else if (c->refs && c->refs->catalog && !pol_catalog_has_dataset(c->refs->catalog, ds)) {
 		ydoc_error(c->y, at, "%s: dataset '%s' is not in the catalog", what, ds);
 		c->bad = 1;
 	}
+	return 0;
 }
 
 /*
@@ -747,7 +780,7 @@ static struct pol_dataset *datasets(struct pctx *c, yaml_node_t *n, const char *
 			continue;
 		d->pos = pos_of(c, k);
 		snprintf(w, sizeof(w), "%s.%s", what, d->id);
-		check_dataset(c, k, what, d->id);
+		d->inert = check_dataset(c, k, what, d->id, forbid) && !forbid;
 		for (size_t j = 0; j < *count; j++) {
 			if (strcmp(v[j].id, d->id) == 0) {
 				ydoc_error(c->y, k, "%s: dataset '%s' is listed twice", what, d->id);
@@ -864,7 +897,7 @@ static void grant(struct pctx *c, yaml_node_t *n, struct pol_purpose *p, size_t 
 	snprintf(what, sizeof(what), "grant '%s'", g->id ? g->id : gen_id);
 	if (k[1].value) {
 		snprintf(w, sizeof(w), "%s.requesters", what);
-		g->requesters = requesters(c, k[1].value, w, &g->nrequesters);
+		g->requesters = requesters(c, k[1].value, w, 1, &g->nrequesters);
 	}
 	if (k[2].value) {
 		snprintf(w, sizeof(w), "%s.operations", what);
@@ -905,7 +938,7 @@ static void forbid(struct pctx *c, yaml_node_t *n, const char *scope, int top, s
 	}
 	if (k[2].value) {
 		snprintf(w, sizeof(w), "%s.requesters", what);
-		f->requesters = requesters(c, k[2].value, w, &f->nrequesters);
+		f->requesters = requesters(c, k[2].value, w, 0, &f->nrequesters);
 	}
 	if (k[3].value) {
 		snprintf(w, sizeof(w), "%s.operations", what);

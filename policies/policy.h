@@ -128,6 +128,12 @@ struct policy_refs {
 	const struct policy_catalog *catalog; /* NULL: datasets are not checked */
 	const unsigned char *signing_key;   /* 32-byte Ed25519 key: every file needs FILE.sig */
 	int64_t now;                        /* unix seconds for expiry warnings; 0: none */
+	/* A requester or dataset owner that is not in |members|: 1, an error
+	 * (policy check: the privacy officer's typo); 0, a warning, and the
+	 * grant never applies to that name (the gateway: a member removed
+	 * from the members file is cut off at the next reload even while
+	 * other parties' policies still name it). */
+	int unknown_member_is_error;
 };
 
 struct policy_set;

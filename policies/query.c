@@ -93,6 +93,8 @@ int policy_grants_for(const struct policy_set *s, const char *requester, int64_t
 					.dataset = d->id, .nfields = d->nfields, .out = g->out,
 				};
 
+				if (d->inert)
+					continue;
 				if (d->nfields > cap) {
 					const char **n2 = malloc(d->nfields * sizeof(*n2));
 					enum policy_gen *g2 = malloc(d->nfields * sizeof(*g2));

@@ -623,7 +623,7 @@ static void catalog_and_members(void)
 {
 	static const char *const members[] = { "uwv", "gemeente-emmen" };
 	struct policy_catalog *c = NULL;
-	struct policy_refs refs = { members, 2, NULL, NULL, 0 };
+	struct policy_refs refs = { members, 2, NULL, NULL, 0, 1 }; /* as policy check */
 	struct policy_set *s = NULL;
 	struct diag d = { 0 };
 	const char *text =
@@ -661,6 +661,84 @@ static void catalog_and_members(void)
 	CHECK_CONTAINS(diag_text(&d), "a/b.z: a bsn field must have role identifier");
 	diag_clear(&d);
 	policy_catalog_free(NULL);
+}
+
+/*
+ * The gateway's way (issue 10): a member removed from the members file while
+ * policies still name it. The set loads with a warning per name, and the
+ * grants never apply to it, however the name reaches policy_decide (a hub's
+ * subquery carries the requester as a string).
+ */
+static void removed_member_inert(void)
+{
+	static const char *const with[] = { "a", "b", "o" };
+	static const char *const without[] = { "b", "o" };
+	static const char *const no_owner[] = { "a", "b" };
+	const char *text =
+		"purposes:\n  - id: p\n    description: d\n    legal_basis: x\n"
+		"    valid: {from: 2025-01-01, until: 2025-12-31}\n"
+		"    grants:\n"
+		"      - id: g-ab\n        requesters: [a, b]\n        operations: [aggregate]\n"
+		"        datasets:\n          o/ds: {f: exact}\n"
+		"      - id: g-a\n        requesters: [a]\n        operations: [aggregate]\n"
+		"        datasets:\n          o/ds: {g: exact}\n"
+		"    forbid:\n      - id: f-a\n        reason: r\n        requesters: [a]\n"
+		"        datasets:\n          o/ds: [h]\n";
+	struct policy_refs refs = { with, 3, NULL, NULL, 0, 0 };
+	struct policy_set *s = NULL;
+	struct diag d = { 0 };
+
+	/* Everyone a member: as before, no warning. */
+	CHECK(policy_set_load_mem("t.yaml", (const unsigned char *)text, strlen(text), &refs, &s, &d) == 0);
+	CHECK_STR(diag_text(&d), "");
+	CHECK(ask(s, "a", "p", POLICY_OP_AGGREGATE, MID, "o/ds.f", 0));
+	CHECK(ask(s, "a", "p", POLICY_OP_AGGREGATE, MID, "o/ds.g", 0));
+	policy_set_free(s);
+	s = NULL;
+	diag_clear(&d);
+
+	/* 'a' removed: loads, one warning per place that names it. */
+	refs.members = without;
+	refs.nmembers = 2;
+	CHECK(policy_set_load_mem("t.yaml", (const unsigned char *)text, strlen(text), &refs, &s, &d) == 0);
+	CHECK(d.errors == 0);
+	CHECK(d.warnings >= 3);
+	CHECK_CONTAINS(diag_text(&d), "t.yaml:8:22: warning: grant 'g-ab'.requesters: 'a' is not a member "
+		       "of the federation: this grant never applies to it");
+	CHECK_CONTAINS(diag_text(&d), "grant 'g-a'.requesters: 'a' is not a member");
+	CHECK_CONTAINS(diag_text(&d), "forbid 'f-a'.requesters: 'a' is not a member");
+	CHECK(s != NULL);
+	if (s) {
+		CHECK(!ask(s, "a", "p", POLICY_OP_AGGREGATE, MID, "o/ds.f", 0));
+		CHECK(dec.reason == POLICY_REQUESTER_NOT_LISTED);
+		CHECK(!ask(s, "a", "p", POLICY_OP_AGGREGATE, MID, "o/ds.g", 0));
+		CHECK(ask(s, "b", "p", POLICY_OP_AGGREGATE, MID, "o/ds.f", 0)); /* the other side */
+		CHECK(!ask(s, "b", "p", POLICY_OP_AGGREGATE, MID, "o/ds.g", 0));
+	}
+	policy_set_free(s);
+	s = NULL;
+	diag_clear(&d);
+
+	/* The dataset's owner removed: a warning, and nothing on it is granted. */
+	refs.members = no_owner;
+	CHECK(policy_set_load_mem("t.yaml", (const unsigned char *)text, strlen(text), &refs, &s, &d) == 0);
+	CHECK(d.errors == 0);
+	CHECK_CONTAINS(diag_text(&d), "dataset 'o/ds' belongs to 'o', which is not a member: it is never granted");
+	if (s) {
+		CHECK(!ask(s, "a", "p", POLICY_OP_AGGREGATE, MID, "o/ds.f", 0));
+		CHECK(dec.reason == POLICY_DATASET_NOT_GRANTED);
+		CHECK(!ask(s, "b", "p", POLICY_OP_AGGREGATE, MID, "o/ds.f", 0));
+	}
+	policy_set_free(s);
+	s = NULL;
+	diag_clear(&d);
+
+	/* policy check's way: the same names are errors. */
+	refs.members = without;
+	refs.unknown_member_is_error = 1;
+	CHECK(policy_set_load_mem("t.yaml", (const unsigned char *)text, strlen(text), &refs, &s, &d) < 0);
+	CHECK_CONTAINS(diag_text(&d), "t.yaml:8:22: error: grant 'g-ab'.requesters: 'a' is not a member");
+	diag_clear(&d);
 }
 
 static void check_warnings(void)
@@ -903,6 +981,7 @@ int main(void)
 	RUN(hash_and_files);
 	RUN(bad_yaml_positions);
 	RUN(catalog_and_members);
+	RUN(removed_member_inert);
 	RUN(check_warnings);
 	RUN(diff_words);
 	RUN(signatures);
