@@ -64,6 +64,17 @@ struct gw_stream {
 
 enum gw_conn_state { GW_CONN_HANDSHAKE, GW_CONN_H2, GW_CONN_CLOSING };
 
+/* Why an open connection was cut off: its peer no longer passes what a new
+ * handshake and the members file would require (gw_conn_check). */
+enum gw_cut {
+	GW_CUT_NONE,
+	GW_CUT_REVOKED,     /* listed in the reloaded CRL */
+	GW_CUT_EXPIRED,     /* the certificate's not_after has passed */
+	GW_CUT_CERTIFICATE, /* no longer verifies for another reason (CA replaced) */
+	GW_CUT_MEMBER,      /* the OIN is no longer a member */
+	GW_CUT_ROLES,       /* still a member, but under another id or with other roles */
+};
+
 struct gw_worker;
 
 struct gw_conn {
@@ -83,6 +94,10 @@ struct gw_conn {
 	int preface_done;    /* the client's HTTP/2 preface and SETTINGS arrived */
 	int calmed;          /* ENHANCE_YOUR_CALM sent */
 	int goaway;          /* we decided to end the connection */
+	enum gw_cut cut;     /* cut off: every request is refused, the connection closes */
+	uint64_t verified_gen; /* the state generation the peer was last verified against */
+	unsigned member_roles; /* as first verified; checked again on each reload */
+	char member_id[65];    /* "" when the peer was not a member */
 	enum gw_goaway_reason goaway_reason; /* why, for a NO_ERROR GOAWAY */
 	uint32_t nstreams;
 	struct gw_stream *streams;
@@ -108,6 +123,7 @@ struct gw_worker {
 	struct gw_state *state;
 	_Atomic uint64_t seen_gen;
 	int draining;
+	int recheck;         /* a reload or a cut: gw_conn_check() every connection after this turn */
 	uint64_t drain_deadline_ms;
 	uint64_t now_ms;
 	nghttp2_session_callbacks *cbs;
@@ -152,12 +168,25 @@ struct gw_server {
  * caller answers 503). */
 int gw_job_submit(struct gw_conn *c, struct gw_stream *s);
 
+/*
+ * server.c: whether |c|'s peer still passes: its certificate has not
+ * expired, and after a reload its chain verifies against the new CA and CRL
+ * and its OIN is still a member with the same id and roles. Returns 0, or
+ * -1 once |c| is cut off: then every stream still owed an answer (a hub
+ * question in progress too) has been answered 403 and GOAWAY queued; the
+ * worker closes the connection after this event-loop turn. Called before
+ * each request is handled and for every connection after a reload.
+ */
+int gw_conn_check(struct gw_conn *c);
+
 /* h2.c */
 /* Sends |s->resp| (filled by a finished job) on its stream. */
 void gw_h2_respond(struct gw_conn *c, struct gw_stream *s);
 int gw_h2_start(struct gw_conn *c);
 void gw_h2_callbacks(nghttp2_session_callbacks *cbs);
 void gw_h2_option(nghttp2_option *opt);
+/* Answers |s| with 403 because its connection was cut off (|c->cut|). */
+void gw_h2_refuse_cut(struct gw_conn *c, struct gw_stream *s);
 /* Answers |s| with 408 when it outlived timeouts.request. */
 void gw_h2_timeout_stream(struct gw_conn *c, struct gw_stream *s);
 /* Adds |n| to the connection's misbehaviour score; past the budget, GOAWAY

@@ -112,6 +112,30 @@ static void refuse(struct gw_conn *c, struct gw_stream *s, int status,
 	gw_h2_respond(c, s);
 }
 
+void gw_h2_refuse_cut(struct gw_conn *c, struct gw_stream *s)
+{
+	static const struct {
+		const char *code, *msg;
+	} why[] = {
+		[GW_CUT_NONE] = { "revoked", "this connection was cut off" },
+		[GW_CUT_REVOKED] = { "revoked", "the client certificate has been revoked" },
+		[GW_CUT_EXPIRED] = { "certificate_expired", "the client certificate has expired" },
+		[GW_CUT_CERTIFICATE] = { "revoked", "the client certificate no longer verifies" },
+		[GW_CUT_MEMBER] = { "unknown_organisation",
+				    "the certificate's OIN is no longer a member of this federation" },
+		[GW_CUT_ROLES] = { "membership_changed",
+				   "this organisation's membership changed; connect again" },
+	};
+	unsigned i = (unsigned)c->cut < sizeof(why) / sizeof(why[0]) ? (unsigned)c->cut : 0;
+
+	/* A hub question in progress is answered here and now; its job's
+	 * answer, when it comes, finds the stream no longer deferred and is
+	 * dropped. */
+	s->deferred = 0;
+	s->responded = 0;
+	refuse(c, s, 403, why[i].code, why[i].msg);
+}
+
 void gw_h2_timeout_stream(struct gw_conn *c, struct gw_stream *s)
 {
 	if (!s->responded)
@@ -143,6 +167,14 @@ static void dispatch(struct gw_conn *c, struct gw_stream *s)
 
 	if (s->responded)
 		return;
+	/* Before anything else: a peer revoked or removed by a reload, or
+	 * whose certificate expired since the handshake, gets no answer but
+	 * 403 (gw_conn_check() answered this stream already then). */
+	if (gw_conn_check(c) < 0) {
+		if (!s->responded)
+			gw_h2_refuse_cut(c, s);
+		return;
+	}
 	if (s->path_too_long) {
 		refuse(c, s, 414, "uri_too_long", "the path is longer than any route");
 		return;

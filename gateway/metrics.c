@@ -18,7 +18,7 @@ static const uint64_t bucket_us[GW_LAT_BUCKETS] = {
 };
 
 static const char *const goaway_names[GW_GOAWAY__COUNT] = {
-	"enhance_your_calm", "shutdown", "protocol_error", "timeout",
+	"enhance_your_calm", "shutdown", "protocol_error", "timeout", "revoked",
 };
 
 static const char *const authn_names[GW_AUTHN__COUNT] = { "no_oin", "unknown_organisation" };

@@ -26,6 +26,7 @@ enum gw_goaway_reason {
 	GW_GOAWAY_SHUTDOWN, /* draining on SIGTERM */
 	GW_GOAWAY_PROTOCOL, /* peer broke the protocol */
 	GW_GOAWAY_TIMEOUT,  /* idle */
+	GW_GOAWAY_REVOKED,  /* the peer no longer passes after a reload, or its certificate expired */
 	GW_GOAWAY__COUNT
 };
 

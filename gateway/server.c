@@ -153,8 +153,8 @@ int gw_server_check(const struct gw_config *cfg, struct diag *d)
 	return rc;
 }
 
-/* Each diagnostic line as a log event of its own severity. */
-static void log_diag(const struct diag *d)
+/* Each diagnostic line as a log event |event| of its own severity. */
+static void log_diag_as(const struct diag *d, const char *event)
 {
 	const char *t = diag_text(d);
 
@@ -163,9 +163,14 @@ static void log_diag(const struct diag *d)
 		char line[1024];
 
 		snprintf(line, sizeof(line), "%.*s", (int)(n < sizeof(line) ? n : sizeof(line) - 1), t);
-		gw_log_message(strstr(line, ": error: ") ? "error" : "warn", "dataset", line);
+		gw_log_message(strstr(line, ": error: ") ? "error" : "warn", event, line);
 		t += n + (t[n] == '\n');
 	}
+}
+
+static void log_diag(const struct diag *d)
+{
+	log_diag_as(d, "dataset");
 }
 
 /* ---- connections ---- */
@@ -288,6 +293,8 @@ static int conn_read(struct gw_conn *c)
 			ssize_t rv = nghttp2_session_mem_recv(c->h2, w->rbuf, (size_t)n);
 
 			c->active_ms = w->now_ms;
+			if (c->cut)
+				return 0; /* nothing more is read from a cut-off peer */
 			if (rv < 0) {
 				/* Bad preface, flood or a connection error nghttp2
 				 * could not even answer: nothing more to say. */
@@ -308,6 +315,125 @@ static int conn_read(struct gw_conn *c)
 			return -1;
 		}
 	}
+}
+
+/* ---- cutting off a peer that no longer passes ---- */
+
+static const char *const cut_names[] = {
+	[GW_CUT_NONE] = "none",
+	[GW_CUT_REVOKED] = "revoked",
+	[GW_CUT_EXPIRED] = "expired",
+	[GW_CUT_CERTIFICATE] = "bad_certificate",
+	[GW_CUT_MEMBER] = "unknown_organisation",
+	[GW_CUT_ROLES] = "membership_changed",
+};
+
+/* Remembers who the peer of a new connection is in |s|, so a reload can
+ * tell whether that changed. */
+static void conn_note_member(struct gw_conn *c, const struct gw_state *s)
+{
+	const struct gw_member *m =
+		c->peer.oin[0] ? gw_members_by_oin(s->members, c->peer.oin, GW_OIN_LEN) : NULL;
+
+	c->member_id[0] = '\0';
+	c->member_roles = 0;
+	if (m) {
+		snprintf(c->member_id, sizeof(c->member_id), "%s", m->id);
+		c->member_roles = m->roles;
+	}
+}
+
+/* What a new handshake plus the members file of |s| would say about the
+ * peer of |c| now. */
+static enum gw_cut peer_verdict(struct gw_conn *c, const struct gw_state *s)
+{
+	const struct gw_member *m;
+	enum gw_hs_fail why;
+
+	if (gw_tls_reverify(c->ssl, s->ctx, &why) < 0)
+		return why == GW_HS_REVOKED ? GW_CUT_REVOKED
+		       : why == GW_HS_EXPIRED ? GW_CUT_EXPIRED : GW_CUT_CERTIFICATE;
+	if (!c->member_id[0]) {
+		/* Not a member at the handshake (a monitoring client on
+		 * /healthz): each request is looked up anyway. */
+		conn_note_member(c, s);
+		return GW_CUT_NONE;
+	}
+	m = gw_members_by_oin(s->members, c->peer.oin, GW_OIN_LEN);
+	if (!m)
+		return GW_CUT_MEMBER;
+	if (m->roles != c->member_roles || strcmp(m->id, c->member_id) != 0)
+		return GW_CUT_ROLES;
+	return GW_CUT_NONE;
+}
+
+/* Answers what |c| still owes with 403, stops what is still being sent and
+ * queues GOAWAY; gw_conn_end_cut() closes after this event-loop turn. */
+static void conn_cut(struct gw_conn *c, enum gw_cut why)
+{
+	struct gw_worker *w = c->w;
+	char extra[200];
+
+	c->cut = why;
+	w->recheck = 1;
+	for (struct gw_stream *s = c->streams; s; s = s->next) {
+		if (!s->responded || s->deferred)
+			gw_h2_refuse_cut(c, s);
+		else if (s->resp_off < s->resp.len)
+			/* An answer still being sent stops here. */
+			nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+	}
+	nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->h2),
+			      NGHTTP2_NO_ERROR, (const uint8_t *)cut_names[why], strlen(cut_names[why]));
+	c->goaway = 1;
+	c->goaway_reason = GW_GOAWAY_REVOKED;
+	c->closing_ms = w->now_ms;
+	/* OINs and member ids are digits and [a-z0-9-]: nothing to escape. */
+	snprintf(extra, sizeof(extra), ",\"reason\":\"%s\",\"oin\":\"%s\",\"org\":\"%s\","
+		 "\"generation\":%llu", cut_names[why], c->peer.oin, c->member_id,
+		 (unsigned long long)w->state->gen);
+	gw_log_event("warn", "connection_cut", extra);
+}
+
+int gw_conn_check(struct gw_conn *c)
+{
+	struct gw_worker *w = c->w;
+	enum gw_cut why = GW_CUT_NONE;
+
+	if (c->cut)
+		return -1;
+	if (c->state != GW_CONN_H2)
+		return 0;
+	if (c->verified_gen != w->state->gen) {
+		why = peer_verdict(c, w->state);
+		c->verified_gen = w->state->gen;
+	} else if ((long long)time(NULL) >= c->peer.not_after_unix) {
+		/* The handshake checked the validity once; a connection may
+		 * outlive it by months. */
+		why = GW_CUT_EXPIRED;
+	}
+	if (why == GW_CUT_NONE)
+		return 0;
+	conn_cut(c, why);
+	return -1;
+}
+
+/*
+ * Sends what conn_cut() queued (the 403s, GOAWAY), close_notify, and closes
+ * our side at once; what the client still sends is read and dropped until
+ * it closes or HS_LINGER_MS passes (closing with unread bytes would make the
+ * kernel's reset overtake the GOAWAY). Nothing it sends is handled again.
+ */
+static void conn_end_cut(struct gw_conn *c)
+{
+	(void)conn_flush(c);
+	ERR_clear_error();
+	SSL_shutdown(c->ssl);
+	ERR_clear_error();
+	shutdown(c->ev.fd, SHUT_WR);
+	c->state = GW_CONN_CLOSING;
+	c->closing_ms = c->w->now_ms;
+	conn_set_events(c, EPOLLIN);
 }
 
 /*
@@ -396,6 +522,18 @@ static void conn_handshake(struct gw_conn *c)
 		handshake_failed(c, GW_HS_OTHER);
 		return;
 	}
+	if (c->verified_gen != c->w->state->gen) {
+		/* A reload came while this handshake ran on the old context:
+		 * verify against the new one before the first request. */
+		enum gw_hs_fail why;
+
+		if (gw_tls_reverify(c->ssl, c->w->state->ctx, &why) < 0) {
+			handshake_failed(c, why);
+			return;
+		}
+		c->verified_gen = c->w->state->gen;
+	}
+	conn_note_member(c, c->w->state);
 	c->state = GW_CONN_H2;
 	c->active_ms = c->w->now_ms;
 	if (conn_read(c) < 0 || conn_flush(c) < 0)
@@ -415,6 +553,10 @@ static void conn_event(struct gw_conn *c, uint32_t events)
 	if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && conn_read(c) < 0) {
 		conn_flush(c); /* a GOAWAY nghttp2 queued may still get out */
 		conn_close(c);
+		return;
+	}
+	if (c->cut) {
+		conn_end_cut(c);
 		return;
 	}
 	if (conn_flush(c) < 0)
@@ -446,6 +588,7 @@ static void accept_one(struct gw_worker *w, int fd)
 	c->id = ++w->next_conn_id;
 	c->accepted_ms = w->now_ms;
 	c->ssl = SSL_new(w->state->ctx);
+	c->verified_gen = w->state->gen; /* the context the handshake verifies with */
 	if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
 		SSL_free(c->ssl);
 		free(c);
@@ -565,6 +708,11 @@ static void sweep(struct gw_worker *w)
 			 * deadline as the TLS handshake, whatever bytes arrive. */
 			gw_count(&w->metrics.hs_fail[GW_HS_TIMEOUT], 1);
 			conn_close(c);
+			continue;
+		}
+		if (gw_conn_check(c) < 0) {
+			/* Expired since the last request, or cut off this turn. */
+			conn_end_cut(c);
 			continue;
 		}
 		c->abuse = c->abuse > decay ? c->abuse - decay : 0;
@@ -759,6 +907,11 @@ static void finish_jobs(struct gw_worker *w)
 			c = c->next;
 		if (c && c->h2)
 			s = nghttp2_session_get_stream_user_data(c->h2, j->stream_id);
+		/* An answer for a peer cut off meanwhile (revoked, removed,
+		 * expired) is never sent: gw_conn_check() answers 403 instead,
+		 * and the worker closes the connection after this turn. */
+		if (s && s->deferred && gw_conn_check(c) < 0)
+			s = NULL;
 		if (s && s->deferred) {
 			s->deferred = 0;
 			if (j->resp.status == 0) {
@@ -863,6 +1016,27 @@ static void adopt_state(struct gw_worker *w)
 	if (s != w->state) {
 		w->state = s;
 		atomic_store_explicit(&w->seen_gen, s->gen, memory_order_release);
+		w->recheck = 1;
+	}
+}
+
+/*
+ * After a reload, every open connection's peer is verified again against the
+ * new state (and cut off if it no longer passes), and connections cut off
+ * during this turn are closed. Runs after the turn's events: closing frees
+ * connections that later entries of the event array may point at. Requests
+ * handled before this pass are checked on their own (gw_conn_check in
+ * dispatch), so none is answered under the old state's verdict.
+ */
+static void recheck_conns(struct gw_worker *w)
+{
+	struct gw_conn *c, *next;
+
+	w->recheck = 0;
+	for (c = w->conns; c; c = next) {
+		next = c->next;
+		if (c->state == GW_CONN_H2 && gw_conn_check(c) < 0)
+			conn_end_cut(c);
 	}
 }
 
@@ -892,6 +1066,8 @@ static void *worker_main(void *arg)
 				conn_event((struct gw_conn *)src, evs[i].events);
 			}
 		}
+		if (w->recheck)
+			recheck_conns(w);
 		/* After the events: start_drain() frees connections that later
 		 * entries of evs[] may still point at. */
 		if (!w->draining && atomic_load_explicit(&w->srv->draining, memory_order_relaxed))
@@ -1099,6 +1275,9 @@ static void reload(struct gw_server *srv)
 		gw_log_message("error", policy_failed ? "policy_reload_failed" : "reload_failed", err);
 		return;
 	}
+	/* Warnings of a state that loads: among them each grant that names a
+	 * removed member and so no longer applies. */
+	log_diag_as(&d, "config_warning");
 	diag_clear(&d);
 	s->next_retired = NULL;
 	old->next_retired = srv->retired;
@@ -1196,6 +1375,8 @@ int gw_server_run(struct gw_config *cfg)
 		int policy_failed;
 
 		st = state_load(cfg, 1, &d, &policy_failed);
+		if (st)
+			log_diag_as(&d, "config_warning");
 		diag_summary(&d, err, sizeof(err));
 		diag_clear(&d);
 	}

@@ -160,17 +160,10 @@ fail:
 	return NULL;
 }
 
-enum gw_hs_fail gw_tls_classify(SSL *ssl, int ssl_error)
+/* A certificate verification error as a handshake failure reason. */
+static enum gw_hs_fail verify_fail(long vr)
 {
-	long vr = SSL_get_verify_result(ssl);
-	unsigned long e = ERR_peek_error();
-	int reason = ERR_GET_REASON(e);
-	enum gw_hs_fail r = GW_HS_OTHER;
-
-	ERR_clear_error();
 	switch (vr) {
-	case X509_V_OK:
-		break;
 	case X509_V_ERR_CERT_REVOKED:
 		return GW_HS_REVOKED;
 	case X509_V_ERR_CERT_HAS_EXPIRED:
@@ -185,6 +178,18 @@ enum gw_hs_fail gw_tls_classify(SSL *ssl, int ssl_error)
 	default:
 		return GW_HS_BAD_CERTIFICATE;
 	}
+}
+
+enum gw_hs_fail gw_tls_classify(SSL *ssl, int ssl_error)
+{
+	long vr = SSL_get_verify_result(ssl);
+	unsigned long e = ERR_peek_error();
+	int reason = ERR_GET_REASON(e);
+	enum gw_hs_fail r = GW_HS_OTHER;
+
+	ERR_clear_error();
+	if (vr != X509_V_OK)
+		return verify_fail(vr);
 	if (ssl_error != SSL_ERROR_SSL || !e)
 		return GW_HS_OTHER;
 	switch (reason) {
@@ -231,8 +236,12 @@ int gw_tls_peer(SSL *ssl, struct gw_peer *p)
 	if (X509_digest(cert, EVP_sha256(), md, &mdlen) != 1 || mdlen != 32)
 		return -1;
 	hex(md, 32, p->fingerprint);
-	if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1)
-		strftime(p->not_after, sizeof(p->not_after), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	/* Checked on every request: a certificate that cannot say when it
+	 * ends is refused rather than trusted for ever. */
+	if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) != 1)
+		return -1;
+	strftime(p->not_after, sizeof(p->not_after), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	p->not_after_unix = (long long)timegm(&tm);
 
 	subj = X509_get_subject_name(cert);
 	idx = X509_NAME_get_index_by_NID(subj, NID_serialNumber, -1);
@@ -250,4 +259,31 @@ int gw_tls_peer(SSL *ssl, struct gw_peer *p)
 		}
 	}
 	return 0;
+}
+
+int gw_tls_reverify(SSL *ssl, SSL_CTX *ctx, enum gw_hs_fail *why)
+{
+	X509 *leaf = SSL_get0_peer_certificate(ssl);
+	/* On a server the chain the client sent, without its leaf. */
+	STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
+	X509_STORE_CTX *x = X509_STORE_CTX_new();
+	int rc = -1;
+
+	*why = GW_HS_BAD_CERTIFICATE;
+	if (!leaf || !x || X509_STORE_CTX_init(x, SSL_CTX_get_cert_store(ctx), leaf, chain) != 1)
+		goto done;
+	/* As OpenSSL's own handshake does (ssl_verify_cert_chain): the
+	 * client-certificate purpose, then the context's parameters (depth)
+	 * over the store's (CRL checking). */
+	if (X509_STORE_CTX_set_default(x, "ssl_client") != 1 ||
+	    X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(x), SSL_CTX_get0_param(ctx)) != 1)
+		goto done;
+	if (X509_verify_cert(x) == 1)
+		rc = 0;
+	else
+		*why = verify_fail(X509_STORE_CTX_get_error(x));
+done:
+	X509_STORE_CTX_free(x);
+	ERR_clear_error();
+	return rc;
 }

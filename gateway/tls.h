@@ -32,6 +32,7 @@ struct gw_peer {
 	char oin[GW_OIN_LEN + 1]; /* "" when the subject has no valid serialNumber */
 	char fingerprint[65];     /* SHA-256 of the DER, lower-case hex */
 	char not_after[21];       /* "2028-03-01T12:00:00Z" */
+	long long not_after_unix; /* the same in seconds since 1970, checked per request */
 };
 
 /*
@@ -47,5 +48,15 @@ enum gw_hs_fail gw_tls_classify(SSL *ssl, int ssl_error);
 
 /* Fills |p| from the peer certificate of a completed handshake; 0 or -1. */
 int gw_tls_peer(SSL *ssl, struct gw_peer *p);
+
+/*
+ * Verifies the peer certificate (and the chain it sent) of the completed
+ * handshake on |ssl| again, against the CA, CRL and verification settings of
+ * |ctx| (a reloaded context) and the current time: exactly what a new
+ * handshake with |ctx| would check. Returns 0, or -1 with the reason in
+ * |*why| (GW_HS_REVOKED, GW_HS_EXPIRED, GW_HS_UNKNOWN_CA,
+ * GW_HS_BAD_CERTIFICATE). Thread-safe for a shared |ctx|, as handshakes are.
+ */
+int gw_tls_reverify(SSL *ssl, SSL_CTX *ctx, enum gw_hs_fail *why);
 
 #endif

@@ -993,9 +993,11 @@ class RawH2:
     """HTTP/2 over TLS with hand-built frames and a single-threaded pump."""
 
     def __init__(self, gw, org="provincie-groningen", timeout=IO_TIMEOUT,
-                 settings=((0x4, 1 << 20),)):
+                 settings=((0x4, 1 << 20),), ctx=None):
+        """|ctx|: an ssl.SSLContext with another client certificate than
+        one of CERTS (e.g. a short-lived one made by the test)."""
         self.gw = gw
-        self.sock = tls_connect(gw, org, timeout=timeout)
+        self.sock = tls_connect(gw, org, timeout=timeout, ctx=ctx)
         self.enc = hpack.Encoder()
         self.dec = hpack.Decoder()
         self.dec.max_allowed_table_size = 65536
