@@ -107,6 +107,17 @@ struct gw_conn {
 
 struct gw_server;
 
+/* One certificate's verdict against one state generation, so a reload
+ * verifies each distinct certificate once per worker, not once per
+ * connection (a partner holds many connections with one certificate; a
+ * verification costs ~0.1 ms). */
+#define GW_VERDICT_SLOTS 256
+struct gw_verdict {
+	uint64_t gen; /* 0: empty */
+	char fingerprint[65];
+	int why;      /* -1: verifies; else enum gw_hs_fail */
+};
+
 struct gw_worker {
 	unsigned idx;
 	pthread_t thread;
@@ -134,6 +145,7 @@ struct gw_worker {
 	uint64_t next_conn_id;
 	pthread_mutex_t done_lock;   /* jobs finished by job threads, for this worker */
 	struct gw_job *done;
+	struct gw_verdict verdicts[GW_VERDICT_SLOTS];
 	unsigned char rbuf[16384];
 };
 

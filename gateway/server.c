@@ -343,6 +343,49 @@ static void conn_note_member(struct gw_conn *c, const struct gw_state *s)
 	}
 }
 
+/*
+ * Verifies |c|'s certificate against |s|, once per certificate and state
+ * generation on this worker. Keyed by the leaf alone: a leaf that verifies
+ * over the chain one connection sent has a valid path, whichever chain
+ * another connection sent with it (and a chain that fails for one only cuts
+ * more, never less). 0, or -1 with the reason in |*why|.
+ */
+static int peer_reverify(struct gw_conn *c, const struct gw_state *s, enum gw_hs_fail *why)
+{
+	struct gw_worker *w = c->w;
+	struct gw_verdict *slot = NULL;
+	unsigned h = 0;
+
+	for (int i = 0; i < 4; i++) {
+		char ch = c->peer.fingerprint[i];
+		h = h * 16 + (unsigned)(ch <= '9' ? ch - '0' : ch - 'a' + 10);
+	}
+	for (unsigned i = 0; i < 8; i++) {
+		struct gw_verdict *v = &w->verdicts[(h + i) % GW_VERDICT_SLOTS];
+
+		if (v->gen == s->gen && strcmp(v->fingerprint, c->peer.fingerprint) == 0) {
+			*why = v->why < 0 ? GW_HS_OTHER : (enum gw_hs_fail)v->why;
+			return v->why < 0 ? 0 : -1;
+		}
+		if (!slot && v->gen != s->gen)
+			slot = v; /* empty, or left from an older generation */
+	}
+	if (gw_tls_reverify(c->ssl, s->ctx, why) == 0) {
+		if (slot) {
+			slot->gen = s->gen;
+			memcpy(slot->fingerprint, c->peer.fingerprint, sizeof(slot->fingerprint));
+			slot->why = -1;
+		}
+		return 0;
+	}
+	if (slot) {
+		slot->gen = s->gen;
+		memcpy(slot->fingerprint, c->peer.fingerprint, sizeof(slot->fingerprint));
+		slot->why = (int)*why;
+	}
+	return -1;
+}
+
 /* What a new handshake plus the members file of |s| would say about the
  * peer of |c| now. */
 static enum gw_cut peer_verdict(struct gw_conn *c, const struct gw_state *s)
@@ -350,7 +393,7 @@ static enum gw_cut peer_verdict(struct gw_conn *c, const struct gw_state *s)
 	const struct gw_member *m;
 	enum gw_hs_fail why;
 
-	if (gw_tls_reverify(c->ssl, s->ctx, &why) < 0)
+	if (peer_reverify(c, s, &why) < 0)
 		return why == GW_HS_REVOKED ? GW_CUT_REVOKED
 		       : why == GW_HS_EXPIRED ? GW_CUT_EXPIRED : GW_CUT_CERTIFICATE;
 	if (!c->member_id[0]) {
@@ -1031,12 +1074,27 @@ static void adopt_state(struct gw_worker *w)
 static void recheck_conns(struct gw_worker *w)
 {
 	struct gw_conn *c, *next;
+	uint64_t t0 = gw_now_us();
+	unsigned checked = 0, cut = 0;
 
 	w->recheck = 0;
 	for (c = w->conns; c; c = next) {
 		next = c->next;
-		if (c->state == GW_CONN_H2 && gw_conn_check(c) < 0)
+		if (c->state != GW_CONN_H2)
+			continue;
+		checked += c->verified_gen != w->state->gen;
+		if (gw_conn_check(c) < 0) {
+			cut++;
 			conn_end_cut(c);
+		}
+	}
+	if (checked) {
+		char extra[160];
+
+		snprintf(extra, sizeof(extra), ",\"worker\":%u,\"generation\":%llu,\"connections\":%u,"
+			 "\"cut\":%u,\"ms\":%.1f", w->idx, (unsigned long long)w->state->gen, checked,
+			 cut, (double)(gw_now_us() - t0) / 1000.0);
+		gw_log_event("info", "connections_rechecked", extra);
 	}
 }
 

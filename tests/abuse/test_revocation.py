@@ -25,8 +25,8 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from abuselib import gateway, goaway_str, response_error_code  # noqa: E402
 from harness import (  # noqa: E402
-    CERTS, REPO, RawH2, check, client_context, load_orgs, members_yaml, note,
-    run, wait_for,
+    CERTS, REPO, Federation, RawH2, check, client_context, load_orgs,
+    members_yaml, note, run, synth_data, wait_for,
 )
 
 CUT_WITHIN_S = 1.0
@@ -342,6 +342,66 @@ def test_certificate_expiring_while_connected():
             _check_served(other, "groningen after drenthe's certificate expired")
             other.close()
             c.close()
+
+
+def test_revoked_coordinator_hub_question_in_progress():
+    """The hub's deferred path: a coordinator's question is being answered
+    on a job thread (its node stopped with SIGSTOP) when the coordinator's
+    certificate is revoked and the hub reloaded. The question is answered
+    403 'revoked' at once and the connection cut; when the node resumes and
+    the job completes, its answer is never sent."""
+    tek = "opleidingsfonds-techniek/inschrijvingen"
+    policy = REPO / "tests" / "integration" / "data" / "federation" / "federation.yaml"
+    question = {"purpose": "test-fed-exact", "population": tek,
+                "group_by": [f"{tek}.programme"]}
+    with tempfile.TemporaryDirectory(prefix="noordpoort-revoke-") as tmp:
+        crl = Path(tmp) / "crl.pem"
+        shutil.copy(CERTS / "crl.pem", crl)
+        csv = synth_data(seed=7, scale=0.01) / (tek + ".csv")
+        fed = Federation({"opleidingsfonds-techniek": [(tek, csv)]}, [policy],
+                         node_timeout="8s", hub_extra={"tls": {"crl": str(crl)}})
+        fed.start()
+        try:
+            st, _, obj, raw = fed.ask(question)
+            check(st == 200, f"the question before the revocation: {st} {raw[:300]!r}")
+            c = RawH2(fed.hub, fed.coordinator).handshake()
+            node = fed.nodes["opleidingsfonds-techniek"]
+            node.signal(signal.SIGSTOP)
+            try:
+                sid = c.request("POST", "/v1/aggregate",
+                                extra=[("content-type", "application/json")],
+                                end_stream=False)
+                c.data(sid, json.dumps(question).encode(), end_stream=True)
+                check(c.sync(), "PING after the question")
+                time.sleep(0.3)  # the job is waiting for the stopped node
+                check(c.status(sid) is None, f"answered before the revocation: "
+                      f"{c.status(sid)} {_body(c, sid)[:200]!r}")
+                _revoke(tmp, CERTS / f"{fed.coordinator}.crt", crl)
+                before = len(fed.hub.log_lines())
+                t0 = time.monotonic()
+                fed.hub.signal(signal.SIGHUP)
+                ev = _wait_reload(fed.hub, before)
+                check(ev.get("event") == "reloaded", f"hub reload: {ev}")
+                c.pump(lambda c: c.status(sid) is not None or c.eof,
+                       timeout=CUT_WITHIN_S + 2)
+                dt = time.monotonic() - t0
+            finally:
+                node.signal(signal.SIGCONT)
+            # the job completes now; whatever it produced must not arrive
+            c.pump(lambda c: c.eof, timeout=5.0)
+            note(f"question in progress: {c.status(sid)} {_body(c, sid)[:100]!r} "
+                 f"{dt * 1000:.0f} ms after the signal, {goaway_str(c.goaway)}, "
+                 f"closed {c.eof}")
+            check(c.status(sid) == 403 and response_error_code(c, sid) == "revoked",
+                  f"the question in progress got {c.status(sid)} {_body(c, sid)[:300]!r}")
+            check(dt <= CUT_WITHIN_S, f"answered {dt:.2f}s after the reload")
+            check(b'"cells"' not in _body(c, sid) and b'"rows"' not in _body(c, sid),
+                  f"data after the revocation: {_body(c, sid)[:300]!r}")
+            check(c.eof, f"the hub kept the revoked coordinator's connection open "
+                  f"({goaway_str(c.goaway)})")
+            c.close()
+        finally:
+            fed.stop(check_rc=False)
 
 
 if __name__ == "__main__":

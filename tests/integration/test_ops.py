@@ -19,7 +19,8 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (  # noqa: E402
     CERTS, NO_ERROR, REPO, Gateway, H2Client, RawH2, check, check_curl_error,
-    check_error_body, check_refused, openssl_fingerprint, tls_connect, fail, note, request_headers, run,
+    TestFailure, check_error_body, check_refused, openssl_fingerprint, tls_connect, fail, note,
+    request_headers, run,
 )
 
 
@@ -228,18 +229,27 @@ def test_sighup_valid_members_applies_without_dropping():
             # same connections, new requests
             st, hd, body = gr.request("GET", "/v1/whoami")
             check(st == 200, f"groningen on its open connection after reload: {st}")
-            st, hd, body = fr.request("GET", "/v1/whoami")
-            check_error_body(st, hd, body, 403, "unknown_organisation",
-                             "fryslan on its open connection after removal")
+            # the removed member's open connection is cut off by the reload
+            # (issue 10; tests/abuse/test_revocation.py): 403 or GOAWAY, no data
+            try:
+                st, hd, body = fr.request("GET", "/v1/whoami")
+                check_error_body(st, hd, body, 403, "unknown_organisation",
+                                 "fryslan on its open connection after removal")
+            except TestFailure:
+                check(fr.terminated is not None,
+                      "fryslan's request on its open connection after removal failed "
+                      "without GOAWAY")
+            fr.close()
             r = gw.curl("/v1/whoami", org="provincie-fryslan")
             check_curl_error(r, 403, "unknown_organisation",
                              "fryslan on a new connection after removal")
-            gw.wait_metric("noordpoort_authn_refusals_total", refusals0 + 2,
+            gw.wait_metric("noordpoort_authn_refusals_total", refusals0 + 1,
                            reason="unknown_organisation")
-            # and back
+            # and back, on a new connection
             gw.write_members()
             gw.signal(signal.SIGHUP)
             gw.wait_metric("noordpoort_reloads_total", ok0 + 2, result="ok")
+            fr = H2Client(gw, "provincie-fryslan")
             st, hd, body = fr.request("GET", "/v1/whoami")
             check(st == 200, f"fryslan after being re-added: {st} {body[:200]!r}")
             check(fr.terminated is None and gr.terminated is None,
