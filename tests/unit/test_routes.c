@@ -18,11 +18,12 @@ static const struct gw_peer groningen = {
 	"00000001001589623000",
 	"53532ff3423abb81b93c022c9c01350df4ab271c5b416229a6b558f422a7ee1e",
 	"2029-03-01T20:36:17Z",
+	1867091777,
 };
-static const struct gw_peer ops = { "00000001009876545000", "ef", "2029-01-01T00:00:00Z" };
-static const struct gw_peer amt = { "00000001009876543000", "ef", "2029-01-01T00:00:00Z" };
-static const struct gw_peer stranger = { "99999999999999999999", "ab", "2029-01-01T00:00:00Z" };
-static const struct gw_peer no_oin = { "", "cd", "2029-01-01T00:00:00Z" };
+static const struct gw_peer ops = { "00000001009876545000", "ef", "2029-01-01T00:00:00Z", 1861920000 };
+static const struct gw_peer amt = { "00000001009876543000", "ef", "2029-01-01T00:00:00Z", 1861920000 };
+static const struct gw_peer stranger = { "99999999999999999999", "ab", "2029-01-01T00:00:00Z", 1861920000 };
+static const struct gw_peer no_oin = { "", "cd", "2029-01-01T00:00:00Z", 1861920000 };
 
 static int ask(const struct gw_peer *p, const char *method, const char *path,
 	       const char *body, struct gw_response *r)
@@ -523,7 +524,7 @@ static void catalog_lists_fields_and_grants(void)
 	free(r.body);
 	/* Another member sees the datasets but no grants. */
 	{
-		static const struct gw_peer other = { "00000001009876543000", "ef", "2029-01-01T00:00:00Z" };
+		static const struct gw_peer other = { "00000001009876543000", "ef", "2029-01-01T00:00:00Z", 1861920000 };
 		struct gw_request req = { "GET", "/v1/catalog", NULL, 0, &other };
 		memset(&r, 0, sizeof(r));
 		gw_handle(&e, &req, &r);
