@@ -452,7 +452,9 @@ int gw_conn_check(struct gw_conn *c)
 		c->verified_gen = w->state->gen;
 	} else if ((long long)time(NULL) >= c->peer.not_after_unix) {
 		/* The handshake checked the validity once; a connection may
-		 * outlive it by months. */
+		 * outlive it by months. From the not_after second on (OpenSSL
+		 * still accepts a handshake within that second: stricter by at
+		 * most one second). */
 		why = GW_CUT_EXPIRED;
 	}
 	if (why == GW_CUT_NONE)
