@@ -1547,7 +1547,6 @@ static int sq_audit(const struct gw_env *env, const struct gw_member *caller, co
 	cJSON *o = cJSON_CreateObject(), *fields, *filters;
 	int ok = o != NULL, rc = -1;
 
-	const struct gw_node *n = env->node_worker->node;
 	const struct adapter *a = NULL;
 	char mark[GW_IDENT_MARK_SIZE];
 	const char *ds;
@@ -1566,6 +1565,10 @@ static int sq_audit(const struct gw_env *env, const struct gw_member *caller, co
 			     gw_ident_audit(q->purpose, GW_IDENT_MAX, GW_IDENT_NAME,
 					    gw_ident_purpose_declared(env->policies, q->purpose), mark));
 	if (q->dataset) {
+		/* The node only now: a refusal before the body was read (a
+		 * caller without the hub role) has no dataset to look up. */
+		const struct gw_node *n = env->node_worker->node;
+
 		for (size_t i = 0; i < n->nds && !a; i++)
 			if (strcmp(n->ds[i].id, q->dataset) == 0)
 				a = env->node_worker->adapters[i];
