@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "../common/yamldoc.h"
+#include "audit.h"
 
 static void set_defaults(struct gw_config *c)
 {
@@ -45,6 +46,7 @@ static void set_defaults(struct gw_config *c)
 	c->audit.fsync_every_records = 64;
 	c->audit.fsync_every_ms = 100;
 	c->audit.checkpoint_every_records = 1000;
+	c->audit.refusals_per_minute = AUDIT_REFUSALS_PER_MINUTE;
 	/* A node answering a million-person question takes about a second;
 	 * ten is generous and still gives the coordinator an answer soon. */
 	c->hub.node_timeout_ms = 10000;
@@ -459,8 +461,9 @@ static int parse_audit(struct ydoc *y, yaml_node_t *n, struct gw_config *c)
 	struct ykey k[] = {
 		{ "path", 1, NULL }, { "sign_key", 0, NULL }, { "fsync_every_records", 0, NULL },
 		{ "fsync_every_ms", 0, NULL }, { "checkpoint_every_records", 0, NULL },
+		{ "refusals_per_minute", 0, NULL },
 	};
-	int bad = ydoc_map(y, n, "audit", k, 5) < 0;
+	int bad = ydoc_map(y, n, "audit", k, 6) < 0;
 
 	if (k[0].value)
 		bad |= parse_path(y, k[0].value, "audit.path", c->path, &c->audit.path, 0) < 0;
@@ -470,6 +473,8 @@ static int parse_audit(struct ydoc *y, yaml_node_t *n, struct gw_config *c)
 	bad |= set_u32(y, k[3].value, "audit.fsync_every_ms", 1, 60000, &c->audit.fsync_every_ms) < 0;
 	bad |= set_u32(y, k[4].value, "audit.checkpoint_every_records", 1, 10000000,
 		       &c->audit.checkpoint_every_records) < 0;
+	bad |= set_u32(y, k[5].value, "audit.refusals_per_minute", 1, 100000,
+		       &c->audit.refusals_per_minute) < 0;
 	return bad ? -1 : 0;
 }
 

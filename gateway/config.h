@@ -108,6 +108,7 @@ struct gw_config {
 		uint32_t fsync_every_records;
 		uint32_t fsync_every_ms;
 		uint32_t checkpoint_every_records;
+		uint32_t refusals_per_minute; /* refused requests audited per member */
 	} audit;
 };
 

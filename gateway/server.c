@@ -1460,6 +1460,7 @@ int gw_server_run(struct gw_config *cfg)
 			gw_log_message("error", "start_failed", err);
 			goto out;
 		}
+		audit_set_refusal_limit(srv.audit, cfg->audit.refusals_per_minute);
 	}
 	if (cfg->roles & GW_CFG_NODE) {
 		struct diag d = { 0 };

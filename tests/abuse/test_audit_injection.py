@@ -344,6 +344,21 @@ def test_audit_refusal_limit_at_limit_plus_one():
     check(len(final) == REFUSAL_LIMIT + 3, f"{len(final)} lines, expected {REFUSAL_LIMIT + 3}")
 
 
+def test_audit_refusal_limit_from_config():
+    """audit.refusals_per_minute sets the limit: with 5, refusals 1..5 are
+    answered 403 and recorded; the 6th is 429 too_many_refusals."""
+    nf = NodeFiles()
+    ds = [nf.csv_dataset(DS, synth_data() / NODE / "inschrijvingen.csv")]
+    bad = lookup_body(known_bsn(), purpose="no-such-purpose")
+    cfg = nf.config([LOOKUP_POLICY], ds, audit={"refusals_per_minute": 5})
+    with Gateway(config=cfg, env=server_env()) as gw:
+        with H2Client(gw, LOOKUP_REQUESTER) as c:
+            statuses = [post_json(c, "/v1/lookup", bad)[0] for _ in range(6)]
+    harness.archive(nf.dir)
+    note(f"refusals_per_minute 5: {statuses}")
+    check(statuses == [403] * 5 + [429], f"statuses {statuses}, expected five 403 then 429")
+
+
 def test_lookup_unknown_member_and_bsn_message():
     """/v1/lookup refuses an unknown member the way the hub does (400
     bad_request "unknown member 'x' (...)"), in the body and in subject; an

@@ -47,6 +47,7 @@ static void defaults_and_paths(void)
 		CHECK(c->workers >= 1);
 		CHECK(strncmp(c->cert_file, dir, strlen(dir)) == 0); /* relative to the file */
 		CHECK_STR(c->log_destination, "stderr");
+		CHECK(c->audit.refusals_per_minute == AUDIT_REFUSALS_PER_MINUTE);
 	}
 	CHECK(d.errors == 0);
 	gw_config_free(c);
@@ -159,6 +160,27 @@ static void dataset_in_memory(void)
 	free(p);
 }
 
+/* audit.refusals_per_minute: 1 is the smallest limit, 0 would audit no
+ * refusal at all and is refused with its position. */
+static void audit_refusals_per_minute(void)
+{
+	char *p = conf("r.yaml", "audit:\n  path: audit.log\n  refusals_per_minute: 1\n");
+	struct gw_config *c;
+	struct diag d = { 0 };
+
+	CHECK(gw_config_load(p, &c, &d) == 0);
+	CHECK(c && c->audit.refusals_per_minute == 1);
+	gw_config_free(c);
+	diag_clear(&d);
+	free(p);
+
+	p = conf("r0.yaml", "audit:\n  path: audit.log\n  refusals_per_minute: 0\n");
+	CHECK(gw_config_load(p, &c, &d) < 0 && c == NULL);
+	CHECK_CONTAINS(diag_text(&d), "r0.yaml:12:24: error: audit.refusals_per_minute");
+	diag_clear(&d);
+	free(p);
+}
+
 static void members_load_and_lookup(void)
 {
 	char *p = check_write(dir, "m.yaml", members_ok);
@@ -237,6 +259,7 @@ int main(void)
 	RUN(listen_and_files);
 	RUN(empty_log_destination);
 	RUN(dataset_in_memory);
+	RUN(audit_refusals_per_minute);
 	RUN(members_load_and_lookup);
 	RUN(members_errors);
 	{
