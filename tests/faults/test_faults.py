@@ -891,8 +891,12 @@ def test_policy_reload_race():
     nf = NodeFiles()
     pol = nf.write("policy.yaml", text["A"])
     bsn = read_csv(csv_of(TEK))[0]["bsn"]
+    # Half the lookups are refused (under B): far past the per-member
+    # refusal limit (audit.refusals_per_minute, 60), which is not what this
+    # test is about, so it is raised here.
     gw = Gateway(config=nf.config([pol], [nf.csv_dataset(TEK, csv_of(TEK))],
-                                  lookups_per_minute=0, workers=2))
+                                  lookups_per_minute=0, workers=2,
+                                  audit={"refusals_per_minute": 100000}))
     stop = threading.Event()
     results, errors = [], []
     swaps = 30
