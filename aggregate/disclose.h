@@ -1,7 +1,8 @@
 /*
- * Disclosure control for the hub's tables: small-cell suppression, exact
- * discrete Laplace noise, clamping and rounding, in issue 5's order. Pure: no
- * I/O, no clock, no shared state. docs/disclosure.md gives every reason.
+ * Disclosure control for the hub's tables: exact discrete Laplace noise on
+ * every cell, then suppression of noisy counts below min_cell and
+ * rounding (issue 11's order: the whole answer is ε-DP). Pure: no I/O, no
+ * clock, no shared state. docs/disclosure.md gives every reason.
  */
 #ifndef NOORDPOORT_DISCLOSE_H
 #define NOORDPOORT_DISCLOSE_H
@@ -64,10 +65,20 @@ int agg_discrete_laplace(uint32_t eps_num, uint32_t eps_den, int64_t *out);
 int agg_discrete_laplace_rng(const struct agg_rng *rng, uint32_t eps_num, uint32_t eps_den,
 			     int64_t *out);
 
+/*
+ * The 95% half-width of the noise at eps = num/den: the smallest k with
+ * P(|Z| > k) <= 0.05, where P(|Z| > k) = 2 e^(-eps (k+1)) / (1 + e^(-eps)).
+ * Computed in doubles with a margin that can only make k larger
+ * (conservative); it describes the noise and never touches a draw.
+ * Returns 0 with |*out| set, AGG_EINVAL (NULL, a zero part), or AGG_ERANGE
+ * when k would pass 2^40 (eps below about 3e-12).
+ */
+int agg_noise_halfwidth(uint32_t num, uint32_t den, uint64_t *out);
+
 /* Cell flags. */
-#define AGG_PRIMARY    0x1u /* suppressed: 0 < n < min_cell */
-#define AGG_SECONDARY  0x2u /* suppressed so margins cannot give a primary back;
-			     * on a margin: it would contain a suppressed cell */
+#define AGG_PRIMARY    0x1u /* suppressed: the NOISY count is below min_cell */
+#define AGG_SECONDARY  0x2u /* on a margin: its line holds a suppressed cell;
+			     * on anything: failed closed */
 #define AGG_SUPPRESSED (AGG_PRIMARY | AGG_SECONDARY)
 #define AGG_NOISY      0x4u /* |value| carries discrete Laplace noise */
 
@@ -79,7 +90,8 @@ int agg_discrete_laplace_rng(const struct agg_rng *rng, uint32_t eps_num, uint32
  * One cell. |n| is the exact count of distinct persons: it never leaves the
  * hub, and the caller wipes it when the query ends. |value| and |flags| are
  * filled by agg_disclose(): the released value (0 when suppressed) and what
- * was done to it.
+ * was done to it. Neither |value| nor |flags| depends on |n| except through
+ * the noisy count.
  */
 struct agg_cell {
 	uint64_t n;
@@ -100,25 +112,27 @@ struct agg_table {
 	struct agg_cell *row_margin; /* out: nrows sums over each row, or NULL */
 	struct agg_cell *col_margin; /* out: ncols sums over each column, or NULL */
 	struct agg_cell total;       /* out: the sum of every cell */
+	uint64_t halfwidth;          /* out: 95% half-width of each cell's noise,
+				      * before rounding (agg_noise_halfwidth) */
 };
 
 /*
- * Applies |out|'s controls to |t| in this order: (a) primary suppression of
- * 0 < n < min_cell; (b) secondary suppression until no row or column (for a
- * 1-D table: the total) holds exactly one suppressed cell and, in 2-D, no
- * suppressed cell can be solved for from exact row and column totals
- * (every suppressed cell lies on a cycle of suppressed cells); (c) discrete
- * Laplace noise at epsilon / max_cells_per_person on every released cell,
- * zeros included, when out->noise; (d) negative values clamped to 0, then
- * rounding to a multiple of round_to (half to even); (e) margins and total
- * as sums of released values, suppressed when their line holds a suppressed
- * cell. |rng| NULL means libsodium's randombytes_uniform().
- * Returns 0; or AGG_EINVAL (bad argument: NULL, a count above AGG_MAX_COUNT,
- * round_to or max_cells_per_person 0, an epsilon agg_epsilon_rational()
- * refuses), AGG_ERANGE, AGG_ERNG or AGG_ENOMEM with one sentence in |err|.
- * Allocates (and frees) one scratch block for 2-D tables only. On error
- * every cell and margin is marked suppressed with value 0 (fail closed), so
- * nothing computed half-way can be released by mistake.
+ * Applies |out|'s controls to |t| in this order: (a) discrete Laplace noise
+ * at epsilon / max_cells_per_person on EVERY cell, zeros included, in key
+ * order; (b) a cell whose noisy count is below min_cell is suppressed
+ * (AGG_PRIMARY, value 0); (c) released cells (AGG_NOISY, so >= min_cell
+ * >= 0: nothing to clamp) rounded to a multiple of round_to (half to even); (d) margins and total as sums of released
+ * values, suppressed (AGG_SECONDARY) when their line holds a suppressed
+ * cell; t->halfwidth is the 95% half-width of each cell's noise. Steps (b)
+ * to (d) read only noisy values, so the whole output, which cells are
+ * suppressed included, is epsilon-DP. out->noise must be set: exact counts
+ * are never released. |rng| NULL means libsodium's randombytes_uniform().
+ * Returns 0; or AGG_EINVAL (bad argument: NULL, a count above
+ * AGG_MAX_COUNT, round_to or max_cells_per_person 0, no noise, an epsilon
+ * agg_epsilon_rational() refuses), AGG_ERANGE, AGG_ERNG with one sentence
+ * in |err|. Allocates nothing. On error every cell and margin is marked
+ * suppressed with value 0 (fail closed), so nothing computed half-way can
+ * be released by mistake.
  */
 int agg_disclose(struct agg_table *t, const struct policy_output *out, const struct agg_rng *rng,
 		 char *err, size_t errlen);
