@@ -1344,7 +1344,9 @@ static cJSON *cell_key(const struct hub_query *q, size_t idx, int *ok)
 	return key;
 }
 
-static void put_count(int *ok, cJSON *o, const struct agg_cell *c)
+/* |margin|: the 95% half-width of a cell's noise, or -1 (the total: a sum
+ * of noisy cells, whose interval is wider and not given). */
+static void put_count(int *ok, cJSON *o, const struct agg_cell *c, double margin)
 {
 	if (c->flags & AGG_SUPPRESSED) {
 		json_put(ok, o, "suppressed", cJSON_CreateTrue());
@@ -1352,6 +1354,8 @@ static void put_count(int *ok, cJSON *o, const struct agg_cell *c)
 	}
 	json_put_num(ok, o, "persons", (double)c->value);
 	json_put(ok, o, "noisy", cJSON_CreateBool((c->flags & AGG_NOISY) != 0));
+	if (margin >= 0)
+		json_put_num(ok, o, "margin_95", margin);
 }
 
 /* The answer of docs/federation.md, built whole before the audit line is
@@ -1374,15 +1378,16 @@ static char *answer_json(const struct hub_query *q)
 		cJSON *c = json_put(&ok, cells, NULL, cJSON_CreateObject());
 
 		json_put(&ok, c, "key", cell_key(q, i, &ok));
-		put_count(&ok, c, &q->cells[i]);
+		put_count(&ok, c, &q->cells[i], (double)q->table.halfwidth);
 	}
-	put_count(&ok, json_put(&ok, o, "total", cJSON_CreateObject()), &q->table.total);
+	put_count(&ok, json_put(&ok, o, "total", cJSON_CreateObject()), &q->table.total, -1);
 	disc = json_put(&ok, o, "disclosure", cJSON_CreateObject());
 	json_put_num(&ok, disc, "min_cell", q->out.min_cell);
 	json_put_str(&ok, disc, "noise", q->out.noise ? "discrete_laplace" : "none");
 	json_put(&ok, disc, "epsilon", q->out.noise ? cJSON_CreateNumber(q->out.epsilon) : cJSON_CreateNull());
 	json_put_num(&ok, disc, "round_to", q->out.round_to ? q->out.round_to : 1);
 	json_put_num(&ok, disc, "max_cells_per_person", q->cells_per_person);
+	json_put_num(&ok, disc, "margin_95", (double)q->table.halfwidth);
 	json_put(&ok, o, "budget", q->budgeted ? budget_json(q, 0, &ok) : cJSON_CreateNull());
 	json_put(&ok, o, "partial", cJSON_CreateBool(q->partial));
 	json_put(&ok, o, "missing_nodes", missing_json(q, &ok));

@@ -623,6 +623,16 @@ static void output(struct pctx *c, struct ykey *k, size_t nk, const char *what, 
 			}
 		}
 	}
+	/* No exact releases (issue 11): an exact table lets a coordinator learn
+	 * about one person (thresholds, suppression patterns, differences). */
+	if (!o->noise && (ops & (POLICY_OP_AGGREGATE | POLICY_OP_LINKED_AGGREGATE))) {
+		ydoc_error(c->y, n ? n : ydoc_get(k, nk, "operations"),
+			   "%s: an aggregate grant needs 'noise: {mechanism: discrete_laplace, epsilon: ...}'; "
+			   "exact counts (no noise) are never released to a coordinator, because an exact "
+			   "table, its thresholds and its suppressed cells tell about single persons "
+			   "(docs/disclosure.md, \"No exact releases\")", w);
+		c->bad = 1;
+	}
 	snprintf(w, sizeof(w), "%s.round_to", what);
 	if ((n = ydoc_get(k, nk, "round_to"))) {
 		if (ydoc_uint(c->y, n, w, 1, 1000000, &v) < 0)

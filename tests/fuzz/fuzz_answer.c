@@ -212,7 +212,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	fx_check_response(&resp);
 	if (resp.status == 200 && qi != 6) {
-		/* No noise, min_cell 1: the cells are exact counts. */
+		/* Zero noise (fx_zero_rng), min_cell 1: released cells are exact counts. */
 		cJSON *j = cJSON_ParseWithLength(resp.body, resp.len), *c;
 		double sum = 0;
 		unsigned per = (qi == 3 || qi == 5 || qi == 7) ? 3 : 1;

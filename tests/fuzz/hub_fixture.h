@@ -18,6 +18,7 @@
 
 #include <sodium.h>
 
+#include "../../aggregate/disclose.h"
 #include "../../aggregate/ledger.h"
 #include "../../aggregate/wire.h"
 #include "../../common/diag.h"
@@ -65,7 +66,7 @@ static const char fx_catalog[] =
 static const char fx_policy[] =
 	"purposes:\n"
 	"  - id: exact\n"
-	"    description: test only, no noise\n"
+	"    description: test only\n"
 	"    legal_basis: {text: test}\n"
 	"    valid: {from: 2020-01-01, until: 2099-12-31}\n"
 	"    grants:\n"
@@ -89,7 +90,8 @@ static const char fx_policy[] =
 	"          geen-node/x:\n"
 	"            kind: exact\n"
 	"        min_cell: 1\n"
-	"        acknowledge: [{risk: min_cell_below_5, reason: fuzzing with noise off}]\n"
+	"        noise: {mechanism: discrete_laplace, epsilon: 1}\n"
+	"        acknowledge: [{risk: min_cell_below_5, reason: fuzzing}]\n"
 	"  - id: cells\n"
 	"    description: test, min_cell 10\n"
 	"    legal_basis: {text: test}\n"
@@ -101,6 +103,7 @@ static const char fx_policy[] =
 	"        datasets:\n"
 	"          fonds-c/cohort: {group: exact, wave: exact}\n"
 	"        min_cell: 10\n"
+	"        noise: {mechanism: discrete_laplace, epsilon: 1}\n"
 	"  - id: budget\n"
 	"    description: test, noise and a budget\n"
 	"    legal_basis: {text: test}\n"
@@ -138,7 +141,8 @@ static const char fx_policy[] =
 	"            arbeidsmarktregio: exact\n"
 	"        min_cell: 1\n"
 	"        max_cells_per_person: 3\n"
-	"        acknowledge: [{risk: min_cell_below_5, reason: fuzzing with noise off}]\n"
+	"        noise: {mechanism: discrete_laplace, epsilon: 1}\n"
+	"        acknowledge: [{risk: min_cell_below_5, reason: fuzzing}]\n"
 	"        on_node_failure: partial\n";
 
 static const char fx_members[] =
@@ -160,6 +164,23 @@ static unsigned char fx_pk[32], fx_sk[32];
 static char fx_dir[64];
 static unsigned fx_runs;
 static struct gw_hub fx_hub;
+
+/*
+ * Zero noise, so the fuzzer can check counts against what the nodes sent:
+ * each discrete Laplace draw (t = 1 or 3 here) asks U (bound t: 0), V's
+ * Bernoulli(exp(-1)) (bound 2: 1, stop at once) and the sign (bound 2: 0).
+ * Production passes NULL (libsodium); policies always have noise.
+ */
+static unsigned fx_zero_phase;
+static inline uint32_t fx_zero_uniform(void *arg, uint32_t bound)
+{
+	(void)arg;
+	if (bound != 2)
+		return 0;
+	fx_zero_phase ^= 1;
+	return fx_zero_phase ? 1 : 0;
+}
+static const struct agg_rng fx_zero_rng = { fx_zero_uniform, NULL };
 
 static inline int64_t fx_now(void)
 {
@@ -252,7 +273,8 @@ static inline void fx_setup(gw_hub_fanout_fn fanout)
 	unlink(path);
 	crypto_box_keypair(fx_pk, fx_sk);
 	fx_hub = (struct gw_hub){ .policies = fx_pol, .catalog = fx_cat, .members = fx_mem, .box_pk = fx_pk,
-				  .box_sk = fx_sk, .fanout = fanout, .node_timeout_ms = 250, .now = fx_now };
+				  .box_sk = fx_sk, .fanout = fanout, .node_timeout_ms = 250, .now = fx_now,
+				  .rng = &fx_zero_rng };
 	fx_logs();
 	atexit(fx_cleanup);
 }

@@ -55,6 +55,16 @@ expect "check: a purpose expiring within 30 days is a warning" 0 'warning: purpo
 	env NOORDPOORT_NOW=2028-12-15 "$bin" policy check "$ex/hnld-kv-monitoring.yaml"
 expect "check: epsilon 0 is refused" 1 'epsilon: must be greater than 0' bash -c "
 	sed 's/epsilon: 0.5}/epsilon: 0}/' '$ex/hnld-kv-monitoring.yaml' >'$tmp/eps.yaml' && '$bin' policy check '$tmp/eps.yaml'"
+expect "check: noise none on an aggregate grant is refused, pointing at docs/disclosure.md" 1 \
+	"grant 'amt-programmamonitor'.noise: an aggregate grant needs 'noise: .*docs/disclosure.md" bash -c "
+	sed 's/noise: {mechanism: discrete_laplace, epsilon: 0.5}/noise: none/' '$ex/hnld-kv-monitoring.yaml' >'$tmp/none.yaml' &&
+	'$bin' policy check '$tmp/none.yaml'"
+expect "check: an aggregate grant without a noise key is refused too" 1 "exact counts \(no noise\) are never released" bash -c "
+	sed '/noise: {mechanism: discrete_laplace, epsilon: 0.5}/d' '$ex/hnld-kv-monitoring.yaml' >'$tmp/nonoise.yaml' &&
+	'$bin' policy check '$tmp/nonoise.yaml'"
+expect "check: noise none on a lookup-only grant is still fine" 0 '^ok' bash -c "
+	sed 's/^\(        operations: \[lookup\]\)$/\1\n        noise: none/' '$ex/mobiliteitsteam-lookup.yaml' >'$tmp/lookupnone.yaml' &&
+	grep -q 'noise: none' '$tmp/lookupnone.yaml' && '$bin' policy check '$tmp/lookupnone.yaml'"
 expect "check: no files is a usage error" 2 'no policy files given' "$bin" policy check
 expect "check: --help" 0 'Usage: noordpoort policy check' "$bin" policy check --help
 

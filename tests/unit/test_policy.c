@@ -17,9 +17,14 @@ static char dir[] = "/tmp/np-policy-XXXXXX";
 
 /* One purpose 'p' (2025-01-01 through 2025-12-31) with one grant to 'a';
  * |grant| adds keys to that grant, |more| adds text after the purpose. */
-static char *policy_text(const char *grant, const char *more)
+/* Every aggregate grant needs noise (no exact releases): the base grant
+ * gets this line unless the test writes its own. */
+#define DEFAULT_NOISE "        noise: {mechanism: discrete_laplace, epsilon: 1}\n"
+
+static char *policy_text_raw(const char *grant, const char *more, const char *noise)
 {
 	static char buf[8192];
+	int new_grant = strncmp(grant, "      - ", 8) == 0;
 
 	snprintf(buf, sizeof(buf),
 		 "purposes:\n"
@@ -32,8 +37,14 @@ static char *policy_text(const char *grant, const char *more)
 		 "        operations: [aggregate, lookup]\n"
 		 "        datasets:\n"
 		 "          o/ds: {f: exact, birth_date: age_band_10, pc: gemeente}\n"
-		 "%s%s", grant, more);
+		 "%s%s%s%s", new_grant ? noise : "", grant, new_grant ? "" : noise, more);
 	return buf;
+}
+
+static char *policy_text(const char *grant, const char *more)
+{
+	return policy_text_raw(grant, more, strstr(grant, "noise:") && strncmp(grant, "      - ", 8) != 0
+						    ? "" : DEFAULT_NOISE);
 }
 
 static struct policy_set *load_text(const char *text, struct diag *d)
@@ -87,11 +98,27 @@ static int ask(const struct policy_set *s, const char *who, const char *purpose,
 static void defaults(void)
 {
 	struct diag d = { 0 };
-	const char *text = policy_text("", "");
+	const char *text = policy_text_raw("", "", "");
 	struct policy_set *s = load_text(text, &d);
 	unsigned char h[32];
 	char hex[65];
 
+	/* No noise is no default: an aggregate grant without it is refused. */
+	CHECK(s == NULL);
+	CHECK_CONTAINS(diag_text(&d), "t.yaml:8:21: error: grant 'p/grant[0]'.noise: an aggregate grant needs 'noise:");
+	CHECK_CONTAINS(diag_text(&d), "docs/disclosure.md");
+	diag_clear(&d);
+	/* A lookup-only grant may leave noise out: nothing it releases is a table. */
+	s = load_text("purposes:\n  - id: p\n    description: d\n    legal_basis: x\n"
+		      "    valid: {from: 2025-01-01, until: 2025-12-31}\n"
+		      "    grants: [{requesters: a, operations: lookup, datasets: {o/ds: {f: exact}},\n"
+		      "              budget: {epsilon: 1, per: year}}]\n", &d);
+	CHECK(s != NULL);
+	CHECK_CONTAINS(diag_text(&d), "budget: has no effect without noise");
+	policy_set_free(s);
+	diag_clear(&d);
+	text = policy_text("", "");
+	s = load_text(text, &d);
 	CHECK(s != NULL);
 	CHECK_STR(diag_text(&d), "");
 	if (!s)
@@ -100,7 +127,7 @@ static void defaults(void)
 	CHECK_STR(dec.rule, "p/grant[0]");
 	CHECK(dec.reason == POLICY_OK);
 	CHECK(dec.out.min_cell == 10);
-	CHECK(dec.out.noise == 0);
+	CHECK(dec.out.noise == 1 && dec.out.epsilon == 1);
 	CHECK(dec.out.round_to == 1);
 	CHECK(dec.out.max_cells_per_person == 1);
 	CHECK(dec.out.has_budget == 0);
@@ -270,7 +297,7 @@ static void strictest_wins(void)
 	struct policy_set *s = load_text(
 		policy_text("        id: loose\n"
 			    "        min_cell: 15\n"
-			    "        noise: none\n"
+			    "        noise: {mechanism: discrete_laplace, epsilon: 2}\n"
 			    "        round_to: 10\n"
 			    "        max_cells_per_person: 3\n"
 			    "        identifiers: pseudonym\n"
@@ -303,7 +330,7 @@ static void strictest_wins(void)
 	CHECK(dec.gen[1] == POLICY_GEN_AGE_BAND_10); /* the coarsest of birth_year and age_band_10 */
 	/* only one grant covers an aggregate: its controls alone */
 	CHECK(ask(s, "a", "p", POLICY_OP_AGGREGATE, MID, "o/ds.f", POLICY_IDENT_NEVER));
-	CHECK(dec.napplied == 1 && dec.out.noise == 0 && dec.out.min_cell == 15);
+	CHECK(dec.napplied == 1 && dec.out.noise && dec.out.epsilon == 2 && dec.out.min_cell == 15);
 	/* asking birth_year explicitly: only 'strict' allows it */
 	CHECK(ask(s, "a", "p", POLICY_OP_LOOKUP, MID, "o/ds.birth_date as birth_year", POLICY_IDENT_NEVER));
 	CHECK(dec.napplied == 1);
@@ -465,7 +492,8 @@ static void nearest_grant(void)
 		"      - id: for-b\n"
 		"        requesters: [b]\n"
 		"        operations: [linked_aggregate]\n"
-		"        datasets: {o/ds: {f: exact, x: exact, y: exact}, o/two: {z: exact}}\n", ""), &d);
+		"        datasets: {o/ds: {f: exact, x: exact, y: exact}, o/two: {z: exact}}\n"
+		DEFAULT_NOISE, ""), &d);
 
 	if (!s)
 		return;
@@ -752,7 +780,6 @@ static void check_warnings(void)
 	refs.now = at("2025-12-02", 0); /* 30 days before the end of 2025-12-31 */
 	CHECK(policy_set_load_mem("t.yaml", (const unsigned char *)text, strlen(text), &refs, &s, &d) == 0);
 	CHECK_CONTAINS(diag_text(&d), "t.yaml:5:38: warning: purpose 'p' expires on 2025-12-31, within 30 days");
-	CHECK_CONTAINS(diag_text(&d), "warning: grant 'p/grant[0]'.budget: has no effect without noise");
 	CHECK_CONTAINS(diag_text(&d), "t.yaml:10:53: warning: grant 'p/grant[0]' lists field 'pc' of 'o/ds', but "
 		       "forbid 'p/forbid[0]' forbids it to all its requesters");
 	CHECK(d.errors == 0);

@@ -292,6 +292,7 @@ static const char policy_text[] =
 	"        on_node_failure: partial\n"
 	"      - requesters: [b]\n"
 	"        operations: [linked_aggregate]\n"
+	"        noise: {mechanism: discrete_laplace, epsilon: 1}\n"
 	"        datasets:\n"
 	"          o/ds: {f: exact}\n"
 	"    forbid:\n"
@@ -306,6 +307,7 @@ static const char policy_text[] =
 	"      - id: g-q\n"
 	"        requesters: [a]\n"
 	"        operations: [aggregate]\n"
+	"        noise: {mechanism: discrete_laplace, epsilon: 1}\n"
 	"        datasets:\n"
 	"          o/ds: {f: month}\n";
 
@@ -405,7 +407,7 @@ static void grants_listed(void)
 	CHECK_STR(r.v[2].dataset, "o/ds");
 	CHECK(r.v[2].ops == POLICY_OP_LINKED_AGGREGATE);
 	CHECK_STR(r.v[2].fields, "f=exact");
-	CHECK(r.v[2].out.min_cell == 10 && r.v[2].out.noise == 0 && r.v[2].out.round_to == 1);
+	CHECK(r.v[2].out.min_cell == 10 && r.v[2].out.noise == 1 && r.v[2].out.epsilon == 1 && r.v[2].out.round_to == 1);
 	CHECK(r.v[2].out.has_budget == 0 && r.v[2].out.identifiers == POLICY_IDENT_NEVER);
 	CHECK(r.v[2].out.partial_ok == 0);
 
@@ -476,7 +478,8 @@ static void grants_many_fields(void)
 			       "purposes:\n  - id: p\n    description: d\n    legal_basis: x\n"
 			       "    valid: {from: 2025-01-01, until: 2025-12-31}\n"
 			       "    grants:\n"
-			       "      - requesters: [a]\n        operations: [aggregate]\n        datasets:\n"
+			       "      - requesters: [a]\n        operations: [aggregate]\n"
+			       "        noise: {mechanism: discrete_laplace, epsilon: 1}\n        datasets:\n"
 			       "          o/small: {f: exact}\n"
 			       "          o/wide:\n");
 	for (size_t i = 0; i < nf; i++)

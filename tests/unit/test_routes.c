@@ -192,6 +192,7 @@ static const char pol_text[] =
 	"      - id: g1\n"
 	"        requesters: [provincie-groningen]\n"
 	"        operations: [aggregate, lookup]\n"
+	"        noise: {mechanism: discrete_laplace, epsilon: 1}\n"
 	"        identifiers: pseudonym\n"
 	"        datasets:\n"
 	"          uwv/ww: {end_reason: exact, birth_date: age_band_10}\n";

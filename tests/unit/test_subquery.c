@@ -52,6 +52,7 @@ static const char policy_text[] =
 	"      - id: fed-grant\n"
 	"        requesters: [arbeidsmarkttafel]\n"
 	"        operations: [aggregate, linked_aggregate]\n"
+	"        noise: {mechanism: discrete_laplace, epsilon: 1}\n"
 	GRANT_FIELDS
 	"  - id: fed-two\n"
 	"    description: test, two cells per person\n"
@@ -61,6 +62,7 @@ static const char policy_text[] =
 	"      - id: fed-two-grant\n"
 	"        requesters: [arbeidsmarkttafel]\n"
 	"        operations: [aggregate, linked_aggregate]\n"
+	"        noise: {mechanism: discrete_laplace, epsilon: 1}\n"
 	"        max_cells_per_person: 2\n"
 	GRANT_FIELDS;
 
