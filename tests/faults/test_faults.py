@@ -57,7 +57,7 @@ OWNER = {TEK: "opleidingsfonds-techniek", UWV: "uwv", MOB: "gemeente-groningen"}
 SMALL = 0.05       # synth scale of the quick nodes
 BIG = 50           # synth scale of the slow node (UWV: 400 000 persons, 21 MB)
 
-P_EXACT = "fault-exact"       # no noise, min_cell 1
+P_EXACT = "fault-exact"       # epsilon 10, min_cell 1
 P_BUDGET = "fault-budget"     # epsilon 0.25, budget 10 a year
 P_LOOKUP = "fault-lookup"     # lookups by gemeente-groningen at the fund
 EPS_MICRO = 250000
