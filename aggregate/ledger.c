@@ -5,14 +5,18 @@
  * together. Why each choice was made: docs/ledger.md.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <float.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
+#include <sodium.h>
 #include <sqlite3.h>
 
 #include "ledger.h"
@@ -23,17 +27,29 @@ struct ledger {
 	sqlite3_stmt *begin, *sum, *insert, *commit, *rollback;
 	char *path;         /* for messages */
 	int busy_ms;        /* the busy timeout in force, for messages */
+	char id[LEDGER_ID_LEN]; /* the random id ledger_create() stored */
+	dev_t dev;          /* the file opened, to notice it deleted or replaced */
+	ino_t ino;
 };
 
 /*
- * Schema version 1. Debits are append-only: a trigger refuses UPDATE and
+ * Schema version 2. Debits are append-only: a trigger refuses UPDATE and
  * DELETE, so "giving budget back" takes a deliberate act outside the hub.
  * Spent is summed over debit times, not over period_start, so a policy that
  * changes its period still counts every debit that falls in the new period.
+ * ledger_meta holds the ledger's random id (version 2): the hub records it
+ * in its audit log, so a ledger deleted and created again, or swapped for
+ * another, is noticed (docs/ledger.md, "The ledger cannot vanish").
  */
+static const char meta_sql[] =
+	"CREATE TABLE ledger_meta (ledger_id TEXT NOT NULL, created INTEGER NOT NULL);"
+	"CREATE TRIGGER ledger_meta_fixed_u BEFORE UPDATE ON ledger_meta BEGIN"
+	" SELECT RAISE(ABORT, 'the budget ledger id never changes'); END;"
+	"CREATE TRIGGER ledger_meta_fixed_d BEFORE DELETE ON ledger_meta BEGIN"
+	" SELECT RAISE(ABORT, 'the budget ledger id never changes'); END;";
 static const char schema_sql[] =
 	"CREATE TABLE ledger_schema (version INTEGER NOT NULL);"
-	"INSERT INTO ledger_schema (version) VALUES (1);"
+	"INSERT INTO ledger_schema (version) VALUES (2);"
 	"CREATE TABLE ledger_debit ("
 	" id INTEGER PRIMARY KEY,"
 	" requester TEXT NOT NULL,"
@@ -297,27 +313,84 @@ static int query_int(sqlite3 *db, const char *sql, int64_t *out, int *nrows)
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-/*
- * Checks the version of an existing ledger, or creates the schema in an
- * empty file. The check only reads, so a hub can start while another holds
- * the write lock; creating takes BEGIN IMMEDIATE and looks again, so two
- * hubs creating one new file at once cannot both create it.
- */
-static int check_schema(struct ledger *l, char *err, size_t errlen)
+/* A fresh random ledger id: 16 bytes from libsodium, as 32 hex digits. */
+static void new_id(char id[LEDGER_ID_LEN])
 {
-	int64_t v = -1, ntables;
+	unsigned char raw[16];
+
+	randombytes_buf(raw, sizeof(raw));
+	sodium_bin2hex(id, LEDGER_ID_LEN, raw, sizeof(raw));
+}
+
+/* Inserts the id row (inside the caller's transaction). */
+static int insert_meta(struct ledger *l)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_exec(l->db, meta_sql, NULL, NULL, NULL);
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(l->db, "INSERT INTO ledger_meta (ledger_id, created) VALUES (?1, ?2)",
+					-1, &s, NULL);
+	if (rc == SQLITE_OK) {
+		new_id(l->id);
+		sqlite3_bind_text(s, 1, l->id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, (int64_t)time(NULL));
+		rc = sqlite3_step(s) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(l->db);
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/* Reads the id row into l->id; SQLITE_MISMATCH when it is not one 32-hex row. */
+static int read_meta(struct ledger *l)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(l->db, "SELECT ledger_id FROM ledger_meta", -1, &s, NULL), rows = 0;
+
+	if (rc != SQLITE_OK)
+		return rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *v = (const char *)sqlite3_column_text(s, 0);
+
+		if (!rows++ && v && strlen(v) == LEDGER_ID_LEN - 1)
+			memcpy(l->id, v, LEDGER_ID_LEN);
+		else
+			l->id[0] = '\0';
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE)
+		return rc;
+	return rows == 1 && l->id[0] ? SQLITE_OK : SQLITE_MISMATCH;
+}
+
+/*
+ * Checks the version of an existing ledger and reads its id. Only
+ * ledger_create() (|create|) writes a schema into an empty file: a hub that
+ * finds no ledger refuses rather than starting from nothing, so deleting
+ * the file cannot reset the budget. A version-1 file (no id yet) gets one,
+ * inside one BEGIN IMMEDIATE transaction that looks again, so two hubs
+ * migrating one file at once cannot both do it.
+ */
+static int check_schema(struct ledger *l, int create, char *err, size_t errlen)
+{
+	int64_t v = -1, ntables = 0;
 	int rows = 0, rc = SQLITE_OK, ret = 0;
 
 	for (int immediate = 0; immediate < 2; immediate++) {
 		rc = sqlite3_exec(l->db, immediate ? "BEGIN IMMEDIATE" : "BEGIN", NULL, NULL, NULL);
 		if (rc == SQLITE_OK)
+			rc = query_int(l->db, "SELECT count(*) FROM sqlite_master", &ntables, &rows);
+		if (rc == SQLITE_OK)
 			rc = query_int(l->db,
 				       "SELECT count(*) FROM sqlite_master WHERE name = 'ledger_schema'",
 				       &v, &rows);
-		if (rc != SQLITE_OK || v != 0)
+		if (rc == SQLITE_OK && v == 1)
+			rc = query_int(l->db, "SELECT version FROM ledger_schema", &v, &rows);
+		else if (rc == SQLITE_OK)
+			v = 0;
+		if (rc != SQLITE_OK)
 			break;
-		rc = query_int(l->db, "SELECT count(*) FROM sqlite_master", &ntables, &rows);
-		if (rc == SQLITE_OK && ntables != 0) {
+		if (v == 0 && ntables != 0) {
 			snprintf(err, errlen,
 				 "%s: a SQLite database, but not a budget ledger (no ledger_schema"
 				 " table); refusing to write into it",
@@ -325,25 +398,40 @@ static int check_schema(struct ledger *l, char *err, size_t errlen)
 			ret = LEDGER_CORRUPT;
 			goto out;
 		}
-		if (rc == SQLITE_OK && immediate) {
-			rc = sqlite3_exec(l->db, schema_sql, NULL, NULL, NULL);
-			if (rc == SQLITE_OK)
-				rc = sqlite3_exec(l->db, "COMMIT", NULL, NULL, NULL);
-			if (rc != SQLITE_OK)
-				ret = fail(l, rc, "creating the schema", err, errlen);
+		if (v == 0 && !create) {
+			snprintf(err, errlen,
+				 "%s: an empty file, not a budget ledger; the hub never creates one (a"
+				 " deleted ledger must not reset the budget): create it with"
+				 " 'noordpoort ledger init %s'",
+				 l->path, l->path);
+			ret = LEDGER_MISSING;
 			goto out;
 		}
+		if (v != 0 && (create || v != 1))
+			break; /* an existing ledger: checked below */
+		if (!immediate) {
+			sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+			continue; /* look again under the write lock */
+		}
+		/* create (v == 0) or migrate version 1 to 2 (v == 1) */
+		rc = sqlite3_exec(l->db, v == 0 ? schema_sql : "UPDATE ledger_schema SET version = 2",
+				  NULL, NULL, NULL);
+		if (rc == SQLITE_OK)
+			rc = insert_meta(l);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_exec(l->db, "COMMIT", NULL, NULL, NULL);
 		if (rc != SQLITE_OK)
-			break;
-		sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+			ret = fail(l, rc, v == 0 ? "creating the schema" : "adding a ledger id", err, errlen);
+		goto out;
 	}
-	if (rc == SQLITE_OK)
-		rc = query_int(l->db, "SELECT version FROM ledger_schema", &v, &rows);
 	if (rc != SQLITE_OK) {
 		ret = fail(l, rc, "reading the schema version", err, errlen);
 		goto out;
 	}
-	if (rows == 1 && v > LEDGER_SCHEMA_VERSION) {
+	if (create) {
+		snprintf(err, errlen, "%s: already holds a budget ledger; refusing to start another", l->path);
+		ret = LEDGER_EXISTS;
+	} else if (rows == 1 && v > LEDGER_SCHEMA_VERSION) {
 		snprintf(err, errlen,
 			 "%s: budget ledger schema version %" PRId64 " was written by a newer"
 			 " Noordpoort; this build knows version %d and will not touch it",
@@ -354,6 +442,13 @@ static int check_schema(struct ledger *l, char *err, size_t errlen)
 			 "%s: budget ledger schema table is damaged (%d rows, version %" PRId64 ")",
 			 l->path, rows, v);
 		ret = LEDGER_CORRUPT;
+	} else if ((rc = read_meta(l)) != SQLITE_OK) {
+		if (rc == SQLITE_MISMATCH) {
+			snprintf(err, errlen, "%s: budget ledger id is missing or damaged", l->path);
+			ret = LEDGER_CORRUPT;
+		} else {
+			ret = fail(l, rc, "reading the ledger id", err, errlen);
+		}
 	}
 out:
 	if (!sqlite3_get_autocommit(l->db))
@@ -363,7 +458,7 @@ out:
 
 /* Journal mode, durability, schema and integrity: everything ledger_open()
  * checks before it prepares the statements. */
-static int setup(struct ledger *l, char *err, size_t errlen)
+static int setup(struct ledger *l, int create, char *err, size_t errlen)
 {
 	char got[128];
 	int rc, ret;
@@ -383,7 +478,7 @@ static int setup(struct ledger *l, char *err, size_t errlen)
 		rc = sqlite3_exec(l->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
 		return fail(l, rc, "setting WAL mode", err, errlen);
-	ret = check_schema(l, err, errlen);
+	ret = check_schema(l, create, err, errlen);
 	if (ret)
 		return ret;
 	rc = pragma_expect(l->db, "PRAGMA quick_check", "ok", got, sizeof(got));
@@ -399,10 +494,11 @@ static int setup(struct ledger *l, char *err, size_t errlen)
 	return 0;
 }
 
-int ledger_open(const char *path, struct ledger **out, char *err, size_t errlen)
+static int open_ledger(const char *path, int create, struct ledger **out, char *err, size_t errlen)
 {
 	struct ledger *l;
 	struct timespec t0;
+	struct stat st;
 	int rc, ret;
 
 	if (out)
@@ -418,9 +514,35 @@ int ledger_open(const char *path, struct ledger **out, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&l->mu, NULL);
+	/* Never SQLITE_OPEN_CREATE: only ledger_create() makes the file (with
+	 * O_EXCL), so a ledger that was deleted is refused, not made anew. */
+	if (stat(path, &st) != 0) {
+		int e = errno;
+
+		if (e == ENOENT)
+			snprintf(err, errlen,
+				 "%s: no budget ledger; the hub never creates one (a deleted ledger must"
+				 " not reset the budget): create it with 'noordpoort ledger init %s'",
+				 path, path);
+		else
+			snprintf(err, errlen, "%s: budget ledger: %s", path, strerror(e));
+		ret = e == ENOENT ? LEDGER_MISSING : LEDGER_IO;
+		goto bad;
+	}
+	if (!create && st.st_size == 0) {
+		/* Before SQLite writes a header into it (WAL mode would). */
+		snprintf(err, errlen,
+			 "%s: an empty file, not a budget ledger; the hub never creates one (a"
+			 " deleted ledger must not reset the budget): create it with"
+			 " 'noordpoort ledger init %s'",
+			 path, path);
+		ret = LEDGER_MISSING;
+		goto bad;
+	}
+	l->dev = st.st_dev;
+	l->ino = st.st_ino;
 	/* NOMUTEX: the handle's own mutex serialises every use of the connection. */
-	rc = sqlite3_open_v2(path, &l->db,
-			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	rc = sqlite3_open_v2(path, &l->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
 		ret = fail(l, rc, "opening", err, errlen);
 		goto bad;
@@ -433,7 +555,7 @@ int ledger_open(const char *path, struct ledger **out, char *err, size_t errlen)
 	 * deadlock (two connections both upgrading from a read lock, as two hubs
 	 * starting on one new file do), so starting up retries as a whole. */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while ((ret = setup(l, err, errlen)) == LEDGER_BUSY) {
+	while ((ret = setup(l, create, err, errlen)) == LEDGER_BUSY) {
 		struct timespec now, pause = { 0, 20 * 1000 * 1000 };
 
 		clock_gettime(CLOCK_MONOTONIC, &now);
@@ -468,6 +590,80 @@ int ledger_open(const char *path, struct ledger **out, char *err, size_t errlen)
 bad:
 	ledger_close(l);
 	return ret;
+}
+
+int ledger_open(const char *path, struct ledger **out, char *err, size_t errlen)
+{
+	return open_ledger(path, 0, out, err, errlen);
+}
+
+int ledger_create(const char *path, char *err, size_t errlen)
+{
+	struct ledger *l = NULL;
+	int fd, ret;
+
+	if (!path || !*path) {
+		snprintf(err, errlen, "budget ledger: no file name");
+		return -EINVAL;
+	}
+	/* O_EXCL: never over an existing file, whatever it holds. */
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		int e = errno;
+
+		snprintf(err, errlen, "%s: %s", path,
+			 e == EEXIST ? "already exists; refusing to start another budget ledger over it"
+				     : strerror(e));
+		return e == EEXIST ? LEDGER_EXISTS : LEDGER_IO;
+	}
+	close(fd);
+	ret = open_ledger(path, 1, &l, err, errlen);
+	ledger_close(l);
+	if (ret < 0)
+		unlink(path); /* made here, empty or half-made: nothing to keep */
+	return ret;
+}
+
+const char *ledger_id(const struct ledger *l)
+{
+	return l ? l->id : "";
+}
+
+int ledger_last_debit(struct ledger *l, int64_t *id, char *err, size_t errlen)
+{
+	int64_t v = 0;
+	int rows = 0, rc, ret = 0;
+
+	if (!l || !id) {
+		snprintf(err, errlen, "budget ledger: missing handle");
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&l->mu);
+	rc = query_int(l->db, "SELECT coalesce(max(id), 0) FROM ledger_debit", &v, &rows);
+	if (rc != SQLITE_OK)
+		ret = fail(l, rc, "reading the last debit", err, errlen);
+	pthread_mutex_unlock(&l->mu);
+	*id = v > 0 ? v : 0;
+	return ret;
+}
+
+int ledger_same_file(const struct ledger *l, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (!l)
+		return -EINVAL;
+	if (stat(l->path, &st) != 0) {
+		snprintf(err, errlen, "%s: the budget ledger is gone (%s) since the hub opened it",
+			 l->path, strerror(errno));
+		return LEDGER_MISSING;
+	}
+	if (st.st_dev != l->dev || st.st_ino != l->ino) {
+		snprintf(err, errlen, "%s: the budget ledger was replaced by another file since the hub"
+			 " opened it", l->path);
+		return LEDGER_REPLACED;
+	}
+	return 0;
 }
 
 void ledger_close(struct ledger *l)

@@ -23,6 +23,9 @@
 #define LEDGER_IO        (-EIO)            /* cannot open, read, write or sync the file */
 #define LEDGER_CORRUPT   (-EBADMSG)        /* not a ledger, or a damaged one */
 #define LEDGER_VERSION   (-EPROTONOSUPPORT) /* written by a newer Noordpoort */
+#define LEDGER_MISSING   (-ENOENT)         /* no ledger at the path (or an empty file) */
+#define LEDGER_EXISTS    (-EEXIST)         /* ledger_create(): the path exists */
+#define LEDGER_REPLACED  (-ESTALE)         /* the file at the path is not the one opened */
 
 /* How long a debit waits for another hub's transaction before LEDGER_BUSY.
  * A debit holds the lock for well under a millisecond plus one fsync, so a
@@ -34,7 +37,10 @@
 #define LEDGER_OPEN_BUSY_MS 5000
 
 /* The schema version this build writes and reads (docs/ledger.md). */
-#define LEDGER_SCHEMA_VERSION 1
+#define LEDGER_SCHEMA_VERSION 2
+
+/* A ledger id: 32 hex digits (16 random bytes) plus NUL. */
+#define LEDGER_ID_LEN 33
 
 /* ε is stored in integer micro-ε; the largest ε the ledger accepts. Below
  * 2^53 micro-ε, so every whole micro-ε value is exact in a double. */
@@ -63,14 +69,25 @@ struct ledger_status {
 };
 
 /*
- * Opens |path|, creating it (and its schema) if it does not exist or is
- * empty (waiting up to LEDGER_OPEN_BUSY_MS for another hub). Sets WAL mode,
+ * Creates a new ledger at |path| (which must not exist: O_EXCL), with the
+ * schema and a fresh random ledger id, mode 0600. This is
+ * `noordpoort ledger init`; the hub never creates a ledger, so deleting one
+ * cannot reset the budget (docs/ledger.md). Returns 0, or LEDGER_EXISTS,
+ * LEDGER_IO, LEDGER_BUSY, -EINVAL, -ENOMEM with one sentence in |err|; on
+ * failure nothing is left at |path|.
+ */
+int ledger_create(const char *path, char *err, size_t errlen);
+
+/*
+ * Opens the existing ledger |path| (waiting up to LEDGER_OPEN_BUSY_MS for
+ * another hub); never creates one: a missing or empty file is
+ * LEDGER_MISSING. A version-1 ledger gets its ledger id here. Sets WAL mode,
  * synchronous=FULL and a busy timeout of LEDGER_BUSY_MS for later calls, and
  * runs PRAGMA quick_check, so a damaged file is refused here rather than
  * under-counting spent budget later.
  * Returns 0 with a handle in |*out| (the caller frees it with ledger_close()),
- * or, with one sentence in |err| naming |path|: LEDGER_IO (cannot open or
- * create), LEDGER_CORRUPT (not a SQLite file, a SQLite file that is not a
+ * or, with one sentence in |err| naming |path|: LEDGER_MISSING (no file, or
+ * an empty one), LEDGER_IO (cannot open), LEDGER_CORRUPT (not a SQLite file, a SQLite file that is not a
  * ledger, or one that fails the check), LEDGER_VERSION (schema version newer
  * than LEDGER_SCHEMA_VERSION), LEDGER_BUSY, -EINVAL, -ENOMEM.
  * One handle per process is meant to be shared by all worker threads: calls
@@ -81,6 +98,20 @@ int ledger_open(const char *path, struct ledger **out, char *err, size_t errlen)
 
 /* Closes and frees; NULL is a no-op. No call may run concurrently or later. */
 void ledger_close(struct ledger *l);
+
+/* The ledger's random id (32 hex digits), fixed when it was created; the
+ * hub records it in its audit log. "" for NULL. */
+const char *ledger_id(const struct ledger *l);
+
+/* The id of the last debit (0 when there is none) into |*id|. Returns 0,
+ * or LEDGER_BUSY, LEDGER_IO, LEDGER_CORRUPT, -EINVAL with |err| set. */
+int ledger_last_debit(struct ledger *l, int64_t *id, char *err, size_t errlen);
+
+/* Whether the file at the ledger's path is still the one opened (same
+ * device and inode): 0, LEDGER_MISSING (deleted or moved away) or
+ * LEDGER_REPLACED (another file there now), with |err| set. A hub that
+ * keeps writing into a deleted file would lose every debit at restart. */
+int ledger_same_file(const struct ledger *l, char *err, size_t errlen);
 
 /*
  * The calendar period of |per| (month, quarter or year, in UTC) that holds

@@ -544,6 +544,11 @@ static int budget_check(struct hub_query *q)
 	char err[512];
 	int rc;
 
+	/* A ledger that vanished, was swapped or rolled back would let spent
+	 * budget be spent again: nothing is answered (docs/ledger.md). */
+	if (q->hub->ledger_problem)
+		return fail(q, 503, "budget_unavailable", "the hub's privacy budget ledger is missing, "
+			    "replaced or rolled back, so nothing is answered");
 	/* A budget without noise has no effect (docs/policy.md): nothing to spend. */
 	if (!q->out.noise)
 		return 0;

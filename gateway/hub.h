@@ -75,6 +75,8 @@ struct gw_hub {
 	unsigned node_timeout_ms;             /* 0: GW_HUB_NODE_TIMEOUT_MS */
 	int64_t (*now)(void);                 /* unix seconds; NULL = time(NULL) */
 	const struct agg_rng *rng;            /* NULL = libsodium */
+	const char *ledger_problem;           /* non-NULL: the ledger is missing, replaced or
+					       * rolled back; every question gets 503 */
 };
 
 /*

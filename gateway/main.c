@@ -13,6 +13,7 @@
 #include "audit.h"
 #include "config.h"
 #include "fanout.h"
+#include "ledger_cli.h"
 #include "server.h"
 
 #ifndef NOORDPOORT_VERSION
@@ -36,6 +37,8 @@ static const char usage_main[] =
 	"  synth --out DIR        write synthetic partner data (--seed S, --scale X)\n"
 	"  audit verify FILE      check an audit log's hash chain and signatures\n"
 	"  audit subject ...      every access concerning one person (subject access)\n"
+	"  ledger init FILE       create the hub's privacy budget ledger (serve never does)\n"
+	"  ledger verify L AUDIT  cross-check every debit in ledger L against the audit log\n"
 	"\n"
 	"Options:\n"
 	"  -h, --help             show this help (also: noordpoort COMMAND --help)\n"
@@ -161,6 +164,8 @@ int main(int argc, char **argv)
 		return audit_cli(argc - 1, argv + 1);
 	if (strcmp(argv[1], "policy") == 0)
 		return policy_cli(argc - 1, argv + 1);
+	if (strcmp(argv[1], "ledger") == 0)
+		return ledger_cli(argc - 1, argv + 1);
 	if (strcmp(argv[1], "keygen") == 0) {
 		for (int i = 2; i < argc; i++) {
 			if (strcmp(argv[i], "--sign") == 0)

@@ -52,9 +52,10 @@ static const char usage_query[] =
 	"  --timeout SECONDS     give up after this long (default 300)\n"
 	"  -h, --help            show this help\n"
 	"\n"
-	"In the table, <10 marks a suppressed cell (fewer persons than the\n"
-	"policy's minimum, or hidden to protect one) and ~ a count with noise\n"
-	"added; a legend under the table says so. Exit status: 0 answered,\n"
+	"In the table, <10 marks a suppressed cell (its noisy count was below\n"
+	"the policy's minimum; zeros get noise too) and ~145 \xc2\xb1" "6 a count with\n"
+	"noise added and the 95% margin of that noise; a legend under the table\n"
+	"says so. Exit status: 0 answered,\n"
 	"1 refused or failed (one line on stderr says why), 2 bad usage.\n";
 
 static int query_usage_error(const char *fmt, const char *arg)
@@ -169,7 +170,8 @@ static int cell_count(const cJSON *o, const char *min_cell, char **txt, char **c
 		      int *noisy, char *err, size_t errlen, const char *what)
 {
 	const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "persons");
-	char num[64], buf[80];
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "margin_95");
+	char num[64], mnum[64], buf[160];
 
 	*supp = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "suppressed"));
 	*noisy = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "noisy"));
@@ -183,7 +185,13 @@ static int cell_count(const cJSON *o, const char *min_cell, char **txt, char **c
 		num[0] = '\0';
 	} else if (cJSON_IsNumber(p)) {
 		fmt_num(num, sizeof(num), p->valuedouble);
-		snprintf(buf, sizeof(buf), "%s%s", *noisy ? "~" : "", num);
+		if (*noisy && cJSON_IsNumber(m) && m->valuedouble >= 0) {
+			/* "~145 ±6": the 95% margin of the noise, before rounding */
+			fmt_num(mnum, sizeof(mnum), m->valuedouble);
+			snprintf(buf, sizeof(buf), "~%s \xc2\xb1%s", num, mnum);
+		} else {
+			snprintf(buf, sizeof(buf), "%s%s", *noisy ? "~" : "", num);
+		}
 	} else {
 		err_set(err, errlen, "%s has neither persons nor suppressed", what);
 		return -1;
@@ -400,18 +408,21 @@ static void write_table(const struct answer *an, FILE *out)
 	if (an->any_noisy) {
 		const cJSON *rt = cJSON_GetObjectItemCaseSensitive(an->disclosure, "round_to");
 
-		fprintf(out, "~N      noisy: random noise was added to the count");
+		fprintf(out, "~N \xc2\xb1M   noisy: random noise was added to the count; with 95%% probability\n"
+			"        the noise is at most M either way");
 		if (cJSON_IsNumber(rt) && rt->valuedouble > 1) {
 			fmt_num(num, sizeof(num), rt->valuedouble);
-			fprintf(out, ", then it was rounded to a multiple of %s", num);
+			fprintf(out, ", before the count was rounded to a\n        multiple of %s", num);
 		}
 		fputs("\n", out);
 	}
 	if (an->any_suppressed)
-		fprintf(out, "<%-6s suppressed: fewer than %s persons, or hidden so that the totals\n"
-			"        cannot give a small cell back\n", an->min_cell, an->min_cell);
+		fprintf(out, "<%-6s suppressed: the noisy count was below %s. Every cell gets noise, zeros\n"
+			"        too, so an empty cell usually shows <%s and a cell of %s or a few more\n"
+			"        sometimes does\n", an->min_cell, an->min_cell, an->min_cell, an->min_cell);
 	if (an->total_hidden)
-		fputs("(hidden) the total is withheld, so that it cannot give a suppressed cell back\n", out);
+		fputs("(hidden) the total is withheld: a cell is suppressed, so the shown cells do not add\n"
+		      "        up to it\n", out);
 	if (an->any_null)
 		fputs("(none)  no value: the person is not in that dataset, or the field is empty\n", out);
 

@@ -34,6 +34,7 @@
 #include "conn.h"
 #include "fanout.h"
 #include "hub.h"
+#include "ledger_cli.h"
 #include "log.h"
 #include "privdrop.h"
 
@@ -827,7 +828,8 @@ struct gw_hubctx {
 	pthread_t *threads;
 	unsigned nthreads;
 	/* What every question needs besides the state (process lifetime). */
-	struct ledger *ledger;
+	struct ledger *ledger;     /* NULL: missing, replaced or rolled back at start */
+	atomic_int ledger_logged;  /* the ledger's problem was logged once */
 	struct gw_fanout *fanout;
 	unsigned char box_pk[crypto_box_PUBLICKEYBYTES];
 	unsigned char *box_sk; /* sodium_malloc, read-only */
@@ -872,6 +874,23 @@ int gw_job_submit(struct gw_conn *c, struct gw_stream *s)
 	return 0;
 }
 
+/* NULL while the ledger opened at start is still the file at its path;
+ * otherwise why not, logged once (docs/ledger.md, "The ledger cannot vanish"). */
+static const char *ledger_problem(struct gw_hubctx *h)
+{
+	char err[600];
+	int rc;
+
+	if (!h->ledger)
+		return "no usable budget ledger";
+	rc = ledger_same_file(h->ledger, err, sizeof(err));
+	if (rc == 0)
+		return NULL;
+	if (atomic_exchange(&h->ledger_logged, 1) == 0)
+		gw_log_message("error", "budget_ledger_unavailable", err);
+	return rc == LEDGER_REPLACED ? "budget ledger replaced" : "budget ledger gone";
+}
+
 static void job_run(struct gw_hubctx *h, struct gw_job *j)
 {
 	struct gw_hub hub = {
@@ -885,6 +904,7 @@ static void job_run(struct gw_hubctx *h, struct gw_job *j)
 		.fanout = gw_fanout_run,
 		.fanout_arg = h->fanout,
 		.node_timeout_ms = h->node_timeout_ms,
+		.ledger_problem = ledger_problem(h),
 	};
 
 	if (gw_hub_aggregate(&hub, j->caller, j->body, &j->resp) < 0)
@@ -1004,6 +1024,57 @@ static void hub_free(struct gw_hubctx *h)
 	free(h);
 }
 
+/*
+ * Opens the budget ledger, which must exist (`noordpoort ledger init`:
+ * serve never creates one), and checks it against what the audit log
+ * records: the same ledger id, and no debit behind the last one recorded.
+ * Then records "ledger_attach" with its id and last debit. A ledger that
+ * is missing, replaced or rolled back is logged and left closed: the hub
+ * starts (its other roles serve) and answers every aggregate question
+ * with 503. Returns -1 only for what stops the start: a damaged ledger,
+ * an unreadable audit log, an attach record that cannot be written.
+ */
+static int ledger_attach(struct gw_hubctx *h, const struct gw_config *cfg, struct audit_log *audit,
+			 char *err, size_t errlen)
+{
+	struct gw_ledger_seen seen;
+	int64_t last = 0;
+	cJSON *o;
+	int rc, ok;
+
+	rc = ledger_open(cfg->hub.ledger, &h->ledger, err, errlen);
+	if (rc == LEDGER_MISSING) {
+		gw_log_message("error", "budget_ledger_missing", err);
+		h->ledger_logged = 1;
+		return 0;
+	}
+	if (rc < 0)
+		return -1;
+	if (!cfg->audit.path || !audit)
+		return 0; /* without an audit log the hub answers nothing anyway (503) */
+	if (ledger_last_debit(h->ledger, &last, err, errlen) < 0 ||
+	    gw_ledger_audit_scan(cfg->audit.path, &seen, err, errlen) < 0)
+		return -1;
+	if (gw_ledger_matches(&seen, ledger_id(h->ledger), last, err, errlen) < 0) {
+		gw_log_message("error", "budget_ledger_refused", err);
+		h->ledger_logged = 1;
+		ledger_close(h->ledger);
+		h->ledger = NULL;
+		return 0;
+	}
+	o = cJSON_CreateObject();
+	ok = o && cJSON_AddStringToObject(o, "operation", "ledger_attach") &&
+	     cJSON_AddStringToObject(o, "ledger_id", ledger_id(h->ledger)) &&
+	     cJSON_AddNumberToObject(o, "last_debit", (double)last);
+	rc = ok ? audit_append(audit, o, NULL) : -1;
+	cJSON_Delete(o);
+	if (rc < 0) {
+		snprintf(err, errlen, "the budget ledger's id could not be recorded in the audit log");
+		return -1;
+	}
+	return 0;
+}
+
 /* Opens what the hub role needs: its box key, the budget ledger, the
  * fan-out client; job threads start later (hub_start). */
 static int hub_open(const struct gw_config *cfg, struct audit_log *audit,
@@ -1029,7 +1100,7 @@ static int hub_open(const struct gw_config *cfg, struct audit_log *audit,
 		goto fail;
 	}
 	sodium_mprotect_readonly(h->box_sk);
-	if (ledger_open(cfg->hub.ledger, &h->ledger, err, errlen) < 0)
+	if (ledger_attach(h, cfg, audit, err, errlen) < 0)
 		goto fail;
 	if (gw_fanout_new(cfg->hub.client_certificate, cfg->hub.client_key,
 			  cfg->client_ca_file, &h->fanout, err, errlen) < 0)

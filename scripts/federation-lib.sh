@@ -51,6 +51,9 @@ fed_setup() {
 		fed_node_config "$org" >"$FED_DIR/$org.yaml"
 	done
 	fed_hub_config >"$FED_DIR/hub.yaml"
+	# serve never creates a ledger (a deleted one must not reset the budget):
+	# the operator makes it once (docs/ledger.md)
+	"$FED_BIN" ledger init "$FED_DIR/ledger.sqlite" >/dev/null
 }
 
 fed_tls_yaml() {
@@ -103,7 +106,7 @@ hub:
   box_key: hubbox.sec
   client_certificate: $FED_CERTS/hub.crt
   client_key: $FED_CERTS/hub.key
-  ledger: ledger.sqlite           # a fresh privacy budget for every run
+  ledger: ledger.sqlite           # made by fed_setup: a fresh privacy budget for every run
   node_timeout: 10s
   jobs: 4
 audit: {path: hub-audit.log}

@@ -51,7 +51,7 @@ done
 for t in tests/integration/test_*.sh; do
 	[ -f "$t" ] && run "$(basename "$t")" bash "$t"
 done
-for t in tests/integration/test_*.py tests/abuse/test_*.py tests/faults/test_*.py; do
+for t in tests/integration/test_*.py tests/abuse/test_*.py tests/faults/test_*.py tests/privacy/test_*.py; do
 	[ -f "$t" ] && run "$(basename "$t")" "$PY" "$t"
 done
 

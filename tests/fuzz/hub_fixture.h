@@ -210,7 +210,7 @@ static inline void fx_logs(void)
 		fx_die("audit", err);
 	snprintf(path, sizeof(path), "%s/ledger.db", fx_dir);
 	unlink(path);
-	if (ledger_open(path, &fx_ledger, err, sizeof(err)) < 0)
+	if (ledger_create(path, err, sizeof(err)) < 0 || ledger_open(path, &fx_ledger, err, sizeof(err)) < 0)
 		fx_die("ledger", err);
 	fx_hub.audit = fx_audit;
 	fx_hub.ledger = fx_ledger;

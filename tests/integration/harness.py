@@ -1909,6 +1909,9 @@ class Federation:
         check(r.returncode == 0, f"keygen --box failed: {r.stderr}")
         self.box_pub, self.box_sec = self.dir / "hubbox.pub", self.dir / "hubbox.sec"
         self.ledger = self.dir / "ledger.sqlite"
+        # serve never creates a ledger (docs/ledger.md): the operator does
+        r = run_cli("ledger", "init", self.ledger)
+        check(r.returncode == 0, f"ledger init failed: {r.stderr}")
         self.hub_audit = self.dir / "hub-audit.log"
         self.nodes = {}
         self.endpoints = {}

@@ -450,6 +450,9 @@ def _hub_config(nf, **hub):
     if not (nf.dir / "hubbox.sec").exists():
         r = run_cli("keygen", "--box", "--out", box)
         check(r.returncode == 0, f"keygen --box: {r.stderr}")
+    if not (nf.dir / "ledger.sqlite").exists():
+        r = run_cli("ledger", "init", nf.dir / "ledger.sqlite")
+        check(r.returncode == 0, f"ledger init: {r.stderr}")
     h = {"box_key": str(nf.dir / "hubbox.sec"),
          "client_certificate": str(CERTS / "hub.crt"), "client_key": str(CERTS / "hub.key"),
          "ledger": str(nf.dir / "ledger.sqlite")}

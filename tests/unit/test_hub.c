@@ -1389,7 +1389,7 @@ int main(void)
 	}
 	p = malloc(strlen(dir) + 16);
 	sprintf(p, "%s/ledger.db", dir);
-	if (ledger_open(p, &ledger, err, sizeof(err)) < 0) {
+	if (ledger_create(p, err, sizeof(err)) < 0 || ledger_open(p, &ledger, err, sizeof(err)) < 0) {
 		printf("not ok - test_hub: setup: ledger: %s\n", err);
 		return 1;
 	}

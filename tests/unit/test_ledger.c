@@ -205,7 +205,7 @@ static struct ledger *open_fresh(const char *name, char **pathp)
 	char *p = path_in(name);
 
 	remove_db(p);
-	if (ledger_open(p, &l, err, sizeof(err)) != 0)
+	if (ledger_create(p, err, sizeof(err)) != 0 || ledger_open(p, &l, err, sizeof(err)) != 0)
 		printf("#   %s\n", err);
 	CHECK(l != NULL);
 	*pathp = p;
@@ -375,6 +375,7 @@ static void threads_never_overspend(void)
 	};
 
 	remove_db(p);
+	CHECK(ledger_create(p, err, sizeof(err)) == 0);
 	CHECK(ledger_open(p, &shared, err, sizeof(err)) == 0);
 	CHECK(ledger_open(p, &own[0], err, sizeof(err)) == 0);
 	CHECK(ledger_open(p, &own[1], err, sizeof(err)) == 0);
@@ -426,6 +427,7 @@ static void processes_never_overspend(void)
 	uint64_t total;
 
 	remove_db(p);
+	CHECK(ledger_create(p, err, sizeof(err)) == 0);
 	CHECK(pipe(go) == 0 && pipe(res) == 0);
 	fflush(stdout);
 	for (int i = 0; i < 2; i++) {
@@ -497,6 +499,7 @@ static void locked_by_another_process(void)
 	int64_t rows;
 
 	remove_db(p);
+	CHECK(ledger_create(p, err, sizeof(err)) == 0);
 	CHECK(ledger_open(p, &l, err, sizeof(err)) == 0);
 	ledger_close(l); /* no connection may cross the fork */
 	l = NULL;
@@ -553,6 +556,97 @@ static void locked_by_another_process(void)
 	free(p);
 }
 
+/* ---- the ledger cannot vanish ------------------------------------------- */
+
+static void never_created_by_open(void)
+{
+	char *p = path_in("vanish.db"), *q = path_in("other.db");
+	struct ledger *l = (struct ledger *)1, *m = NULL;
+	struct ledger_status st;
+	char id[LEDGER_ID_LEN];
+	struct stat sb;
+	int64_t last = -1;
+	FILE *f;
+
+	/* Missing: refused, and nothing is created. */
+	remove_db(p);
+	CHECK(ledger_open(p, &l, err, sizeof(err)) == LEDGER_MISSING && l == NULL);
+	CHECK_CONTAINS(err, "noordpoort ledger init");
+	CHECK(stat(p, &sb) != 0 && errno == ENOENT);
+	/* An empty file (truncated, or touched): refused, left empty. */
+	f = fopen(p, "w");
+	CHECK(f != NULL);
+	if (f)
+		fclose(f);
+	CHECK(ledger_open(p, &l, err, sizeof(err)) == LEDGER_MISSING && l == NULL);
+	CHECK(stat(p, &sb) == 0 && sb.st_size == 0);
+	/* create refuses any existing file, empty or not */
+	CHECK(ledger_create(p, err, sizeof(err)) == LEDGER_EXISTS);
+	remove_db(p);
+	CHECK(ledger_create(p, err, sizeof(err)) == 0);
+	CHECK(stat(p, &sb) == 0 && (sb.st_mode & 077) == 0);
+	CHECK(ledger_create(p, err, sizeof(err)) == LEDGER_EXISTS);
+	CHECK_CONTAINS(err, "already exists");
+	/* A random id, fixed for the file's life; another ledger has another. */
+	CHECK(ledger_open(p, &l, err, sizeof(err)) == 0);
+	CHECK(strlen(ledger_id(l)) == 32);
+	memcpy(id, ledger_id(l), sizeof(id));
+	CHECK(ledger_last_debit(l, &last, err, sizeof(err)) == 0 && last == 0);
+	CHECK(ledger_debit(l, "a", "p", YEAR, M, 1000, FEB15, &st, err, sizeof(err)) == 0);
+	CHECK(ledger_debit(l, "a", "p", YEAR, M, 1000, FEB15, &st, err, sizeof(err)) == 0);
+	CHECK(ledger_last_debit(l, &last, err, sizeof(err)) == 0 && last == st.debit_id && last == 2);
+	CHECK(ledger_same_file(l, err, sizeof(err)) == 0);
+	ledger_close(l);
+	l = NULL;
+	CHECK(ledger_open(p, &l, err, sizeof(err)) == 0 && l && strcmp(ledger_id(l), id) == 0);
+	remove_db(q);
+	CHECK(ledger_create(q, err, sizeof(err)) == 0 && ledger_open(q, &m, err, sizeof(err)) == 0);
+	CHECK(m && strcmp(ledger_id(m), id) != 0);
+	ledger_close(m);
+	/* Deleted under a running hub: noticed. */
+	remove_db(p);
+	CHECK(ledger_same_file(l, err, sizeof(err)) == LEDGER_MISSING);
+	CHECK_CONTAINS(err, "gone");
+	/* Replaced (another ledger moved in): noticed. */
+	CHECK(rename(q, p) == 0);
+	CHECK(ledger_same_file(l, err, sizeof(err)) == LEDGER_REPLACED);
+	CHECK_CONTAINS(err, "replaced");
+	ledger_close(l);
+	/* The id cannot be edited. */
+	{
+		sqlite3 *db = NULL;
+
+		CHECK(sqlite3_open(p, &db) == SQLITE_OK);
+		CHECK(sqlite3_exec(db, "UPDATE ledger_meta SET ledger_id = 'x'", NULL, NULL, NULL) ==
+		      SQLITE_CONSTRAINT);
+		sqlite3_close(db);
+	}
+	remove_db(p);
+	/* A version-1 ledger (before ids) gets one when opened, once. */
+	{
+		sqlite3 *db = NULL;
+
+		CHECK(sqlite3_open(p, &db) == SQLITE_OK);
+		CHECK(sqlite3_exec(db, "CREATE TABLE ledger_schema (version INTEGER NOT NULL);"
+				   "INSERT INTO ledger_schema (version) VALUES (1);"
+				   "CREATE TABLE ledger_debit (id INTEGER PRIMARY KEY, requester TEXT NOT NULL,"
+				   " purpose TEXT NOT NULL, period TEXT NOT NULL, period_start INTEGER NOT NULL,"
+				   " time INTEGER NOT NULL, amount_micro INTEGER NOT NULL,"
+				   " limit_micro INTEGER NOT NULL)", NULL, NULL, NULL) == SQLITE_OK);
+		sqlite3_close(db);
+		l = NULL;
+		CHECK(ledger_open(p, &l, err, sizeof(err)) == 0 && l && strlen(ledger_id(l)) == 32);
+		memcpy(id, l ? ledger_id(l) : "", sizeof(id));
+		ledger_close(l);
+		l = NULL;
+		CHECK(ledger_open(p, &l, err, sizeof(err)) == 0 && l && strcmp(ledger_id(l), id) == 0);
+		ledger_close(l);
+	}
+	remove_db(p);
+	free(p);
+	free(q);
+}
+
 /* ---- bad files ----------------------------------------------------------- */
 
 static void bad_files(void)
@@ -581,18 +675,16 @@ static void bad_files(void)
 	remove_db(p);
 
 	/* A ledger from the future. */
-	CHECK(ledger_open(p, &l, err, sizeof(err)) == 0);
-	ledger_close(l);
+	CHECK(ledger_create(p, err, sizeof(err)) == 0);
 	CHECK(sqlite3_open(p, &db) == SQLITE_OK);
-	CHECK(sqlite3_exec(db, "UPDATE ledger_schema SET version = 2", NULL, NULL, NULL) == SQLITE_OK);
+	CHECK(sqlite3_exec(db, "UPDATE ledger_schema SET version = 3", NULL, NULL, NULL) == SQLITE_OK);
 	sqlite3_close(db);
 	CHECK(ledger_open(p, &l, err, sizeof(err)) == LEDGER_VERSION && l == NULL);
-	CHECK_CONTAINS(err, "schema version 2 was written by a newer Noordpoort");
+	CHECK_CONTAINS(err, "schema version 3 was written by a newer Noordpoort");
 	remove_db(p);
 
 	/* A ledger with a damaged page in the middle. */
-	CHECK(ledger_open(p, &l, err, sizeof(err)) == 0);
-	ledger_close(l);
+	CHECK(ledger_create(p, err, sizeof(err)) == 0);
 	CHECK(sqlite3_open(p, &db) == SQLITE_OK);
 	CHECK(sqlite3_exec(db,
 			   "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)"
@@ -612,8 +704,10 @@ static void bad_files(void)
 	remove_db(p);
 
 	/* A directory that does not exist. */
-	CHECK(ledger_open("/nonexistent/dir/ledger.db", &l, err, sizeof(err)) == LEDGER_IO);
-	CHECK_CONTAINS(err, "/nonexistent/dir/ledger.db: budget ledger opening failed");
+	CHECK(ledger_open("/nonexistent/dir/ledger.db", &l, err, sizeof(err)) == LEDGER_MISSING);
+	CHECK_CONTAINS(err, "/nonexistent/dir/ledger.db: no budget ledger");
+	CHECK(ledger_create("/nonexistent/dir/ledger.db", err, sizeof(err)) == LEDGER_IO);
+	CHECK(ledger_create("", err, sizeof(err)) == -EINVAL);
 	CHECK(ledger_open("", &l, err, sizeof(err)) == -EINVAL);
 	free(p);
 }
@@ -653,7 +747,24 @@ static void out_of_memory(void)
 	int64_t rows;
 
 	remove_db(p);
-	/* Open (creating the schema) with the n-th allocation failing. */
+	/* Create, then open, with the n-th allocation failing: a failed
+	 * create leaves nothing behind, so the next try starts clean. */
+	for (n = 1; n < 5000; n++) {
+		struct stat st_;
+
+		atomic_store(&fail_countdown, n);
+		rc = ledger_create(p, err, sizeof(err));
+		atomic_store(&fail_countdown, 0);
+		if (rc == 0)
+			break;
+		failed++;
+		CHECK(stat(p, &st_) != 0);
+		if (rc != -ENOMEM && rc != LEDGER_IO) {
+			printf("#   create, allocation %d: %d %s\n", n, rc, err);
+			CHECK(0);
+		}
+		remove_db(p);
+	}
 	for (n = 1; n < 5000; n++) {
 		atomic_store(&fail_countdown, n);
 		rc = ledger_open(p, &l, err, sizeof(err));
@@ -711,6 +822,7 @@ int main(void)
 	RUN(threads_never_overspend);
 	RUN(processes_never_overspend);
 	RUN(locked_by_another_process);
+	RUN(never_created_by_open);
 	RUN(bad_files);
 	RUN(out_of_memory);
 	if (!check_total_failed) {

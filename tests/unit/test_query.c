@@ -16,10 +16,11 @@ static const char answer[] =
 	"{\"purpose\": \"hnld-kv-monitoring\",\n"
 	" \"group_by\": [\"opleidingsfonds-techniek/inschrijvingen.programme\", "
 	"\"uwv/ww-uitkeringen.end_reason\"],\n"
-	" \"cells\": [{\"key\": [\"noorden-leert-door-1\", \"werk\"], \"persons\": 120, \"noisy\": true},\n"
+	" \"cells\": [{\"key\": [\"noorden-leert-door-1\", \"werk\"], \"persons\": 120, \"noisy\": true,"
+	" \"margin_95\": 6},\n"
 	"           {\"key\": [\"noorden-leert-door-1\", \"ziekte\"], \"suppressed\": true},\n"
 	"           {\"key\": [\"kv\", null], \"persons\": 0, \"noisy\": true},\n"
-	"           {\"key\": [\"kv\", \"werk\"], \"persons\": 1045, \"noisy\": true}],\n"
+	"           {\"key\": [\"kv\", \"werk\"], \"persons\": 1045, \"noisy\": true, \"margin_95\": 6}],\n"
 	" \"total\": {\"persons\": 640, \"noisy\": true},\n"
 	" \"disclosure\": {\"min_cell\": 10, \"noise\": \"discrete_laplace\", \"epsilon\": 0.5, \"round_to\": 5},\n"
 	" \"budget\": {\"spent\": 1.5, \"remaining\": 1.5, \"per\": \"year\", \"resets\": \"2027-01-01T00:00:00Z\"},\n"
@@ -28,16 +29,19 @@ static const char answer[] =
 	" \"audit_id\": \"2026-11-27T21:00:00Z-000042\"}\n";
 
 static const char answer_table[] =
-	"programme             end_reason  persons\n"
-	"noorden-leert-door-1  werk           ~120\n"
-	"noorden-leert-door-1  ziekte          <10\n"
-	"kv                    (none)           ~0\n"
-	"kv                    werk          ~1045\n"
-	"total                                ~640\n"
+	"programme             end_reason   persons\n"
+	"noorden-leert-door-1  werk         ~120 \xc2\xb1" "6\n"
+	"noorden-leert-door-1  ziekte           <10\n"
+	"kv                    (none)            ~0\n"
+	"kv                    werk        ~1045 \xc2\xb1" "6\n"
+	"total                                 ~640\n"
 	"\n"
-	"~N      noisy: random noise was added to the count, then it was rounded to a multiple of 5\n"
-	"<10     suppressed: fewer than 10 persons, or hidden so that the totals\n"
-	"        cannot give a small cell back\n"
+	"~N \xc2\xb1M   noisy: random noise was added to the count; with 95% probability\n"
+	"        the noise is at most M either way, before the count was rounded to a\n"
+	"        multiple of 5\n"
+	"<10     suppressed: the noisy count was below 10. Every cell gets noise, zeros\n"
+	"        too, so an empty cell usually shows <10 and a cell of 10 or a few more\n"
+	"        sometimes does\n"
 	"(none)  no value: the person is not in that dataset, or the field is empty\n"
 	"\n"
 	"\xce\xb5          0.5 (discrete_laplace noise)\n"
@@ -191,7 +195,8 @@ static void test_no_group_by(void)
 
 	CHECK(rc == 0);
 	CHECK(out && strncmp(out, "persons\n  ~1200\ntotal  ~1200\n", 29) == 0);
-	CHECK_CONTAINS(out, "~N      noisy: random noise was added to the count\n");
+	CHECK_CONTAINS(out, "~N \xc2\xb1M   noisy: random noise was added to the count; with 95% probability\n"
+		       "        the noise is at most M either way\n");
 	free(out);
 }
 
@@ -287,7 +292,7 @@ static void test_hub_errors(void)
 	free(s);
 }
 
-/* A total withheld by secondary suppression reads "(hidden)", not "<10". */
+/* A total withheld because a cell of its line is suppressed reads "(hidden)", not "<10". */
 static void test_hidden_total(void)
 {
 	static const char a[] =
@@ -302,7 +307,7 @@ static void test_hidden_total(void)
 	CHECK(rc == 0);
 	CHECK_CONTAINS(out, "ziekte           <10\n");
 	CHECK_CONTAINS(out, "total       (hidden)\n");
-	CHECK_CONTAINS(out, "(hidden) the total is withheld, so that it cannot give a suppressed cell back\n");
+	CHECK_CONTAINS(out, "(hidden) the total is withheld: a cell is suppressed, so the shown cells do not add\n");
 	free(out);
 }
 

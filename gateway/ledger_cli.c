@@ -1,0 +1,313 @@
+/*
+ * The budget ledger and the hub's audit log, read together: the check the
+ * hub runs at start (is this the ledger the audit log knows, and is it not
+ * behind it?) and `noordpoort ledger init|verify`. docs/ledger.md.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <sqlite3.h>
+
+#include "../aggregate/ledger.h"
+#include "../common/cliusage.h"
+#include "ledger_cli.h"
+
+static const char usage_ledger[] =
+	"Usage: noordpoort ledger init LEDGER\n"
+	"       noordpoort ledger verify LEDGER AUDITLOG\n"
+	"\n"
+	"init creates a new, empty privacy budget ledger at LEDGER (which must\n"
+	"not exist) with a fresh random ledger id. The hub never creates one:\n"
+	"a hub whose ledger is missing, replaced or rolled back answers every\n"
+	"aggregate question with 503 budget_unavailable.\n"
+	"\n"
+	"verify cross-checks every debit in LEDGER against its line in the hub's\n"
+	"AUDITLOG (same debit id, requester, purpose and epsilon) and every\n"
+	"debit the audit log records against LEDGER. Exit status: 0 consistent,\n"
+	"1 not (each problem is listed), 2 bad usage. docs/ledger.md.\n";
+
+static int usage_error(const char *fmt, const char *arg)
+{
+	return cli_usage_error("noordpoort", "ledger", fmt, arg);
+}
+
+/* One budget_debit line of the audit log. */
+struct audit_debit {
+	int64_t id;
+	char ledger[33];
+	char requester[129], purpose[129];
+	double epsilon;
+	unsigned long line;
+};
+
+struct scan {
+	struct gw_ledger_seen seen;
+	struct audit_debit *d; /* when collecting (verify) */
+	size_t n, cap;
+	int collect;
+};
+
+static void copy_str(char *dst, size_t n, const cJSON *o, const char *name)
+{
+	const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, name));
+
+	snprintf(dst, n, "%s", v ? v : "");
+}
+
+static int scan_file(const char *path, struct scan *s, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	unsigned long no = 0;
+	char cur[33] = "";
+
+	memset(&s->seen, 0, sizeof(s->seen));
+	if (!f) {
+		if (errno == ENOENT)
+			return 0; /* a new audit log records nothing yet */
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	while ((len = getline(&line, &cap, f)) >= 0) {
+		cJSON *o;
+		const cJSON *v;
+
+		no++;
+		/* Most lines name neither: skip them without parsing. */
+		if (!memmem(line, (size_t)len, "\"ledger_id\"", 11) && !memmem(line, (size_t)len, "\"budget_debit\"", 14))
+			continue;
+		if (!(o = cJSON_ParseWithLength(line, (size_t)len)))
+			continue; /* a torn line: audit verify reports those */
+		v = cJSON_GetObjectItemCaseSensitive(o, "ledger_id");
+		if (cJSON_IsString(v) && strlen(v->valuestring) == 32) {
+			if (strcmp(cur, v->valuestring) != 0) {
+				memcpy(cur, v->valuestring, 33);
+				s->seen.max_debit = 0;
+				s->seen.attaches = 0;
+			}
+			memcpy(s->seen.last_id, cur, 33);
+			s->seen.attaches++;
+			v = cJSON_GetObjectItemCaseSensitive(o, "last_debit");
+			if (cJSON_IsNumber(v) && v->valuedouble > (double)s->seen.max_debit)
+				s->seen.max_debit = (int64_t)v->valuedouble;
+		}
+		v = cJSON_GetObjectItemCaseSensitive(o, "budget_debit");
+		if (cJSON_IsNumber(v) && v->valuedouble >= 1) {
+			int64_t id = (int64_t)v->valuedouble;
+
+			if (cur[0] && id > s->seen.max_debit)
+				s->seen.max_debit = id;
+			if (s->collect) {
+				struct audit_debit *d;
+
+				if (s->n == s->cap) {
+					size_t nc = s->cap ? 2 * s->cap : 256;
+					void *p = realloc(s->d, nc * sizeof(*s->d));
+
+					if (!p) {
+						cJSON_Delete(o);
+						free(line);
+						fclose(f);
+						snprintf(err, errlen, "out of memory");
+						return -1;
+					}
+					s->d = p;
+					s->cap = nc;
+				}
+				d = &s->d[s->n++];
+				d->id = id;
+				memcpy(d->ledger, cur, 33);
+				copy_str(d->requester, sizeof(d->requester), o, "requester");
+				copy_str(d->purpose, sizeof(d->purpose), o, "purpose");
+				v = cJSON_GetObjectItemCaseSensitive(o, "epsilon");
+				d->epsilon = cJSON_IsNumber(v) ? v->valuedouble : -1;
+				d->line = no;
+			}
+		}
+		cJSON_Delete(o);
+	}
+	free(line);
+	if (ferror(f)) {
+		snprintf(err, errlen, "%s: read error", path);
+		fclose(f);
+		return -1;
+	}
+	fclose(f);
+	return 0;
+}
+
+int gw_ledger_audit_scan(const char *path, struct gw_ledger_seen *seen, char *err, size_t errlen)
+{
+	struct scan s;
+	int rc;
+
+	memset(&s, 0, sizeof(s));
+	rc = scan_file(path, &s, err, errlen);
+	*seen = s.seen;
+	return rc;
+}
+
+int gw_ledger_matches(const struct gw_ledger_seen *seen, const char *id, int64_t last_debit, char *err,
+		      size_t errlen)
+{
+	if (seen->last_id[0] && strcmp(seen->last_id, id) != 0) {
+		snprintf(err, errlen,
+			 "the budget ledger was replaced: its id is %s, the audit log records ledger %s;"
+			 " nothing is answered until the recorded ledger is back (docs/ledger.md)",
+			 id, seen->last_id);
+		return -1;
+	}
+	if (seen->last_id[0] && last_debit < seen->max_debit) {
+		snprintf(err, errlen,
+			 "the budget ledger was rolled back: its last debit is %" PRId64 ", the audit log"
+			 " records debit %" PRId64 "; nothing is answered until the newest ledger is back"
+			 " (docs/ledger.md)",
+			 last_debit, seen->max_debit);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- the command line ---------------------------------------------------- */
+
+static int cmd_init(int argc, char **argv)
+{
+	char err[512];
+	struct ledger *l = NULL;
+
+	if (argc != 2)
+		return usage_error("%s", argc < 2 ? "init needs LEDGER" : "init takes one LEDGER");
+	if (ledger_create(argv[1], err, sizeof(err)) < 0 || ledger_open(argv[1], &l, err, sizeof(err)) < 0) {
+		fprintf(stderr, "noordpoort ledger: %s\n", err);
+		return 1;
+	}
+	printf("created budget ledger %s (id %s)\n", argv[1], ledger_id(l));
+	ledger_close(l);
+	return 0;
+}
+
+static int by_id(const void *a, const void *b)
+{
+	const struct audit_debit *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+	struct scan s;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	char err[512], id[33] = "";
+	unsigned long debits = 0, problems = 0;
+	int64_t last_did = 0;
+	size_t next = 0;
+	int rc;
+
+	if (argc != 3)
+		return usage_error("%s", "verify needs LEDGER AUDITLOG");
+	memset(&s, 0, sizeof(s));
+	s.collect = 1;
+	if (scan_file(argv[2], &s, err, sizeof(err)) < 0) {
+		fprintf(stderr, "noordpoort ledger: %s\n", err);
+		free(s.d);
+		return 1;
+	}
+	qsort(s.d, s.n, sizeof(*s.d), by_id);
+	rc = sqlite3_open_v2(argv[1], &db, SQLITE_OPEN_READONLY, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db, "SELECT ledger_id FROM ledger_meta", -1, &st, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+		snprintf(id, sizeof(id), "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc != SQLITE_OK || strlen(id) != 32) {
+		fprintf(stderr, "noordpoort ledger: %s: not a budget ledger with an id (%s)\n", argv[1],
+			db ? sqlite3_errmsg(db) : "cannot open");
+		sqlite3_close(db);
+		free(s.d);
+		return 1;
+	}
+	printf("ledger %s, id %s\n", argv[1], id);
+	if (strcmp(s.seen.last_id, id) != 0) {
+		printf("problem: the audit log's ledger is %s, not this one\n",
+		       s.seen.last_id[0] ? s.seen.last_id : "(none recorded)");
+		problems++;
+	}
+	rc = sqlite3_prepare_v2(db, "SELECT id, requester, purpose, amount_micro FROM ledger_debit ORDER BY id",
+				-1, &st, NULL);
+	while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+		int64_t did = sqlite3_column_int64(st, 0), amount = sqlite3_column_int64(st, 3);
+		const char *req = (const char *)sqlite3_column_text(st, 1);
+		const char *pur = (const char *)sqlite3_column_text(st, 2);
+		const struct audit_debit *a = NULL;
+		uint64_t micro = 0;
+
+		debits++;
+		while (next < s.n && s.d[next].id < did) {
+			/* an id between two debits of the ledger (one equal to the
+			 * previous debit was matched there) */
+			if (strcmp(s.d[next].ledger, id) == 0 && s.d[next].id != last_did) {
+				printf("problem: audit line %lu records debit %" PRId64 ", which the ledger does"
+				       " not hold\n", s.d[next].line, s.d[next].id);
+				problems++;
+			}
+			next++;
+		}
+		for (size_t k = next; k < s.n && s.d[k].id == did; k++)
+			if (strcmp(s.d[k].ledger, id) == 0)
+				a = &s.d[k];
+		last_did = did;
+		if (!a) {
+			printf("problem: debit %" PRId64 " (%s, %s, %" PRId64 " micro-epsilon) has no audit"
+			       " line\n", did, req ? req : "", pur ? pur : "", amount);
+			problems++;
+			continue;
+		}
+		if (!req || !pur || strcmp(a->requester, req) != 0 || strcmp(a->purpose, pur) != 0 ||
+		    ledger_micro_up(a->epsilon, &micro) < 0 || (int64_t)micro != amount) {
+			printf("problem: debit %" PRId64 " (%s, %s, %" PRId64 " micro-epsilon) differs from"
+			       " audit line %lu (%s, %s, epsilon %g)\n", did, req ? req : "", pur ? pur : "",
+			       amount, a->line, a->requester, a->purpose, a->epsilon);
+			problems++;
+		}
+	}
+	sqlite3_finalize(st);
+	/* What is left of the audit log lies beyond the ledger's last debit. */
+	for (; next < s.n; next++)
+		if (strcmp(s.d[next].ledger, id) == 0 && s.d[next].id > last_did) {
+			printf("problem: audit line %lu records debit %" PRId64 ", which the ledger does"
+			       " not hold (rolled back?)\n", s.d[next].line, s.d[next].id);
+			problems++;
+		}
+	sqlite3_close(db);
+	free(s.d);
+	if (problems) {
+		printf("NOT CONSISTENT: %lu problem(s) over %lu debit(s)\n", problems, debits);
+		return 1;
+	}
+	printf("ok: %lu debit(s), each recorded in the audit log with its requester, purpose and epsilon\n",
+	       debits);
+	return 0;
+}
+
+int ledger_cli(int argc, char **argv)
+{
+	if (argc < 2)
+		return usage_error("%s", "missing command");
+	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+		fputs(usage_ledger, stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "init") == 0)
+		return cmd_init(argc - 1, argv + 1);
+	if (strcmp(argv[1], "verify") == 0)
+		return cmd_verify(argc - 1, argv + 1);
+	return usage_error("unknown command '%s'", argv[1]);
+}
