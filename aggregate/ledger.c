@@ -30,6 +30,8 @@ struct ledger {
 	char id[LEDGER_ID_LEN]; /* the random id ledger_create() stored */
 	dev_t dev;          /* the file opened, to notice it deleted or replaced */
 	ino_t ino;
+	int fd;             /* held open on it: its link count says "deleted" even
+			     * where the path cannot be looked up (privileges dropped) */
 };
 
 /*
@@ -514,6 +516,7 @@ static int open_ledger(const char *path, int create, struct ledger **out, char *
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&l->mu, NULL);
+	l->fd = -1;
 	/* Never SQLITE_OPEN_CREATE: only ledger_create() makes the file (with
 	 * O_EXCL), so a ledger that was deleted is refused, not made anew. */
 	if (stat(path, &st) != 0) {
@@ -541,6 +544,12 @@ static int open_ledger(const char *path, int create, struct ledger **out, char *
 	}
 	l->dev = st.st_dev;
 	l->ino = st.st_ino;
+	l->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (l->fd < 0) {
+		snprintf(err, errlen, "%s: budget ledger: %s", path, strerror(errno));
+		ret = LEDGER_IO;
+		goto bad;
+	}
 	/* NOMUTEX: the handle's own mutex serialises every use of the connection. */
 	rc = sqlite3_open_v2(path, &l->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
@@ -654,8 +663,14 @@ int ledger_same_file(const struct ledger *l, char *err, size_t errlen)
 	if (!l)
 		return -EINVAL;
 	if (stat(l->path, &st) != 0) {
+		int e = errno;
+
+		/* Privileges dropped below the folder: the path cannot be looked
+		 * up, but a file deleted or renamed over has no link left. */
+		if (e == EACCES && l->fd >= 0 && fstat(l->fd, &st) == 0 && st.st_nlink > 0)
+			return 0;
 		snprintf(err, errlen, "%s: the budget ledger is gone (%s) since the hub opened it",
-			 l->path, strerror(errno));
+			 l->path, e == EACCES ? "deleted or replaced" : strerror(e));
 		return LEDGER_MISSING;
 	}
 	if (st.st_dev != l->dev || st.st_ino != l->ino) {
@@ -676,6 +691,8 @@ void ledger_close(struct ledger *l)
 	sqlite3_finalize(l->sum);
 	sqlite3_finalize(l->begin);
 	sqlite3_close(l->db);
+	if (l->fd >= 0)
+		close(l->fd);
 	pthread_mutex_destroy(&l->mu);
 	free(l->path);
 	free(l);

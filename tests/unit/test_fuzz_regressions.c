@@ -95,7 +95,9 @@ static double persons_in(const cJSON *a, const char *k0, const char *k1)
 
 		if (((!v0 && !k0) || (v0 && k0 && strcmp(v0, k0) == 0)) &&
 		    ((!v1 && !k1) || (v1 && k1 && strcmp(v1, k1) == 0)))
-			return cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "persons"));
+			/* zero noise (fx_zero_rng), min_cell 1: suppressed is an empty cell */
+			return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "suppressed"))
+				       ? 0 : cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(c, "persons"));
 	}
 	return -1;
 }
