@@ -114,7 +114,7 @@ static const char fx_policy[] =
 	"        operations: [aggregate]\n"
 	"        datasets:\n"
 	"          fonds-c/cohort: {group: exact, wave: exact}\n"
-	"        noise: {mechanism: discrete_laplace, epsilon: 0.5}\n"
+	"        noise: {mechanism: discrete_laplace, epsilon: 1}\n"
 	"        round_to: 5\n"
 	"        budget: {epsilon: 10, per: year}\n"
 	"  - id: partial\n"
@@ -167,9 +167,12 @@ static struct gw_hub fx_hub;
 
 /*
  * Zero noise, so the fuzzer can check counts against what the nodes sent:
- * each discrete Laplace draw (t = 1 or 3 here) asks U (bound t: 0), V's
- * Bernoulli(exp(-1)) (bound 2: 1, stop at once) and the sign (bound 2: 0).
- * Production passes NULL (libsodium); policies always have noise.
+ * each discrete Laplace draw (t = den of eps/m: 1 or 3 here) asks U
+ * (bound t: 0; no draw when t = 1), V's Bernoulli(exp(-1)) (bound 2: 1,
+ * stop at once) and the sign (bound 2: 0). t must not be 2 (eps/m = 1/2):
+ * U's draw would then take a bound-2 answer meant for V, and the sampler
+ * would never stop. Production passes NULL (libsodium); policies always
+ * have noise.
  */
 static unsigned fx_zero_phase;
 static inline uint32_t fx_zero_uniform(void *arg, uint32_t bound)

@@ -572,7 +572,8 @@ static const struct agg_rng test_rng = { seeded_uniform, &seed };
  * answers can be compared with the brute force cell for cell and a wrong
  * join shows: the sampler asks V's Bernoulli(exp(-1)) for a draw below 2
  * (1: stop at once, V = 0), then the sign (0: plus). Anything else it asks
- * means the sampler changed; it is counted and the test fails.
+ * means the sampler changed; it is counted and the test fails. Only for
+ * t = 1 (eps/m = 1 here): at t = 2 the draw of U would take V's answer.
  */
 static unsigned zero_phase, zero_unexpected;
 static uint32_t zero_uniform(void *arg, uint32_t bound)
