@@ -830,6 +830,7 @@ struct gw_hubctx {
 	/* What every question needs besides the state (process lifetime). */
 	struct ledger *ledger;     /* NULL: missing, replaced or rolled back at start */
 	atomic_int ledger_logged;  /* the ledger's problem was logged once */
+	_Atomic int64_t debit_floor; /* the highest last debit id seen: debits only grow */
 	struct gw_fanout *fanout;
 	unsigned char box_pk[crypto_box_PUBLICKEYBYTES];
 	unsigned char *box_sk; /* sodium_malloc, read-only */
@@ -884,8 +885,22 @@ static const char *ledger_problem(struct gw_hubctx *h)
 	if (!h->ledger)
 		return "no usable budget ledger";
 	rc = ledger_same_file(h->ledger, err, sizeof(err));
-	if (rc == 0)
-		return NULL;
+	if (rc == 0) {
+		int64_t last = 0, floor = atomic_load(&h->debit_floor);
+
+		/* An older copy written over the same file (same inode): its last
+		 * debit is behind one this hub has seen. */
+		if (ledger_last_debit(h->ledger, &last, err, sizeof(err)) < 0)
+			return NULL; /* busy or unreadable: the question's own ledger call answers 503 */
+		if (last >= floor) {
+			while (last > floor && !atomic_compare_exchange_weak(&h->debit_floor, &floor, last))
+				;
+			return NULL;
+		}
+		snprintf(err, sizeof(err), "the budget ledger was rolled back while the hub ran: its last "
+			 "debit is %lld, the hub saw %lld", (long long)last, (long long)floor);
+		rc = LEDGER_REPLACED;
+	}
 	if (atomic_exchange(&h->ledger_logged, 1) == 0)
 		gw_log_message("error", "budget_ledger_unavailable", err);
 	return rc == LEDGER_REPLACED ? "budget ledger replaced" : "budget ledger gone";
@@ -909,6 +924,8 @@ static void job_run(struct gw_hubctx *h, struct gw_job *j)
 
 	if (gw_hub_aggregate(&hub, j->caller, j->body, &j->resp) < 0)
 		j->resp.status = 0; /* the worker resets the stream */
+	if (!hub.ledger_problem)
+		ledger_problem(h); /* raises the floor past this question's debit */
 	cJSON_Delete(j->body);
 	j->body = NULL;
 }
@@ -1062,6 +1079,7 @@ static int ledger_attach(struct gw_hubctx *h, const struct gw_config *cfg, struc
 		h->ledger = NULL;
 		return 0;
 	}
+	h->debit_floor = last;
 	o = cJSON_CreateObject();
 	ok = o && cJSON_AddStringToObject(o, "operation", "ledger_attach") &&
 	     cJSON_AddStringToObject(o, "ledger_id", ledger_id(h->ledger)) &&

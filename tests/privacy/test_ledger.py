@@ -18,6 +18,7 @@ Run: /usr/bin/python3 tests/privacy/test_ledger.py [NAME-SUBSTRING...]
 """
 import os
 import shutil
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -148,6 +149,28 @@ def test_serve_never_creates_a_ledger():
     f.hub = None
     f.hub_extra = {}
     f.start_hub()
+
+
+def test_a_ledger_rolled_back_under_the_running_hub():
+    """The budget given back through SQL while the hub runs (the no-delete
+    trigger dropped, the last debit deleted, in the same file): the hub has
+    seen a later debit than the ledger now holds, so it answers 503."""
+    global _FED
+    if _FED is not None:
+        _FED.stop(check_rc=False)
+        _FED = None
+    f = fed()
+    f.ask_ok(Q, "answer 1")
+    f.ask_ok(Q, "answer 2")
+    con = sqlite3.connect(str(f.ledger), timeout=5)
+    con.execute("DROP TRIGGER ledger_no_delete")
+    con.execute("DELETE FROM ledger_debit WHERE id = (SELECT max(id) FROM ledger_debit)")
+    con.commit()
+    n = con.execute("SELECT COUNT(*) FROM ledger_debit").fetchone()[0]
+    con.close()
+    check(n == 1, f"fixture: {n} debits left, expected 1")
+    ask_refused(f, "a ledger rolled back in place under the running hub")
+    check(hub_logged(f, "budget_ledger_unavailable"), "the hub did not log the rolled-back ledger")
 
 
 if __name__ == "__main__":
