@@ -176,7 +176,8 @@ static int has_duplicate_key(const cJSON *o, const char **keys)
 cJSON *gw_json_body_parse(const unsigned char *p, size_t n, enum gw_json_refusal *kind,
 			  const char **why)
 {
-	const char *end = NULL, *stop = (const char *)p + n;
+	/* An empty body may come as NULL: no arithmetic on a null pointer. */
+	const char *end = NULL, *stop = p ? (const char *)p + n : NULL;
 	const char **keys;
 	cJSON *json;
 	int dup;

@@ -256,6 +256,7 @@ purposes:
       - id: g-two
         requesters: [gemeente-groningen, gemeente-leeuwarden]
         operations: [aggregate]
+        noise: {mechanism: discrete_laplace, epsilon: 1}
         datasets:
           gemeente-leeuwarden/mobiliteitsteam-contacten:
             contact_date: month

@@ -707,8 +707,10 @@ static void removed_member_inert(void)
 		"    valid: {from: 2025-01-01, until: 2025-12-31}\n"
 		"    grants:\n"
 		"      - id: g-ab\n        requesters: [a, b]\n        operations: [aggregate]\n"
+		"        noise: {mechanism: discrete_laplace, epsilon: 1}\n"
 		"        datasets:\n          o/ds: {f: exact}\n"
 		"      - id: g-a\n        requesters: [a]\n        operations: [aggregate]\n"
+		"        noise: {mechanism: discrete_laplace, epsilon: 1}\n"
 		"        datasets:\n          o/ds: {g: exact}\n"
 		"    forbid:\n      - id: f-a\n        reason: r\n        requesters: [a]\n"
 		"        datasets:\n          o/ds: [h]\n";
