@@ -119,6 +119,7 @@ bench: $(STAMP) build/noordpoort certs
 	@sh bench/pseudo/run.sh
 	@sh bench/parse/run.sh
 	@sh bench/aggregate/run.sh build/noordpoort certs/dev
+	@sh bench/wire/run.sh
 
 tls-scan: $(STAMP) build/noordpoort certs
 	@sh tests/tls/scan.sh build/noordpoort certs/dev

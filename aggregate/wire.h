@@ -24,7 +24,9 @@ enum wire_error {
 	WIRE_ERR_LIMIT = -3,  /* builder: a 65536th distinct value in a field, a value longer
 	                       * than 65535 bytes, or more than 2^32-1 records */
 	WIRE_ERR_FORMAT = -4, /* decode/open: malformed input (|err| says what) */
-	WIRE_ERR_CRYPTO = -5, /* open: wrong key or altered ciphertext; seal: libsodium failed */
+	WIRE_ERR_CRYPTO = -5, /* open: wrong key or altered ciphertext; seal, builder, decode:
+	                       * libsodium failed to initialise */
+	WIRE_ERR_DEADLINE = -6, /* decode: past the caller's deadline (wire_decode_expect) */
 };
 
 /* The value dictionary of one field: values[code], NUL-terminated (a value
@@ -84,7 +86,8 @@ struct wire_builder;
 
 /* A builder for records of |nfields| (0..WIRE_MAX_FIELDS; 0 is a population
  * dataset that contributes only its persons). 0 and |*out| (free with
- * wire_builder_free), or WIRE_ERR_ARG / WIRE_ERR_NOMEM with |*out| = NULL. */
+ * wire_builder_free), or WIRE_ERR_ARG / WIRE_ERR_NOMEM / WIRE_ERR_CRYPTO
+ * (libsodium cannot be initialised) with |*out| = NULL. */
 int wire_builder_new(uint32_t nfields, struct wire_builder **out);
 
 /*
@@ -140,10 +143,29 @@ void wire_builder_free(struct wire_builder *b);
  * value twice in a dictionary, codes in range, tokens sorted (ascending;
  * equal tokens are one person's several combinations), no trailing bytes.
  * On 0, |*out| is filled (free with wire_tokens_free). On any problem returns
- * WIRE_ERR_FORMAT (or WIRE_ERR_ARG, WIRE_ERR_NOMEM) with one sentence in
+ * WIRE_ERR_FORMAT (or WIRE_ERR_ARG, WIRE_ERR_NOMEM, WIRE_ERR_CRYPTO) with one sentence in
  * |err| and |*out| zeroed, nothing to free. |buf| is only read.
  */
 int wire_decode(const unsigned char *buf, size_t len, struct wire_tokens *out, char *err, size_t errlen);
+
+/* What a caller knows before decoding (the hub: the fields it asked for,
+ * the records the answer's head announces, its own deadline). */
+struct wire_expect {
+	uint32_t nfields;     /* exactly this many fields */
+	uint32_t nrecords;    /* exactly this many records */
+	uint64_t deadline_ns; /* CLOCK_MONOTONIC nanoseconds; 0: none */
+};
+
+/*
+ * wire_decode, but the layout (every count and length) is walked first,
+ * without allocating or hashing, and an answer whose field or record count
+ * is not |x|'s is refused (WIRE_ERR_FORMAT) before any value is decoded;
+ * decoding stops with WIRE_ERR_DEADLINE once the monotonic clock passes
+ * |x->deadline_ns| (checked every 1024 values). |x| may be NULL (=
+ * wire_decode). Ownership and the other errors as wire_decode.
+ */
+int wire_decode_expect(const unsigned char *buf, size_t len, const struct wire_expect *x,
+		       struct wire_tokens *out, char *err, size_t errlen);
 
 /* Wipes the tokens (sodium_memzero) and the codes, frees everything and
  * zeroes |t|; NULL is a no-op. */

@@ -748,12 +748,20 @@ static const char *open_tokens(struct hub_query *q, struct hub_ds *d, const cJSO
 			       const unsigned char *box, size_t boxlen, char *err, size_t errlen)
 {
 	const cJSON *records = cJSON_GetObjectItemCaseSensitive(j, "records");
+	unsigned ms = q->hub->node_timeout_ms ? q->hub->node_timeout_ms : GW_HUB_NODE_TIMEOUT_MS;
+	struct wire_expect x = { .nfields = (uint32_t)d->nwire };
+	struct timespec ts;
 	unsigned char *plain = NULL;
 	size_t len = 0, run = 0;
 	int rc;
 
 	if (!cJSON_IsNumber(records) || !whole(records->valuedouble, 0, UINT32_MAX))
 		return "its head lacks \"records\"";
+	/* Counts are checked before a value is decoded, and decoding one answer
+	 * may take at most what a node is given to answer (issue 10). */
+	x.nrecords = (uint32_t)records->valuedouble;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	x.deadline_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec + (uint64_t)ms * 1000000u;
 	rc = wire_open(box, boxlen, q->hub->box_pk, q->hub->box_sk, &plain, &len, err, errlen);
 	wipe_free(a->body, a->len);
 	a->body = NULL;
@@ -761,7 +769,7 @@ static const char *open_tokens(struct hub_query *q, struct hub_ds *d, const cJSO
 		return "out of memory";
 	if (rc < 0)
 		return err;
-	rc = wire_decode(plain, len, &d->tok, err, errlen);
+	rc = wire_decode_expect(plain, len, &x, &d->tok, err, errlen);
 	wipe_free((char *)plain, len);
 	if (rc < 0)
 		return rc == WIRE_ERR_NOMEM ? "out of memory" : err;

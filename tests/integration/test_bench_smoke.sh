@@ -22,6 +22,9 @@ expect "bench/pseudo builds, and its loops compute the same tokens" 0 \
 	"pseudo_tokens (PASS|MISS)" sh bench/pseudo/run.sh 20000 1
 if grep -q "DIFFER" "$out"; then fail "bench/pseudo checksums" "$(cat "$out")"; fi
 
+expect "bench/wire builds and decodes colliding and ordinary dictionaries" 0 \
+	"decode, median of 1: colliding" sh bench/wire/run.sh 2000 1
+
 if [ -w /proc/self/clear_refs ]; then
 	expect "bench/aggregate at scale 0.5: federation table == SQLite table, one timed round" 0 \
 		"check: federation table == SQLite table" \

@@ -2,7 +2,10 @@
  * Unit tests for the node→hub tokens wire (aggregate/wire.c): builder round
  * trips (nulls, no records, 1 and 8 fields, a full dictionary), order and
  * de-duplication on both sort paths, every decoder refusal including every
- * truncation point, the sealed box, and each allocation failing in turn.
+ * truncation point, the sealed box, and each allocation failing in turn;
+ * dictionary de-duplication on values chosen to collide under the old
+ * unkeyed hash, counts checked before decoding, and the decode deadline.
+ * (How long colliding values take is bench/wire's job, not a unit test's.)
  */
 #define CHECK_FILE "test_wire"
 #include "check.h"
@@ -797,6 +800,195 @@ static void out_of_memory(void)
 	free(s);
 }
 
+/* ---- dictionaries: de-duplication, expectations, deadline ---- */
+
+/* A plaintext of one field whose dictionary is |vals| (n of them, with
+ * their lengths) and |nrec| records using code 0 (or null when n is 0). */
+static unsigned char *raw_dict(const char *const *vals, const uint16_t *lens, size_t n, uint32_t nrec,
+			       size_t *len)
+{
+	size_t size = 8 + 4 + 4 + (size_t)nrec * (WIRE_TOKEN_BYTES + 2), p = 12;
+	unsigned char *buf;
+
+	for (size_t i = 0; i < n; i++)
+		size += 2 + lens[i];
+	if (!(buf = malloc(size)))
+		return NULL;
+	memcpy(buf, "NPT1", 4);
+	put_u32(buf + 4, 1);
+	put_u32(buf + 8, (uint32_t)n);
+	for (size_t i = 0; i < n; i++) {
+		put_u16(buf + p, lens[i]);
+		memcpy(buf + p + 2, vals[i], lens[i]);
+		p += 2 + (size_t)lens[i];
+	}
+	put_u32(buf + p, nrec);
+	p += 4;
+	for (uint32_t r = 0; r < nrec; r++, p += WIRE_TOKEN_BYTES + 2) {
+		memset(buf + p, 0, WIRE_TOKEN_BYTES);
+		put_u32(buf + p + WIRE_TOKEN_BYTES - 4, r); /* ascending */
+		put_u16(buf + p + WIRE_TOKEN_BYTES, n ? 0 : WIRE_NULL);
+	}
+	*len = p;
+	return buf;
+}
+
+/* The decoder's hash before issue 10 (FNV-1a, folded), for building values
+ * that all fall into one slot of its table. */
+static uint32_t old_slot(const char *s, size_t n, uint32_t mask)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+	return (uint32_t)(h ^ (h >> 29)) & mask;
+}
+
+#define NCOLL 1000 /* the old decoder's table for 1000 values: 2048 slots */
+
+static void dedup_colliding(void)
+{
+	static char store[NCOLL + 2][12];
+	const char *vals[NCOLL + 2];
+	uint16_t lens[NCOLL + 2];
+	size_t n = 0, len;
+	unsigned char *buf;
+	struct wire_tokens t;
+	char err[200];
+
+	/* values "c<i>" whose old slot is 7 in a 2048-slot table */
+	for (uint32_t i = 0; n < NCOLL; i++) {
+		int l = snprintf(store[n], sizeof(store[n]), "c%u", i);
+
+		if (old_slot(store[n], (size_t)l, 2047) == 7) {
+			vals[n] = store[n];
+			lens[n++] = (uint16_t)l;
+		}
+	}
+	/* all distinct: decoded, each in its place */
+	buf = raw_dict(vals, lens, NCOLL, 2, &len);
+	CHECK(buf && wire_decode(buf, len, &t, err, sizeof(err)) == 0);
+	CHECK(t.fields[0].nvalues == NCOLL);
+	for (size_t i = 0; i < NCOLL; i++)
+		if (strcmp(t.fields[0].values[i], vals[i]) != 0) {
+			CHECK(0);
+			break;
+		}
+	wire_tokens_free(&t);
+	free(buf);
+	/* the first value again, last: refused (cap + 1 with a repeat) */
+	vals[NCOLL] = vals[0];
+	lens[NCOLL] = lens[0];
+	buf = raw_dict(vals, lens, NCOLL + 1, 0, &len);
+	CHECK(buf && wire_decode(buf, len, &t, err, sizeof(err)) == WIRE_ERR_FORMAT);
+	CHECK_CONTAINS(err, "the same value twice");
+	free(buf);
+	/* a prefix of the first value (same bytes, one shorter) is another value */
+	lens[NCOLL] = (uint16_t)(lens[0] - 1);
+	buf = raw_dict(vals, lens, NCOLL + 1, 0, &len);
+	CHECK(buf && wire_decode(buf, len, &t, err, sizeof(err)) == 0);
+	CHECK(t.fields[0].nvalues == NCOLL + 1);
+	wire_tokens_free(&t);
+	free(buf);
+	/* the empty value once is a value; twice is a repeat */
+	vals[NCOLL] = vals[NCOLL + 1] = "";
+	lens[NCOLL] = lens[NCOLL + 1] = 0;
+	buf = raw_dict(vals, lens, NCOLL + 1, 0, &len);
+	CHECK(buf && wire_decode(buf, len, &t, err, sizeof(err)) == 0);
+	CHECK(t.nfields == 1 && t.fields[0].nvalues == NCOLL + 1 && t.fields[0].values[NCOLL][0] == '\0');
+	wire_tokens_free(&t);
+	free(buf);
+	buf = raw_dict(vals, lens, NCOLL + 2, 0, &len);
+	CHECK(buf && wire_decode(buf, len, &t, err, sizeof(err)) == WIRE_ERR_FORMAT);
+	CHECK_CONTAINS(err, "the same value twice");
+	free(buf);
+	/* the builder agrees: the same colliding values code to 0..n-1, a repeat to its first code */
+	{
+		struct wire_builder *b;
+		uint16_t code;
+		int ok = 1;
+
+		CHECK(wire_builder_new(1, &b) == 0);
+		CHECK(wire_builder_set_dict(b, 0, vals, NCOLL) == 0);
+		for (size_t i = 0; i < NCOLL && ok; i++)
+			ok = dict_code(&b->dict[0], vals[i], &code) == 0 && code == i;
+		CHECK(ok);
+		CHECK(b->dict[0].n == NCOLL);
+		wire_builder_free(b);
+	}
+}
+
+static void expectations_before_decoding(void)
+{
+	static char store[3000][8];
+	const char *vals[3000];
+	uint16_t lens[3000];
+	size_t len;
+	unsigned char *buf;
+	struct wire_tokens t;
+	struct wire_expect x = { .nfields = 1, .nrecords = 3, .deadline_ns = 0 };
+	char err[200];
+
+	for (size_t i = 0; i < 3000; i++) {
+		lens[i] = (uint16_t)snprintf(store[i], sizeof(store[i]), "w%zu", i);
+		vals[i] = store[i];
+	}
+	buf = raw_dict(vals, lens, 3000, 3, &len);
+	CHECK(buf != NULL);
+	if (!buf)
+		return;
+	/* exactly as expected: decoded */
+	CHECK(wire_decode_expect(buf, len, &x, &t, err, sizeof(err)) == 0);
+	CHECK(t.nrecords == 3 && t.fields[0].nvalues == 3000);
+	wire_tokens_free(&t);
+	/* records 2 and 4 around the 3 the head says: refused */
+	x.nrecords = 2;
+	CHECK(wire_decode_expect(buf, len, &x, &t, err, sizeof(err)) == WIRE_ERR_FORMAT);
+	CHECK_CONTAINS(err, "another number of records");
+	x.nrecords = 4;
+	CHECK(wire_decode_expect(buf, len, &x, &t, err, sizeof(err)) == WIRE_ERR_FORMAT);
+	CHECK_CONTAINS(err, "another number of records");
+	x.nrecords = 3;
+	x.nfields = 2;
+	CHECK(wire_decode_expect(buf, len, &x, &t, err, sizeof(err)) == WIRE_ERR_FORMAT);
+	CHECK_CONTAINS(err, "another number of fields");
+	x.nfields = 0;
+	CHECK(wire_decode_expect(buf, len, &x, &t, err, sizeof(err)) == WIRE_ERR_FORMAT);
+	CHECK(t.tokens == NULL && t.fields[0].values == NULL);
+	/* the counts are checked before any value: a repeated value behind a
+	 * wrong record count is refused for the count, not the repeat */
+	x.nfields = 1;
+	x.nrecords = 4;
+	memcpy(buf + 12 + 4 + 2, "w0", 2); /* "w1" -> "w0" */
+	CHECK(wire_decode_expect(buf, len, &x, &t, err, sizeof(err)) == WIRE_ERR_FORMAT);
+	CHECK_CONTAINS(err, "another number of records");
+	x.nrecords = 3;
+	CHECK(wire_decode_expect(buf, len, &x, &t, err, sizeof(err)) == WIRE_ERR_FORMAT);
+	CHECK_CONTAINS(err, "the same value twice");
+	memcpy(buf + 12 + 4 + 2, "w1", 2);
+	/* the deadline: none, far ahead, long past */
+	x.deadline_ns = now_ns() + 60ull * 1000000000u;
+	CHECK(wire_decode_expect(buf, len, &x, &t, err, sizeof(err)) == 0);
+	wire_tokens_free(&t);
+	x.deadline_ns = 1;
+	memset(&t, 0x5A, sizeof(t));
+	CHECK(wire_decode_expect(buf, len, &x, &t, err, sizeof(err)) == WIRE_ERR_DEADLINE);
+	CHECK_CONTAINS(err, "deadline");
+	CHECK(t.tokens == NULL && t.nfields == 0 && t.fields[0].values == NULL);
+	/* a dictionary shorter than one clock reading is not interrupted */
+	{
+		unsigned char *small = raw_dict(vals, lens, DEADLINE_EVERY - 1, 3, &len);
+
+		CHECK(small && wire_decode_expect(small, len, &x, &t, err, sizeof(err)) == 0);
+		wire_tokens_free(&t);
+		free(small);
+		small = raw_dict(vals, lens, DEADLINE_EVERY, 3, &len);
+		CHECK(small && wire_decode_expect(small, len, &x, &t, err, sizeof(err)) == WIRE_ERR_DEADLINE);
+		free(small);
+	}
+	free(buf);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -810,5 +1002,7 @@ int main(void)
 	RUN(unwrap_bad);
 	RUN(coded_matches_strings);
 	RUN(out_of_memory);
+	RUN(dedup_colliding);
+	RUN(expectations_before_decoding);
 	return check_total_failed ? 1 : 0;
 }
