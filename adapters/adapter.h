@@ -44,7 +44,9 @@
 /* Longest field, in bytes. A longer field makes its row bad (not a crash, not
  * a truncated value). It also bounds the CSV reader's memory: about
  * (number of schema fields + 1) x 64 KiB + a 64 KiB read buffer. */
+#ifndef ADAPTER_FIELD_MAX /* a fuzz build shrinks it with -D (Makefile, FUZZ_DEFS) */
 #define ADAPTER_FIELD_MAX 65536
+#endif
 /* Most fields in a schema, and most columns in a CSV header. */
 #define ADAPTER_MAX_FIELDS 256
 #define ADAPTER_CSV_MAX_COLUMNS 4096

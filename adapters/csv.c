@@ -23,7 +23,12 @@
 
 #include "internal.h"
 
+/* The read buffer. A fuzz build shrinks it (and ADAPTER_FIELD_MAX, in
+ * adapter.h) with -D, so small inputs reach refills, records longer than the
+ * buffer and fields longer than the cap (Makefile, FUZZ_DEFS). */
+#ifndef CSV_READ_BUF
 #define CSV_READ_BUF 65536
+#endif
 #define CSV_SLOT (ADAPTER_FIELD_MAX + 1) /* a field and its NUL */
 
 /* The current record's value of one schema field. */
@@ -39,10 +44,14 @@ struct adapter_csv {
 	int headerless;
 	unsigned char *in;         /* CSV_READ_BUF bytes read ahead */
 	size_t in_len, in_pos;
+	size_t in_hw;              /* bytes of |in| ever written: what csv_free wipes */
 	off_t in_off;              /* file offset of in[0] */
 	unsigned line, col;        /* position of the next byte */
 	char *rec;                 /* (nfields + 1) slots; the last is scratch */
 	size_t rec_len;            /* its size in bytes */
+	size_t *rec_hw;            /* nfields + 1: bytes of each slot ever written, wiped by csv_free
+	                            * (wiping all of rec, (nfields + 1) x 64 KiB, per reader cost
+	                            * more than reading a small file) */
 	struct csv_field *fv;      /* nfields */
 	int *colmap;               /* column -> schema field, -1: ignored */
 	size_t ncols, colcap;
@@ -130,6 +139,8 @@ static int csv_byte(struct adapter_csv *c)
 		c->in_off += (off_t)c->in_len;
 		c->in_len = (size_t)n;
 		c->in_pos = 0;
+		if (c->in_len > c->in_hw)
+			c->in_hw = c->in_len;
 	}
 	ch = c->in[c->in_pos++];
 	if (ch == '\n') {
@@ -218,6 +229,20 @@ static int header_column(const struct adapter *a, struct adapter_csv *c, unsigne
 	return 0;
 }
 
+/* Field bytes went into |dst| (a slot of c->rec, or NULL) up to |len| and
+ * its NUL: csv_free wipes that much of the slot. */
+static void rec_mark(struct adapter_csv *c, const char *dst, size_t len)
+{
+	size_t slot, used;
+
+	if (!dst)
+		return;
+	slot = (size_t)(dst - c->rec) / CSV_SLOT;
+	used = (len > ADAPTER_FIELD_MAX ? ADAPTER_FIELD_MAX : len) + 1;
+	if (used > c->rec_hw[slot])
+		c->rec_hw[slot] = used;
+}
+
 /*
  * Reads one record of |c| (a reader of |a|'s file). Returns 1 (a record in
  * |r|; r->bad if it is damaged), 0 at the end of the file, BYTE_ERR on a
@@ -257,8 +282,10 @@ field_begin:
 
 	for (;;) {
 		ch = csv_byte(c);
-		if (ch == BYTE_ERR)
+		if (ch == BYTE_ERR) {
+			rec_mark(c, dst, len);
 			return BYTE_ERR;
+		}
 		if (ch == BYTE_EOF) {
 			if (st == ST_START && col == 0)
 				return 0; /* nothing after the last line break */
@@ -334,6 +361,7 @@ field_begin:
 			continue;
 		case ST_SKIP:
 			if (ch == '\n') {
+				rec_mark(c, dst, len);
 				r->ncols = col + 1;
 				return 1;
 			}
@@ -355,8 +383,10 @@ field_end_next:
 		col_name(a, c, col, what, sizeof(what));
 		rec_bad(r, fline, fcol, "%s: longer than %d bytes", what, ADAPTER_FIELD_MAX);
 	}
-	if (dst)
+	if (dst) {
 		dst[len > ADAPTER_FIELD_MAX ? ADAPTER_FIELD_MAX : len] = '\0';
+		rec_mark(c, dst, len);
+	}
 	if (header && !r->bad) {
 		*hdr_rc = header_column(a, c, r->line, col, dst, len, err, errlen);
 		if (*hdr_rc < 0)
@@ -382,8 +412,10 @@ field_end_record:
 		col_name(a, c, col, what, sizeof(what));
 		rec_bad(r, fline, fcol, "%s: longer than %d bytes", what, ADAPTER_FIELD_MAX);
 	}
-	if (dst)
+	if (dst) {
 		dst[len > ADAPTER_FIELD_MAX ? ADAPTER_FIELD_MAX : len] = '\0';
+		rec_mark(c, dst, len);
+	}
 	if (header && !r->bad) {
 		*hdr_rc = header_column(a, c, r->line, col, dst, len, err, errlen);
 	} else if (dst && !header) {
@@ -444,6 +476,8 @@ static int csv_fast_record(struct adapter *a, struct csv_rec *r)
 		if (n == 0)
 			return avail ? FAST_FALLBACK : 0; /* a last line without a line break */
 		c->in_len += (size_t)n;
+		if (c->in_len > c->in_hw)
+			c->in_hw = c->in_len;
 	}
 	/* One pass over the line: the field boundaries, or a reason to fall
 	 * back (a quote, a stray CR, too many fields) before anything changed. */
@@ -807,11 +841,13 @@ static void csv_free(struct adapter_csv *c)
 	free(c->fv);
 	/* Raw rows, BSNs included: wiped, as serving processes keep freed
 	 * memory for reuse (docs/architecture.md). */
-	if (c->rec)
-		sodium_memzero(c->rec, c->rec_len);
+	if (c->rec && c->rec_hw)
+		for (size_t i = 0; i < c->rec_len / CSV_SLOT; i++)
+			sodium_memzero(c->rec + i * CSV_SLOT, c->rec_hw[i]);
 	free(c->rec);
+	free(c->rec_hw);
 	if (c->in)
-		sodium_memzero(c->in, CSV_READ_BUF);
+		sodium_memzero(c->in, c->in_hw);
 	free(c->in);
 	free(c);
 }
@@ -957,9 +993,10 @@ static int csv_new(const struct adapter *a, int fd, char delim, int headerless, 
 	c->in = malloc(CSV_READ_BUF);
 	c->rec_len = (nf + 1) * CSV_SLOT;
 	c->rec = malloc(c->rec_len);
+	c->rec_hw = calloc(nf + 1, sizeof(*c->rec_hw));
 	c->fv = calloc(nf, sizeof(*c->fv));
 	c->text = calloc(nf, sizeof(*c->text));
-	if (!c->in || !c->rec || !c->fv || !c->text)
+	if (!c->in || !c->rec || !c->rec_hw || !c->fv || !c->text)
 		goto nomem;
 	rc = csv_start(a, c, err, errlen);
 	if (rc < 0) {
