@@ -88,33 +88,47 @@ certs:
 
 # libFuzzer targets (clang), with ASan+UBSan. The committed seed corpora in
 # tests/fuzz/corpus/ stay small; what the fuzzer grows lives in build/fuzz/.
+# A fuzz build shrinks the CSV reader's buffers (FUZZ_DEFS) so small inputs
+# reach refills, records longer than the buffer and fields past the cap.
 FUZZ_SECONDS ?= 60
 FUZZERS  := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZFLAGS := -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+FUZZ_DEFS := -DADAPTER_FIELD_MAX=64 -DCSV_READ_BUF=256
 FUZZOBJ  := $(LIBSRC:%.c=build/fuzz/obj/%.o)
+# nghttp2 and libyaml from Debian's source packages, instrumented
+# (scripts/fuzz-third-party.sh, run by `make fuzz` only): `make fuzz` links
+# build/fuzz/deep/fuzz_* against them; `make test` keeps build/fuzz/fuzz_*
+# on the distribution's libraries and never builds them.
+FUZZ_TP  := build/fuzz/third_party
+FUZZ_DEEP := $(patsubst build/fuzz/%,build/fuzz/deep/%,$(FUZZERS))
+FUZZ_LIBS_OTHER := $(filter-out -lnghttp2 -lyaml,$(LIBS))
 # The library is compiled once with clang's coverage instrumentation; each
 # target links it.
 build/fuzz/obj/%.o: %.c $(STAMP) | build/.deps-clang-ok
 	@mkdir -p $(dir $@)
-	clang $(CPPFLAGS) $(FUZZFLAGS) -Wno-unused-function -c $< -o $@
+	clang $(CPPFLAGS) $(FUZZ_DEFS) $(FUZZFLAGS) -Wno-unused-function -c $< -o $@
 build/fuzz/libfuzz.a: $(FUZZOBJ)
 	@rm -f $@
 	ar rcs $@ $^
+build/fuzz/deep/%: tests/fuzz/%.c build/fuzz/libfuzz.a $(FUZZ_TP)/lib/libnghttp2.a $(FUZZ_TP)/lib/libyaml.a
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) $(FUZZ_DEFS) -I$(FUZZ_TP)/include $(FUZZFLAGS) -fsanitize=fuzzer -Wno-unused-function \
+		-o $@ $< build/fuzz/libfuzz.a $(FUZZ_TP)/lib/libnghttp2.a $(FUZZ_TP)/lib/libyaml.a $(FUZZ_LIBS_OTHER)
 build/fuzz/%: tests/fuzz/%.c build/fuzz/libfuzz.a
 	@mkdir -p $(dir $@)
-	clang $(CPPFLAGS) $(FUZZFLAGS) -fsanitize=fuzzer -Wno-unused-function -o $@ $< build/fuzz/libfuzz.a $(LIBS)
-fuzz: build/.deps-fuzz-ok $(FUZZERS)
-	@for f in $(FUZZERS); do \
-		n=$${f#build/fuzz/fuzz_}; mkdir -p build/fuzz/corpus-$$n build/fuzz/artifacts; \
-		echo "fuzz: $$f for $(FUZZ_SECONDS)s"; \
-		if ! $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-			-artifact_prefix=build/fuzz/artifacts/$$n- build/fuzz/corpus-$$n \
-			tests/fuzz/corpus/$$n >build/fuzz/$$n.log 2>&1; then \
-			grep -E 'ERROR|SUMMARY|Test unit written' build/fuzz/$$n.log; \
-			echo "fuzz: $$f FAILED (log: build/fuzz/$$n.log)"; exit 1; \
-		fi; \
-		grep -E 'stat::number_of_executed_units' build/fuzz/$$n.log; \
-	done
+	clang $(CPPFLAGS) $(FUZZ_DEFS) $(FUZZFLAGS) -fsanitize=fuzzer -Wno-unused-function -o $@ $< build/fuzz/libfuzz.a $(LIBS)
+# FUZZ_SECONDS per target (the last third with -max_len=140000
+# -len_control=0); per target and phase: executions, exec/s, cov, ft
+# (tests/fuzz/run.sh, build/fuzz/report.md). FUZZ_THIRD_PARTY=0 skips the
+# instrumented libraries.
+FUZZ_THIRD_PARTY ?= 1
+fuzz: build/.deps-fuzz-ok
+	@if [ "$(FUZZ_THIRD_PARTY)" = 1 ] && sh scripts/fuzz-third-party.sh $(FUZZ_TP); then \
+		$(MAKE) --no-print-directory $(FUZZ_DEEP) && sh tests/fuzz/run.sh build/fuzz/deep $(FUZZ_DEEP); \
+	else \
+		echo "fuzz: using the distribution's nghttp2 and libyaml (uninstrumented)"; \
+		$(MAKE) --no-print-directory $(FUZZERS) && sh tests/fuzz/run.sh build/fuzz $(FUZZERS); \
+	fi
 
 test: $(STAMP) build/.deps-test-ok build/asan/noordpoort build/noordpoort $(UNIT) $(FUZZERS) certs
 	@sh tests/run.sh

@@ -19,8 +19,9 @@ CLANG="clang libclang-rt-14-dev"
 TEST="$CLANG python3 python3-h2 nghttp2-client sqlite3 iproute2 binutils"
 # make bench: h2load and nginx for bench/h2, sqlite3 and ss for bench/aggregate
 BENCH="nghttp2-client nginx-light sqlite3 iproute2 python3"
-# make fuzz: clang; dpkg-dev for `apt-get source` (scripts/fuzz-third-party.sh)
-FUZZ="$CLANG dpkg-dev autoconf automake libtool"
+# make fuzz: clang; dpkg-dev for `apt-get source` and its dpkg-source
+# (scripts/fuzz-third-party.sh builds nghttp2 and libyaml without autotools)
+FUZZ="$CLANG dpkg-dev"
 TLSSCAN="testssl.sh sslscan"
 
 [ $# -eq 0 ] && set -- base
