@@ -110,11 +110,11 @@ build/fuzz/obj/%.o: %.c $(STAMP) | build/.deps-clang-ok
 build/fuzz/libfuzz.a: $(FUZZOBJ)
 	@rm -f $@
 	ar rcs $@ $^
-build/fuzz/deep/%: tests/fuzz/%.c build/fuzz/libfuzz.a $(FUZZ_TP)/lib/libnghttp2.a $(FUZZ_TP)/lib/libyaml.a
+build/fuzz/deep/%: tests/fuzz/%.c $(wildcard tests/fuzz/*.h) build/fuzz/libfuzz.a $(FUZZ_TP)/lib/libnghttp2.a $(FUZZ_TP)/lib/libyaml.a
 	@mkdir -p $(dir $@)
 	clang $(CPPFLAGS) $(FUZZ_DEFS) -I$(FUZZ_TP)/include $(FUZZFLAGS) -fsanitize=fuzzer -Wno-unused-function \
 		-o $@ $< build/fuzz/libfuzz.a $(FUZZ_TP)/lib/libnghttp2.a $(FUZZ_TP)/lib/libyaml.a $(FUZZ_LIBS_OTHER)
-build/fuzz/%: tests/fuzz/%.c build/fuzz/libfuzz.a
+build/fuzz/%: tests/fuzz/%.c $(wildcard tests/fuzz/*.h) build/fuzz/libfuzz.a
 	@mkdir -p $(dir $@)
 	clang $(CPPFLAGS) $(FUZZ_DEFS) $(FUZZFLAGS) -fsanitize=fuzzer -Wno-unused-function -o $@ $< build/fuzz/libfuzz.a $(LIBS)
 # FUZZ_SECONDS per target (the last third with -max_len=140000
