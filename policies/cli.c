@@ -73,13 +73,18 @@ static const char usage_sign[] =
 	"Usage: noordpoort policy sign --key KEY FILE...\n"
 	"\n"
 	"Signs each FILE with the Ed25519 secret key KEY (from 'noordpoort keygen\n"
-	"--sign'), writing FILE.sig. KEY must not be readable by group or others.\n";
+	"--sign'), writing FILE.sig. KEY must not be readable by group or others.\n"
+	"Each FILE needs 'serial:' and 'valid_until:'; the serial must be above the\n"
+	"last one this key signed for a file of the same name, as recorded in\n"
+	"KEY.serials (KEY without .sec) next to the key.\n";
 
 static const char usage_verify[] =
 	"Usage: noordpoort policy verify --pub PUB FILE...\n"
 	"\n"
-	"Checks FILE.sig against each FILE with the public key PUB.\n"
-	"Exit status: 0 every signature good, 1 a signature bad or missing, 2 usage.\n";
+	"Checks FILE.sig against each FILE with the public key PUB, and prints each\n"
+	"file's serial and valid_until. Exit status: 0 every signature good and\n"
+	"every file acceptable to a gateway, 1 a signature bad or missing or a file\n"
+	"without serial/valid_until or past its valid_until, 2 usage.\n";
 
 static const char usage_keygen[] =
 	"Usage: noordpoort keygen --sign --out PREFIX\n"
@@ -956,13 +961,66 @@ static int cmd_sign(int argc, char **argv)
 	if (rc)
 		return rc == 1 ? 0 : rc;
 	for (size_t i = 0; i < n; i++) {
-		if (policy_sign_file(files[i], key, err, sizeof(err)) < 0) {
+		struct policy_file_info fi;
+
+		if (policy_sign_file(files[i], key, &fi, err, sizeof(err)) < 0) {
 			fprintf(stderr, "noordpoort policy sign: %s\n", err);
 			return 1;
 		}
-		printf("signed %s: %s.sig\n", files[i], files[i]);
+		printf("signed %s: %s.sig (serial %llu, valid until %s)\n", files[i], files[i],
+		       (unsigned long long)fi.serial, fi.valid_until);
 	}
 	return 0;
+}
+
+/*
+ * One file: the signature, then what a gateway requiring signed policies
+ * would also check: a serial, and a valid_until not yet past (today is
+ * NOORDPOORT_NOW when set). -1 when the signature is bad or such a gateway
+ * would refuse the file.
+ */
+static int verify_one(const char *file, const unsigned char pub[32])
+{
+	struct policy_refs refs = { 0 };
+	struct policy_set *set = NULL;
+	const struct policy_file_info *fi;
+	struct diag d = { 0 };
+	unsigned char *buf = NULL;
+	size_t len;
+	char err[600], sig[4096];
+	int rc = -1;
+
+	snprintf(sig, sizeof(sig), "%s.sig", file);
+	if (ydoc_read_file(file, &buf, &len, &d) < 0) {
+		diag_first(&d, err, sizeof(err));
+		printf("%s: BAD: %s\n", file, err);
+		goto out;
+	}
+	if (policy_verify_mem(buf, len, sig, pub, err, sizeof(err)) < 0) {
+		printf("%s: BAD: %s\n", file, err);
+		goto out;
+	}
+	refs.require_serial = 1;
+	if (today(&refs.now) < 0 || policy_set_load_mem(file, buf, len, &refs, &set, &d) < 0) {
+		diag_first(&d, err, sizeof(err));
+		printf("%s: good signature, but a gateway refuses it: %s\n", file,
+		       *err ? err : "NOORDPOORT_NOW is not YYYY-MM-DD");
+		goto out;
+	}
+	fi = policy_set_file(set, 0);
+	if (fi->valid_end <= refs.now) {
+		printf("%s: good signature, serial %llu, valid until %s: EXPIRED, a gateway refuses it\n",
+		       file, (unsigned long long)fi->serial, fi->valid_until);
+		goto out;
+	}
+	printf("%s: good signature, serial %llu, valid until %s (inclusive, UTC)\n", file,
+	       (unsigned long long)fi->serial, fi->valid_until);
+	rc = 0;
+out:
+	policy_set_free(set);
+	diag_clear(&d);
+	free(buf);
+	return rc;
 }
 
 static int cmd_verify(int argc, char **argv)
@@ -979,14 +1037,9 @@ static int cmd_verify(int argc, char **argv)
 		fprintf(stderr, "noordpoort policy verify: %s\n", err);
 		return 2;
 	}
-	for (size_t i = 0; i < n; i++) {
-		if (policy_verify_file(files[i], pub, err, sizeof(err)) < 0) {
-			printf("%s: BAD: %s\n", files[i], err);
+	for (size_t i = 0; i < n; i++)
+		if (verify_one(files[i], pub) < 0)
 			rc = 1;
-		} else {
-			printf("%s: good signature\n", files[i]);
-		}
-	}
 	return rc;
 }
 

@@ -84,6 +84,8 @@ struct policy_set {
 	size_t npurposes;
 	struct pol_forbid *forbids; /* top-level, from every file */
 	size_t nforbids;
+	struct policy_file_info *files; /* one per file, load order */
+	size_t nfiles;
 	char hash[POLICY_HASH_HEX + 1];
 };
 

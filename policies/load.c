@@ -269,6 +269,7 @@ struct pctx {
 	const char *file; /* arena copy */
 	const char *base; /* file name without folders, for top-level forbid ids */
 	int bad;
+	const struct policy_file_info *fi; /* this file's serial and validity */
 };
 
 static struct pol_pos pos_of(const struct pctx *c, const yaml_node_t *n)
@@ -1066,6 +1067,16 @@ static void purpose(struct pctx *c, yaml_node_t *n, size_t idx, struct pol_purpo
 					ydoc_warn(c->y, vk[1].value, "%s expires on %s, within %d days",
 						  what, p->until_s, EXPIRY_WARN_DAYS);
 			}
+			/* No grant outlives the file's own valid_until: the purpose
+			 * ends there, for decisions, the catalog view and explain. */
+			if (c->fi && c->fi->valid_end && p->until_s[0] && p->until_end > c->fi->valid_end) {
+				if (p->from_s[0] && c->fi->valid_end <= p->from)
+					ydoc_warn(c->y, vk[1].value, "%s starts on %s, after the file's "
+						  "valid_until %s: its grants can never apply", what,
+						  p->from_s, c->fi->valid_until);
+				p->until_end = c->fi->valid_end;
+				memcpy(p->until_s, c->fi->valid_until, sizeof(p->until_s));
+			}
 		}
 	}
 	if ((v = k[4].value)) {
@@ -1232,6 +1243,49 @@ struct src {
 	yaml_node_t *purposes, *forbid;
 };
 
+/*
+ * The file's own serial and validity (top-level keys, so inside the signed
+ * bytes). Both are required when refs->require_serial is set: a gateway
+ * that requires signed policies must be able to refuse an older file put
+ * back (docs/policy.md, "Serial and validity").
+ */
+static void file_info(struct ydoc *y, yaml_node_t *serial, yaml_node_t *until,
+		      const struct policy_refs *refs, struct policy_file_info *fi)
+{
+	const char *u;
+	int64_t t;
+
+	if (serial) {
+		fi->serial_line = (unsigned)serial->start_mark.line + 1;
+		if (ydoc_uint(y, serial, "serial", 1, POLICY_SERIAL_MAX, &fi->serial) < 0)
+			fi->serial = 0;
+	} else if (refs && refs->require_serial) {
+		ydoc_error(y, ydoc_root(y), "policy file: 'serial:' is required (a whole number, "
+			   "raised at every change) so an older signed version cannot be put back");
+	}
+	if (until) {
+		fi->valid_line = (unsigned)until->start_mark.line + 1;
+		u = ydoc_str(y, until, "valid_until");
+		if (u && policy_parse_date(u, &t) == 0) {
+			memcpy(fi->valid_until, u, sizeof(fi->valid_until));
+			fi->valid_end = t + DAY; /* inclusive: through 23:59:59 UTC */
+		} else if (u) {
+			ydoc_error(y, until, "valid_until: '%s' is not a date like 2025-01-31", u);
+		}
+		if (fi->valid_end && refs && refs->now) {
+			if (fi->valid_end <= refs->now)
+				ydoc_warn(y, until, "valid_until %s has passed: a gateway refuses this file",
+					  fi->valid_until);
+			else if (fi->valid_end - refs->now <= (int64_t)EXPIRY_WARN_DAYS * DAY)
+				ydoc_warn(y, until, "valid_until %s is within %d days: sign a new serial "
+					  "before then", fi->valid_until, EXPIRY_WARN_DAYS);
+		}
+	} else if (refs && refs->require_serial) {
+		ydoc_error(y, ydoc_root(y), "policy file: 'valid_until:' is required (a date like "
+			   "2026-12-31) so an old signed version stops being accepted");
+	}
+}
+
 static int load_set(struct src *src, size_t n, const struct policy_refs *refs,
 		struct policy_set **out, struct diag *d)
 {
@@ -1248,10 +1302,22 @@ static int load_set(struct src *src, size_t n, const struct policy_refs *refs,
 		return -1;
 	}
 	crypto_hash_sha256_init(&h);
+	if (n && !(s->files = pol_alloc(&s->arena, n * sizeof(*s->files)))) {
+		diag_error(d, NULL, 0, 0, "out of memory");
+		goto fail;
+	}
+	s->nfiles = n;
 	for (size_t i = 0; i < n; i++) {
-		struct ykey k[] = { { "purposes", 1, NULL }, { "forbid", 0, NULL } };
+		struct ykey k[] = { { "purposes", 1, NULL }, { "forbid", 0, NULL },
+				    { "serial", 0, NULL }, { "valid_until", 0, NULL } };
 
 		crypto_hash_sha256_update(&h, src[i].buf, src[i].len);
+		crypto_hash_sha256(digest, src[i].buf, src[i].len);
+		sodium_bin2hex(s->files[i].sha256, sizeof(s->files[i].sha256), digest, sizeof(digest));
+		if (!(s->files[i].name = pol_strdup(&s->arena, src[i].name))) {
+			diag_error(d, src[i].name, 0, 0, "out of memory");
+			continue;
+		}
 		if (refs && refs->signing_key) {
 			char sig[4096], err[512];
 
@@ -1268,9 +1334,10 @@ static int load_set(struct src *src, size_t n, const struct policy_refs *refs,
 			diag_error(d, src[i].name, 0, 0, "out of memory");
 			continue;
 		}
-		if (ydoc_map(&src[i].y, ydoc_root(&src[i].y), "policy file", k, 2) < 0 &&
+		if (ydoc_map(&src[i].y, ydoc_root(&src[i].y), "policy file", k, 4) < 0 &&
 		    (!ydoc_root(&src[i].y) || ydoc_root(&src[i].y)->type != YAML_MAPPING_NODE))
 			continue;
+		file_info(&src[i].y, k[2].value, k[3].value, refs, &s->files[i]);
 		if (k[0].value && k[0].value->type != YAML_SEQUENCE_NODE) {
 			ydoc_error(&src[i].y, k[0].value, "purposes: expected a list of purposes");
 		} else if (k[0].value) {
@@ -1292,7 +1359,7 @@ static int load_set(struct src *src, size_t n, const struct policy_refs *refs,
 		goto fail;
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct pctx c = { &src[i].y, s, refs, src[i].y.file, NULL, 0 };
+		struct pctx c = { &src[i].y, s, refs, src[i].y.file, NULL, 0, &s->files[i] };
 		const char *slash = strrchr(src[i].y.file ? src[i].y.file : "", '/');
 		size_t cnt;
 
@@ -1379,4 +1446,14 @@ void policy_set_free(struct policy_set *s)
 const char *policy_set_hash(const struct policy_set *s)
 {
 	return s->hash;
+}
+
+size_t policy_set_nfiles(const struct policy_set *s)
+{
+	return s ? s->nfiles : 0;
+}
+
+const struct policy_file_info *policy_set_file(const struct policy_set *s, size_t i)
+{
+	return s && i < s->nfiles ? &s->files[i] : NULL;
 }

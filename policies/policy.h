@@ -134,6 +134,7 @@ struct policy_refs {
 	 * from the members file is cut off at the next reload even while
 	 * other parties' policies still name it). */
 	int unknown_member_is_error;
+	int require_serial;                 /* every file needs serial: and valid_until: */
 };
 
 struct policy_set;
@@ -153,6 +154,25 @@ int policy_set_load_mem(const char *name, const unsigned char *buf, size_t len,
 void policy_set_free(struct policy_set *s);
 /* Lower-hex SHA-256 of the files' bytes concatenated in load order. */
 const char *policy_set_hash(const struct policy_set *s);
+
+/*
+ * What each file of a set says about itself (docs/policy.md, "Serial and
+ * validity"): the top-level `serial:` and `valid_until:`, inside the signed
+ * bytes, so an older signed file put back can be told from the newer one.
+ */
+#define POLICY_SERIAL_MAX 9007199254740991ull /* 2^53 - 1: exact in every tool */
+struct policy_file_info {
+	const char *name;        /* as given to the loader */
+	uint64_t serial;         /* 0: the file has none */
+	unsigned serial_line;    /* where it is written, for messages; 0 if absent */
+	int64_t valid_end;       /* 00:00 UTC of the day after valid_until; 0: none */
+	char valid_until[11];    /* "YYYY-MM-DD", "" if absent */
+	unsigned valid_line;
+	char sha256[POLICY_HASH_HEX + 1]; /* of this file's bytes */
+};
+/* Number of files in |s|, and the i-th (load order); NULL past the end. */
+size_t policy_set_nfiles(const struct policy_set *s);
+const struct policy_file_info *policy_set_file(const struct policy_set *s, size_t i);
 
 /*
  * Decides |req| against |s|: default deny, a matching forbid overrides every
@@ -254,8 +274,43 @@ int policy_grants_for(const struct policy_set *s, const char *requester, int64_t
 int policy_keygen(const char *prefix, char *err, size_t errlen);
 /* Signs |file| with the secret key file |keyfile|, writing FILE.sig. Refuses
  * a key file that group or others may access, or that another user than
- * this one or root owns (common/keyfile.h). */
-int policy_sign_file(const char *file, const char *keyfile, char *err, size_t errlen);
+ * this one or root owns (common/keyfile.h). The file must be a valid policy
+ * with `serial:` and `valid_until:`, and its serial must be above the last
+ * one this key signed for the same base name, as recorded in
+ * policy_serials_path(keyfile) (the same serial with the same bytes is
+ * signed again). On success |*info| (if not NULL) holds the file's serial
+ * and validity. */
+int policy_sign_file(const char *file, const char *keyfile, struct policy_file_info *info,
+		     char *err, size_t errlen);
+/*
+ * Serial records (policies/serial.c): one line per policy base name,
+ * "NAME SERIAL SHA256". policy_serials_read() takes a missing file as
+ * empty and refuses anything malformed; policy_serials_write() replaces
+ * the file atomically (temporary file, fsync, rename, fsync of the
+ * folder). Each returns 0, or -1 with one sentence in |err|;
+ * policy_serials_set() returns -1 when out of memory or given a name with
+ * white space, serial 0 or a malformed hash.
+ */
+struct policy_serials;
+struct policy_serial_rec {
+	char name[256];
+	uint64_t serial;
+	char sha256[POLICY_HASH_HEX + 1];
+};
+int policy_serials_read(const char *path, struct policy_serials **out, char *err, size_t errlen);
+const struct policy_serial_rec *policy_serials_find(const struct policy_serials *s, const char *name);
+int policy_serials_set(struct policy_serials *s, const char *name, uint64_t serial,
+		       const char *sha256);
+int policy_serials_write(const struct policy_serials *s, const char *path, char *err, size_t errlen);
+void policy_serials_free(struct policy_serials *s);
+/* The file name without folders: what records are keyed by. */
+const char *policy_base_name(const char *path);
+/* 1 when |name| can be a record key: 1-255 bytes, no white space or controls. */
+int policy_serial_name_ok(const char *name);
+
+/* KEY.serials, with a trailing ".sec" of |keyfile| dropped: "officer.sec" ->
+ * "officer.serials". 0, or -1 when it does not fit |outlen|. */
+int policy_serials_path(const char *keyfile, char *out, size_t outlen);
 /* Reads a public key file into |pub|. */
 int policy_read_pub(const char *pubfile, unsigned char pub[32], char *err, size_t errlen);
 /* Checks FILE.sig against |file|'s bytes; -1 when missing, malformed or bad. */

@@ -175,23 +175,108 @@ out:
 	return rc;
 }
 
-int policy_sign_file(const char *file, const char *keyfile, char *err, size_t errlen)
+int policy_serials_path(const char *keyfile, char *out, size_t outlen)
+{
+	size_t n = strlen(keyfile);
+
+	if (n > 4 && strcmp(keyfile + n - 4, ".sec") == 0)
+		n -= 4;
+	return (size_t)snprintf(out, outlen, "%.*s.serials", (int)n, keyfile) < outlen ? 0 : -1;
+}
+
+/*
+ * The serial check of `policy sign`: |fi|'s serial must be above the one
+ * last signed for the same base name, or equal with the same bytes (signing
+ * again changes nothing). Records the new serial in |serials| (not yet
+ * written).
+ */
+static int serial_rises(const char *file, const struct policy_file_info *fi,
+			struct policy_serials *serials, const char *recpath, int *changed,
+			char *err, size_t errlen)
+{
+	const char *base = policy_base_name(file);
+	const struct policy_serial_rec *r = policy_serials_find(serials, base);
+
+	*changed = 0;
+	if (!policy_serial_name_ok(base))
+		return fail(err, errlen, "%s: a policy file name must not contain spaces or "
+			    "control characters", file);
+	if (r && fi->serial < r->serial)
+		return fail(err, errlen, "%s: serial %llu is below the last one signed for '%s', %llu "
+			    "(%s); raise 'serial:' to %llu or more", file,
+			    (unsigned long long)fi->serial, base, (unsigned long long)r->serial,
+			    recpath, (unsigned long long)r->serial + 1);
+	if (r && fi->serial == r->serial) {
+		if (strcmp(r->sha256, fi->sha256) == 0)
+			return 0;
+		return fail(err, errlen, "%s: serial %llu was already signed for '%s' with other "
+			    "content (%s); raise 'serial:' to %llu", file,
+			    (unsigned long long)fi->serial, base, recpath,
+			    (unsigned long long)r->serial + 1);
+	}
+	if (policy_serials_set(serials, base, fi->serial, fi->sha256) < 0)
+		return fail(err, errlen, "out of memory");
+	*changed = 1;
+	return 0;
+}
+
+/* The file must be a policy with a serial and a validity end. */
+static int file_header(const char *file, const unsigned char *buf, size_t len,
+		       struct policy_file_info *out, char *err, size_t errlen)
+{
+	struct policy_refs refs = { 0 };
+	struct policy_set *set = NULL;
+	struct diag d = { 0 };
+	char first[400];
+
+	refs.require_serial = 1;
+	if (policy_set_load_mem(file, buf, len, &refs, &set, &d) < 0) {
+		int more = d.errors - 1;
+
+		diag_first(&d, first, sizeof(first));
+		diag_clear(&d);
+		if (more > 0)
+			return fail(err, errlen, "not signed: %s (and %d more; run noordpoort policy "
+				    "check)", first, more);
+		return fail(err, errlen, "not signed: %s", first);
+	}
+	diag_clear(&d);
+	*out = *policy_set_file(set, 0);
+	out->name = NULL; /* lives in |set| */
+	policy_set_free(set);
+	return 0;
+}
+
+int policy_sign_file(const char *file, const char *keyfile, struct policy_file_info *info,
+		     char *err, size_t errlen)
 {
 	unsigned char sig[crypto_sign_BYTES];
-	char sighex[SIG_HEX + 2], sigpath[4096], tmp[4112];
+	char sighex[SIG_HEX + 2], sigpath[4096], tmp[4112], recpath[4096];
 	unsigned char *sk = NULL, *buf = NULL;
+	struct policy_serials *serials = NULL;
+	struct policy_file_info fi;
 	size_t len;
-	int fd = -1, rc = -1;
+	int fd = -1, rc = -1, changed = 0;
 
 	if (sodium_init() < 0)
 		return fail(err, errlen, "libsodium could not start");
 	if ((size_t)snprintf(sigpath, sizeof(sigpath), "%s.sig", file) >= sizeof(sigpath))
 		return fail(err, errlen, "%s: name too long", file);
+	if (policy_serials_path(keyfile, recpath, sizeof(recpath)) < 0)
+		return fail(err, errlen, "%s: name too long", keyfile);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", sigpath);
 	if (!(sk = sodium_malloc(crypto_sign_SECRETKEYBYTES)))
 		return fail(err, errlen, "out of memory");
 	if (read_secret(keyfile, sk, err, errlen) < 0 ||
-	    slurp(file, MAX_SIGNED_BYTES, &buf, &len, err, errlen) < 0)
+	    slurp(file, MAX_SIGNED_BYTES, &buf, &len, err, errlen) < 0 ||
+	    file_header(file, buf, len, &fi, err, errlen) < 0 ||
+	    policy_serials_read(recpath, &serials, err, errlen) < 0 ||
+	    serial_rises(file, &fi, serials, recpath, &changed, err, errlen) < 0)
+		goto out;
+	/* The record first: a signature is never out without its serial on
+	 * record, and a failed signing leaves a record that lets the same
+	 * bytes be signed again. */
+	if (changed && policy_serials_write(serials, recpath, err, errlen) < 0)
 		goto out;
 	sodium_mprotect_readonly(sk);
 	crypto_sign_detached(sig, NULL, buf, len, sk);
@@ -208,8 +293,11 @@ int policy_sign_file(const char *file, const char *keyfile, char *err, size_t er
 		goto out;
 	}
 	fd = -1;
+	if (info)
+		*info = fi;
 	rc = 0;
 out:
+	policy_serials_free(serials);
 	free(buf);
 	sodium_free(sk);
 	return rc;

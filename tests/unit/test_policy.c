@@ -862,10 +862,119 @@ out:
 	diag_clear(&d);
 }
 
+/* Section 5 of issue 10: serials rise at signing, and a set says what each
+ * file carries. */
+static void serials(void)
+{
+	char prefix[256], sec[300], rec[300], err[600], text[8400];
+	struct policy_file_info fi;
+	struct policy_serials *r = NULL;
+	struct policy_refs refs = { 0 };
+	struct policy_set *s = NULL;
+	struct diag d = { 0 };
+	char *file, *recf;
+
+	snprintf(prefix, sizeof(prefix), "%s/officer2", dir);
+	snprintf(sec, sizeof(sec), "%s.sec", prefix);
+	CHECK(policy_keygen(prefix, err, sizeof(err)) == 0);
+	CHECK(policy_serials_path(sec, rec, sizeof(rec)) == 0);
+	CHECK(strlen(rec) > 16 && strcmp(rec + strlen(rec) - 16, "officer2.serials") == 0);
+	/* no serial: not signed */
+	file = check_write(dir, "ser.yaml", policy_text("", ""));
+	CHECK(policy_sign_file(file, sec, &fi, err, sizeof(err)) < 0);
+	CHECK_CONTAINS(err, "'serial:' is required");
+	free(file);
+	/* serial 2 signs and is recorded */
+	snprintf(text, sizeof(text), "serial: 2\nvalid_until: 2025-06-30\n%s", policy_text("", ""));
+	file = check_write(dir, "ser.yaml", text);
+	CHECK(policy_sign_file(file, sec, &fi, err, sizeof(err)) == 0);
+	CHECK(fi.serial == 2 && strcmp(fi.valid_until, "2025-06-30") == 0);
+	CHECK(policy_serials_read(rec, &r, err, sizeof(err)) == 0);
+	CHECK(r && policy_serials_find(r, "ser.yaml") &&
+	      policy_serials_find(r, "ser.yaml")->serial == 2 &&
+	      strcmp(policy_serials_find(r, "ser.yaml")->sha256, fi.sha256) == 0);
+	policy_serials_free(r);
+	r = NULL;
+	/* the same bytes again: fine */
+	CHECK(policy_sign_file(file, sec, NULL, err, sizeof(err)) == 0);
+	/* same serial, other bytes: refused */
+	snprintf(text, sizeof(text), "serial: 2\nvalid_until: 2025-06-30\n# changed\n%s",
+		 policy_text("", ""));
+	free(check_write(dir, "ser.yaml", text));
+	CHECK(policy_sign_file(file, sec, NULL, err, sizeof(err)) < 0);
+	CHECK_CONTAINS(err, "serial 2 was already signed for 'ser.yaml' with other content");
+	CHECK_CONTAINS(err, "raise 'serial:' to 3");
+	/* lower (serial - 1): refused, naming the file, the serial and the last one */
+	snprintf(text, sizeof(text), "serial: 1\nvalid_until: 2025-06-30\n%s", policy_text("", ""));
+	free(check_write(dir, "ser.yaml", text));
+	CHECK(policy_sign_file(file, sec, NULL, err, sizeof(err)) < 0);
+	CHECK_CONTAINS(err, "ser.yaml: serial 1 is below the last one signed for 'ser.yaml', 2 (");
+	CHECK_CONTAINS(err, "officer2.serials); raise 'serial:' to 3 or more");
+	/* serial + 1: fine */
+	snprintf(text, sizeof(text), "serial: 3\nvalid_until: 2025-06-30\n%s", policy_text("", ""));
+	free(check_write(dir, "ser.yaml", text));
+	CHECK(policy_sign_file(file, sec, NULL, err, sizeof(err)) == 0);
+	/* serial 0 and past 2^53 - 1 are not serials */
+	snprintf(text, sizeof(text), "serial: 0\nvalid_until: 2025-06-30\n%s", policy_text("", ""));
+	free(check_write(dir, "ser.yaml", text));
+	CHECK(policy_sign_file(file, sec, NULL, err, sizeof(err)) < 0);
+	snprintf(text, sizeof(text), "serial: 9007199254740992\nvalid_until: 2025-06-30\n%s",
+		 policy_text("", ""));
+	free(check_write(dir, "ser.yaml", text));
+	CHECK(policy_sign_file(file, sec, NULL, err, sizeof(err)) < 0);
+	/* a malformed record is refused, not guessed at */
+	recf = check_write(dir, "officer2.serials", "ser.yaml three abc\n");
+	snprintf(text, sizeof(text), "serial: 4\nvalid_until: 2025-06-30\n%s", policy_text("", ""));
+	free(check_write(dir, "ser.yaml", text));
+	CHECK(policy_sign_file(file, sec, NULL, err, sizeof(err)) < 0);
+	CHECK_CONTAINS(err, "officer2.serials:1: not a serial record");
+	free(recf);
+	free(file);
+
+	/* the loader: required only when asked; valid_until ends every purpose */
+	refs.require_serial = 1;
+	s = load_text(policy_text("", ""), &d);
+	CHECK(s && policy_set_nfiles(s) == 1 && policy_set_file(s, 0)->serial == 0 &&
+	      policy_set_file(s, 0)->valid_end == 0);
+	policy_set_free(s);
+	CHECK(policy_set_load_mem("t.yaml", (const unsigned char *)policy_text("", ""),
+				  strlen(policy_text("", "")), &refs, &s, &d) < 0);
+	CHECK_CONTAINS(diag_text(&d), "'serial:' is required");
+	CHECK_CONTAINS(diag_text(&d), "'valid_until:' is required");
+	diag_clear(&d);
+	snprintf(text, sizeof(text), "serial: 7\nvalid_until: 2025-06-30\n%s", policy_text("", ""));
+	CHECK(policy_set_load_mem("t.yaml", (const unsigned char *)text, strlen(text), &refs, &s, &d) == 0);
+	CHECK(s && policy_set_file(s, 0)->serial == 7 && policy_set_file(s, 0)->serial_line == 1 &&
+	      policy_set_file(s, 0)->valid_line == 2 &&
+	      policy_set_file(s, 0)->valid_end == 1751328000 /* 2025-07-01 */);
+	if (s) {
+		/* the purpose runs until 2025-12-31, the file until 2025-06-30:
+		 * grants end with the file (both sides of the boundary) */
+		struct policy_decision dn;
+		struct policy_field f = { "o/ds", "f", POLICY_GEN_NONE };
+		const char *ds[] = { "o/ds" };
+		struct policy_request q = { "a", "p", POLICY_OP_AGGREGATE, ds, 1, &f, 1,
+					    POLICY_IDENT_NEVER, 1751328000 - 1 };
+
+		CHECK(policy_decide(s, &q, &dn) == 0 && dn.permit);
+		q.time = 1751328000;
+		CHECK(policy_decide(s, &q, &dn) == 0 && !dn.permit &&
+		      dn.reason == POLICY_PURPOSE_EXPIRED);
+	}
+	policy_set_free(s);
+	s = NULL;
+	snprintf(text, sizeof(text), "serial: x\nvalid_until: 2025-02-30\n%s", policy_text("", ""));
+	CHECK(policy_set_load_mem("t.yaml", (const unsigned char *)text, strlen(text), &refs, &s, &d) < 0);
+	CHECK_CONTAINS(diag_text(&d), "t.yaml:1:");
+	CHECK_CONTAINS(diag_text(&d), "t.yaml:2:14: error: valid_until: '2025-02-30' is not a date");
+	diag_clear(&d);
+}
+
 static void signatures(void)
 {
 	char prefix[256], sec[300], pub[300], err[600];
-	char *file = check_write(dir, "signed.yaml", policy_text("", ""));
+	char signed_text[8400];
+	char *file;
 	char sig[300];
 	unsigned char pk[32], other[32], sk2[64];
 	struct stat st;
@@ -873,6 +982,9 @@ static void signatures(void)
 	struct policy_set *s = NULL;
 	struct diag d = { 0 };
 
+	snprintf(signed_text, sizeof(signed_text), "serial: 1\nvalid_until: 2099-12-31\n%s",
+		 policy_text("", ""));
+	file = check_write(dir, "signed.yaml", signed_text);
 	snprintf(prefix, sizeof(prefix), "%s/officer", dir);
 	snprintf(sec, sizeof(sec), "%s.sec", prefix);
 	snprintf(pub, sizeof(pub), "%s.pub", prefix);
@@ -884,7 +996,7 @@ static void signatures(void)
 	CHECK(policy_read_pub(pub, pk, err, sizeof(err)) == 0);
 	CHECK(policy_verify_file(file, pk, err, sizeof(err)) < 0);
 	CHECK_CONTAINS(err, "signed.yaml.sig is missing: the file is not signed");
-	CHECK(policy_sign_file(file, sec, err, sizeof(err)) == 0);
+	CHECK(policy_sign_file(file, sec, NULL, err, sizeof(err)) == 0);
 	CHECK(policy_verify_file(file, pk, err, sizeof(err)) == 0);
 	/* the gateway's path: verify the bytes it parses */
 	refs.signing_key = pk;
@@ -915,21 +1027,22 @@ static void signatures(void)
 	CHECK_CONTAINS(err, "not a signature");
 	/* a secret key others may read is refused */
 	CHECK(chmod(sec, 0640) == 0);
-	CHECK(policy_sign_file(file, sec, err, sizeof(err)) < 0);
+	CHECK(policy_sign_file(file, sec, NULL, err, sizeof(err)) < 0);
 	CHECK_CONTAINS(err, ": secret key file is accessible by group or others (mode 0640); "
 			    "run: chmod 600 '");
 	CHECK(chmod(sec, 0604) == 0);
-	CHECK(policy_sign_file(file, sec, err, sizeof(err)) < 0);
+	CHECK(policy_sign_file(file, sec, NULL, err, sizeof(err)) < 0);
 	CHECK_CONTAINS(err, "(mode 0604)");
 	CHECK(chmod(sec, 0400) == 0);
+	free(check_write(dir, "signed.yaml", signed_text)); /* the signed bytes again */
 	/* owned by another user: refused too (root may chown it away) */
 	if (geteuid() == 0 && chown(sec, 4242, (gid_t)-1) == 0) {
-		CHECK(policy_sign_file(file, sec, err, sizeof(err)) < 0);
+		CHECK(policy_sign_file(file, sec, NULL, err, sizeof(err)) < 0);
 		CHECK_CONTAINS(err, ": secret key file is owned by uid 4242, not by this user (uid 0) "
 				    "or root; run: chown 0 '");
 		CHECK(chown(sec, 0, (gid_t)-1) == 0);
 	}
-	CHECK(policy_sign_file(file, sec, err, sizeof(err)) == 0);
+	CHECK(policy_sign_file(file, sec, NULL, err, sizeof(err)) == 0);
 	CHECK(policy_verify_file(file, pk, err, sizeof(err)) == 0);
 	CHECK(policy_read_pub(sec, pk, err, sizeof(err)) < 0);
 	CHECK_CONTAINS(err, "not a public key");
@@ -1014,6 +1127,7 @@ int main(void)
 	RUN(check_warnings);
 	RUN(diff_words);
 	RUN(signatures);
+	RUN(serials);
 	RUN(names_and_dates);
 	RUN(decision_speed);
 	{
