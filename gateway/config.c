@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../common/yamldoc.h"
@@ -516,6 +517,26 @@ static int parse_user(struct ydoc *y, yaml_node_t *n, struct gw_config *c)
 	return c->user ? 0 : -1;
 }
 
+/* An existing folder: the gateway does not create it, so its owner and
+ * mode are the operator's choice (docs/config.md, "state_dir"). */
+static int parse_state_dir(struct ydoc *y, yaml_node_t *n, struct gw_config *c)
+{
+	struct stat st;
+
+	if (parse_path(y, n, "state_dir", c->path, &c->state_dir, 0) < 0)
+		return -1;
+	if (stat(c->state_dir, &st) != 0) {
+		ydoc_error(y, n, "state_dir: '%s': %s (create it, owned by the gateway's user)",
+			   c->state_dir, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		ydoc_error(y, n, "state_dir: '%s' is not a folder", c->state_dir);
+		return -1;
+	}
+	return 0;
+}
+
 static int parse_root(struct ydoc *y, struct gw_config *c)
 {
 	struct ykey k[] = {
@@ -524,9 +545,9 @@ static int parse_root(struct ydoc *y, struct gw_config *c)
 		{ "log", 0, NULL }, { "roles", 0, NULL }, { "catalog", 0, NULL },
 		{ "policies", 0, NULL }, { "node", 0, NULL }, { "audit", 0, NULL },
 		{ "require_signed_policies", 0, NULL }, { "policy_signing_key", 0, NULL },
-		{ "hub", 0, NULL }, { "user", 0, NULL },
+		{ "hub", 0, NULL }, { "user", 0, NULL }, { "state_dir", 0, NULL },
 	};
-	int bad = ydoc_map(y, ydoc_root(y), "config", k, 16) < 0;
+	int bad = ydoc_map(y, ydoc_root(y), "config", k, 17) < 0;
 	yaml_node_t *n;
 
 	if ((n = k[0].value)) {
@@ -586,8 +607,16 @@ static int parse_root(struct ydoc *y, struct gw_config *c)
 		bad |= parse_hub(y, k[14].value, c) < 0;
 	if (k[15].value)
 		bad |= parse_user(y, k[15].value, c) < 0;
+	if (k[16].value)
+		bad |= parse_state_dir(y, k[16].value, c) < 0;
 	if (bad)
 		return -1;
+	/* Signed policies by default: whoever can write a policy file (a
+	 * compromised account, a careless deploy, a restored backup) must not
+	 * decide what leaves a partner. Unsigned is said explicitly, in the
+	 * file, where a reviewer sees it (docs/config.md). */
+	if (!k[12].value)
+		c->policies.require_signed = c->policies.nfiles > 0;
 	if ((c->roles & GW_CFG_HUB) && !k[14].value) {
 		ydoc_error(y, k[7].value, "roles: a hub needs a 'hub' section (its keys and ledger)");
 		bad = 1;
@@ -601,8 +630,20 @@ static int parse_root(struct ydoc *y, struct gw_config *c)
 		bad = 1;
 	}
 	if (c->policies.require_signed && !c->policies.signing_key) {
-		ydoc_error(y, k[12].value, "require_signed_policies: needs 'policy_signing_key' "
-			   "(the privacy officer's public key)");
+		if (k[12].value)
+			ydoc_error(y, k[12].value, "require_signed_policies: needs 'policy_signing_key' "
+				   "(the privacy officer's public key)");
+		else
+			ydoc_error(y, k[9].value, "policies: signed policies are required by default: "
+				   "name the privacy officer's public key in 'policy_signing_key' (and a "
+				   "'state_dir'), or say 'require_signed_policies: false' to run unsigned "
+				   "policies (development and demos only)");
+		bad = 1;
+	}
+	if (c->policies.require_signed && !c->state_dir) {
+		ydoc_error(y, k[12].value ? k[12].value : k[9].value,
+			   "require_signed_policies: needs 'state_dir': the gateway records there the "
+			   "highest policy serial it accepted, so an older signed policy cannot be put back");
 		bad = 1;
 	}
 	/* What a role needs, said once here rather than failing later. */
@@ -676,6 +717,7 @@ void gw_config_free(struct gw_config *c)
 	for (int i = 0; i < c->policies.nfiles; i++)
 		free(c->policies.files[i]);
 	free(c->policies.signing_key);
+	free(c->state_dir);
 	free(c->node.organisation);
 	free(c->node.master_key);
 	for (int i = 0; i < c->node.ndatasets; i++) {

@@ -79,9 +79,15 @@ struct gw_config {
 	struct {
 		char *files[GW_MAX_POLICY_FILES];
 		int nfiles;
+		/* Default: true when policies are named (docs/config.md); a
+		 * config must say false to run unsigned policies. */
 		int require_signed;
 		char *signing_key; /* the privacy officer's public key */
 	} policies;
+
+	/* A folder the gateway owns (gateway/polstate.c keeps policy-serials
+	 * there); required with require_signed_policies. NULL: none. */
+	char *state_dir;
 
 	struct {
 		char *organisation; /* member id this node speaks for */

@@ -131,6 +131,38 @@ static void check_reload_files(const struct gw_config *cfg, const char *user)
 	warn_datasets(cfg, user);
 }
 
+/*
+ * The state_dir must stay writable after the switch: a reload records the
+ * new policy serials there (gateway/polstate.c), and one that cannot is
+ * refused. Refused at start instead, where the operator is looking.
+ */
+static int check_state_dir(const struct gw_config *cfg, const char *user, char *err, size_t errlen)
+{
+	char file[4200];
+	struct stat st;
+
+	if (!cfg->state_dir)
+		return 0;
+	if (access(cfg->state_dir, W_OK | X_OK) != 0) {
+		if (stat(cfg->state_dir, &st) == 0)
+			snprintf(err, errlen, "state_dir '%s' (owner uid %u, mode %04o) is not writable "
+				 "by user '%s': policy serials could not be recorded at a reload; "
+				 "chown it to that user", cfg->state_dir, (unsigned)st.st_uid,
+				 (unsigned)(st.st_mode & 07777), user);
+		else
+			snprintf(err, errlen, "state_dir '%s' cannot be reached by user '%s': %s",
+				 cfg->state_dir, user, strerror(errno));
+		return -1;
+	}
+	snprintf(file, sizeof(file), "%s/policy-serials", cfg->state_dir);
+	if (access(file, F_OK) == 0 && access(file, R_OK) != 0) {
+		snprintf(err, errlen, "'%s' is not readable by user '%s': a reload would be refused; "
+			 "chown it to that user", file, user);
+		return -1;
+	}
+	return 0;
+}
+
 /* After the switch: every id is the user's, and root cannot come back. */
 static int verify_dropped(uid_t uid, gid_t gid, char *err, size_t errlen)
 {
@@ -213,5 +245,5 @@ int gw_privdrop(const struct gw_config *cfg, char *err, size_t errlen)
 		 (unsigned)uid, (unsigned)gid);
 	gw_log_event("info", "privileges_dropped", extra);
 	check_reload_files(cfg, name);
-	return 0;
+	return check_state_dir(cfg, name, err, errlen);
 }

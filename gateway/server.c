@@ -36,6 +36,7 @@
 #include "hub.h"
 #include "ledger_cli.h"
 #include "log.h"
+#include "polstate.h"
 #include "privdrop.h"
 
 #define SWEEP_MS 250
@@ -60,8 +61,11 @@ static void state_free(struct gw_state *s)
 	free(s);
 }
 
-/* Loads the catalog and the policy set, validated against the members. */
-static int policies_load(const struct gw_config *cfg, struct gw_state *s, struct diag *d)
+/* Loads the catalog and the policy set, validated against the members;
+ * refuses expired and rolled-back files, recording the accepted serials
+ * when |record| (not for check-config). */
+static int policies_load(const struct gw_config *cfg, struct gw_state *s, int record,
+			 struct diag *d)
 {
 	const char *ids[1024];
 	size_t n = gw_members_count(s->members);
@@ -88,9 +92,12 @@ static int policies_load(const struct gw_config *cfg, struct gw_state *s, struct
 			return -1;
 		}
 		refs.signing_key = pub;
+		refs.require_serial = 1;
 	}
-	return policy_set_load((const char *const *)cfg->policies.files,
-			       (size_t)cfg->policies.nfiles, &refs, &s->policies, d);
+	if (policy_set_load((const char *const *)cfg->policies.files,
+			    (size_t)cfg->policies.nfiles, &refs, &s->policies, d) < 0)
+		return -1;
+	return gw_polstate_check(cfg, s->policies, (int64_t)time(NULL), record, d);
 }
 
 /*
@@ -98,8 +105,8 @@ static int policies_load(const struct gw_config *cfg, struct gw_state *s, struct
  * NULL with every problem in |d|; |*policy_failed| says whether it was the
  * catalog or the policies (they have their own metric).
  */
-static struct gw_state *state_load(const struct gw_config *cfg, uint64_t gen,
-				   struct diag *d, int *policy_failed)
+static struct gw_state *state_load_ex(const struct gw_config *cfg, uint64_t gen,
+				      struct diag *d, int *policy_failed, int record)
 {
 	struct gw_state *s = calloc(1, sizeof(*s));
 	char err[512];
@@ -117,7 +124,7 @@ static struct gw_state *state_load(const struct gw_config *cfg, uint64_t gen,
 	}
 	if (gw_members_load(cfg->members_file, &s->members, d) < 0)
 		goto fail;
-	if (policies_load(cfg, s, d) < 0) {
+	if (policies_load(cfg, s, record, d) < 0) {
 		*policy_failed = 1;
 		goto fail;
 	}
@@ -125,6 +132,13 @@ static struct gw_state *state_load(const struct gw_config *cfg, uint64_t gen,
 fail:
 	state_free(s);
 	return NULL;
+}
+
+/* For serving (start and SIGHUP): accepted policy serials are recorded. */
+static struct gw_state *state_load(const struct gw_config *cfg, uint64_t gen,
+				   struct diag *d, int *policy_failed)
+{
+	return state_load_ex(cfg, gen, d, policy_failed, 1);
 }
 
 /* One line for the log: the first problem, and how many more. */
@@ -143,7 +157,7 @@ static void diag_summary(const struct diag *d, char *out, size_t outlen)
 int gw_server_check(const struct gw_config *cfg, struct diag *d)
 {
 	int policy_failed;
-	struct gw_state *s = state_load(cfg, 1, d, &policy_failed);
+	struct gw_state *s = state_load_ex(cfg, 1, d, &policy_failed, 0);
 	struct gw_node *n = NULL;
 	int rc = s ? 0 : -1;
 

@@ -212,6 +212,7 @@ tls:
 members: $WORK/members.yaml
 catalog: $ROOT/policies/examples/catalog.yaml
 policies: [$HERE/policy.yaml]
+require_signed_policies: false   # a benchmark; production signs (docs/config.md)
 workers: $WORKERS
 EOF
 }

@@ -258,7 +258,8 @@ def _hub_config(nf):
                     "client_certificate": str(CERTS / "hub.crt"),
                     "client_key": str(CERTS / "hub.key"),
                     "ledger": str(nf.dir / "ledger.sqlite")},
-            "audit": {"path": str(nf.dir / "hub-audit.log")}}
+            "audit": {"path": str(nf.dir / "hub-audit.log")},
+            "require_signed_policies": False}
 
 
 def test_parse_stall_non_coordinator_on_hub():

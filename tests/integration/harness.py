@@ -1491,6 +1491,10 @@ class NodeFiles:
                 "lookup_burst": lookup_burst,
             },
             "audit": dict({"path": str(self.audit)}, **(audit or {})),
+            # Signed policies are the default (docs/config.md); the tests
+            # that sign pass require_signed_policies: true, a key and a
+            # state_dir in |top|.
+            "require_signed_policies": False,
         }
         if hub_public_key is not None:
             cfg["node"]["hub_public_key"] = str(hub_public_key)
@@ -1975,6 +1979,7 @@ class Federation:
                 "node_timeout": self.node_timeout,
             },
             "audit": {"path": str(self.hub_audit)},
+            "require_signed_policies": False,  # the default is true
         }
         self.hub = Gateway(config=deep_merge(hub_cfg, self.hub_extra),
                            members_text=self._members_text())

@@ -187,6 +187,7 @@ def test_sighup_valid_change_takes_effect_on_open_connection():
             text = files[0].read_bytes()
             new = text.replace(b"requesters: [gemeente-groningen, gemeente-leeuwarden]",
                                b"requesters: [gemeente-groningen]", 1)
+            new = new.replace(b"serial: 1\n", b"serial: 2\n", 1)
             check(new != text, "the edit did not apply")
             files[0].write_bytes(new)
             before = len(gw.log_lines())
@@ -236,7 +237,10 @@ def test_sighup_unchanged_policies_lookup_still_answers():
 # --------------------------------------------------------------------------
 
 def signed_config(nf, files, pub):
-    return {"require_signed_policies": True, "policy_signing_key": str(pub)}
+    state = nf.dir / "state"
+    state.mkdir(exist_ok=True)
+    return {"require_signed_policies": True, "policy_signing_key": str(pub),
+            "state_dir": str(state)}
 
 
 def check_config(gw):
@@ -323,6 +327,7 @@ def test_signed_policy_reload_tampered_then_valid():
             text = files[0].read_bytes()
             new = text.replace(b"requesters: [gemeente-groningen, gemeente-leeuwarden]",
                                b"requesters: [gemeente-groningen]", 1)
+            new = new.replace(b"serial: 1\n", b"serial: 2\n", 1)
             files[0].write_bytes(new)
             before = len(gw.log_lines())
             gw.signal(signal.SIGHUP)

@@ -458,7 +458,8 @@ def _hub_config(nf, **hub):
          "ledger": str(nf.dir / "ledger.sqlite")}
     h.update(hub)
     return {"roles": ["hub"], "catalog": str(nf.catalog), "policies": [str(NODE_POLICY)],
-            "hub": h, "audit": {"path": str(nf.dir / "hub-audit.log")}}
+            "hub": h, "audit": {"path": str(nf.dir / "hub-audit.log")},
+            "require_signed_policies": False}
 
 
 def test_world_readable_hub_keys_refused():

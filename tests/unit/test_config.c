@@ -116,6 +116,7 @@ static void empty_log_destination(void)
 
 static const char node_section[] =
 	"roles: [node]\ncatalog: f.crt\npolicies: [f.crt]\naudit:\n  path: audit.log\n"
+	"require_signed_policies: false\n"
 	"node:\n  organisation: uwv\n  master_key: f.key\n  datasets:\n";
 
 /* in_memory: a CSV source's copy of its rows, on unless switched off. */
@@ -151,9 +152,9 @@ static void dataset_in_memory(void)
 		 node_section);
 	p = conf("n2.yaml", text);
 	CHECK(gw_config_load(p, &c, &d) < 0 && c == NULL);
-	CHECK_CONTAINS(diag_text(&d), "n2.yaml:20:51: error: node.datasets[0].source.in_memory: "
+	CHECK_CONTAINS(diag_text(&d), "n2.yaml:21:51: error: node.datasets[0].source.in_memory: "
 		       "expected true or false, found 'nee'");
-	CHECK_CONTAINS(diag_text(&d), "n2.yaml:22:64: error: node.datasets[1].source.in_memory: "
+	CHECK_CONTAINS(diag_text(&d), "n2.yaml:23:64: error: node.datasets[1].source.in_memory: "
 		       "only for csv sources (SQLite has its own page cache)");
 	CHECK(d.errors == 2);
 	diag_clear(&d);
@@ -244,6 +245,71 @@ static void members_errors(void)
 	free(p);
 }
 
+/* Issue 10 (section 3): signed policies unless the file says otherwise. */
+static void signed_policies_by_default(void)
+{
+	struct gw_config *c = NULL;
+	struct diag d = { 0 };
+	char *p;
+
+	/* policies, no key, nothing said: refused, pointing at 'policies' */
+	p = conf("s1.yaml", "catalog: f.crt\npolicies: [f.crt]\n");
+	CHECK(gw_config_load(p, &c, &d) < 0 && c == NULL);
+	CHECK_CONTAINS(diag_text(&d), "s1.yaml:11:11: error: policies: signed policies are required "
+		       "by default: name the privacy officer's public key in 'policy_signing_key' (and "
+		       "a 'state_dir'), or say 'require_signed_policies: false'");
+	diag_clear(&d);
+	free(p);
+	/* said explicitly: unsigned */
+	p = conf("s2.yaml", "catalog: f.crt\npolicies: [f.crt]\nrequire_signed_policies: false\n");
+	CHECK(gw_config_load(p, &c, &d) == 0 && c && c->policies.require_signed == 0);
+	gw_config_free(c);
+	c = NULL;
+	diag_clear(&d);
+	free(p);
+	/* a key but no state_dir: refused (the serials need a home) */
+	p = conf("s3.yaml", "catalog: f.crt\npolicies: [f.crt]\npolicy_signing_key: f.crt\n");
+	CHECK(gw_config_load(p, &c, &d) < 0 && c == NULL);
+	CHECK_CONTAINS(diag_text(&d), "s3.yaml:11:11: error: require_signed_policies: needs "
+		       "'state_dir'");
+	diag_clear(&d);
+	free(p);
+	p = conf("s4.yaml", "catalog: f.crt\npolicies: [f.crt]\nrequire_signed_policies: true\n"
+		 "policy_signing_key: f.crt\n");
+	CHECK(gw_config_load(p, &c, &d) < 0);
+	CHECK_CONTAINS(diag_text(&d), "s4.yaml:12:26: error: require_signed_policies: needs "
+		       "'state_dir'");
+	diag_clear(&d);
+	free(p);
+	/* key and state_dir: signed, by default */
+	p = conf("s5.yaml", "catalog: f.crt\npolicies: [f.crt]\npolicy_signing_key: f.crt\n"
+		 "state_dir: state\n");
+	CHECK(gw_config_load(p, &c, &d) == 0 && c && c->policies.require_signed == 1 &&
+	      c->state_dir && strstr(c->state_dir, "/state"));
+	gw_config_free(c);
+	c = NULL;
+	diag_clear(&d);
+	free(p);
+	/* state_dir must be an existing folder */
+	p = conf("s6.yaml", "state_dir: f.crt\n");
+	CHECK(gw_config_load(p, &c, &d) < 0);
+	CHECK_CONTAINS(diag_text(&d), "s6.yaml:10:12: error: state_dir: '");
+	CHECK_CONTAINS(diag_text(&d), "f.crt' is not a folder");
+	diag_clear(&d);
+	free(p);
+	p = conf("s7.yaml", "state_dir: nowhere\n");
+	CHECK(gw_config_load(p, &c, &d) < 0);
+	CHECK_CONTAINS(diag_text(&d), "nowhere': No such file or directory (create it");
+	diag_clear(&d);
+	free(p);
+	/* no policies: nothing to sign, nothing required */
+	p = conf("s8.yaml", "");
+	CHECK(gw_config_load(p, &c, &d) == 0 && c && c->policies.require_signed == 0);
+	gw_config_free(c);
+	diag_clear(&d);
+	free(p);
+}
+
 int main(void)
 {
 	char *f;
@@ -254,6 +320,13 @@ int main(void)
 	free(check_write(dir, "f.key", "x"));
 	f = check_write(dir, "members.yaml", members_ok);
 	free(f);
+	{
+		char sd[64];
+
+		snprintf(sd, sizeof(sd), "%s/state", dir);
+		if (mkdir(sd, 0700) != 0)
+			return 1;
+	}
 	RUN(defaults_and_paths);
 	RUN(every_error_reported_with_position);
 	RUN(listen_and_files);
@@ -262,6 +335,7 @@ int main(void)
 	RUN(audit_refusals_per_minute);
 	RUN(members_load_and_lookup);
 	RUN(members_errors);
+	RUN(signed_policies_by_default);
 	{
 		char cmd[128];
 		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
