@@ -153,8 +153,41 @@ expect "keygen: refuses to overwrite" 1 'refusing to overwrite' "$bin" keygen --
 cp "$ex/mobiliteitsteam-lookup.yaml" "$tmp/signed.yaml"
 expect "verify: an unsigned file is refused" 1 'is missing: the file is not signed' \
 	"$bin" policy verify --pub "$tmp/officer.pub" "$tmp/signed.yaml"
-expect "sign: writes FILE.sig" 0 'signed .*signed.yaml' "$bin" policy sign --key "$tmp/officer.sec" "$tmp/signed.yaml"
-expect "verify: a good signature" 0 'good signature' "$bin" policy verify --pub "$tmp/officer.pub" "$tmp/signed.yaml"
+expect "sign: a file without serial: is refused" 1 "'serial:' is required" \
+	"$bin" policy sign --key "$tmp/officer.sec" "$tmp/signed.yaml"
+# serial_version N [EXTRA]: the example with serial N (and an extra comment line)
+serial_version() {
+	{ printf 'serial: %s\nvalid_until: 2099-12-31\n%s' "$1" "${2:+# $2
+}"; cat "$ex/mobiliteitsteam-lookup.yaml"; } >"$tmp/signed.yaml"
+}
+serial_version 3
+expect "sign: writes FILE.sig" 0 'signed .*signed.yaml: .*signed.yaml.sig \(serial 3, valid until 2099-12-31\)' \
+	"$bin" policy sign --key "$tmp/officer.sec" "$tmp/signed.yaml"
+if grep -Eq '^signed.yaml 3 [0-9a-f]{64}$' "$tmp/officer.serials"; then
+	pass "sign: records the serial next to the key (officer.serials)"
+else
+	fail "sign: records the serial next to the key (officer.serials)" "$(cat "$tmp/officer.serials" 2>&1)"
+fi
+expect "verify: a good signature, with serial and validity" 0 'good signature, serial 3, valid until 2099-12-31' \
+	"$bin" policy verify --pub "$tmp/officer.pub" "$tmp/signed.yaml"
+expect "sign: the same serial and bytes again is fine" 0 'serial 3' \
+	"$bin" policy sign --key "$tmp/officer.sec" "$tmp/signed.yaml"
+serial_version 2
+expect "sign: a lower serial is refused, naming the file, the serial and the last one" 1 \
+	"signed.yaml: serial 2 is below the last one signed for 'signed.yaml', 3 \\(.*officer.serials\\); raise 'serial:' to 4" \
+	"$bin" policy sign --key "$tmp/officer.sec" "$tmp/signed.yaml"
+serial_version 3 changed
+expect "sign: the same serial with other bytes is refused" 1 \
+	"serial 3 was already signed for 'signed.yaml' with other content .*raise 'serial:' to 4" \
+	"$bin" policy sign --key "$tmp/officer.sec" "$tmp/signed.yaml"
+expect "verify: the refused sign left the old signature (now bad)" 1 'BAD: bad signature' \
+	"$bin" policy verify --pub "$tmp/officer.pub" "$tmp/signed.yaml"
+serial_version 4
+expect "sign: serial + 1 signs" 0 'serial 4' "$bin" policy sign --key "$tmp/officer.sec" "$tmp/signed.yaml"
+expect "verify: valid_until is the last valid day (today = valid_until)" 0 'serial 4, valid until 2099-12-31' \
+	env NOORDPOORT_NOW=2099-12-31 "$bin" policy verify --pub "$tmp/officer.pub" "$tmp/signed.yaml"
+expect "verify: past valid_until a gateway refuses it" 1 'EXPIRED, a gateway refuses it' \
+	env NOORDPOORT_NOW=2100-01-01 "$bin" policy verify --pub "$tmp/officer.pub" "$tmp/signed.yaml"
 "$bin" keygen --sign --out "$tmp/other" >/dev/null 2>&1
 expect "verify: another key is refused" 1 'BAD: bad signature' \
 	"$bin" policy verify --pub "$tmp/other.pub" "$tmp/signed.yaml"
