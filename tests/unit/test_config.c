@@ -258,6 +258,8 @@ static void signed_policies_by_default(void)
 	CHECK_CONTAINS(diag_text(&d), "s1.yaml:11:11: error: policies: signed policies are required "
 		       "by default: name the privacy officer's public key in 'policy_signing_key' (and "
 		       "a 'state_dir'), or say 'require_signed_policies: false'");
+	gw_config_free(c); /* NULL unless a CHECK failed */
+	c = NULL;
 	diag_clear(&d);
 	free(p);
 	/* said explicitly: unsigned */
@@ -272,6 +274,8 @@ static void signed_policies_by_default(void)
 	CHECK(gw_config_load(p, &c, &d) < 0 && c == NULL);
 	CHECK_CONTAINS(diag_text(&d), "s3.yaml:11:11: error: require_signed_policies: needs "
 		       "'state_dir'");
+	gw_config_free(c); /* NULL unless a CHECK failed */
+	c = NULL;
 	diag_clear(&d);
 	free(p);
 	p = conf("s4.yaml", "catalog: f.crt\npolicies: [f.crt]\nrequire_signed_policies: true\n"
@@ -279,6 +283,8 @@ static void signed_policies_by_default(void)
 	CHECK(gw_config_load(p, &c, &d) < 0);
 	CHECK_CONTAINS(diag_text(&d), "s4.yaml:12:26: error: require_signed_policies: needs "
 		       "'state_dir'");
+	gw_config_free(c); /* NULL unless a CHECK failed */
+	c = NULL;
 	diag_clear(&d);
 	free(p);
 	/* key and state_dir: signed, by default */
@@ -295,17 +301,22 @@ static void signed_policies_by_default(void)
 	CHECK(gw_config_load(p, &c, &d) < 0);
 	CHECK_CONTAINS(diag_text(&d), "s6.yaml:10:12: error: state_dir: '");
 	CHECK_CONTAINS(diag_text(&d), "f.crt' is not a folder");
+	gw_config_free(c); /* NULL unless a CHECK failed */
+	c = NULL;
 	diag_clear(&d);
 	free(p);
 	p = conf("s7.yaml", "state_dir: nowhere\n");
 	CHECK(gw_config_load(p, &c, &d) < 0);
 	CHECK_CONTAINS(diag_text(&d), "nowhere': No such file or directory (create it");
+	gw_config_free(c); /* NULL unless a CHECK failed */
+	c = NULL;
 	diag_clear(&d);
 	free(p);
 	/* no policies: nothing to sign, nothing required */
 	p = conf("s8.yaml", "");
 	CHECK(gw_config_load(p, &c, &d) == 0 && c && c->policies.require_signed == 0);
 	gw_config_free(c);
+	c = NULL;
 	diag_clear(&d);
 	free(p);
 }
