@@ -225,7 +225,11 @@ int policy_serials_write(const struct policy_serials *s, const char *path, char 
 		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
 	else
 		snprintf(dir, sizeof(dir), ".");
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	/* A fresh file, never one planted under that name (a link the folder's
+	 * owner left there would otherwise be truncated by whoever writes). */
+	if (unlink(tmp) != 0 && errno != ENOENT)
+		return fail(err, errlen, "%s: cannot remove: %s", tmp, strerror(errno));
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd < 0)
 		return fail(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
 	if (!(f = fdopen(fd, "w"))) {

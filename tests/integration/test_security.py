@@ -258,6 +258,48 @@ def test_privdrop_low_port_ids_serves_and_reloads():
         uf.cleanup()
 
 
+def test_privdrop_state_dir_writable_by_the_user():
+    """Issue 10, section 5: the policy serials are recorded in state_dir at
+    every reload, as the user. A state_dir the user cannot write refuses the
+    start (a reload could not record a serial); one it owns records the
+    serial of a reloaded policy."""
+    if skip_unless_root("privilege drop"):
+        return
+    name, uid, gid = the_user()
+    uf = UserFiles(the_user())
+    try:
+        state = uf.dir / "state"
+        state.mkdir(mode=0o755)
+        pol = uf.dir / "lookup.yaml"
+        shutil.copy(NODE_POLICY, pol)
+        os.chmod(pol, 0o644)
+        cat = uf.dir / "catalog.yaml"
+        shutil.copy(REPO / "policies" / "examples" / "catalog.yaml", cat)
+        os.chmod(cat, 0o644)
+        cfg = dict(uf.config(name), catalog=str(cat), policies=[str(pol)],
+                   require_signed_policies=False, state_dir=str(state))
+        gw = Gateway(config=cfg)
+        try:
+            rc, err = gw.run_expect_exit()
+            err += uf.log.read_text() if uf.log.exists() else ""
+        finally:
+            gw.cleanup()
+        check(rc != 0 and "state_dir" in err and "is not writable by user" in err,
+              f"root-owned state_dir: rc {rc}: {err[-400:]}")
+        os.chown(state, uid, gid)
+        with Gateway(config=cfg) as gw:
+            check_dropped(gw, uid, gid)
+            rec = (state / "policy-serials").read_text()
+            check(rec.startswith("lookup.yaml 1 "), f"record at start: {rec!r}")
+            pol.write_bytes(pol.read_bytes().replace(b"serial: 1\n", b"serial: 2\n", 1))
+            check(reload_and_wait(gw) == "reloaded", f"reload as the user: {gw.log_lines()[-3:]}")
+            rec = (state / "policy-serials").read_text()
+            check(rec.startswith("lookup.yaml 2 "), f"record after the reload: {rec!r}")
+            check(os.stat(state / "policy-serials").st_uid == uid, "record not written as the user")
+    finally:
+        uf.cleanup()
+
+
 def test_privdrop_root_owned_key_reload_fails_documented():
     """Key left root's (0600): start works (read as root), a warning says
     the reload will fail; SIGHUP fails, keeps the old state, keeps serving."""
