@@ -67,7 +67,7 @@ members: members.yaml
 catalog: $FED_POLICY_DIR/catalog.yaml
 policies:
 $(fed_policies_yaml)
-require_signed_policies: false   # production: true, with policy_signing_key
+require_signed_policies: false   # a demo; production leaves it out (true), with policy_signing_key and state_dir
 workers: 1
 EOF
 }
