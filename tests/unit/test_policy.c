@@ -651,7 +651,7 @@ static void catalog_and_members(void)
 {
 	static const char *const members[] = { "uwv", "gemeente-emmen" };
 	struct policy_catalog *c = NULL;
-	struct policy_refs refs = { members, 2, NULL, NULL, 0, 1 }; /* as policy check */
+	struct policy_refs refs = { members, 2, NULL, NULL, 0, 1, 0 }; /* as policy check */
 	struct policy_set *s = NULL;
 	struct diag d = { 0 };
 	const char *text =
@@ -714,7 +714,7 @@ static void removed_member_inert(void)
 		"        datasets:\n          o/ds: {g: exact}\n"
 		"    forbid:\n      - id: f-a\n        reason: r\n        requesters: [a]\n"
 		"        datasets:\n          o/ds: [h]\n";
-	struct policy_refs refs = { with, 3, NULL, NULL, 0, 0 };
+	struct policy_refs refs = { with, 3, NULL, NULL, 0, 0, 0 };
 	struct policy_set *s = NULL;
 	struct diag d = { 0 };
 
