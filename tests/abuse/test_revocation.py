@@ -273,7 +273,7 @@ purposes:
         pol = Path(tmp) / "p.yaml"
         pol.write_text(policy, encoding="utf-8")
         cfg = {"catalog": str(REPO / "policies" / "examples" / "catalog.yaml"),
-               "policies": [str(pol)]}
+               "policies": [str(pol)], "require_signed_policies": False}
         with gateway(config=cfg) as gw:
             lw = RawH2(gw, "gemeente-leeuwarden").handshake()
             gr = RawH2(gw, "gemeente-groningen").handshake()
