@@ -65,6 +65,7 @@ struct audit_log {
 	off_t size; /* bytes of complete lines in the file */
 	int dirty; /* a failed write could not be truncated away yet */
 	unsigned fail_writes; /* test hook */
+	unsigned fail_skip;   /* test hook: writes that succeed before those */
 	unsigned since_checkpoint;
 	char *buf;
 	size_t cap;
@@ -364,7 +365,9 @@ static int write_locked(struct audit_log *log, const char *p, size_t n)
 			return -EIO;
 		log->dirty = 0;
 	}
-	if (log->fail_writes > 0) {
+	if (log->fail_writes > 0 && log->fail_skip > 0) {
+		log->fail_skip--;
+	} else if (log->fail_writes > 0) {
 		log->fail_writes--;
 		done = n / 2; /* a real partial write, then "the disk is full" */
 		if (write(log->fd, p, done) < 0)
@@ -1008,6 +1011,15 @@ void audit_fail_next_writes(struct audit_log *log, unsigned n)
 {
 	pthread_mutex_lock(&log->mu);
 	log->fail_writes = n;
+	log->fail_skip = 0;
+	pthread_mutex_unlock(&log->mu);
+}
+
+void audit_fail_writes_after(struct audit_log *log, unsigned skip, unsigned n)
+{
+	pthread_mutex_lock(&log->mu);
+	log->fail_writes = n;
+	log->fail_skip = skip;
 	pthread_mutex_unlock(&log->mu);
 }
 

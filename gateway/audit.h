@@ -104,6 +104,9 @@ int audit_close(struct audit_log *log);
 /* Test hook: the next |n| appends write half their line and then fail as if
  * write(2) had returned ENOSPC (exercises the roll-back). */
 void audit_fail_next_writes(struct audit_log *log, unsigned n);
+/* Test hook: the same, after |skip| appends that succeed (the hub writes a
+ * budget intent and then its answer's line: fail only the second). */
+void audit_fail_writes_after(struct audit_log *log, unsigned skip, unsigned n);
 
 /*
  * Verification. Reads |path| and checks for every line: JSON, seq continuity,

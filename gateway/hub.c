@@ -114,6 +114,7 @@ struct hub_query {
 	char node_code[128];         /* node_refused: what the node said */
 	char node_message[512];
 	int budget_error;            /* 429: show |budget| */
+	int intent_written;          /* the budget_intent line is in the audit log */
 };
 
 /* |v| is a whole number in [lo, hi] (no libm: the build does not link it). */
@@ -1210,6 +1211,42 @@ static int disclose(struct hub_query *q)
 	return 0;
 }
 
+/*
+ * The debit's intent, recorded before the debit (docs/ledger.md, "Where it
+ * sits in a query"): who is about to spend what under which question. A
+ * question whose intent cannot be written is refused with nothing spent; a
+ * debit whose answer line later fails is still named by this line (same
+ * query_id), so no budget is ever spent without a record of it.
+ */
+static int audit_intent(struct hub_query *q)
+{
+	cJSON *o;
+	char mark[GW_IDENT_MARK_SIZE];
+	int ok, rc = -1;
+
+	if (!q->hub->audit)
+		return fail(q, 503, "audit_unavailable", "the hub has no audit log, so nothing is answered "
+			    "and no budget was spent");
+	if ((o = cJSON_CreateObject())) {
+		ok = 1;
+		json_put_str(&ok, o, "operation", "budget_intent");
+		json_put_str(&ok, o, "requester", q->caller->id);
+		json_put_str(&ok, o, "purpose",
+			     gw_ident_audit(q->purpose, GW_IDENT_MAX, GW_IDENT_NAME,
+					    gw_ident_purpose_declared(q->hub->policies, q->purpose), mark));
+		json_put_str(&ok, o, "query_id", q->query_id);
+		json_put_num(&ok, o, "epsilon", q->out.epsilon);
+		json_put_str(&ok, o, "decision", "permit");
+		rc = ok ? audit_append(q->hub->audit, o, NULL) : -1;
+		cJSON_Delete(o);
+	}
+	if (rc < 0)
+		return fail(q, 503, "audit_unavailable", "the question could not be recorded before its "
+			    "privacy budget was spent, so nothing is answered and no budget was spent");
+	q->intent_written = 1;
+	return 0;
+}
+
 static int debit(struct hub_query *q)
 {
 	char err[512];
@@ -1217,6 +1254,8 @@ static int debit(struct hub_query *q)
 
 	if (!q->budgeted)
 		return 0;
+	if (audit_intent(q) < 0)
+		return -1;
 	rc = ledger_debit(q->hub->ledger, q->caller->id, q->purpose, q->out.budget_per, q->limit_micro,
 			  q->eps_micro, q->now, &q->budget, err, sizeof(err));
 	if (rc == LEDGER_EXHAUSTED)
@@ -1333,6 +1372,10 @@ static char *error_json(const struct hub_query *q)
 	}
 	if (q->fail_node)
 		json_put_str(&ok, e, "node", q->fail_node);
+	/* Past the budget check a refusal says whether budget was spent, so a
+	 * coordinator knows whether asking again is charged again. */
+	if (q->budgeted)
+		json_put(&ok, e, "budget_spent", cJSON_CreateBool(q->budget.debit_id != 0));
 	if (q->node_code[0] || q->node_message[0]) {
 		cJSON *n = json_put(&ok, e, "node_error", cJSON_CreateObject());
 
@@ -1509,6 +1552,30 @@ static int refuse_non_coordinator(const struct gw_hub *hub, const struct gw_memb
 			"may ask aggregate questions");
 }
 
+/* Adds "budget_spent" to the error object of a refusal made elsewhere
+ * (refusal_admitted): the same shape as error_json's. Left as it is when
+ * the body is not such an object or memory runs out. */
+static void mark_budget_spent(struct gw_response *resp, int spent)
+{
+	cJSON *o = resp->body ? cJSON_ParseWithLength(resp->body, resp->len) : NULL;
+	cJSON *e = cJSON_GetObjectItemCaseSensitive(o, "error");
+	char *text;
+
+	if (cJSON_IsObject(e) && cJSON_AddBoolToObject(e, "budget_spent", spent) &&
+	    (text = cJSON_PrintUnformatted(o))) {
+		char *copy = strdup(text);
+
+		cJSON_free(text);
+		if (copy) {
+			unsigned retry = resp->retry_after;
+
+			set_body(resp, resp->status, copy);
+			resp->retry_after = retry;
+		}
+	}
+	cJSON_Delete(o);
+}
+
 int gw_hub_aggregate(const struct gw_hub *hub, const struct gw_member *caller, const cJSON *question,
 		     struct gw_response *resp)
 {
@@ -1559,14 +1626,40 @@ int gw_hub_aggregate(const struct gw_hub *hub, const struct gw_member *caller, c
 	if (q->status >= 400 && q->status <= 499 && q->status != 404 && !q->budget.debit_id &&
 	    hub->audit && refusal_admitted(hub->audit, caller, resp) <= 0) {
 		free(text);
+		if (q->budgeted)
+			mark_budget_spent(resp, 0);
 		query_free(q);
 		return 0;
 	}
 	/* A debit that paid for nothing released is still recorded with its id. */
 	if (audit(q, q->budget.debit_id, audit_id) < 0) {
 		free(text);
-		rc = gw_error(resp, 503, "audit_unavailable",
-			      "the decision could not be recorded, so nothing is answered");
+		/* Withheld. A debit taken is named by its intent line; the
+		 * refusal says it was spent, so the coordinator does not ask
+		 * again blindly (and pay again). */
+		if (q->budget.debit_id) {
+			char b[LEDGER_EPS_LEN];
+
+			fail(q, 503, "audit_unavailable", "the answer could not be recorded, so it is withheld; "
+			     "its privacy budget (epsilon %s) WAS spent: asking again is charged again",
+			     ledger_format_eps(q->eps_micro, b));
+		} else {
+			fail(q, 503, "audit_unavailable", "the decision could not be recorded, so nothing is "
+			     "answered%s", q->budgeted ? " and no budget was spent" : "");
+		}
+		q->budget_error = 0;
+		q->fail_dec = NULL;
+		q->fail_node = NULL;
+		q->fail_dataset = NULL;
+		q->node_code[0] = q->node_message[0] = '\0';
+		text = error_json(q);
+		if (text) {
+			set_body(resp, 503, text);
+			rc = 0;
+		} else {
+			rc = gw_error(resp, 503, "audit_unavailable",
+				      "the decision could not be recorded, so nothing is answered");
+		}
 	} else if (!text) {
 		rc = gw_error(resp, 500, "internal", "out of memory");
 	} else {

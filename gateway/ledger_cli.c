@@ -26,8 +26,10 @@ static const char usage_ledger[] =
 	"aggregate question with 503 budget_unavailable.\n"
 	"\n"
 	"verify cross-checks every debit in LEDGER against its line in the hub's\n"
-	"AUDITLOG (same debit id, requester, purpose and epsilon) and every\n"
-	"debit the audit log records against LEDGER. Exit status: 0 consistent,\n"
+	"AUDITLOG (same debit id, requester, purpose and epsilon; or, for an\n"
+	"answer withheld because its line could not be written, the intent line\n"
+	"the hub writes before every debit) and every debit the audit log\n"
+	"records against LEDGER. Exit status: 0 consistent,\n"
 	"1 not (each problem is listed), 2 bad usage. docs/ledger.md.\n";
 
 static int usage_error(const char *fmt, const char *arg)
@@ -44,12 +46,49 @@ struct audit_debit {
 	unsigned long line;
 };
 
+/* One budget_intent line: written before a debit (docs/ledger.md). */
+struct audit_intent {
+	char ledger[33];
+	char requester[129], purpose[129];
+	char query_id[33];
+	double epsilon;
+	unsigned long line;
+	int answered; /* an aggregate line with its query_id follows it */
+	int used;     /* stands for a debit whose own line is missing */
+};
+
 struct scan {
 	struct gw_ledger_seen seen;
 	struct audit_debit *d; /* when collecting (verify) */
 	size_t n, cap;
+	struct audit_intent *in;
+	size_t nin, capin;
+	char (*qid)[33];       /* query ids of aggregate lines, sorted after the scan */
+	size_t nqid, capqid;
 	int collect;
 };
+
+/* Grows |*p| (of |*cap| elements of |size|) to hold one more; 0 or -1. */
+static int grow(void *p, size_t n, size_t *cap, size_t size)
+{
+	void **pp = p;
+	size_t nc;
+	void *np;
+
+	if (n < *cap)
+		return 0;
+	nc = *cap ? 2 * *cap : 256;
+	if (!(np = realloc(*pp, nc * size)))
+		return -1;
+	*pp = np;
+	*cap = nc;
+	return 0;
+}
+
+static int qid_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
 
 static void copy_str(char *dst, size_t n, const cJSON *o, const char *name)
 {
@@ -80,7 +119,8 @@ static int scan_file(const char *path, struct scan *s, char *err, size_t errlen)
 
 		no++;
 		/* Most lines name neither: skip them without parsing. */
-		if (!memmem(line, (size_t)len, "\"ledger_id\"", 11) && !memmem(line, (size_t)len, "\"budget_debit\"", 14))
+		if (!memmem(line, (size_t)len, "\"ledger_id\"", 11) && !memmem(line, (size_t)len, "\"budget_debit\"", 14) &&
+		    !(s->collect && memmem(line, (size_t)len, "\"query_id\"", 10)))
 			continue;
 		if (!(o = cJSON_ParseWithLength(line, (size_t)len)))
 			continue; /* a torn line: audit verify reports those */
@@ -96,6 +136,40 @@ static int scan_file(const char *path, struct scan *s, char *err, size_t errlen)
 			v = cJSON_GetObjectItemCaseSensitive(o, "last_debit");
 			if (cJSON_IsNumber(v) && v->valuedouble > (double)s->seen.max_debit)
 				s->seen.max_debit = (int64_t)v->valuedouble;
+		}
+		if (s->collect) {
+			const char *op = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "operation"));
+			const char *qid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "query_id"));
+			int bad = 0;
+
+			if (op && qid && strlen(qid) == 32 && strcmp(op, "budget_intent") == 0) {
+				if (grow(&s->in, s->nin, &s->capin, sizeof(*s->in)) < 0) {
+					bad = 1;
+				} else {
+					struct audit_intent *in = &s->in[s->nin++];
+
+					memset(in, 0, sizeof(*in));
+					memcpy(in->ledger, cur, 33);
+					memcpy(in->query_id, qid, 33);
+					copy_str(in->requester, sizeof(in->requester), o, "requester");
+					copy_str(in->purpose, sizeof(in->purpose), o, "purpose");
+					v = cJSON_GetObjectItemCaseSensitive(o, "epsilon");
+					in->epsilon = cJSON_IsNumber(v) ? v->valuedouble : -1;
+					in->line = no;
+				}
+			} else if (op && qid && strlen(qid) == 32 && strcmp(op, "aggregate") == 0) {
+				if (grow(&s->qid, s->nqid, &s->capqid, sizeof(*s->qid)) < 0)
+					bad = 1;
+				else
+					memcpy(s->qid[s->nqid++], qid, 33);
+			}
+			if (bad) {
+				cJSON_Delete(o);
+				free(line);
+				fclose(f);
+				snprintf(err, errlen, "out of memory");
+				return -1;
+			}
 		}
 		v = cJSON_GetObjectItemCaseSensitive(o, "budget_debit");
 		if (cJSON_IsNumber(v) && v->valuedouble >= 1) {
@@ -139,7 +213,37 @@ static int scan_file(const char *path, struct scan *s, char *err, size_t errlen)
 		return -1;
 	}
 	fclose(f);
+	if (s->nqid)
+		qsort(s->qid, s->nqid, sizeof(*s->qid), qid_cmp);
+	for (size_t i = 0; i < s->nin; i++)
+		s->in[i].answered = s->nqid && bsearch(s->in[i].query_id, s->qid, s->nqid, sizeof(*s->qid), qid_cmp);
 	return 0;
+}
+
+static void scan_free(struct scan *s)
+{
+	free(s->d);
+	free(s->in);
+	free(s->qid);
+}
+
+/* The first intent, not yet used, of a question that has no line of its
+ * own, for this debit (same ledger, requester, purpose and epsilon); NULL. */
+static struct audit_intent *unanswered_intent(struct scan *s, const char *ledger, const char *req,
+					      const char *pur, int64_t amount)
+{
+	for (size_t i = 0; i < s->nin; i++) {
+		struct audit_intent *in = &s->in[i];
+		uint64_t micro = 0;
+
+		if (in->used || in->answered || strcmp(in->ledger, ledger) != 0 || strcmp(in->requester, req) != 0 ||
+		    strcmp(in->purpose, pur) != 0 || ledger_micro_up(in->epsilon, &micro) < 0 ||
+		    (int64_t)micro != amount)
+			continue;
+		in->used = 1;
+		return in;
+	}
+	return NULL;
 }
 
 int gw_ledger_audit_scan(const char *path, struct gw_ledger_seen *seen, char *err, size_t errlen)
@@ -150,6 +254,7 @@ int gw_ledger_audit_scan(const char *path, struct gw_ledger_seen *seen, char *er
 	memset(&s, 0, sizeof(s));
 	rc = scan_file(path, &s, err, errlen);
 	*seen = s.seen;
+	scan_free(&s);
 	return rc;
 }
 
@@ -205,7 +310,7 @@ static int cmd_verify(int argc, char **argv)
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
 	char err[512], id[33] = "";
-	unsigned long debits = 0, problems = 0;
+	unsigned long debits = 0, problems = 0, by_intent = 0;
 	int64_t last_did = 0;
 	size_t next = 0;
 	int rc;
@@ -216,7 +321,7 @@ static int cmd_verify(int argc, char **argv)
 	s.collect = 1;
 	if (scan_file(argv[2], &s, err, sizeof(err)) < 0) {
 		fprintf(stderr, "noordpoort ledger: %s\n", err);
-		free(s.d);
+		scan_free(&s);
 		return 1;
 	}
 	qsort(s.d, s.n, sizeof(*s.d), by_id);
@@ -231,7 +336,7 @@ static int cmd_verify(int argc, char **argv)
 		fprintf(stderr, "noordpoort ledger: %s: not a budget ledger with an id (%s)\n", argv[1],
 			db ? sqlite3_errmsg(db) : "cannot open");
 		sqlite3_close(db);
-		free(s.d);
+		scan_free(&s);
 		return 1;
 	}
 	printf("ledger %s, id %s\n", argv[1], id);
@@ -264,6 +369,20 @@ static int cmd_verify(int argc, char **argv)
 			if (strcmp(s.d[k].ledger, id) == 0)
 				a = &s.d[k];
 		last_did = did;
+		if (!a && req && pur) {
+			const struct audit_intent *in = unanswered_intent(&s, id, req, pur, amount);
+
+			/* The answer's own line failed (a full disk): the answer
+			 * was withheld, and its intent names the debit. */
+			if (in) {
+				printf("note: debit %" PRId64 " (%s, %s, %" PRId64 " micro-epsilon) is recorded"
+				       " by its intent only (audit line %lu, query %s): its answer could not be"
+				       " recorded and was withheld\n", did, req, pur, amount, in->line,
+				       in->query_id);
+				by_intent++;
+				continue;
+			}
+		}
 		if (!a) {
 			printf("problem: debit %" PRId64 " (%s, %s, %" PRId64 " micro-epsilon) has no audit"
 			       " line\n", did, req ? req : "", pur ? pur : "", amount);
@@ -287,13 +406,13 @@ static int cmd_verify(int argc, char **argv)
 			problems++;
 		}
 	sqlite3_close(db);
-	free(s.d);
+	scan_free(&s);
 	if (problems) {
 		printf("NOT CONSISTENT: %lu problem(s) over %lu debit(s)\n", problems, debits);
 		return 1;
 	}
-	printf("ok: %lu debit(s), each recorded in the audit log with its requester, purpose and epsilon\n",
-	       debits);
+	printf("ok: %lu debit(s), each recorded in the audit log with its requester, purpose and epsilon"
+	       " (%lu by its intent line only)\n", debits, by_intent);
 	return 0;
 }
 

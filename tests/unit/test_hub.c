@@ -1274,6 +1274,88 @@ static void audit_lines(void)
 	hub.rng = &zero_rng;
 }
 
+static int64_t last_debit(void)
+{
+	char err[256];
+	int64_t id = -1;
+
+	CHECK(ledger_last_debit(ledger, &id, err, sizeof(err)) == 0);
+	return id;
+}
+
+static int budget_spent(const cJSON *a)
+{
+	const cJSON *b = cJSON_GetObjectItem(cJSON_GetObjectItem(a, "error"), "budget_spent");
+
+	return cJSON_IsBool(b) ? cJSON_IsTrue(b) : -1;
+}
+
+/*
+ * Issue 11: no budget spent without a record, none spent for nothing. The
+ * intent line goes before the debit: when it cannot be written, nothing is
+ * debited; when the answer's line fails after the debit, the answer is
+ * withheld and the refusal says the budget was spent.
+ */
+static void audit_before_debit(void)
+{
+	const char *q = "{\"purpose\":\"budget\",\"population\":\"" DC "\"}";
+	int64_t saved = pinned_now, d0;
+	cJSON *a;
+
+	reset();
+	hub.rng = &test_rng;
+	pinned_now += 3 * 366 * 86400; /* a year nobody spent in */
+	d0 = last_debit();
+	/* the intent cannot be written: 503, nothing debited, and it says so */
+	audit_fail_next_writes(alog, 1);
+	a = ask(q);
+	CHECK(resp.status == 503);
+	CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(a, "error"), "code")),
+		  "audit_unavailable");
+	CHECK(budget_spent(a) == 0);
+	CHECK_CONTAINS(resp.body, "no budget was spent");
+	CHECK(!cJSON_GetObjectItem(a, "cells"));
+	CHECK(last_debit() == d0);
+	cJSON_Delete(a);
+	/* the intent written, the debit taken, the answer's line fails:
+	 * withheld, and the refusal says the budget WAS spent */
+	audit_fail_writes_after(alog, 1, 1);
+	a = ask(q);
+	CHECK(resp.status == 503);
+	CHECK(budget_spent(a) == 1);
+	CHECK_CONTAINS(resp.body, "WAS spent");
+	CHECK(!cJSON_GetObjectItem(a, "cells"));
+	CHECK(last_debit() == d0 + 1);
+	/* ... and the intent names it: who, what, which question */
+	CHECK_CONTAINS(audit_last(), "\"operation\":\"budget_intent\"");
+	CHECK_CONTAINS(audit_last(), "\"requester\":\"amt\"");
+	CHECK_CONTAINS(audit_last(), "\"purpose\":\"budget\"");
+	CHECK_CONTAINS(audit_last(), "\"epsilon\":0.5");
+	CHECK_CONTAINS(audit_last(), last_query_id);
+	cJSON_Delete(a);
+	/* an answer: the intent line, then the answer's line with the debit */
+	a = ask(q);
+	CHECK(resp.status == 200);
+	CHECK(last_debit() == d0 + 2);
+	CHECK_CONTAINS(audit_last(), "\"budget_debit\":");
+	CHECK_CONTAINS(audit_last(), "\"outcome\":\"answered\"");
+	cJSON_Delete(a);
+	/* the budget is spent: 429 says nothing more was */
+	a = ask(q);
+	CHECK(resp.status == 429);
+	CHECK(budget_spent(a) == 0);
+	CHECK(last_debit() == d0 + 2);
+	cJSON_Delete(a);
+	/* a question without a budget has nothing to say about one */
+	audit_fail_next_writes(alog, 1);
+	a = ask("{\"purpose\":\"exact\",\"population\":\"" DA "\"}");
+	CHECK(resp.status == 503);
+	CHECK(budget_spent(a) == -1);
+	cJSON_Delete(a);
+	pinned_now = saved;
+	hub.rng = &zero_rng;
+}
+
 /* Cells of an answer, without the audit id, to compare runs. */
 static char *cells_text(void)
 {
@@ -1409,6 +1491,7 @@ int main(void)
 	RUN(node_faults);
 	RUN(partial_answers);
 	RUN(audit_lines);
+	RUN(audit_before_debit);
 	RUN(out_of_memory);
 
 	free(resp.body);
