@@ -1431,13 +1431,23 @@ static int sq_row(void *arg, const struct adapter_value *v, size_t nv)
 }
 
 /*
- * Contribution bounding (docs/federation.md): each person keeps its first
- * |max_cells| distinct combinations in source order; the rest are dropped.
+ * Contribution bounding (docs/federation.md): a person with more rows than
+ * |max_cells| keeps the first |max_cells| distinct combinations of its rows
+ * taken in a uniformly random order, drawn afresh for every question; the
+ * rest are dropped. Not source order: keeping the first rows in file order
+ * biased every count toward what a file lists first (issue 11: with one
+ * cell per person, programme counts came out ~9% low). A person with at
+ * most |max_cells| rows keeps them all, and draws nothing.
  * The rows are put in (bsn, source order) by a stable radix sort on the 30
  * bits of a BSN (a hash table of a million persons spends its time in cache
- * misses), each person's rows are walked in source order, and the kept rows
- * are compacted in place. 0, or -1 out of memory.
+ * misses), each person's rows are shuffled (Fisher-Yates, randombytes) when
+ * there are more than |max_cells| and walked, and the kept rows are
+ * compacted in place. 0, or -1 out of memory.
  */
+/* sq_bound()'s draw; the out-of-memory tests, which compare an answer with
+ * a run without failures, make it repeatable (tests/unit/test_subquery.c). */
+static uint32_t (*sq_uniform)(const uint32_t upper_bound) = randombytes_uniform;
+
 static int sq_bound(struct sq_scan *sc)
 {
 	size_t n = sc->n, w = 0;
@@ -1479,13 +1489,24 @@ static int sq_bound(struct sq_scan *sc)
 			t = x;
 		}
 	}
-	for (size_t i = 0, j; i < n; i = j) {
+	for (size_t i = 0, j, end; i < n; i = end) {
 		size_t kept = 0;
 
-		/* a person's rows are a[i..j); its kept rows are a[i..i+kept)
+		for (end = i + 1; end < n && a[end] >> 32 == a[i] >> 32; end++)
+			;
+		/* which rows count: uniformly at random, per question */
+		if (end - i > sc->max_cells)
+			for (size_t k = end - i - 1; k > 0; k--) {
+				size_t r = (size_t)sq_uniform((uint32_t)(k + 1));
+				uint64_t x = a[i + k];
+
+				a[i + k] = a[i + r];
+				a[i + r] = x;
+			}
+		/* a person's rows are a[i..end); its kept rows are a[i..i+kept)
 		 * once moved there, so each row is compared with at most
 		 * max_cells others however many rows the person has */
-		for (j = i; j < n && a[j] >> 32 == a[i] >> 32; j++) {
+		for (j = i; j < end; j++) {
 			size_t r = (uint32_t)a[j];
 			int seen = 0;
 
