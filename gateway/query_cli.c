@@ -402,8 +402,9 @@ static void write_table(const struct answer *an, FILE *out)
 		fprintf(out, "%s\n", an->total_txt);
 	}
 
-	/* The legend: only the marks the table uses. */
-	if (an->any_noisy || an->any_suppressed || an->any_null)
+	/* The legend: only the marks the table uses, and the bound. */
+	v = cJSON_GetObjectItemCaseSensitive(an->disclosure, "max_cells_per_person");
+	if (an->any_noisy || an->any_suppressed || an->any_null || cJSON_IsNumber(v))
 		fputc('\n', out);
 	if (an->any_noisy) {
 		const cJSON *rt = cJSON_GetObjectItemCaseSensitive(an->disclosure, "round_to");
@@ -425,6 +426,15 @@ static void write_table(const struct answer *an, FILE *out)
 		      "        up to it\n", out);
 	if (an->any_null)
 		fputs("(none)  no value: the person is not in that dataset, or the field is empty\n", out);
+	/* The contribution bound (docs/disclosure.md): a person with more rows
+	 * counts in a random choice of them, so no count is biased by file order
+	 * but a person's other rows are not in the table. */
+	if (cJSON_IsNumber(v) && v->valuedouble >= 1) {
+		fmt_num(num, sizeof(num), v->valuedouble);
+		fprintf(out, "each person is counted in at most %s cell%s; a person with more rows counts\n"
+			"        in a random choice of them, drawn afresh for each question\n", num,
+			v->valuedouble == 1 ? "" : "s");
+	}
 
 	fputc('\n', out);
 	v = cJSON_GetObjectItemCaseSensitive(an->disclosure, "epsilon");

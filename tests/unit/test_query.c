@@ -22,7 +22,8 @@ static const char answer[] =
 	"           {\"key\": [\"kv\", null], \"persons\": 0, \"noisy\": true},\n"
 	"           {\"key\": [\"kv\", \"werk\"], \"persons\": 1045, \"noisy\": true, \"margin_95\": 6}],\n"
 	" \"total\": {\"persons\": 640, \"noisy\": true},\n"
-	" \"disclosure\": {\"min_cell\": 10, \"noise\": \"discrete_laplace\", \"epsilon\": 0.5, \"round_to\": 5},\n"
+	" \"disclosure\": {\"min_cell\": 10, \"noise\": \"discrete_laplace\", \"epsilon\": 0.5, \"round_to\": 5,"
+	" \"max_cells_per_person\": 1},\n"
 	" \"budget\": {\"spent\": 1.5, \"remaining\": 1.5, \"per\": \"year\", \"resets\": \"2027-01-01T00:00:00Z\"},\n"
 	" \"partial\": true, \"missing_nodes\": [\"uwv\"],\n"
 	" \"policy_hashes\": {\"hub\": \"ab12cd34ef56ab12cd34\", \"uwv\": \"0011223344556677\"},\n"
@@ -43,6 +44,8 @@ static const char answer_table[] =
 	"        too, so an empty cell usually shows <10 and a cell of 10 or a few more\n"
 	"        sometimes does\n"
 	"(none)  no value: the person is not in that dataset, or the field is empty\n"
+	"each person is counted in at most 1 cell; a person with more rows counts\n"
+	"        in a random choice of them, drawn afresh for each question\n"
 	"\n"
 	"\xce\xb5          0.5 (discrete_laplace noise)\n"
 	"rounding   to multiples of 5\n"
@@ -311,6 +314,38 @@ static void test_hidden_total(void)
 	free(out);
 }
 
+/* The contribution bound under the table (issue 11): the hub's
+ * max_cells_per_person in words, 1 and 2 (the plural); none when the
+ * answer does not give one. */
+static void test_bound_legend(void)
+{
+	static const char two[] =
+		"{\"group_by\":[],\"cells\":[{\"key\":[],\"persons\":1200,\"noisy\":true}],"
+		"\"total\":{\"persons\":1200,\"noisy\":true},"
+		"\"disclosure\":{\"min_cell\":10,\"noise\":\"discrete_laplace\",\"epsilon\":1,"
+		"\"max_cells_per_person\":2}}";
+	static const char none[] =
+		"{\"group_by\":[],\"cells\":[{\"key\":[],\"persons\":1200}],"
+		"\"total\":{\"persons\":1200},\"disclosure\":{\"min_cell\":10}}";
+	char err[256] = "";
+	int rc;
+	char *out = fmt(two, QUERY_FMT_TABLE, &rc, err, sizeof(err));
+
+	CHECK(rc == 0);
+	CHECK_CONTAINS(out, "\neach person is counted in at most 2 cells; a person with more rows counts\n"
+		       "        in a random choice of them, drawn afresh for each question\n\n");
+	free(out);
+	out = fmt(none, QUERY_FMT_TABLE, &rc, err, sizeof(err));
+	CHECK(rc == 0);
+	CHECK(out && !strstr(out, "at most"));
+	free(out);
+	/* not in the CSV: the table's legend only */
+	out = fmt(answer, QUERY_FMT_CSV, &rc, err, sizeof(err));
+	CHECK(rc == 0);
+	CHECK(out && !strstr(out, "at most"));
+	free(out);
+}
+
 /* query_cli's usage errors (exit 2) and --help (0), quietly. */
 static int cli(int argc, char **argv)
 {
@@ -364,6 +399,7 @@ int main(void)
 	RUN(test_malformed);
 	RUN(test_hub_errors);
 	RUN(test_hidden_total);
+	RUN(test_bound_legend);
 	RUN(test_cli_usage);
 	return check_total_failed ? 1 : 0;
 }
