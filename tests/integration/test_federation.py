@@ -15,9 +15,11 @@ exact counts, but close enough to catch a wrong join).
 - Correctness: answers equal SQLite's over the same CSVs pooled into one
   in-memory database, cell for cell within the noise's tolerance (+-1, and
   only a handful of cells off at all). The SQL follows the
-  contribution-bounding rule of docs/federation.md: per dataset, a person's
-  first row in source order among the rows that pass that dataset's filters
-  (max_cells_per_person 1), ROW_NUMBER() OVER (PARTITION BY bsn ORDER BY ord).
+  contribution-bounding rule of docs/federation.md: per dataset, a person
+  counts with one of its rows that pass that dataset's filters, chosen
+  uniformly at random (max_cells_per_person 1); the oracle gives each
+  cell's mean and variance over that choice (weighted_rows), and a cell
+  where persons' rows differ may be off by 5 standard deviations more.
 - Privacy: min_cell on noisy counts, noise, neighbouring questions, the
   budget, the hub role, tokens.
 - Faults: killed, hanging (SIGSTOP; a listener that never answers) and
@@ -36,6 +38,7 @@ import base64
 import datetime
 import itertools
 import json
+import math
 import os
 import re
 import secrets
@@ -194,9 +197,8 @@ def sql_value(field, gen):
     return f'"{field}"'
 
 
-def first_rows(ds, filters=None):
-    """The rows a node answers with (max_cells_per_person 1): per person the
-    first row in source order among those passing the filters."""
+def filter_sql(ds, filters=None):
+    """The WHERE condition of the rows of |ds| that pass its filters."""
     where = ["1"]
     for ref, values in (filters or {}).items():
         fds, field, gen = col(ref)
@@ -204,9 +206,30 @@ def first_rows(ds, filters=None):
             continue
         vals = ", ".join("'" + wire_str(v).replace("'", "''") + "'" for v in values)
         where.append(f"{sql_value(field, gen)} IN ({vals})")
+    return " AND ".join(where)
+
+
+def first_rows(ds, filters=None):
+    """Per person the first row in source order among those passing the
+    filters (what a node sent before issue 11; the token test uses it for
+    the persons, not their values)."""
     return (f"(SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY bsn "
-            f"ORDER BY ord) AS rn FROM {tname(ds)} WHERE {' AND '.join(where)}) "
+            f"ORDER BY ord) AS rn FROM {tname(ds)} WHERE {filter_sql(ds, filters)}) "
             f"WHERE rn = 1)")
+
+
+def weighted_rows(ds, exprs, filters=None):
+    """What a node sends (max_cells_per_person 1) as probabilities: per
+    person, each distinct combination v0.. of |exprs| (SQL over its
+    columns) with weight w = its share of the person's rows that pass the
+    filters. The node takes the first combination of the person's rows in
+    a uniformly random order (docs/federation.md, "Contribution
+    bounding"), so a combination is chosen with probability w."""
+    cols = "".join(f", {e} AS v{i}" for i, e in enumerate(exprs))
+    group = "".join(f", v{i}" for i in range(len(exprs)))
+    return (f"(SELECT bsn{cols}, COUNT(*) * 1.0 / MAX(n) AS w FROM (SELECT *, COUNT(*) OVER "
+            f"(PARTITION BY bsn) AS n FROM {tname(ds)} WHERE {filter_sql(ds, filters)}) "
+            f"GROUP BY bsn{group})")
 
 
 def wire_str(v):
@@ -222,7 +245,7 @@ def num_key(v):
     return (0, int(m.group()), v) if m else (1, 0, v)
 
 
-def categories(q, ref):
+def categories(q, ref, seen=None):
     """The hub's category list of a group-by field (docs/federation.md,
     "Count distinct persons per cell")."""
     if ref.startswith("present_in."):
@@ -235,41 +258,76 @@ def categories(q, ref):
     for fref, values in (q.get("filters") or {}).items():
         if col(fref) == (ds, field, gen):
             return sorted({wire_str(v) for v in values}, key=num_key) + [None]
-    seen = [r[0] for r in sql(f"SELECT DISTINCT {sql_value(field, gen)} FROM "
-                              f"{first_rows(ds, q.get('filters'))} WHERE "
+    if seen is not None:
+        # values from data: the ones the answer shows (a node sends only
+        # the values of the rows its bound chose); each must be a value of
+        # the data (check_equal checks the ones missing are likely so)
+        have = {r[0] for r in sql(f"SELECT DISTINCT {sql_value(field, gen)} FROM {tname(ds)} "
+                                  f"WHERE {filter_sql(ds, q.get('filters'))}")}
+        extra = {v for v in seen if v is not None} - have
+        check(not extra, f"answer keys {sorted(extra)[:5]} of {ref} are not in the data")
+        return sorted((v for v in seen if v is not None), key=num_key) + [None]
+    vals = [r[0] for r in sql(f"SELECT DISTINCT {sql_value(field, gen)} FROM {tname(ds)} "
+                              f"WHERE {filter_sql(ds, q.get('filters'))} AND "
                               f"{sql_value(field, gen)} IS NOT NULL")]
-    return sorted(seen, key=num_key) + [None]
+    return sorted(vals, key=num_key) + [None]
 
 
-def expected(q):
-    """The exact table of question |q| computed by SQLite: the population is
-    the union of the population datasets' persons (after their filters),
-    each dataset LEFT JOINed on bsn by its first row, COUNT(DISTINCT bsn)
-    per combination; then every combination of the categories, zeros
-    included, in row-major order. Returns [(key tuple, count)]."""
+def expected_dist(q, seen=None):
+    """The table of question |q| computed by SQLite, as the mean and
+    variance of each cell's count: the population is the union of the
+    population datasets' persons (after their filters); each dataset is
+    LEFT JOINed on bsn by weighted_rows() (a person's combinations with the
+    probability its node sends each; weight 1 where absent), a person's
+    probability of a cell the product over datasets (the nodes draw
+    independently); mean = the sum over persons, variance = the sum of
+    p(1 - p). Then every combination of the categories, zeros included, in
+    row-major order. Returns ([(key tuple, mean, variance)], {combinations
+    outside the grid: (mean, variance)})."""
     pops = q["population"] if isinstance(q["population"], list) else [q["population"]]
     links = q.get("link") or []
     filters = q.get("filters") or {}
+    group = q.get("group_by") or []
     alias = {ds: f"d{i}" for i, ds in enumerate(pops + links)}
-    pop_sql = " UNION ".join(f"SELECT bsn FROM {first_rows(ds, filters)}" for ds in pops)
-    joins = "".join(f" LEFT JOIN {first_rows(ds, filters)} AS {alias[ds]} "
-                    f"ON {alias[ds]}.bsn = p.bsn" for ds in pops + links)
+    pop_sql = " UNION ".join(f"SELECT DISTINCT bsn FROM {tname(ds)} WHERE {filter_sql(ds, filters)}"
+                             for ds in pops)
+    joins, prod = "", []
+    for ds in pops + links:
+        mine = [(i, col(ref)) for i, ref in enumerate(group)
+                if not ref.startswith("present_in.") and col(ref)[0] == ds]
+        exprs = [sql_value(field, gen) for _, (_, field, gen) in mine]
+        joins += (f" LEFT JOIN {weighted_rows(ds, exprs, filters)} AS {alias[ds]} "
+                  f"ON {alias[ds]}.bsn = p.bsn")
+        prod.append(f"COALESCE({alias[ds]}.w, 1.0)")
     sel = []
-    for ref in q.get("group_by") or []:
+    for i, ref in enumerate(group):
         if ref.startswith("present_in."):
             a = alias[ref[len("present_in."):]]
             sel.append(f"CASE WHEN {a}.bsn IS NULL THEN 'false' ELSE 'true' END")
         else:
-            ds, field, gen = col(ref)
-            sel.append(sql_value(field, gen).replace('"', f'{alias[ds]}."', 1))
-    keys = ", ".join(sel) if sel else "'all'"
-    query = (f"SELECT {keys}, COUNT(DISTINCT p.bsn) FROM ({pop_sql}) AS p{joins} "
-             f"GROUP BY {', '.join(str(i + 1) for i in range(max(len(sel), 1)))}")
-    got = {tuple(r[:-1]) if sel else (): r[-1] for r in sql(query)}
-    grid = list(itertools.product(*[categories(q, ref) for ref in q.get("group_by") or []]))
-    extra = set(got) - set(grid)
-    check(not extra, f"oracle: combinations outside the category grid: {sorted(extra)[:5]}")
-    return [(k, got.get(k, 0)) for k in grid]
+            ds = col(ref)[0]
+            mine = [j for j, r in enumerate(group)
+                    if not r.startswith("present_in.") and col(r)[0] == ds]
+            sel.append(f"{alias[ds]}.v{mine.index(i)}")
+    keys = ", ".join(f"{e} AS k{i}" for i, e in enumerate(sel)) if sel else "'all' AS k0"
+    kn = ", ".join(f"k{i}" for i in range(max(len(sel), 1)))
+    query = (f"SELECT {kn}, SUM(pk), SUM(pk * (1 - pk)) FROM (SELECT p.bsn, {keys}, "
+             f"SUM({' * '.join(prod)}) AS pk FROM ({pop_sql}) AS p{joins} "
+             f"GROUP BY p.bsn, {kn}) GROUP BY {kn}")
+    got = {tuple(r[:-2]) if sel else (): (round(r[-2], 9), max(r[-1], 0.0)) for r in sql(query)}
+    grid = list(itertools.product(*[categories(q, ref, seen[i] if seen else None)
+                                    for i, ref in enumerate(group)]))
+    gset = set(grid)
+    outside = {k: v for k, v in got.items() if k not in gset}
+    if seen is None:
+        check(not outside, f"oracle: combinations outside the category grid: {sorted(outside)[:5]}")
+    return [(k, *got.get(k, (0, 0.0))) for k in grid], outside
+
+
+def expected(q):
+    """[(key, mean count)] of expected_dist(); the mean is the count itself
+    where nobody's rows differ in the asked fields."""
+    return [(k, m) for k, m, _ in expected_dist(q)[0]]
 
 
 def exact_counts(q):
@@ -283,19 +341,28 @@ def answer_cells(obj):
 def check_equal(q, obj, what):
     """Cell for cell: keys in the same order, every cell within EXACT_TOL of
     SQLite's count (a suppressed cell counts 0: at min_cell 1 only a noisy
-    count of 0 or less is suppressed), at most max_off() cells off at all,
+    count of 0 or less is suppressed) plus, where a person's rows differ in
+    the asked fields, 5 standard deviations of the bound's random choice
+    (expected_dist), at most max_off() cells without such choice off at all,
     released cells flagged noisy with their 95% margin (0 at epsilon 10),
     and a released total equal to the sum of the released cells."""
-    want = expected(q)
+    group = q.get("group_by") or []
     got = answer_cells(obj)
+    seen = [{k[i] for k, _ in got} for i in range(len(group))]
+    dist, outside = expected_dist(q, seen)
+    want = [(k, m) for k, m, _ in dist]
+    sd = {k: math.sqrt(v) for k, _, v in dist}
+    # values the answer lacks: only ones whose cells may well be empty
+    unlikely = {k: mv for k, mv in outside.items() if mv[0] - 5 * math.sqrt(mv[1]) > 0.5}
+    check(not unlikely, f"{what}: the answer lacks keys SQLite expects: {sorted(unlikely.items())[:5]}")
     check([k for k, _ in got] == [k for k, _ in want],
           f"{what}: keys differ:\n got  {[k for k, _ in got][:12]}\n want "
           f"{[k for k, _ in want][:12]} ({len(got)} vs {len(want)} cells)")
     far = [(k, c, n) for (k, c), (_, n) in zip(got, want)
-           if persons(c) is None or abs(persons(c) - n) > EXACT_TOL]
+           if persons(c) is None or abs(persons(c) - n) > EXACT_TOL + 5 * sd[k]]
     check(not far, f"{what}: {len(far)} cells differ from SQLite by more than the noise "
           f"allows (key, federation, sqlite): {far[:8]}")
-    off = [(k, c, n) for (k, c), (_, n) in zip(got, want) if persons(c) != n]
+    off = [(k, c, n) for (k, c), (_, n) in zip(got, want) if sd[k] == 0 and persons(c) != n]
     check(len(off) <= max_off(len(want)), f"{what}: {len(off)} of {len(want)} cells off by one "
           f"(at most {max_off(len(want))} expected at epsilon 10): {off[:8]}")
     check(all(c.get("noisy") is True and c.get("margin_95") == 0 for _, c in got
@@ -450,7 +517,7 @@ def test_correct_present_in():
 
 def test_node_tokens_as_specified():
     """The node's sealed token answer, opened here with the hub's box key:
-    one record per person (first row), sorted by token, and each token the
+    one record per person (one of its rows), sorted by token, and each token the
     per-query BLAKE2b of docs/federation.md (the derivation the token
     searches below rely on)."""
     f = fed()
@@ -470,16 +537,19 @@ def test_node_tokens_as_specified():
     plain = box_seal_open(box, read_hex_key(f.box_pub), read_hex_key(f.box_sec))
     check(plain is not None, "the sealed answer does not open with the hub's key")
     dicts, recs = wire_decode(plain)
-    rows = sql(f"SELECT bsn, programme FROM {first_rows(TEK)}")
-    check(ans["records"] == len(recs) == len(rows),
-          f"records {ans['records']} / {len(recs)}, expected {len(rows)} (one per person)")
+    progs = {}
+    for b, p in sql(f"SELECT bsn, programme FROM {tname(TEK)}"):
+        progs.setdefault(b, set()).add(p)
+    check(ans["records"] == len(recs) == len(progs),
+          f"records {ans['records']} / {len(recs)}, expected {len(progs)} (one per person)")
     toks = [t for t, _ in recs]
     check(toks == sorted(toks), "records are not sorted by token")
-    want = query_tokens(read_hex_key(f.master_key), P_EXACT, qid, [b for b, _ in rows])
+    want = query_tokens(read_hex_key(f.master_key), P_EXACT, qid, list(progs))
     got = {t: dicts[0][c[0]] for t, c in recs}
-    check(got == {want[b]: p for b, p in rows},
-          "tokens/values differ from BLAKE2b(query key, bsn)[:16] with the first row's "
-          "programme")
+    person = {want[b]: b for b in progs}
+    check(set(got) == set(person) and all(got[t] in progs[person[t]] for t in got),
+          "tokens/values differ from BLAKE2b(query key, bsn)[:16] with one of the person's "
+          "programmes")
 
 
 # --------------------------------------------------------------------------
@@ -1049,11 +1119,14 @@ def test_fault_killed_node_and_partial():
     check(dt <= NODE_TIMEOUT_S + 2.0, f"partial answer after {dt:.2f}s")
     # everyone is absent from the missing dataset: the null column holds
     # the whole population by programme
-    by_prog = exact_counts({"purpose": P_EXACT, "population": TEK,
-                            "group_by": [f"{TEK}.programme"]})
+    dist = expected_dist({"purpose": P_EXACT, "population": TEK,
+                          "group_by": [f"{TEK}.programme"]})[0]
+    by_prog = {k: m for k, m, _ in dist}
+    tol = {k: EXACT_TOL + 5 * math.sqrt(v) for k, _, v in dist}
     for k, c in answer_cells(obj):
         want = by_prog[(k[0],)] if k[1] is None else 0
-        check(abs(persons(c) - want) <= EXACT_TOL, f"partial: cell {k} {c}, expected {want}")
+        check(abs(persons(c) - want) <= (tol[(k[0],)] if k[1] is None else EXACT_TOL),
+              f"partial: cell {k} {c}, expected {want}")
     # a missing population dataset contributes no persons
     q2 = {"purpose": P_PARTIAL, "population": [TEK, MOB], "group_by": [f"{TEK}.programme"]}
     obj = f.ask_ok(q2, "partial, a population dataset missing")
@@ -1061,7 +1134,7 @@ def test_fault_killed_node_and_partial():
           f"partial population: {obj['partial']} {obj['missing_nodes']}")
     got = {tuple(c["key"]): persons(c) for c in obj["cells"]}
     want = dict(by_prog)
-    check(got.keys() == want.keys() and all(abs(got[k] - want[k]) <= EXACT_TOL for k in want),
+    check(got.keys() == want.keys() and all(abs(got[k] - want[k]) <= tol[k] for k in want),
           f"partial population: {got}, expected {want} (the fund's persons only)")
 
 
