@@ -9,6 +9,7 @@
 #include <float.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@ struct ledger {
 	pthread_mutex_t mu; /* one connection, shared by the workers */
 	sqlite3 *db;
 	sqlite3_stmt *begin, *sum, *insert, *commit, *rollback;
+	sqlite3_stmt *ds_sum, *ds_insert; /* the per-dataset budgets (version 3) */
 	char *path;         /* for messages */
 	int busy_ms;        /* the busy timeout in force, for messages */
 	char id[LEDGER_ID_LEN]; /* the random id ledger_create() stored */
@@ -49,9 +51,30 @@ static const char meta_sql[] =
 	" SELECT RAISE(ABORT, 'the budget ledger id never changes'); END;"
 	"CREATE TRIGGER ledger_meta_fixed_d BEFORE DELETE ON ledger_meta BEGIN"
 	" SELECT RAISE(ABORT, 'the budget ledger id never changes'); END;";
+/*
+ * Version 3: what each debit charged to the datasets it touched, against
+ * their owners' per-dataset budgets (docs/ledger.md, "Per-dataset
+ * budgets"). A row per dataset per debit, written in the debit's own
+ * transaction; append-only like the debits.
+ */
+static const char dataset_sql[] =
+	"CREATE TABLE ledger_dataset_debit ("
+	" debit_id INTEGER NOT NULL REFERENCES ledger_debit (id),"
+	" dataset TEXT NOT NULL,"
+	" period TEXT NOT NULL CHECK (period IN ('month', 'quarter', 'year')),"
+	" period_start INTEGER NOT NULL,"
+	" time INTEGER NOT NULL,"
+	" amount_micro INTEGER NOT NULL CHECK (amount_micro > 0),"
+	" limit_micro INTEGER NOT NULL CHECK (limit_micro >= 0),"
+	" PRIMARY KEY (debit_id, dataset));"
+	"CREATE INDEX ledger_dataset_debit_key ON ledger_dataset_debit (dataset, time);"
+	"CREATE TRIGGER ledger_dataset_no_update BEFORE UPDATE ON ledger_dataset_debit BEGIN"
+	" SELECT RAISE(ABORT, 'the budget ledger is append-only: no refunds'); END;"
+	"CREATE TRIGGER ledger_dataset_no_delete BEFORE DELETE ON ledger_dataset_debit BEGIN"
+	" SELECT RAISE(ABORT, 'the budget ledger is append-only: no refunds'); END;";
 static const char schema_sql[] =
 	"CREATE TABLE ledger_schema (version INTEGER NOT NULL);"
-	"INSERT INTO ledger_schema (version) VALUES (2);"
+	"INSERT INTO ledger_schema (version) VALUES (3);"
 	"CREATE TABLE ledger_debit ("
 	" id INTEGER PRIMARY KEY,"
 	" requester TEXT NOT NULL,"
@@ -70,6 +93,12 @@ static const char schema_sql[] =
 static const char sum_sql[] =
 	"SELECT coalesce(sum(amount_micro), 0) FROM ledger_debit"
 	" WHERE requester = ?1 AND purpose = ?2 AND time >= ?3 AND time < ?4";
+static const char ds_sum_sql[] =
+	"SELECT coalesce(sum(amount_micro), 0) FROM ledger_dataset_debit"
+	" WHERE dataset = ?1 AND time >= ?2 AND time < ?3";
+static const char ds_insert_sql[] =
+	"INSERT INTO ledger_dataset_debit (debit_id, dataset, period, period_start, time,"
+	" amount_micro, limit_micro) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 static const char insert_sql[] =
 	"INSERT INTO ledger_debit (requester, purpose, period, period_start, time,"
 	" amount_micro, limit_micro) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
@@ -409,21 +438,33 @@ static int check_schema(struct ledger *l, int create, char *err, size_t errlen)
 			ret = LEDGER_MISSING;
 			goto out;
 		}
-		if (v != 0 && (create || v != 1))
+		if (v != 0 && (create || v < 1 || v >= LEDGER_SCHEMA_VERSION || rows != 1))
 			break; /* an existing ledger: checked below */
 		if (!immediate) {
 			sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
 			continue; /* look again under the write lock */
 		}
-		/* create (v == 0) or migrate version 1 to 2 (v == 1) */
-		rc = sqlite3_exec(l->db, v == 0 ? schema_sql : "UPDATE ledger_schema SET version = 2",
+		/* Create (v == 0), or migrate forward in one transaction: version 1
+		 * gets its id (version 2), versions 1 and 2 the per-dataset table
+		 * (version 3). Every debit already in the file stays as it was; no
+		 * dataset was charged before version 3, so none has spent anything. */
+		rc = sqlite3_exec(l->db, v == 0 ? schema_sql : "UPDATE ledger_schema SET version = 3",
 				  NULL, NULL, NULL);
-		if (rc == SQLITE_OK)
+		if (rc == SQLITE_OK && v <= 1)
 			rc = insert_meta(l);
+		else if (rc == SQLITE_OK)
+			rc = read_meta(l);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_exec(l->db, dataset_sql, NULL, NULL, NULL);
 		if (rc == SQLITE_OK)
 			rc = sqlite3_exec(l->db, "COMMIT", NULL, NULL, NULL);
-		if (rc != SQLITE_OK)
-			ret = fail(l, rc, v == 0 ? "creating the schema" : "adding a ledger id", err, errlen);
+		if (rc == SQLITE_MISMATCH) {
+			snprintf(err, errlen, "%s: budget ledger id is missing or damaged", l->path);
+			ret = LEDGER_CORRUPT;
+		} else if (rc != SQLITE_OK) {
+			ret = fail(l, rc, v == 0 ? "creating the schema" : "migrating the schema to version 3",
+				   err, errlen);
+		}
 		goto out;
 	}
 	if (rc != SQLITE_OK) {
@@ -583,6 +624,12 @@ static int open_ledger(const char *path, int create, struct ledger **out, char *
 		rc = sqlite3_prepare_v3(l->db, insert_sql, -1, SQLITE_PREPARE_PERSISTENT,
 					&l->insert, NULL);
 	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v3(l->db, ds_sum_sql, -1, SQLITE_PREPARE_PERSISTENT, &l->ds_sum,
+					NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v3(l->db, ds_insert_sql, -1, SQLITE_PREPARE_PERSISTENT,
+					&l->ds_insert, NULL);
+	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v3(l->db, "COMMIT", -1, SQLITE_PREPARE_PERSISTENT, &l->commit,
 					NULL);
 	if (rc == SQLITE_OK)
@@ -687,6 +734,8 @@ void ledger_close(struct ledger *l)
 		return;
 	sqlite3_finalize(l->rollback);
 	sqlite3_finalize(l->commit);
+	sqlite3_finalize(l->ds_insert);
+	sqlite3_finalize(l->ds_sum);
 	sqlite3_finalize(l->insert);
 	sqlite3_finalize(l->sum);
 	sqlite3_finalize(l->begin);
@@ -755,17 +804,76 @@ static int check_args(struct ledger *l, const char *requester, const char *purpo
 	return 0;
 }
 
+/* Spent in [start, reset) on |dataset| by every requester and purpose. */
+static int sum_dataset(struct ledger *l, const char *dataset, int64_t start, int64_t reset,
+		       uint64_t *spent)
+{
+	int rc;
+
+	sqlite3_bind_text(l->ds_sum, 1, dataset, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(l->ds_sum, 2, start);
+	sqlite3_bind_int64(l->ds_sum, 3, reset);
+	rc = sqlite3_step(l->ds_sum);
+	if (rc == SQLITE_ROW) {
+		int64_t v = sqlite3_column_int64(l->ds_sum, 0);
+
+		*spent = v > 0 ? (uint64_t)v : 0;
+		rc = SQLITE_OK;
+	}
+	sqlite3_reset(l->ds_sum);
+	sqlite3_clear_bindings(l->ds_sum);
+	return rc;
+}
+
+/* The periods and limits of every charge, checked before the lock. */
+static int check_charges(struct ledger_charge *ds, size_t nds, int64_t now, int64_t *start,
+			 int64_t *reset, char *err, size_t errlen)
+{
+	if (nds > LEDGER_MAX_CHARGES || (nds && !ds)) {
+		snprintf(err, errlen, "budget ledger: at most %d dataset budgets per debit",
+			 LEDGER_MAX_CHARGES);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < nds; i++) {
+		memset(&ds[i].st, 0, sizeof(ds[i].st));
+		if (!ds[i].dataset || !*ds[i].dataset ||
+		    ds[i].limit_micro > (uint64_t)(LEDGER_EPSILON_MAX * LEDGER_MICRO) ||
+		    ledger_period(now, ds[i].per, &start[i], &reset[i]) != 0) {
+			snprintf(err, errlen, "budget ledger: dataset budget %zu is malformed", i);
+			return -EINVAL;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(ds[i].dataset, ds[j].dataset) == 0) {
+				snprintf(err, errlen, "budget ledger: dataset %s charged twice in one debit",
+					 ds[i].dataset);
+				return -EINVAL;
+			}
+	}
+	return 0;
+}
+
 int ledger_debit(struct ledger *l, const char *requester, const char *purpose,
 		 enum policy_period per, uint64_t limit_micro, uint64_t amount_micro, int64_t now,
 		 struct ledger_status *st, char *err, size_t errlen)
 {
-	int64_t start, reset, id = 0;
-	uint64_t spent = 0;
+	return ledger_debit_datasets(l, requester, purpose, per, limit_micro, amount_micro, NULL, 0,
+				     now, st, NULL, err, errlen);
+}
+
+int ledger_debit_datasets(struct ledger *l, const char *requester, const char *purpose,
+			  enum policy_period per, uint64_t limit_micro, uint64_t amount_micro,
+			  struct ledger_charge *ds, size_t nds, int64_t now, struct ledger_status *st,
+			  size_t *exhausted, char *err, size_t errlen)
+{
+	int64_t start, reset, id = 0, ds_start[LEDGER_MAX_CHARGES], ds_reset[LEDGER_MAX_CHARGES];
+	uint64_t spent = 0, ds_spent[LEDGER_MAX_CHARGES];
 	char left[LEDGER_EPS_LEN], lim[LEDGER_EPS_LEN], want[LEDGER_EPS_LEN], when[LEDGER_TIME_LEN];
 	int rc, ret;
 
 	if (st)
 		memset(st, 0, sizeof(*st));
+	if (exhausted)
+		*exhausted = SIZE_MAX;
 	ret = check_args(l, requester, purpose, per, limit_micro, now, &start, &reset, err, errlen);
 	if (ret)
 		return ret;
@@ -774,10 +882,13 @@ int ledger_debit(struct ledger *l, const char *requester, const char *purpose,
 			 LEDGER_EPSILON_MAX);
 		return -EINVAL;
 	}
+	ret = check_charges(ds, nds, now, ds_start, ds_reset, err, errlen);
+	if (ret)
+		return ret;
 	pthread_mutex_lock(&l->mu);
-	/* IMMEDIATE takes the write lock before the sum is read, so no other
-	 * connection in any process can commit a debit between our read and our
-	 * insert; the sum always sees the newest committed state. */
+	/* IMMEDIATE takes the write lock before the sums are read, so no other
+	 * connection in any process can commit a debit between our reads and
+	 * our inserts; the sums always see the newest committed state. */
 	rc = exec_step(l->begin);
 	if (rc != SQLITE_OK) {
 		ret = fail(l, rc, "starting a debit", err, errlen);
@@ -800,6 +911,30 @@ int ledger_debit(struct ledger *l, const char *requester, const char *purpose,
 		ret = LEDGER_EXHAUSTED;
 		goto out;
 	}
+	/* Every dataset's budget, under the same lock: all pass, or nothing
+	 * is recorded anywhere. */
+	for (size_t i = 0; i < nds; i++) {
+		rc = sum_dataset(l, ds[i].dataset, ds_start[i], ds_reset[i], &ds_spent[i]);
+		if (rc != SQLITE_OK) {
+			ret = fail(l, rc, "reading a dataset's spent budget", err, errlen);
+			goto out;
+		}
+		fill_status(&ds[i].st, ds[i].limit_micro, ds_spent[i], ds_start[i], ds_reset[i], 0);
+		if (ds_spent[i] > ds[i].limit_micro || amount_micro > ds[i].limit_micro - ds_spent[i]) {
+			fill_status(st, limit_micro, spent, start, reset, 0);
+			if (exhausted)
+				*exhausted = i;
+			snprintf(err, errlen,
+				 "privacy budget of dataset %s exhausted: this query needs epsilon %s,"
+				 " %s of %s is left this %s for every requester together; it resets at %s",
+				 ds[i].dataset, ledger_format_eps(amount_micro, want),
+				 ledger_format_eps(ds[i].st.remaining_micro, left),
+				 ledger_format_eps(ds[i].limit_micro, lim), period_name(ds[i].per),
+				 ledger_format_time(ds_reset[i], when));
+			ret = LEDGER_EXHAUSTED;
+			goto out;
+		}
+	}
 	sqlite3_bind_text(l->insert, 1, requester, -1, SQLITE_STATIC);
 	sqlite3_bind_text(l->insert, 2, purpose, -1, SQLITE_STATIC);
 	sqlite3_bind_text(l->insert, 3, period_name(per), -1, SQLITE_STATIC);
@@ -814,17 +949,61 @@ int ledger_debit(struct ledger *l, const char *requester, const char *purpose,
 		goto out;
 	}
 	id = sqlite3_last_insert_rowid(l->db);
+	for (size_t i = 0; i < nds; i++) {
+		sqlite3_bind_int64(l->ds_insert, 1, id);
+		sqlite3_bind_text(l->ds_insert, 2, ds[i].dataset, -1, SQLITE_STATIC);
+		sqlite3_bind_text(l->ds_insert, 3, period_name(ds[i].per), -1, SQLITE_STATIC);
+		sqlite3_bind_int64(l->ds_insert, 4, ds_start[i]);
+		sqlite3_bind_int64(l->ds_insert, 5, now);
+		sqlite3_bind_int64(l->ds_insert, 6, (int64_t)amount_micro);
+		sqlite3_bind_int64(l->ds_insert, 7, (int64_t)ds[i].limit_micro);
+		rc = exec_step(l->ds_insert);
+		sqlite3_clear_bindings(l->ds_insert);
+		if (rc != SQLITE_OK) {
+			ret = fail(l, rc, "recording a dataset debit", err, errlen);
+			goto out;
+		}
+	}
 	rc = exec_step(l->commit);
 	if (rc != SQLITE_OK) {
 		ret = fail(l, rc, "committing a debit", err, errlen);
 		goto out;
 	}
 	fill_status(st, limit_micro, spent + amount_micro, start, reset, id);
+	for (size_t i = 0; i < nds; i++)
+		fill_status(&ds[i].st, ds[i].limit_micro, ds_spent[i] + amount_micro, ds_start[i],
+			    ds_reset[i], id);
 out:
 	/* On any failure the transaction (if still open) is rolled back: the
-	 * debit is either committed whole or not at all. */
+	 * debit and its dataset rows are committed whole or not at all. */
 	if (!sqlite3_get_autocommit(l->db))
 		exec_step(l->rollback);
+	pthread_mutex_unlock(&l->mu);
+	return ret;
+}
+
+int ledger_dataset_status(struct ledger *l, struct ledger_charge *ds, size_t nds, int64_t now,
+			  char *err, size_t errlen)
+{
+	int64_t start[LEDGER_MAX_CHARGES], reset[LEDGER_MAX_CHARGES];
+	uint64_t spent = 0;
+	int rc = SQLITE_OK, ret;
+
+	if (!l) {
+		snprintf(err, errlen, "budget ledger: missing handle");
+		return -EINVAL;
+	}
+	ret = check_charges(ds, nds, now, start, reset, err, errlen);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&l->mu);
+	for (size_t i = 0; i < nds && rc == SQLITE_OK; i++) {
+		rc = sum_dataset(l, ds[i].dataset, start[i], reset[i], &spent);
+		if (rc == SQLITE_OK)
+			fill_status(&ds[i].st, ds[i].limit_micro, spent, start[i], reset[i], 0);
+	}
+	if (rc != SQLITE_OK)
+		ret = fail(l, rc, "reading a dataset's spent budget", err, errlen);
 	pthread_mutex_unlock(&l->mu);
 	return ret;
 }

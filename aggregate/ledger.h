@@ -37,7 +37,7 @@
 #define LEDGER_OPEN_BUSY_MS 5000
 
 /* The schema version this build writes and reads (docs/ledger.md). */
-#define LEDGER_SCHEMA_VERSION 2
+#define LEDGER_SCHEMA_VERSION 3
 
 /* A ledger id: 32 hex digits (16 random bytes) plus NUL. */
 #define LEDGER_ID_LEN 33
@@ -81,7 +81,9 @@ int ledger_create(const char *path, char *err, size_t errlen);
 /*
  * Opens the existing ledger |path| (waiting up to LEDGER_OPEN_BUSY_MS for
  * another hub); never creates one: a missing or empty file is
- * LEDGER_MISSING. A version-1 ledger gets its ledger id here. Sets WAL mode,
+ * LEDGER_MISSING. An older ledger is migrated forward here, in one
+ * transaction: version 1 gets its ledger id, versions 1 and 2 the table of
+ * per-dataset debits (version 3). Sets WAL mode,
  * synchronous=FULL and a busy timeout of LEDGER_BUSY_MS for later calls, and
  * runs PRAGMA quick_check, so a damaged file is refused here rather than
  * under-counting spent budget later.
@@ -151,6 +153,47 @@ int ledger_micro_down(double eps, uint64_t *out);
 int ledger_debit(struct ledger *l, const char *requester, const char *purpose,
 		 enum policy_period per, uint64_t limit_micro, uint64_t amount_micro, int64_t now,
 		 struct ledger_status *st, char *err, size_t errlen);
+
+/*
+ * Per-dataset budgets (docs/ledger.md): a data owner's cap on the ε spent on
+ * one dataset per period by every requester and purpose together. One
+ * charge per dataset a question touches; the caller fills dataset, per and
+ * limit_micro, the ledger fills st.
+ */
+#define LEDGER_MAX_CHARGES 16
+struct ledger_charge {
+	const char *dataset;       /* "uwv/ww-uitkeringen"; NUL-terminated */
+	enum policy_period per;
+	uint64_t limit_micro;      /* the owner's limit in force (ledger_micro_down) */
+	struct ledger_status st;   /* filled on 0 and on LEDGER_EXHAUSTED (for the
+				    * charges checked before the one that failed and
+				    * that one), zeroed otherwise */
+};
+
+/*
+ * ledger_debit() plus |nds| (at most LEDGER_MAX_CHARGES, distinct datasets)
+ * dataset charges of the same |amount_micro|, all in the one BEGIN
+ * IMMEDIATE transaction: the requester × purpose debit and every dataset
+ * debit are recorded together, or none is. Spent on a dataset is what every
+ * requester and purpose debited against it in its period that holds |now|;
+ * exactly reaching a limit succeeds. On LEDGER_EXHAUSTED |*exhausted| (may
+ * be NULL) is the index of the dataset whose budget would be passed, or
+ * SIZE_MAX when it is the requester × purpose budget, and |err| names it
+ * with what is left and when it resets; nothing is recorded. A purpose
+ * without a budget of its own passes LEDGER_EPSILON_MAX as its limit (the
+ * debit row still ties the audit line to the dataset rows).
+ * Returns as ledger_debit().
+ */
+int ledger_debit_datasets(struct ledger *l, const char *requester, const char *purpose,
+			  enum policy_period per, uint64_t limit_micro, uint64_t amount_micro,
+			  struct ledger_charge *ds, size_t nds, int64_t now, struct ledger_status *st,
+			  size_t *exhausted, char *err, size_t errlen);
+
+/* Read-only: fills each charge's st (debit_id 0) with where its dataset
+ * stands at |now|. Returns 0, or LEDGER_BUSY, LEDGER_IO, LEDGER_CORRUPT,
+ * -EINVAL, -ENOMEM with |err| set. */
+int ledger_dataset_status(struct ledger *l, struct ledger_charge *ds, size_t nds, int64_t now,
+			  char *err, size_t errlen);
 
 /*
  * Read-only: where |requester| × |purpose| stands at |now| against

@@ -78,8 +78,18 @@ void *pol_alloc(struct pol_block **a, size_t n);
 char *pol_strdup(struct pol_block **a, const char *s);
 void pol_arena_free(struct pol_block *a);
 
+/* dataset_budgets: one entry per file per dataset (the strictest applies). */
+struct pol_ds_budget {
+	const char *dataset;
+	double epsilon;
+	enum policy_period per;
+	struct pol_pos pos;
+};
+
 struct policy_set {
 	struct pol_block *arena; /* every string and array below lives here */
+	struct pol_ds_budget *ds_budgets; /* from every file's dataset_budgets */
+	size_t nds_budgets;
 	struct pol_purpose *purposes;
 	size_t npurposes;
 	struct pol_forbid *forbids; /* top-level, from every file */

@@ -1240,8 +1240,114 @@ struct src {
 	unsigned char *owned; /* what read_file() allocated */
 	size_t len;
 	struct ydoc y;
-	yaml_node_t *purposes, *forbid;
+	yaml_node_t *purposes, *forbid, *owner, *budgets;
 };
+
+/*
+ * owner: MEMBER and dataset_budgets: { DATASET: {epsilon: E, per: P} }
+ * (docs/policy.md, "Per-dataset budgets"). Only the owner's own datasets:
+ * a file that names another member's dataset is refused, so one partner
+ * cannot spend (or starve) another's dataset budget. No acknowledgement
+ * above 10: the cap only ever refuses answers, and without it there would
+ * be no cap at all.
+ */
+static void dataset_budgets(struct pctx *c, yaml_node_t *owner_n, yaml_node_t *n)
+{
+	const char *owner = NULL;
+	char w[1024];
+
+	if (!owner_n) {
+		ydoc_error(c->y, n, "dataset_budgets: needs 'owner: MEMBER' at the top of the file, "
+			   "naming the member whose datasets these are; only a dataset's owner sets its "
+			   "budget");
+		c->bad = 1;
+		return;
+	}
+	if (!(owner = text(c, owner_n, "owner")))
+		return;
+	if (!valid_word(owner, 64, "")) {
+		ydoc_error(c->y, owner_n, "owner: '%s' is not a member id", owner);
+		c->bad = 1;
+		return;
+	}
+	if (!known_member(c, owner, strlen(owner))) {
+		if (c->refs->unknown_member_is_error) {
+			ydoc_error(c->y, owner_n, "owner: '%s' is not a member", owner);
+			c->bad = 1;
+			return;
+		}
+		/* A cap only ever refuses: it stays in force (the gateway). */
+		ydoc_warn(c->y, owner_n, "owner: '%s' is not a member; its dataset budgets still apply",
+			  owner);
+	}
+	if (!n)
+		return;
+	if (n->type != YAML_MAPPING_NODE || map_len(n) == 0) {
+		ydoc_error(c->y, n, "dataset_budgets: expected a mapping of dataset ids to "
+			   "{epsilon: E, per: month|quarter|year}");
+		c->bad = 1;
+		return;
+	}
+	for (size_t i = 0; i < map_len(n); i++) {
+		yaml_node_pair_t *pr = &n->data.mapping.pairs.start[i];
+		yaml_node_t *k = ydoc_item(c->y, pr->key), *val = ydoc_item(c->y, pr->value);
+		struct pol_ds_budget *b = &c->s->ds_budgets[c->s->nds_budgets];
+		struct ykey bk[] = { { "epsilon", 1, NULL }, { "per", 1, NULL } };
+		const char *ds, *per, *e;
+		size_t olen = strlen(owner);
+
+		if (!(ds = text(c, k, "dataset_budgets")))
+			continue;
+		snprintf(w, sizeof(w), "dataset_budgets.%s", ds);
+		if (!valid_dataset_id(ds)) {
+			ydoc_error(c->y, k, "dataset_budgets: '%s' is not a dataset id like "
+				   "'uwv/ww-uitkeringen'", ds);
+			c->bad = 1;
+			continue;
+		}
+		if (strncmp(ds, owner, olen) != 0 || ds[olen] != '/') {
+			ydoc_error(c->y, k, "dataset_budgets: '%s' belongs to '%.*s', not to this file's "
+				   "owner '%s'; only a dataset's owner sets its budget", ds,
+				   (int)(strchr(ds, '/') - ds), ds, owner);
+			c->bad = 1;
+			continue;
+		}
+		if (c->refs && c->refs->catalog && !pol_catalog_has_dataset(c->refs->catalog, ds)) {
+			ydoc_error(c->y, k, "dataset_budgets: dataset '%s' is not in the catalog", ds);
+			c->bad = 1;
+		}
+		for (size_t j = 0; j < c->s->nds_budgets; j++)
+			if (c->s->ds_budgets[j].pos.file == c->file &&
+			    strcmp(c->s->ds_budgets[j].dataset, ds) == 0) {
+				ydoc_error(c->y, k, "dataset_budgets: dataset '%s' is listed twice", ds);
+				c->bad = 1;
+			}
+		if (ydoc_map(c->y, val, w, bk, 2) < 0) {
+			c->bad = 1;
+			continue;
+		}
+		b->dataset = ds;
+		b->pos = pos_of(c, k);
+		per = ydoc_str(c->y, bk[1].value, "per");
+		if (per && strcmp(per, "month") == 0) {
+			b->per = POLICY_PER_MONTH;
+		} else if (per && strcmp(per, "quarter") == 0) {
+			b->per = POLICY_PER_QUARTER;
+		} else if (per && strcmp(per, "year") == 0) {
+			b->per = POLICY_PER_YEAR;
+		} else {
+			ydoc_error(c->y, bk[1].value, "%s.per: expected month, quarter or year", w);
+			c->bad = 1;
+		}
+		e = ydoc_str(c->y, bk[0].value, "epsilon");
+		if (!e || parse_decimal(e, &b->epsilon) < 0 || !(b->epsilon > 0) || b->epsilon > 1e9) {
+			ydoc_error(c->y, bk[0].value, "%s.epsilon: expected a number above 0 and at most "
+				   "1000000000, like 5", w);
+			c->bad = 1;
+		}
+		c->s->nds_budgets++;
+	}
+}
 
 /*
  * The file's own serial and validity (top-level keys, so inside the signed
@@ -1292,7 +1398,7 @@ static int load_set(struct src *src, size_t n, const struct policy_refs *refs,
 	struct policy_set *s = calloc(1, sizeof(*s));
 	crypto_hash_sha256_state h;
 	unsigned char digest[crypto_hash_sha256_BYTES];
-	size_t np = 0, nf = 0;
+	size_t np = 0, nf = 0, nb = 0;
 	int errors = d->errors;
 
 	*out = NULL;
@@ -1309,7 +1415,8 @@ static int load_set(struct src *src, size_t n, const struct policy_refs *refs,
 	s->nfiles = n;
 	for (size_t i = 0; i < n; i++) {
 		struct ykey k[] = { { "purposes", 1, NULL }, { "forbid", 0, NULL },
-				    { "serial", 0, NULL }, { "valid_until", 0, NULL } };
+				    { "serial", 0, NULL }, { "valid_until", 0, NULL },
+				    { "owner", 0, NULL }, { "dataset_budgets", 0, NULL } };
 
 		crypto_hash_sha256_update(&h, src[i].buf, src[i].len);
 		crypto_hash_sha256(digest, src[i].buf, src[i].len);
@@ -1334,7 +1441,7 @@ static int load_set(struct src *src, size_t n, const struct policy_refs *refs,
 			diag_error(d, src[i].name, 0, 0, "out of memory");
 			continue;
 		}
-		if (ydoc_map(&src[i].y, ydoc_root(&src[i].y), "policy file", k, 4) < 0 &&
+		if (ydoc_map(&src[i].y, ydoc_root(&src[i].y), "policy file", k, 6) < 0 &&
 		    (!ydoc_root(&src[i].y) || ydoc_root(&src[i].y)->type != YAML_MAPPING_NODE))
 			continue;
 		file_info(&src[i].y, k[2].value, k[3].value, refs, &s->files[i]);
@@ -1350,11 +1457,16 @@ static int load_set(struct src *src, size_t n, const struct policy_refs *refs,
 			src[i].forbid = k[1].value;
 			nf += seq_len(k[1].value);
 		}
+		src[i].owner = k[4].value;
+		src[i].budgets = k[5].value;
+		if (k[5].value && k[5].value->type == YAML_MAPPING_NODE)
+			nb += map_len(k[5].value);
 	}
 	crypto_hash_sha256_final(&h, digest);
 	sodium_bin2hex(s->hash, sizeof(s->hash), digest, sizeof(digest));
 	if ((np && !(s->purposes = pol_alloc(&s->arena, np * sizeof(*s->purposes)))) ||
-	    (nf && !(s->forbids = pol_alloc(&s->arena, nf * sizeof(*s->forbids))))) {
+	    (nf && !(s->forbids = pol_alloc(&s->arena, nf * sizeof(*s->forbids)))) ||
+	    (nb && !(s->ds_budgets = pol_alloc(&s->arena, nb * sizeof(*s->ds_budgets))))) {
 		diag_error(d, NULL, 0, 0, "out of memory");
 		goto fail;
 	}
@@ -1376,6 +1488,8 @@ static int load_set(struct src *src, size_t n, const struct policy_refs *refs,
 			cnt = seq_len(src[i].forbid);
 			s->nforbids += cnt;
 		}
+		if (src[i].owner || src[i].budgets)
+			dataset_budgets(&c, src[i].owner, src[i].budgets);
 	}
 	if (d->errors == errors) {
 		check_rule_ids(s, d);
@@ -1456,4 +1570,28 @@ size_t policy_set_nfiles(const struct policy_set *s)
 const struct policy_file_info *policy_set_file(const struct policy_set *s, size_t i)
 {
 	return s && i < s->nfiles ? &s->files[i] : NULL;
+}
+
+int policy_dataset_budget(const struct policy_set *s, const char *dataset, double *epsilon,
+			  enum policy_period *per)
+{
+	int found = 0;
+
+	if (!s || !dataset || !epsilon || !per)
+		return -1;
+	/* Several files (or the same owner in several) set one dataset's
+	 * budget: the strictest wins, as for grants (policy_output_merge): the
+	 * smallest epsilon over the longest period. */
+	for (size_t i = 0; i < s->nds_budgets; i++) {
+		const struct pol_ds_budget *b = &s->ds_budgets[i];
+
+		if (strcmp(b->dataset, dataset) != 0)
+			continue;
+		if (!found || b->epsilon < *epsilon)
+			*epsilon = b->epsilon;
+		if (!found || b->per > *per)
+			*per = b->per;
+		found = 1;
+	}
+	return found ? 0 : -1;
 }

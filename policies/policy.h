@@ -193,6 +193,17 @@ int policy_decide(const struct policy_set *s, const struct policy_request *req,
  */
 void policy_output_merge(struct policy_output *o, const struct policy_output *g);
 
+/*
+ * The per-dataset budget of |dataset| (docs/policy.md, "Per-dataset
+ * budgets"): the cap its owner set on the ε spent on it per period by every
+ * requester and purpose together. Where several files set one, the
+ * strictest: the smallest epsilon over the longest period. Returns 0 with
+ * |*epsilon| and |*per| filled, or -1 when no file sets one (or an
+ * argument is NULL).
+ */
+int policy_dataset_budget(const struct policy_set *s, const char *dataset, double *epsilon,
+			  enum policy_period *per);
+
 /* Stable lower-case names ("field_not_granted"), for logs and test files. */
 const char *policy_reason_name(enum policy_reason r);
 int policy_reason_parse(const char *name, enum policy_reason *out);
