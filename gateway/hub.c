@@ -93,10 +93,16 @@ struct hub_query {
 	int permitted;             /* every decision permitted */
 	struct policy_output out;  /* the strictest of every decision */
 	unsigned cells_per_person; /* what the hub counts: min(out, GW_HUB_MAX_CELLS_PER_PERSON) */
-	int budgeted;
+	int budgeted;              /* a debit is taken: purpose or dataset budgets */
+	int purpose_budget;        /* the purpose has a budget of its own */
 	uint64_t eps_micro, limit_micro;
 	struct ledger_status budget;
 	int have_budget;          /* |budget| holds a status worth showing */
+	/* The owners' per-dataset budgets of the datasets asked (docs/ledger.md):
+	 * charged in the same transaction as the purpose's debit. */
+	struct ledger_charge charge[GW_HUB_MAX_DATASETS];
+	size_t ncharges;
+	size_t charge_failed;     /* 429 on a dataset's budget: its charge; else SIZE_MAX */
 	char query_id[2 * 16 + 1];
 	struct agg_cell *cells;
 	size_t ncells;
@@ -523,6 +529,20 @@ static int budget_fail(struct hub_query *q)
 
 	q->budget_error = 1;
 	q->have_budget = 1;
+	if (q->charge_failed < q->ncharges) {
+		const struct ledger_charge *c = &q->charge[q->charge_failed];
+
+		/* The dataset is named: the coordinator asked for it, and its
+		 * owner's cap is what every requester shares. */
+		q->fail_dataset = c->dataset;
+		return fail(q, 429, "dataset_budget_exhausted",
+			    "privacy budget of dataset %s exhausted: this query needs epsilon %s, %s of %s "
+			    "is left this %s for every requester and purpose together; it resets at %s",
+			    c->dataset, ledger_format_eps(q->eps_micro, want),
+			    ledger_format_eps(c->st.remaining_micro, left),
+			    ledger_format_eps(c->limit_micro, lim), policy_period_name(c->per),
+			    ledger_format_time(c->st.reset, when));
+	}
 	return fail(q, 429, "budget_exhausted",
 		    "privacy budget exhausted for %s, purpose %s: this query needs epsilon %s, %s of %s is "
 		    "left this %s; it resets at %s", q->caller->id, q->purpose,
@@ -540,6 +560,27 @@ static const char *ledger_reason(int rc)
 	return "the budget ledger cannot be read";
 }
 
+/* The owners' per-dataset budgets of the datasets asked, once each. */
+static int dataset_charges(struct hub_query *q)
+{
+	q->ncharges = 0;
+	for (size_t i = 0; i < q->nds; i++) {
+		struct ledger_charge *c = &q->charge[q->ncharges];
+		double eps;
+		int dup = 0;
+
+		for (size_t j = 0; j < q->ncharges; j++)
+			dup |= strcmp(q->charge[j].dataset, q->ds[i].id) == 0;
+		if (dup || policy_dataset_budget(q->hub->policies, q->ds[i].id, &eps, &c->per) < 0)
+			continue;
+		if (q->ncharges >= LEDGER_MAX_CHARGES || ledger_micro_down(eps, &c->limit_micro) < 0)
+			return fail(q, 500, "internal", "a dataset's budget cannot be read");
+		c->dataset = q->ds[i].id;
+		q->ncharges++;
+	}
+	return 0;
+}
+
 static int budget_check(struct hub_query *q)
 {
 	char err[512];
@@ -555,20 +596,34 @@ static int budget_check(struct hub_query *q)
 		return 0;
 	if (ledger_micro_up(q->out.epsilon, &q->eps_micro) < 0 || q->eps_micro == 0)
 		return fail(q, 500, "internal", "the policy's epsilon cannot be charged");
-	if (!q->out.has_budget)
+	if ((rc = dataset_charges(q)) < 0)
+		return rc;
+	if (!q->out.has_budget && !q->ncharges)
 		return 0;
 	q->budgeted = 1;
-	if (ledger_micro_down(q->out.budget_epsilon, &q->limit_micro) < 0)
+	q->purpose_budget = q->out.has_budget;
+	/* A purpose without a budget of its own still gets its debit row (the
+	 * audit line's budget_debit), against the ledger's ceiling. */
+	if (!q->purpose_budget)
+		q->limit_micro = (uint64_t)(LEDGER_EPSILON_MAX * LEDGER_MICRO);
+	else if (ledger_micro_down(q->out.budget_epsilon, &q->limit_micro) < 0)
 		return fail(q, 500, "internal", "the policy's budget cannot be read");
 	if (!q->hub->ledger)
-		return fail(q, 503, "budget_unavailable", "this purpose has a privacy budget and the hub "
+		return fail(q, 503, "budget_unavailable", "this question has a privacy budget and the hub "
 			    "has no budget ledger, so nothing is answered");
 	rc = ledger_status(q->hub->ledger, q->caller->id, q->purpose, q->out.budget_per, q->limit_micro,
 			   q->now, &q->budget, err, sizeof(err));
+	if (rc == 0 && q->ncharges)
+		rc = ledger_dataset_status(q->hub->ledger, q->charge, q->ncharges, q->now, err, sizeof(err));
 	if (rc < 0)
 		return fail(q, 503, "budget_unavailable", "%s", ledger_reason(rc));
-	if (q->budget.remaining_micro < q->eps_micro)
+	if (q->purpose_budget && q->budget.remaining_micro < q->eps_micro)
 		return budget_fail(q);
+	for (size_t i = 0; i < q->ncharges; i++)
+		if (q->charge[i].st.remaining_micro < q->eps_micro) {
+			q->charge_failed = i;
+			return budget_fail(q);
+		}
 	return 0;
 }
 
@@ -1218,6 +1273,17 @@ static int disclose(struct hub_query *q)
  * debit whose answer line later fails is still named by this line (same
  * query_id), so no budget is ever spent without a record of it.
  */
+/* The datasets a debit charges (each the question's ε): for the intent and
+ * the answer's audit lines. */
+static cJSON *dataset_debits_json(const struct hub_query *q, int *ok)
+{
+	cJSON *a = cJSON_CreateArray();
+
+	for (size_t i = 0; i < q->ncharges; i++)
+		json_put_str(ok, a, NULL, q->charge[i].dataset);
+	return a;
+}
+
 static int audit_intent(struct hub_query *q)
 {
 	cJSON *o;
@@ -1236,6 +1302,8 @@ static int audit_intent(struct hub_query *q)
 					    gw_ident_purpose_declared(q->hub->policies, q->purpose), mark));
 		json_put_str(&ok, o, "query_id", q->query_id);
 		json_put_num(&ok, o, "epsilon", q->out.epsilon);
+		if (q->ncharges)
+			json_put(&ok, o, "dataset_debits", dataset_debits_json(q, &ok));
 		json_put_str(&ok, o, "decision", "permit");
 		rc = ok ? audit_append(q->hub->audit, o, NULL) : -1;
 		cJSON_Delete(o);
@@ -1256,8 +1324,9 @@ static int debit(struct hub_query *q)
 		return 0;
 	if (audit_intent(q) < 0)
 		return -1;
-	rc = ledger_debit(q->hub->ledger, q->caller->id, q->purpose, q->out.budget_per, q->limit_micro,
-			  q->eps_micro, q->now, &q->budget, err, sizeof(err));
+	rc = ledger_debit_datasets(q->hub->ledger, q->caller->id, q->purpose, q->out.budget_per,
+				   q->limit_micro, q->eps_micro, q->charge, q->ncharges, q->now,
+				   &q->budget, &q->charge_failed, err, sizeof(err));
 	if (rc == LEDGER_EXHAUSTED)
 		return budget_fail(q);
 	if (rc < 0)
@@ -1267,6 +1336,27 @@ static int debit(struct hub_query *q)
 }
 
 /* ---- 7. Audit and answer --------------------------------------------- */
+
+/* Where each dataset budget the question touched stands: after the debit
+ * in an answer, before it in a 429. */
+static cJSON *dataset_budgets_json(const struct hub_query *q, int *ok)
+{
+	char b[LEDGER_EPS_LEN], t[LEDGER_TIME_LEN];
+	cJSON *a = cJSON_CreateArray();
+
+	for (size_t i = 0; i < q->ncharges; i++) {
+		const struct ledger_charge *c = &q->charge[i];
+		cJSON *o = json_put(ok, a, NULL, cJSON_CreateObject());
+
+		json_put_str(ok, o, "dataset", c->dataset);
+		json_put(ok, o, "spent", cJSON_CreateRaw(ledger_format_eps(c->st.spent_micro, b)));
+		json_put(ok, o, "remaining", cJSON_CreateRaw(ledger_format_eps(c->st.remaining_micro, b)));
+		json_put(ok, o, "limit", cJSON_CreateRaw(ledger_format_eps(c->limit_micro, b)));
+		json_put_str(ok, o, "per", policy_period_name(c->per));
+		json_put_str(ok, o, "resets", ledger_format_time(c->st.reset, t));
+	}
+	return a;
+}
 
 static cJSON *budget_json(const struct hub_query *q, int with_need, int *ok)
 {
@@ -1344,6 +1434,8 @@ static int audit(struct hub_query *q, int64_t debit_id, char audit_id[33])
 	}
 	if (debit_id)
 		json_put_num(&ok, o, "budget_debit", (double)debit_id);
+	if (debit_id && q->ncharges)
+		json_put(&ok, o, "dataset_debits", dataset_debits_json(q, &ok));
 	if (q->fail_node)
 		json_put_str(&ok, o, "node", q->fail_node);
 	json_put_str(&ok, o, "outcome", q->status == 200 ? "answered" : q->code);
@@ -1382,8 +1474,11 @@ static char *error_json(const struct hub_query *q)
 		json_put_str(&ok, n, "code", q->node_code);
 		json_put_str(&ok, n, "message", q->node_message);
 	}
-	if (q->budget_error)
-		json_put(&ok, o, "budget", budget_json(q, 1, &ok));
+	if (q->budget_error) {
+		json_put(&ok, o, "budget", q->purpose_budget ? budget_json(q, 1, &ok) : cJSON_CreateNull());
+		if (q->ncharges)
+			json_put(&ok, o, "dataset_budgets", dataset_budgets_json(q, &ok));
+	}
 	return print_json(ok, o);
 }
 
@@ -1444,7 +1539,9 @@ static char *answer_json(const struct hub_query *q)
 	json_put_num(&ok, disc, "round_to", q->out.round_to ? q->out.round_to : 1);
 	json_put_num(&ok, disc, "max_cells_per_person", q->cells_per_person);
 	json_put_num(&ok, disc, "margin_95", (double)q->table.halfwidth);
-	json_put(&ok, o, "budget", q->budgeted ? budget_json(q, 0, &ok) : cJSON_CreateNull());
+	json_put(&ok, o, "budget", q->purpose_budget ? budget_json(q, 0, &ok) : cJSON_CreateNull());
+	if (q->ncharges)
+		json_put(&ok, o, "dataset_budgets", dataset_budgets_json(q, &ok));
 	json_put(&ok, o, "partial", cJSON_CreateBool(q->partial));
 	json_put(&ok, o, "missing_nodes", missing_json(q, &ok));
 	hashes = json_put(&ok, o, "policy_hashes", cJSON_CreateObject());
@@ -1593,6 +1690,7 @@ int gw_hub_aggregate(const struct gw_hub *hub, const struct gw_member *caller, c
 		return gw_error(resp, 500, "internal", "out of memory");
 	q->hub = hub;
 	q->caller = caller;
+	q->charge_failed = SIZE_MAX;
 	q->now = hub->now ? hub->now() : (int64_t)time(NULL);
 
 	rc = parse_question(q, question);
@@ -1667,9 +1765,14 @@ int gw_hub_aggregate(const struct gw_hub *hub, const struct gw_member *caller, c
 		if (q->status == 200)
 			memcpy(text + strlen(text) - 2 - 32, audit_id, 32);
 		set_body(resp, q->status, text);
-		if (q->status == 429 && q->budget.reset > q->now)
-			resp->retry_after = q->budget.reset - q->now > UINT_MAX
-						    ? UINT_MAX : (unsigned)(q->budget.reset - q->now);
+		if (q->status == 429) {
+			int64_t reset = q->charge_failed < q->ncharges ? q->charge[q->charge_failed].st.reset
+								      : q->budget.reset;
+
+			if (reset > q->now)
+				resp->retry_after = reset - q->now > UINT_MAX ? UINT_MAX
+									 : (unsigned)(reset - q->now);
+		}
 		rc = 0;
 	}
 	query_free(q);
