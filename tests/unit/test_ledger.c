@@ -647,6 +647,249 @@ static void never_created_by_open(void)
 	free(q);
 }
 
+/* ---- per-dataset budgets ------------------------------------------------- */
+
+/* Spent on |dataset| over all time, straight from the file. */
+static uint64_t dataset_recorded(const char *p, const char *dataset, int64_t *rows)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	uint64_t total = 0;
+
+	*rows = -1;
+	if (sqlite3_open_v2(p, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db,
+			       "SELECT coalesce(sum(amount_micro), 0), count(*) FROM ledger_dataset_debit"
+			       " WHERE dataset = ?",
+			       -1, &s, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(s, 1, dataset, -1, SQLITE_STATIC);
+		if (sqlite3_step(s) == SQLITE_ROW) {
+			total = (uint64_t)sqlite3_column_int64(s, 0);
+			*rows = sqlite3_column_int64(s, 1);
+		}
+	}
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return total;
+}
+
+/* Exactly at the dataset's limit succeeds, one micro-ε more does not; two
+ * requesters with their own purpose budgets share the dataset's. */
+static void dataset_budget_shared_and_exact(void)
+{
+	char *p;
+	struct ledger *l = open_fresh("dataset.db", &p);
+	struct ledger_status st;
+	struct ledger_charge ch[2];
+	size_t which = 0;
+	int64_t rows = 0;
+
+	memset(ch, 0, sizeof(ch));
+	ch[0] = (struct ledger_charge){ .dataset = "uwv/ww-uitkeringen", .per = YEAR, .limit_micro = 5 * M };
+	ch[1] = (struct ledger_charge){ .dataset = "fonds/inschrijvingen", .per = MONTH, .limit_micro = 100 * M };
+	/* Each requester × purpose may spend 3; together they reach the
+	 * dataset's 5 exactly: 3 (A) + 1.5 (B) + 0.5 (B). */
+	CHECK(ledger_debit_datasets(l, "provincie-a", "monitoring", YEAR, 3 * M, 3 * M, ch, 2, FEB15,
+				    &st, &which, err, sizeof(err)) == 0);
+	CHECK(st.debit_id > 0 && ch[0].st.debit_id == st.debit_id && ch[0].st.spent_micro == 3 * M);
+	CHECK(ch[0].st.remaining_micro == 2 * M && ch[1].st.spent_micro == 3 * M);
+	CHECK(ledger_debit_datasets(l, "provincie-b", "evaluatie", YEAR, 3 * M, 3 * M / 2, ch, 2,
+				    FEB15 + 1, &st, &which, err, sizeof(err)) == 0);
+	CHECK(ch[0].st.remaining_micro == M / 2);
+	/* One micro-ε over what is left: refused for B although B's own
+	 * purpose budget has 1.5 left, and naming the dataset. */
+	CHECK(ledger_debit_datasets(l, "provincie-b", "evaluatie", YEAR, 3 * M, M / 2 + 1, ch, 2,
+				    FEB15 + 2, &st, &which, err, sizeof(err)) == LEDGER_EXHAUSTED);
+	CHECK(which == 0 && st.debit_id == 0 && ch[0].st.remaining_micro == M / 2);
+	CHECK(ch[0].st.reset == 1735689600); /* 2025-01-01 */
+	CHECK_CONTAINS(err, "privacy budget of dataset uwv/ww-uitkeringen exhausted: this query needs"
+			    " epsilon 0.500001, 0.5 of 5 is left this year");
+	CHECK_CONTAINS(err, "it resets at 2025-01-01T00:00:00Z");
+	/* Exactly what is left: accepted, the dataset is then at its limit. */
+	CHECK(ledger_debit_datasets(l, "provincie-b", "evaluatie", YEAR, 3 * M, M / 2, ch, 2,
+				    FEB15 + 3, &st, &which, err, sizeof(err)) == 0);
+	CHECK(ch[0].st.spent_micro == 5 * M && ch[0].st.remaining_micro == 0);
+	/* The next smallest debit fails, for any requester and purpose. */
+	CHECK(ledger_debit_datasets(l, "provincie-c", "andere", MONTH, 3 * M, 1, ch, 1, FEB15 + 4,
+				    &st, &which, err, sizeof(err)) == LEDGER_EXHAUSTED);
+	CHECK(which == 0);
+	/* A question not touching that dataset is not held back by it. */
+	CHECK(ledger_debit_datasets(l, "provincie-c", "andere", MONTH, 3 * M, 1, &ch[1], 1, FEB15 + 5,
+				    &st, &which, err, sizeof(err)) == 0);
+	/* The purpose's own budget is checked too (and named as such). */
+	CHECK(ledger_debit_datasets(l, "provincie-a", "monitoring", YEAR, 3 * M, 1, &ch[1], 1,
+				    FEB15 + 6, &st, &which, err, sizeof(err)) == LEDGER_EXHAUSTED);
+	CHECK(which == SIZE_MAX);
+	CHECK_CONTAINS(err, "privacy budget exhausted for provincie-a, purpose monitoring");
+	/* Status: spent by everyone together. */
+	CHECK(ledger_dataset_status(l, ch, 2, FEB15 + 7, err, sizeof(err)) == 0);
+	CHECK(ch[0].st.spent_micro == 5 * M && ch[0].st.remaining_micro == 0);
+	CHECK(ch[1].st.spent_micro == 5 * M + 1);
+	/* Next year the dataset's budget is whole again. */
+	CHECK(ledger_debit_datasets(l, "provincie-c", "andere", YEAR, 3 * M, M, ch, 1,
+				    1735689600 + 10, &st, &which, err, sizeof(err)) == 0);
+	CHECK(ch[0].st.spent_micro == M);
+	/* A dataset named twice in one debit is a caller's bug. */
+	ch[1].dataset = ch[0].dataset;
+	CHECK(ledger_debit_datasets(l, "provincie-c", "andere", YEAR, 3 * M, 1, ch, 2, FEB15, &st,
+				    &which, err, sizeof(err)) == -EINVAL);
+	ledger_close(l);
+	CHECK(dataset_recorded(p, "uwv/ww-uitkeringen", &rows) == 6 * M && rows == 4);
+	remove_db(p);
+	free(p);
+}
+
+/* When the dataset's budget refuses, the purpose's debit is not taken
+ * either (nor any other dataset's): one transaction, all or nothing. */
+static void dataset_budget_atomic(void)
+{
+	char *p;
+	struct ledger *l = open_fresh("atomic.db", &p);
+	struct ledger_status st;
+	struct ledger_charge ch[2];
+	size_t which = 0;
+	int64_t rows = 0, last = 0;
+
+	ch[0] = (struct ledger_charge){ .dataset = "fonds/inschrijvingen", .per = YEAR, .limit_micro = 10 * M };
+	ch[1] = (struct ledger_charge){ .dataset = "uwv/ww-uitkeringen", .per = QUARTER, .limit_micro = M };
+	CHECK(ledger_debit_datasets(l, "provincie-a", "monitoring", YEAR, 10 * M, M, ch, 2, FEB15, &st,
+				    &which, err, sizeof(err)) == 0);
+	CHECK(ledger_last_debit(l, &last, err, sizeof(err)) == 0 && last == st.debit_id);
+	/* The second (listed last) dataset refuses: nothing recorded at all. */
+	CHECK(ledger_debit_datasets(l, "provincie-a", "monitoring", YEAR, 10 * M, M, ch, 2, FEB15 + 1,
+				    &st, &which, err, sizeof(err)) == LEDGER_EXHAUSTED);
+	CHECK(which == 1 && st.debit_id == 0);
+	CHECK_CONTAINS(err, "dataset uwv/ww-uitkeringen exhausted");
+	CHECK(ledger_status(l, "provincie-a", "monitoring", YEAR, 10 * M, FEB15, &st, err,
+			    sizeof(err)) == 0 && st.spent_micro == M);
+	CHECK(ledger_dataset_status(l, ch, 2, FEB15, err, sizeof(err)) == 0);
+	CHECK(ch[0].st.spent_micro == M && ch[1].st.spent_micro == M);
+	CHECK(ledger_last_debit(l, &rows, err, sizeof(err)) == 0 && rows == last);
+	ledger_close(l);
+	CHECK(recorded(p, "provincie-a", &rows) == M && rows == 1);
+	CHECK(dataset_recorded(p, "fonds/inschrijvingen", &rows) == M && rows == 1);
+	/* Append-only, like the debits. */
+	{
+		sqlite3 *db = NULL;
+
+		CHECK(sqlite3_open(p, &db) == SQLITE_OK);
+		CHECK(sqlite3_exec(db, "DELETE FROM ledger_dataset_debit", NULL, NULL, NULL) ==
+		      SQLITE_CONSTRAINT);
+		CHECK(sqlite3_exec(db, "UPDATE ledger_dataset_debit SET amount_micro = 1", NULL, NULL,
+				   NULL) == SQLITE_CONSTRAINT);
+		sqlite3_close(db);
+	}
+	remove_db(p);
+	free(p);
+}
+
+struct ds_spender {
+	struct ledger *l;
+	const char *requester;
+	pthread_barrier_t *go;
+	unsigned ok, other;
+};
+
+static void *ds_spend(void *arg)
+{
+	struct ds_spender *s = arg;
+	struct ledger_charge ch = { .dataset = "uwv/ww-uitkeringen", .per = YEAR, .limit_micro = M };
+	char e[512];
+
+	pthread_barrier_wait(s->go);
+	for (;;) {
+		int rc = ledger_debit_datasets(s->l, s->requester, "monitoring", YEAR, M, 10000, &ch, 1,
+					       FEB15, NULL, NULL, e, sizeof(e));
+
+		if (rc == 0)
+			s->ok++;
+		else if (rc == LEDGER_EXHAUSTED)
+			break;
+		else if (rc != LEDGER_BUSY && ++s->other > 3)
+			break;
+	}
+	return NULL;
+}
+
+/* 4 requesters, each with a purpose budget of 1, race for one dataset
+ * budget of 1 (two share a handle, two have their own): together they
+ * spend exactly 1 on it. */
+static void dataset_budget_threads(void)
+{
+	char *p = path_in("dsthreads.db");
+	struct ledger *h[3] = { NULL, NULL, NULL };
+	const char *who[4] = { "a", "b", "c", "d" };
+	struct ds_spender sp[4];
+	pthread_t th[4];
+	pthread_barrier_t go;
+	unsigned ok = 0, other = 0;
+	int64_t rows = 0;
+
+	remove_db(p);
+	CHECK(ledger_create(p, err, sizeof(err)) == 0);
+	for (int i = 0; i < 3; i++)
+		CHECK(ledger_open(p, &h[i], err, sizeof(err)) == 0);
+	pthread_barrier_init(&go, NULL, 4);
+	for (int i = 0; i < 4; i++) {
+		sp[i] = (struct ds_spender){ h[i < 2 ? 0 : i - 1], who[i], &go, 0, 0 };
+		pthread_create(&th[i], NULL, ds_spend, &sp[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		ok += sp[i].ok;
+		other += sp[i].other;
+	}
+	pthread_barrier_destroy(&go);
+	CHECK(other == 0 && ok == 100);
+	CHECK(dataset_recorded(p, "uwv/ww-uitkeringen", &rows) == M && rows == 100);
+	printf("#   %u/%u/%u/%u debits of 0.01 shared one dataset budget of 1\n", sp[0].ok, sp[1].ok,
+	       sp[2].ok, sp[3].ok);
+	for (int i = 0; i < 3; i++)
+		ledger_close(h[i]);
+	remove_db(p);
+	free(p);
+}
+
+/* A version-2 ledger (before dataset budgets) is migrated to 3 when
+ * opened: its id and debits stay, and its datasets have spent nothing. */
+static void dataset_budget_migrates_v2(void)
+{
+	char *p = path_in("v2.db");
+	struct ledger *l = NULL;
+	struct ledger_charge ch = { .dataset = "uwv/ww-uitkeringen", .per = YEAR, .limit_micro = M };
+	struct ledger_status st;
+	sqlite3 *db = NULL;
+	char id[LEDGER_ID_LEN] = "";
+	int64_t v = 0, rows = 0;
+	int n = 0;
+
+	remove_db(p);
+	CHECK(ledger_create(p, err, sizeof(err)) == 0);
+	CHECK(ledger_open(p, &l, err, sizeof(err)) == 0);
+	memcpy(id, l ? ledger_id(l) : "", sizeof(id));
+	CHECK(ledger_debit(l, "provincie-a", "monitoring", YEAR, M, M / 4, FEB15, &st, err,
+			   sizeof(err)) == 0);
+	ledger_close(l);
+	l = NULL;
+	/* Make it what a version-2 hub wrote. */
+	CHECK(sqlite3_open(p, &db) == SQLITE_OK);
+	CHECK(sqlite3_exec(db, "DROP TABLE ledger_dataset_debit; UPDATE ledger_schema SET version = 2",
+			   NULL, NULL, NULL) == SQLITE_OK);
+	sqlite3_close(db);
+	CHECK(ledger_open(p, &l, err, sizeof(err)) == 0 && l && strcmp(ledger_id(l), id) == 0);
+	CHECK(query_int(l->db, "SELECT version FROM ledger_schema", &v, &n) == SQLITE_OK && v == 3);
+	CHECK(ledger_dataset_status(l, &ch, 1, FEB15, err, sizeof(err)) == 0);
+	CHECK(ch.st.spent_micro == 0 && ch.st.remaining_micro == M);
+	CHECK(ledger_status(l, "provincie-a", "monitoring", YEAR, M, FEB15, &st, err, sizeof(err)) == 0);
+	CHECK(st.spent_micro == M / 4);
+	CHECK(ledger_debit_datasets(l, "provincie-a", "monitoring", YEAR, M, M / 4, &ch, 1, FEB15, &st,
+				    NULL, err, sizeof(err)) == 0);
+	ledger_close(l);
+	CHECK(dataset_recorded(p, "uwv/ww-uitkeringen", &rows) == M / 4 && rows == 1);
+	remove_db(p);
+	free(p);
+}
+
 /* ---- bad files ----------------------------------------------------------- */
 
 static void bad_files(void)
@@ -677,10 +920,10 @@ static void bad_files(void)
 	/* A ledger from the future. */
 	CHECK(ledger_create(p, err, sizeof(err)) == 0);
 	CHECK(sqlite3_open(p, &db) == SQLITE_OK);
-	CHECK(sqlite3_exec(db, "UPDATE ledger_schema SET version = 3", NULL, NULL, NULL) == SQLITE_OK);
+	CHECK(sqlite3_exec(db, "UPDATE ledger_schema SET version = 4", NULL, NULL, NULL) == SQLITE_OK);
 	sqlite3_close(db);
 	CHECK(ledger_open(p, &l, err, sizeof(err)) == LEDGER_VERSION && l == NULL);
-	CHECK_CONTAINS(err, "schema version 3 was written by a newer Noordpoort");
+	CHECK_CONTAINS(err, "schema version 4 was written by a newer Noordpoort");
 	remove_db(p);
 
 	/* A ledger with a damaged page in the middle. */
@@ -823,6 +1066,10 @@ int main(void)
 	RUN(processes_never_overspend);
 	RUN(locked_by_another_process);
 	RUN(never_created_by_open);
+	RUN(dataset_budget_shared_and_exact);
+	RUN(dataset_budget_atomic);
+	RUN(dataset_budget_threads);
+	RUN(dataset_budget_migrates_v2);
 	RUN(bad_files);
 	RUN(out_of_memory);
 	if (!check_total_failed) {
