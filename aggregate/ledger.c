@@ -37,8 +37,8 @@ struct ledger {
 };
 
 /*
- * Schema version 3 (2 plus ledger_dataset_debit). Debits are append-only: a trigger refuses UPDATE and
- * DELETE, so "giving budget back" takes a deliberate act outside the hub.
+ * Schema version 3 (2 plus ledger_dataset_debit). Debits are append-only:
+ * a trigger refuses UPDATE and DELETE, so "giving budget back" takes a deliberate act outside the hub.
  * Spent is summed over debit times, not over period_start, so a policy that
  * changes its period still counts every debit that falls in the new period.
  * ledger_meta holds the ledger's random id (version 2): the hub records it
