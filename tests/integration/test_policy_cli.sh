@@ -68,6 +68,24 @@ expect "check: noise none on a lookup-only grant is still fine" 0 '^ok' bash -c 
 expect "check: no files is a usage error" 2 'no policy files given' "$bin" policy check
 expect "check: --help" 0 'Usage: noordpoort policy check' "$bin" policy check --help
 
+# A partner cannot cap (starve) another partner's dataset: dataset_budgets
+# names only the owner's own datasets, and needs the owner named.
+cat >"$tmp/dsb-other.yaml" <<'POL'
+owner: uwv
+dataset_budgets:
+  opleidingsfonds-techniek/inschrijvingen: {epsilon: 0.001, per: year}
+purposes: []
+POL
+expect "check: dataset_budgets on another member's dataset is refused" 1 \
+	"dsb-other.yaml:3:3: error: dataset_budgets: .opleidingsfonds-techniek/inschrijvingen. belongs to .opleidingsfonds-techniek., not to this file.s owner .uwv." \
+	"$bin" policy check --members "$members" "$tmp/dsb-other.yaml"
+sed -e '1d' "$tmp/dsb-other.yaml" >"$tmp/dsb-noowner.yaml"
+expect "check: dataset_budgets without owner: is refused" 1 "dsb-noowner.yaml:[0-9]*:[0-9]*: error: dataset_budgets: needs 'owner: MEMBER'" \
+	"$bin" policy check --members "$members" "$tmp/dsb-noowner.yaml"
+sed -e 's#opleidingsfonds-techniek/inschrijvingen#uwv/ww-uitkeringen#' "$tmp/dsb-other.yaml" >"$tmp/dsb-own.yaml"
+expect "check: dataset_budgets on the owner's own dataset passes" 0 '^ok' \
+	"$bin" policy check --members "$members" "$tmp/dsb-own.yaml"
+
 # --- test ---
 expect "test: the shipped policy tests all pass" 0 '^[0-9]+ passed, 0 failed$' \
 	"$bin" policy test "$ex"/*.test.yaml
