@@ -43,7 +43,8 @@ struct hub_dim {
 	const struct policy_catalog_field *cf;
 	const char *const *cats; /* categories without null, in release order */
 	size_t ncats;
-	const char **seen;       /* owned array (of borrowed strings) when from answers */
+	char **keys;             /* owned: the declared domain's keys, when built */
+	size_t nkeys;
 	int sorted;              /* |cats| sorted by value_cmp (bsearch) */
 	int has_null;            /* null is the last category */
 	size_t size;             /* ncats + has_null */
@@ -629,8 +630,40 @@ static int budget_check(struct hub_query *q)
 
 /* ---- 4. Planning and the fan-out ---------------------------------------- */
 
-/* Categories known before any node answers: the catalog's, bools, present_in
- * and filtered values. Checks the table size those alone give. */
+/* The keys of a declared domain (docs/disclosure.md, "Declared domains"),
+ * from the catalog alone; 0 or -1 (q->status set). */
+static int domain_categories(struct hub_query *q, struct hub_dim *d)
+{
+	size_t n = policy_domain_size(d->cf, d->gen);
+	char buf[POLICY_DOMAIN_KEY_LEN];
+
+	if (n == 0)
+		return fail(q, 422, "no_declared_domain", "group_by: %s has no declared domain in the "
+			    "catalog at this coarseness, so it cannot be grouped (a table's keys never come "
+			    "from data)", d->text);
+	if (n > GW_HUB_MAX_CELLS)
+		return fail(q, 422, "table_too_large", "the group-by categories give more than %d cells",
+			    GW_HUB_MAX_CELLS);
+	if (!(d->keys = calloc(n, sizeof(*d->keys))))
+		return oom(q);
+	d->nkeys = n;
+	d->sorted = 1;
+	for (size_t i = 0; i < n; i++) {
+		const char *k = policy_domain_key(d->cf, d->gen, i, buf);
+
+		if (!k || !(d->keys[i] = strdup(k)))
+			return oom(q);
+		/* Bins and periods are in order; bsearch when value_cmp agrees. */
+		if (i > 0 && value_cmp(d->keys[i - 1], d->keys[i]) >= 0)
+			d->sorted = 0;
+	}
+	d->cats = (const char *const *)d->keys;
+	d->ncats = n;
+	return 0;
+}
+
+/* Every dimension's categories, known before any node answers: present_in,
+ * bools and the catalog's declared domains. Checks the table size. */
 static int fixed_categories(struct hub_query *q)
 {
 	static const char *const bools[] = { "false", "true" };
@@ -649,18 +682,8 @@ static int fixed_categories(struct hub_query *q)
 		} else if (d->cf->type == POLICY_T_BOOL && d->gen == POLICY_GEN_EXACT) {
 			d->cats = bools;
 			d->ncats = 2;
-		} else {
-			/* A filter on the same field at the same coarseness
-			 * fixes the categories without looking at data. */
-			for (size_t j = 0; j < q->nfilt; j++) {
-				const struct hub_filter *f = &q->filt[j];
-
-				if (f->ds == d->ds && strcmp(f->field, d->field) == 0 && f->gen == d->gen) {
-					d->cats = (const char *const *)f->values;
-					d->ncats = f->nvalues;
-					d->sorted = 1;
-				}
-			}
+		} else if (domain_categories(q, d) < 0) {
+			return -1;
 		}
 		d->size = d->ncats + (size_t)d->has_null;
 		if (d->size > GW_HUB_MAX_CELLS || (cells *= d->size) > GW_HUB_MAX_CELLS)
@@ -769,33 +792,6 @@ static void node_error_text(struct hub_query *q, const struct gw_hub_answer *a)
 	cJSON_Delete(j);
 }
 
-/* Collects the distinct values of subquery field |w| into dimension |dim|'s
- * categories (sorted), unless they were fixed before the fan-out. */
-static int seen_categories(struct hub_query *q, struct hub_dim *dim, const char *const *vals, size_t n)
-{
-	size_t k = 0;
-
-	if (dim->cats)
-		return 0;
-	if (n && !(dim->seen = malloc(n * sizeof(*dim->seen))))
-		return oom(q);
-	for (size_t i = 0; i < n; i++)
-		if (vals[i])
-			dim->seen[k++] = vals[i];
-	if (k)
-		qsort(dim->seen, k, sizeof(*dim->seen), value_qcmp);
-	n = k;
-	k = 0;
-	for (size_t i = 0; i < n; i++)
-		if (k == 0 || value_cmp(dim->seen[k - 1], dim->seen[i]) != 0)
-			dim->seen[k++] = dim->seen[i];
-	dim->cats = dim->seen;
-	dim->ncats = k;
-	dim->sorted = 1;
-	dim->size = k + (size_t)dim->has_null;
-	return 0;
-}
-
 /* Mode tokens: open, decode and check one answer's box (in |a|'s body; its
  * head, |j|, is already checked for dataset and policy hash). The body goes
  * as soon as the box is open, so at most two copies of an answer (the
@@ -847,8 +843,6 @@ static const char *open_tokens(struct hub_query *q, struct hub_ds *d, const cJSO
 		struct hub_dim *dim = &q->dim[d->wire_dim[w]];
 		const struct wire_field *wf = &d->tok.fields[w];
 
-		if (seen_categories(q, dim, (const char *const *)wf->values, wf->nvalues) < 0)
-			return "out of memory";
 		if (!(d->map[w] = malloc(((size_t)wf->nvalues + 1) * sizeof(uint32_t))))
 			return "out of memory";
 		for (uint16_t c = 0; c < wf->nvalues; c++) {
@@ -907,10 +901,6 @@ static const char *check_counts(struct hub_query *q, struct hub_ds *d, const cJS
 		cJSON_ArrayForEach(c, cells)
 			vals[k++] = cJSON_GetStringValue(cJSON_GetArrayItem(
 				cJSON_GetObjectItemCaseSensitive(c, "key"), (int)w));
-		if (seen_categories(q, dim, vals, k) < 0) {
-			free(vals);
-			return "out of memory";
-		}
 		for (size_t i = 0; i < k; i++)
 			if (cat_index(dim, vals[i]) < 0) {
 				snprintf(err, errlen, "a value of %s is not one of its categories", dim->text);
@@ -922,23 +912,15 @@ static const char *check_counts(struct hub_query *q, struct hub_ds *d, const cJS
 	return NULL;
 }
 
-/* Forgets what a failed answer brought: its tokens and the categories it
- * seemed to have. */
+/* Forgets what a failed answer brought: its tokens and their maps (the
+ * categories are the catalog's and stay). */
 static void drop_answer(struct hub_query *q, struct hub_ds *d)
 {
+	(void)q;
 	wire_tokens_free(&d->tok);
 	for (unsigned w = 0; w < d->nwire; w++) {
-		struct hub_dim *dim = &q->dim[d->wire_dim[w]];
-
 		free(d->map[w]);
 		d->map[w] = NULL;
-		if (dim->seen) {
-			free(dim->seen);
-			dim->seen = NULL;
-			dim->cats = NULL;
-			dim->ncats = 0;
-			dim->sorted = 0;
-		}
 	}
 }
 
@@ -1577,8 +1559,11 @@ static void query_free(struct hub_query *q)
 		wipe_json(d->counts);
 		cJSON_Delete(d->counts);
 	}
-	for (size_t i = 0; i < q->ndims; i++)
-		free(q->dim[i].seen);
+	for (size_t i = 0; i < q->ndims; i++) {
+		for (size_t k = 0; k < q->dim[i].nkeys; k++)
+			free(q->dim[i].keys[k]);
+		free(q->dim[i].keys);
+	}
 	for (size_t i = 0; i < q->nfilt; i++) {
 		for (size_t j = 0; j < q->filt[i].nvalues; j++)
 			free(q->filt[i].values[j]);

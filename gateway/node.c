@@ -34,6 +34,9 @@ struct node_dataset {
 	struct adapter_source src;
 	struct adapter_field *fields;
 	size_t nfields;
+	/* Parallel to |fields|: the catalog's, for the declared domains a
+	 * group-by value is mapped to (docs/disclosure.md). */
+	const struct policy_catalog_field *cat;
 	int bsn_field;                      /* index of the identifier field */
 	/* The CSV adapter that read the whole dataset at start (dataset_check),
 	 * handed to the first worker: it knows the file it typed in full was
@@ -120,6 +123,7 @@ static int dataset_open(const struct gw_dataset_cfg *c, const struct policy_cata
 		return -1;
 	}
 	d->nfields = (size_t)n;
+	d->cat = f;
 	d->bsn_field = -1;
 	for (int i = 0; i < n; i++) {
 		d->fields[i].name = f[i].name;
@@ -1308,12 +1312,16 @@ static int dict_intern(struct sq_dict *d, const char *s, size_t len, uint16_t *c
 	return 0;
 }
 
-/* |v|'s code under |g| in |d|: WIRE_NULL for null; -1 unsupported, -2 out
- * of memory, -3 too many values. */
-static int code_of(struct sq_dict *d, const struct adapter_field *f, const struct adapter_value *v,
-		   enum policy_gen g, int32_t today, uint16_t *code)
+/* |v|'s code under |g| in |d|: WIRE_NULL for null; -1 unsupported (or no
+ * declared domain), -2 out of memory, -3 too many values. What is interned
+ * is the key of the field's declared domain (|cf|), never the value: a bin,
+ * a period in the range, an age band, or "other" (docs/disclosure.md,
+ * "Declared domains"), so not even the hub sees which values exist. */
+static int code_of(struct sq_dict *d, const struct adapter_field *f, const struct policy_catalog_field *cf,
+		   const struct adapter_value *v, enum policy_gen g, int32_t today, uint16_t *code)
 {
-	char buf[GEN_BUF];
+	char buf[GEN_BUF], kbuf[POLICY_DOMAIN_KEY_LEN];
+	long k;
 	const char *s;
 	size_t len;
 	int64_t key = 0;
@@ -1337,6 +1345,10 @@ static int code_of(struct sq_dict *d, const struct adapter_field *f, const struc
 		*code = WIRE_NULL;
 		return 0;
 	}
+	if ((k = policy_domain_index(cf, g, s, len)) < 0 ||
+	    !(s = policy_domain_key(cf, g, (size_t)k, kbuf)))
+		return -1;
+	len = strlen(s);
 	if ((rc = dict_intern(d, s, len, code)) < 0)
 		return rc == -1 ? -2 : -3;
 	if (cacheable) {
@@ -1406,7 +1418,8 @@ static int sq_row(void *arg, const struct adapter_value *v, size_t nv)
 			return 0;
 	}
 	for (size_t i = 0; i < sc->nf; i++) {
-		int rc = code_of(&sc->dict[i], sc->field[i], &v[i], sc->gen[i], sc->today, &codes[i]);
+		int rc = code_of(&sc->dict[i], sc->field[i], &sc->ds->cat[sc->field[i] - sc->ds->fields], &v[i],
+				 sc->gen[i], sc->today, &codes[i]);
 
 		if (rc < 0) {
 			sc->unsupported |= rc == -1;
@@ -1964,6 +1977,15 @@ int gw_node_subquery(const struct gw_env *env, const struct gw_member *caller,
 
 	/* 4. Read: stream the rows, keep BSNs and codes in flat arrays, then
 	 * bound each person's contribution. */
+	/* A group-by field without a declared domain is never grouped: its
+	 * keys would come from the data (docs/disclosure.md). */
+	for (size_t i = 0; i < q->nfields; i++)
+		if (policy_domain_size(&ds->cat[proj[i]], dec.gen[i]) == 0) {
+			rc = sq_refuse(env, caller, q, &dec, 422, "no_declared_domain",
+				       "a field in 'fields' has no declared domain in the catalog at this "
+				       "coarseness, so it cannot be grouped", resp);
+			goto done;
+		}
 	empty = sq_push_filters(q, ds, dec.gen + q->nfields);
 	sc.ds = ds;
 	sc.q = q;

@@ -5,6 +5,7 @@
  */
 #include "internal.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,12 +85,135 @@ static char *cat_str(struct policy_catalog *c, struct ydoc *y, yaml_node_t *n, c
 	return p;
 }
 
+/* The items of list |l| (|n| of them, at least |min|); NULL and an error
+ * otherwise. */
+static yaml_node_item_t *cat_list(struct ydoc *y, yaml_node_t *l, const char *what, const char *key,
+				  size_t min, size_t max, const char *example, size_t *n)
+{
+	*n = l->type == YAML_SEQUENCE_NODE ? (size_t)(l->data.sequence.items.top - l->data.sequence.items.start)
+					   : 0;
+	if (l->type != YAML_SEQUENCE_NODE || *n < min || *n > max) {
+		ydoc_error(y, l, "%s.%s: expected a list such as %s", what, key, example);
+		return NULL;
+	}
+	return l->data.sequence.items.start;
+}
+
+/* A whole number in [lo, hi] from scalar |n|; 0 or -1 (reported). */
+static int cat_int(struct ydoc *y, yaml_node_t *n, const char *what, const char *key, int64_t lo, int64_t hi,
+		   int64_t *out)
+{
+	const char *s = ydoc_str(y, n, key);
+	char *end;
+	long long v;
+
+	if (!s)
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (!*s || *end || errno || v < lo || v > hi) {
+		ydoc_error(y, n, "%s.%s: '%s' is not a whole number from %lld to %lld", what, key, s,
+			   (long long)lo, (long long)hi);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/*
+ * The declared domain of a field (docs/disclosure.md, "Declared domains"):
+ * 'bins' for ints, 'range' and 'ages' for dates. A group-by key is never
+ * derived from data, so these are what a table's keys are made of.
+ */
+static int cat_domain(struct policy_catalog *c, struct ydoc *y, const char *what, int type, struct ykey *k,
+		      struct pol_cat_field *f)
+{
+	yaml_node_item_t *it;
+	size_t n;
+	int bad = 0;
+
+	if (k[4].value && type != POLICY_T_INT) {
+		ydoc_error(y, k[4].value, "%s.bins: only int fields have bins", what);
+		bad = 1;
+	} else if (k[4].value) {
+		if (!(it = cat_list(y, k[4].value, what, "bins", 2, 1000, "[0, 1000, 2500, 5000] (at least two edges)",
+				    &n)))
+			return -1;
+		if (!(f->bins = pol_alloc(&c->arena, n * sizeof(*f->bins)))) {
+			ydoc_error(y, k[4].value, "out of memory");
+			return -1;
+		}
+		for (size_t i = 0; i < n; i++) {
+			yaml_node_t *e = ydoc_item(y, it[i]);
+
+			/* Bounded so that every label fits POLICY_DOMAIN_KEY_LEN. */
+			if (cat_int(y, e, what, "bins", -1000000000000LL, 1000000000000LL, &f->bins[i]) < 0)
+				return -1;
+			if (i > 0 && f->bins[i] <= f->bins[i - 1]) {
+				ydoc_error(y, e, "%s.bins: the edges must increase (%lld after %lld)", what,
+					   (long long)f->bins[i], (long long)f->bins[i - 1]);
+				return -1;
+			}
+		}
+		f->nbins = n;
+	}
+	if (k[5].value && type != POLICY_T_DATE) {
+		ydoc_error(y, k[5].value, "%s.range: only date fields have a range", what);
+		bad = 1;
+	} else if (k[5].value) {
+		int32_t t[2];
+
+		if (!(it = cat_list(y, k[5].value, what, "range", 2, 2, "[2015-01-01, 2026-12-31]", &n)))
+			return -1;
+		for (size_t i = 0; i < 2; i++) {
+			yaml_node_t *e = ydoc_item(y, it[i]);
+			const char *s = ydoc_str(y, e, "range");
+
+			if (!s || pol_domain_day(s, &t[i]) < 0) {
+				if (s)
+					ydoc_error(y, e, "%s.range: '%s' is not a date like 2015-01-01 (1900 to 2199)",
+						   what, s);
+				return -1;
+			}
+		}
+		if (t[1] < t[0]) {
+			ydoc_error(y, k[5].value, "%s.range: the end is before the start", what);
+			return -1;
+		}
+		f->has_range = 1;
+		f->range_from = t[0];
+		f->range_until = t[1];
+	}
+	if (k[6].value && type != POLICY_T_DATE) {
+		ydoc_error(y, k[6].value, "%s.ages: only date fields (birth dates) have ages", what);
+		bad = 1;
+	} else if (k[6].value) {
+		int64_t a[2];
+
+		if (!(it = cat_list(y, k[6].value, what, "ages", 2, 2, "[20, 80] (from 20 up to, not including, 80)",
+				    &n)))
+			return -1;
+		if (cat_int(y, ydoc_item(y, it[0]), what, "ages", 0, 150, &a[0]) < 0 ||
+		    cat_int(y, ydoc_item(y, it[1]), what, "ages", 0, 150, &a[1]) < 0)
+			return -1;
+		if (a[1] <= a[0]) {
+			ydoc_error(y, k[6].value, "%s.ages: the end must be above the start", what);
+			return -1;
+		}
+		f->has_ages = 1;
+		f->age_from = (int)a[0];
+		f->age_until = (int)a[1];
+	}
+	return bad ? -1 : 0;
+}
+
 static int cat_field(struct policy_catalog *c, struct ydoc *y, const char *ds, yaml_node_t *kn,
 		 yaml_node_t *vn, struct pol_cat_field *f)
 {
 	struct ykey k[] = {
 		{ "type", 1, NULL }, { "role", 1, NULL }, { "categories", 0, NULL },
-		{ "description", 0, NULL },
+		{ "description", 0, NULL }, { "bins", 0, NULL }, { "range", 0, NULL },
+		{ "ages", 0, NULL },
 	};
 	char what[200];
 	const char *s;
@@ -99,7 +223,7 @@ static int cat_field(struct policy_catalog *c, struct ydoc *y, const char *ds, y
 	if (!(f->name = cat_str(c, y, kn, ds)))
 		return -1;
 	snprintf(what, sizeof(what), "%s.%s", ds, f->name);
-	if (ydoc_map(y, vn, what, k, 4) < 0)
+	if (ydoc_map(y, vn, what, k, 7) < 0)
 		bad = 1;
 	if (k[0].value && (s = ydoc_str(y, k[0].value, "type"))) {
 		for (i = 0; i < CAT_NTYPES && strcmp(s, field_type_names[i]) != 0; i++)
@@ -153,7 +277,16 @@ static int cat_field(struct policy_catalog *c, struct ydoc *y, const char *ds, y
 			if (!(f->categories[i] = cat_str(c, y, ydoc_item(y, l->data.sequence.items.start[i]), what)))
 				bad = 1;
 	}
+	if (cat_domain(c, y, what, type, k, f) < 0)
+		bad = 1;
 	return bad ? -1 : 0;
+}
+
+void pol_cat_public(const struct pol_cat_field *f, struct policy_catalog_field *out)
+{
+	*out = (struct policy_catalog_field){ f->name, f->type, f->role, f->categories, f->ncategories,
+					      f->bins, f->nbins, f->has_range, f->range_from, f->range_until,
+					      f->has_ages, f->age_from, f->age_until };
 }
 
 /* The fields of |d| as policy_catalog_fields() hands them out; 0 or -1 (out
@@ -167,8 +300,7 @@ static int publish(struct policy_catalog *c, struct pol_cat_dataset *d)
 	for (size_t i = 0; i < d->nfields; i++) {
 		const struct pol_cat_field *f = &d->fields[i];
 
-		d->pub[i] = (struct policy_catalog_field){ f->name, f->type, f->role, f->categories,
-							   f->ncategories };
+		pol_cat_public(f, &d->pub[i]);
 	}
 	return 0;
 }

@@ -117,6 +117,11 @@ struct pol_cat_field {
 	int identifier;
 	const char **categories;
 	size_t ncategories;
+	int64_t *bins;
+	size_t nbins;
+	int has_range, has_ages;
+	int32_t range_from, range_until;
+	int age_from, age_until;
 };
 struct pol_cat_dataset {
 	const char *id;
@@ -135,6 +140,10 @@ struct policy_catalog {
 const struct pol_cat_field *pol_catalog_field(const struct policy_catalog *c,
 					      const char *dataset, const char *field);
 int pol_catalog_has_dataset(const struct policy_catalog *c, const char *dataset);
+/* A day YYYY-MM-DD from 1900 to 2199 as days since 1970; 0 or -1. */
+int pol_domain_day(const char *s, int32_t *day);
+/* |f| as policy.h shows it (for the declared-domain checks). */
+void pol_cat_public(const struct pol_cat_field *f, struct policy_catalog_field *out);
 int pol_cat_type_is_date(enum policy_field_type type);
 int pol_cat_type_is_string(enum policy_field_type type);
 

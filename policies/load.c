@@ -268,6 +268,7 @@ struct pctx {
 	const struct policy_refs *refs;
 	const char *file; /* arena copy */
 	const char *base; /* file name without folders, for top-level forbid ids */
+	unsigned ops;     /* the operations of the grant being read */
 	int bad;
 	const struct policy_file_info *fi; /* this file's serial and validity */
 };
@@ -732,6 +733,22 @@ static void check_field(struct pctx *c, yaml_node_t *at, const char *what, const
 		ydoc_error(c->y, at, "%s: '%s' cannot be generalised as %s (that is for %s)", what,
 			   field, policy_gen_name(gen), kind == 1 ? "dates" : "postcodes");
 		c->bad = 1;
+	} else if (c->ops & (POLICY_OP_AGGREGATE | POLICY_OP_LINKED_AGGREGATE)) {
+		struct policy_catalog_field pf;
+
+		/* A table's keys come from the catalog, never from data
+		 * (docs/disclosure.md, "Declared domains"). */
+		pol_cat_public(f, &pf);
+		if (!policy_domain_declared(&pf, gen)) {
+			ydoc_error(c->y, at, "%s: '%s' cannot be granted for aggregates: %s (docs/disclosure.md, "
+				   "\"Declared domains\")", what, field,
+				   f->type == POLICY_T_STRING ? "a string field has no declared domain and can never be grouped"
+				   : f->type == POLICY_T_INT ? "the catalog declares no bins for it (bins: [0, 1000, 2500])"
+				   : gen >= POLICY_GEN_AGE_BAND_5 && gen <= POLICY_GEN_AGE_BAND_20
+				   ? "the catalog declares no ages for it (ages: [20, 80])"
+				   : "the catalog declares no range for it (range: [2015-01-01, 2026-12-31])");
+			c->bad = 1;
+		}
 	}
 }
 
@@ -916,7 +933,9 @@ static void grant(struct pctx *c, yaml_node_t *n, struct pol_purpose *p, size_t 
 	}
 	if (k[3].value) {
 		snprintf(w, sizeof(w), "%s.datasets", what);
+		c->ops = g->ops;
 		g->datasets = datasets(c, k[3].value, w, 0, &g->ndatasets);
+		c->ops = 0;
 	}
 	output(c, k, nk, what, g->ops, &g->out);
 }
@@ -1471,7 +1490,7 @@ static int load_set(struct src *src, size_t n, const struct policy_refs *refs,
 		goto fail;
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct pctx c = { &src[i].y, s, refs, src[i].y.file, NULL, 0, &s->files[i] };
+		struct pctx c = { &src[i].y, s, refs, src[i].y.file, NULL, 0, 0, &s->files[i] };
 		const char *slash = strrchr(src[i].y.file ? src[i].y.file : "", '/');
 		size_t cnt;
 

@@ -236,7 +236,44 @@ struct policy_catalog_field {
 	enum policy_field_role role;
 	const char *const *categories; /* category fields only */
 	size_t ncategories;
+	/* The declared domain (docs/disclosure.md, "Declared domains"). */
+	const int64_t *bins;  /* int: strictly increasing bin edges */
+	size_t nbins;         /* number of edges, 0 or at least 2 */
+	int has_range;        /* date: range_from..range_until, days since 1970 */
+	int32_t range_from, range_until;
+	int has_ages;         /* date: ages age_from <= age < age_until */
+	int age_from, age_until;
 };
+/*
+ * Declared domains: the keys a group-by field may take under the
+ * generalisation |g|, from the catalog alone, never from data. Category:
+ * its categories; bool: false, true; int with bins: one key per bin
+ * ("[0,1000)", or "2023" for a bin one wide) and "other"; date with a range
+ * at month/quarter/year/birth_year: every period the range touches and
+ * "other"; date with ages at an age band: every band that fits in the ages
+ * and "other". Anything else (strings, exact dates, ints without bins) has
+ * no domain and cannot be grouped. POLICY_GEN_NONE reads as EXACT.
+ */
+#define POLICY_DOMAIN_KEY_LEN 48
+#define POLICY_DOMAIN_OTHER "other"
+#define POLICY_DOMAIN_MAX 100000
+/* The number of keys ("other" included), or 0 when there is no domain. */
+size_t policy_domain_size(const struct policy_catalog_field *f, enum policy_gen g);
+/* Key |i| (< policy_domain_size()): a category name, or text in |buf|. */
+const char *policy_domain_key(const struct policy_catalog_field *f, enum policy_gen g, size_t i,
+			      char buf[POLICY_DOMAIN_KEY_LEN]);
+/*
+ * The key of a value as the node generalises it (|len| bytes, not
+ * NUL-terminated: "1234", "2023", "2023-Q2", "2023-05", "30-39", a category,
+ * "true"): its index, the index of "other" when it lies outside the domain,
+ * or -1 when the field has no domain or the text is not of its shape (or is
+ * a category or bool outside the list: those domains have no "other").
+ */
+long policy_domain_index(const struct policy_catalog_field *f, enum policy_gen g, const char *v,
+			 size_t len);
+/* 1 when |f| can be grouped under some generalisation of |g|'s kind that
+ * |g| allows (what `policy check --catalog` asks of an aggregate grant). */
+int policy_domain_declared(const struct policy_catalog_field *f, enum policy_gen g);
 /* Number of datasets, and the id of the i-th (catalog order); NULL past the end. */
 size_t policy_catalog_count(const struct policy_catalog *c);
 const char *policy_catalog_dataset(const struct policy_catalog *c, size_t i);
