@@ -39,7 +39,7 @@ static void civil(int64_t z, int64_t *y, int *m)
 	*m = (int)mm;
 }
 
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+static int64_t dom_days_from_civil(int64_t y, unsigned m, unsigned d)
 {
 	y -= m <= 2;
 	int64_t era = (y >= 0 ? y : y - 399) / 400;
@@ -68,7 +68,7 @@ int pol_domain_day(const char *s, int32_t *day)
 		return -1;
 	if (m == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
 		return -1;
-	*day = (int32_t)days_from_civil(y, m, d);
+	*day = (int32_t)dom_days_from_civil(y, m, d);
 	return 0;
 }
 
