@@ -643,9 +643,12 @@ static const char catalog_text[] =
 	"  uwv/ww:\n"
 	"    fields:\n"
 	"      bsn: {type: bsn, role: identifier}\n"
-	"      end_date: {type: date, role: attribute}\n"
+	"      end_date: {type: date, role: attribute, range: [2015-01-01, 2026-12-31]}\n"
 	"      end_reason: {type: category, role: attribute, categories: [werk, ziekte]}\n"
-	"      postcode: {type: string, role: quasi_identifier}\n";
+	"      postcode: {type: string, role: quasi_identifier}\n"
+	"      amount: {type: int, role: attribute}\n"
+	"      start_date: {type: date, role: attribute}\n"
+	"      birth_date: {type: date, role: quasi_identifier, range: [1940-01-01, 2010-12-31]}\n";
 
 static void catalog_and_members(void)
 {
@@ -663,7 +666,15 @@ static void catalog_and_members(void)
 		"        datasets:\n"
 		"          uwv/ww: {bsn: exact, end_date: month, end_reason: quarter, postcode: gemeente, x: exact}\n"
 		"          uwv/other: {f: exact}\n"
-		"          cbs/ww: {f: exact}\n";
+		"          cbs/ww: {f: exact}\n"
+		"      - requesters: [gemeente-emmen]\n"
+		"        operations: [aggregate]\n"
+		"        datasets:\n"
+		"          uwv/ww: {amount: exact, start_date: year, birth_date: age_band_10}\n"
+		"      - requesters: [gemeente-emmen]\n"
+		"        operations: [lookup]\n"
+		"        datasets:\n"
+		"          uwv/ww: {amount: exact, start_date: exact, postcode: exact}\n";
 
 	CHECK(policy_catalog_load_mem("c.yaml", (const unsigned char *)catalog_text, sizeof(catalog_text) - 1,
 				      &c, &d) == 0);
@@ -676,8 +687,18 @@ static void catalog_and_members(void)
 	CHECK_CONTAINS(diag_text(&d), "dataset 'uwv/ww' has no field 'x' in the catalog");
 	CHECK_CONTAINS(diag_text(&d), "t.yaml:11:11: error: grant 'p/grant[0]'.datasets: dataset 'uwv/other' is not in the catalog");
 	CHECK_CONTAINS(diag_text(&d), "dataset 'cbs/ww' belongs to 'cbs', which is not a member");
-	CHECK(strstr(diag_text(&d), "end_date") == NULL);
-	CHECK(strstr(diag_text(&d), "'postcode'") == NULL);
+	CHECK(strstr(diag_text(&d), "end_date") == NULL); /* it has a range */
+	/* Declared domains: a group-by grant on a field without one is refused,
+	 * at the field; lookups need none (the last grant). */
+	CHECK_CONTAINS(diag_text(&d), "t.yaml:10:70: error: grant 'p/grant[0]'.datasets.uwv/ww: 'postcode' cannot "
+		       "be granted for aggregates: a string field has no declared domain and can never be grouped");
+	CHECK_CONTAINS(diag_text(&d), "t.yaml:16:20: error: grant 'p/grant[1]'.datasets.uwv/ww: 'amount' cannot be "
+		       "granted for aggregates: the catalog declares no bins for it");
+	CHECK_CONTAINS(diag_text(&d), "t.yaml:16:35: error: grant 'p/grant[1]'.datasets.uwv/ww: 'start_date' cannot "
+		       "be granted for aggregates: the catalog declares no range for it");
+	CHECK_CONTAINS(diag_text(&d), "t.yaml:16:53: error: grant 'p/grant[1]'.datasets.uwv/ww: 'birth_date' cannot "
+		       "be granted for aggregates: the catalog declares no ages for it");
+	CHECK(strstr(diag_text(&d), "grant[2]") == NULL);
 	diag_clear(&d);
 	policy_catalog_free(c);
 	CHECK(policy_catalog_load_mem("c.yaml", (const unsigned char *)
