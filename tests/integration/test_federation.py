@@ -109,6 +109,27 @@ CATEGORIES = {
     "advies": ["scholing", "ander-werk", "begeleiding", "geen"],
 }
 BOOLS = {"completed"}
+# Declared domains (docs/disclosure.md): the years a date (range
+# 2015-01-01..2026-12-31; birth_date 1940..2010) or start_year (bins
+# 2015..2027, one wide) can be grouped by; anything else is 'other'.
+YEARS = {"birth_date": (1940, 2010)}
+DEFAULT_YEARS = (2015, 2026)
+
+
+def domain_years(field):
+    lo, hi = YEARS.get(field, DEFAULT_YEARS)
+    return [str(y) for y in range(lo, hi + 1)]
+
+
+def group_value(field, gen):
+    """The SQL expression of a group-by field's key: its declared-domain key
+    ('other' outside the domain), as the node maps it."""
+    lo, hi = YEARS.get(field, DEFAULT_YEARS)
+    if gen == "year" or field == "start_year":
+        v = sql_value(field, gen)
+        return (f"CASE WHEN {v} IS NULL THEN NULL WHEN CAST({v} AS INTEGER) BETWEEN {lo} AND {hi} "
+                f"THEN CAST(CAST({v} AS INTEGER) AS TEXT) ELSE 'other' END")
+    return sql_value(field, gen)
 
 _FED = None
 _DB = None
@@ -255,22 +276,9 @@ def categories(q, ref, seen=None):
         return ["false", "true", None]
     if field in CATEGORIES and gen == "exact":
         return CATEGORIES[field] + [None]
-    for fref, values in (q.get("filters") or {}).items():
-        if col(fref) == (ds, field, gen):
-            return sorted({wire_str(v) for v in values}, key=num_key) + [None]
-    if seen is not None:
-        # values from data: the ones the answer shows (a node sends only
-        # the values of the rows its bound chose); each must be a value of
-        # the data (check_equal checks the ones missing are likely so)
-        have = {r[0] for r in sql(f"SELECT DISTINCT {sql_value(field, gen)} FROM {tname(ds)} "
-                                  f"WHERE {filter_sql(ds, q.get('filters'))}")}
-        extra = {v for v in seen if v is not None} - have
-        check(not extra, f"answer keys {sorted(extra)[:5]} of {ref} are not in the data")
-        return sorted((v for v in seen if v is not None), key=num_key) + [None]
-    vals = [r[0] for r in sql(f"SELECT DISTINCT {sql_value(field, gen)} FROM {tname(ds)} "
-                              f"WHERE {filter_sql(ds, q.get('filters'))} AND "
-                              f"{sql_value(field, gen)} IS NOT NULL")]
-    return sorted(vals, key=num_key) + [None]
+    # The declared domain, never the values seen or a filter's values.
+    check(gen == "year" or field == "start_year", f"oracle: no declared domain for {ref}")
+    return domain_years(field) + ["other", None]
 
 
 def expected_dist(q, seen=None):
@@ -295,7 +303,7 @@ def expected_dist(q, seen=None):
     for ds in pops + links:
         mine = [(i, col(ref)) for i, ref in enumerate(group)
                 if not ref.startswith("present_in.") and col(ref)[0] == ds]
-        exprs = [sql_value(field, gen) for _, (_, field, gen) in mine]
+        exprs = [group_value(field, gen) for _, (_, field, gen) in mine]
         joins += (f" LEFT JOIN {weighted_rows(ds, exprs, filters)} AS {alias[ds]} "
                   f"ON {alias[ds]}.bsn = p.bsn")
         prod.append(f"COALESCE({alias[ds]}.w, 1.0)")
@@ -427,11 +435,18 @@ def test_correct_unlinked_counts():
 
 
 def test_correct_unlinked_generalised_with_nulls():
-    """UWV alone: end_date generalised to year (values seen, plus null for
-    the running benefits without an end date)."""
+    """UWV alone: end_date generalised to year (the declared range's years,
+    other, plus null for the running benefits without an end date)."""
     q = {"purpose": P_EXACT, "population": UWV,
          "group_by": [f"{UWV}.end_date:year", f"{UWV}.end_reason"]}
-    _, want = ask_compare(q, "unlinked, generalised, null values")
+    obj, want = ask_compare(q, "unlinked, generalised, null values")
+    years = {c["key"][0] for c in obj["cells"]}
+    check(years == set(domain_years("end_date")) | {"other", None},
+          f"keys are not the declared domain: {sorted(years, key=str)}")
+    held = {r[0] for r in sql(f"SELECT DISTINCT substr(end_date, 1, 4) FROM {tname(UWV)} "
+                              f"WHERE end_date IS NOT NULL")}
+    check(held < set(domain_years("end_date")),
+          f"fixture: the data holds every declared year ({sorted(held)}); the test needs fewer")
     check(any(k[0] is None and n > 0 for k, n in want),
           "fixture: no person with a null end_date (null values untested)")
 
@@ -471,14 +486,17 @@ def test_correct_two_population_dedup():
 
 def test_correct_filters_in_list():
     """In-list filters on the population (a category and an int), the int
-    also grouped (its categories are then the filter's values), a link."""
+    also grouped (its keys are still the declared domain: a filter restricts
+    the population, never the keys), a link."""
     q = {"purpose": P_EXACT, "population": TEK, "link": [UWV],
          "filters": {f"{TEK}.programme": ["noorden-leert-door-1", "kansrijk-verzilveren"],
                      f"{TEK}.start_year": [2023, 2024]},
          "group_by": [f"{TEK}.start_year", f"{UWV}.arbeidsmarktregio"]}
     _, want = ask_compare(q, "filters (in) on the population")
-    check([k[0] for k, _ in want][::4] == ["2023", "2024", None],
+    check([k[0] for k, _ in want][::4] == domain_years("start_year") + ["other", None],
           f"oracle: start_year categories {[k[0] for k, _ in want]}")
+    check(all(n == 0 for k, n in want if k[0] not in ("2023", "2024")),
+          "oracle: persons outside the filter were counted")
     check(sum(n for _, n in want) <
           sql(f"SELECT COUNT(DISTINCT bsn) FROM {tname(TEK)}")[0][0],
           "fixture: the filters removed nobody")
@@ -486,13 +504,16 @@ def test_correct_filters_in_list():
 
 def test_correct_filter_generalised_date():
     """A filter on a generalised date (UWV start_date as year), the same
-    field grouped: its categories are the filter's values (plus null)."""
+    field grouped: its keys are the declared range's years, other and null;
+    only the filter's years hold persons."""
     q = {"purpose": P_EXACT, "population": UWV, "link": [TEK],
          "filters": {f"{UWV}.start_date:year": [2022, 2023]},
          "group_by": [f"{UWV}.start_date:year", f"{TEK}.programme"]}
     _, want = ask_compare(q, "filter on a generalised date")
-    check({k[0] for k, _ in want} == {"2022", "2023", None},
+    check({k[0] for k, _ in want} == set(domain_years("start_date")) | {"other", None},
           f"oracle: categories {sorted({str(k[0]) for k, _ in want})}")
+    check(all(n == 0 for k, n in want if k[0] not in ("2022", "2023")),
+          "oracle: persons outside the filter were counted")
 
 
 def test_correct_filter_on_link():
