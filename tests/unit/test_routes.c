@@ -181,7 +181,7 @@ static const char cat_text[] =
 	"    fields:\n"
 	"      bsn: {type: bsn, role: identifier}\n"
 	"      end_reason: {type: category, role: attribute, categories: [werk, overig]}\n"
-	"      birth_date: {type: date, role: quasi_identifier}\n";
+	"      birth_date: {type: date, role: quasi_identifier, ages: [20, 80]}\n";
 static const char pol_text[] =
 	"purposes:\n"
 	"  - id: p1\n"
