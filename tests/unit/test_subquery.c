@@ -3,7 +3,9 @@
  * called directly over a hand-built gw_env like test_node.c, against a
  * generated CSV whose answers are recomputed here by brute force: counts
  * per cell, sealed tokens (opened with the hub's secret key), contribution
- * bounding, filters, generalisation, refusals, and failing closed.
+ * bounding, filters, generalisation, the declared domains (every key a
+ * bin, a period of the range, an age band or "other"), refusals, and
+ * failing closed.
  */
 #define CHECK_FILE "test_subquery"
 #include "check.h"
@@ -17,7 +19,10 @@ static unsigned char hub_pk[32], hub_sk[32];
 
 #define QID_A "00112233445566778899aabbccddeeff"
 #define QID_B "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
-#define BSN_TRIPLE 123456782u /* three rows, three programmes, in this order: kv, nld-1, nld-2 */
+/* three rows, three programmes, in this order: kv, nld-1, nld-2; amounts
+ * 1201 and 2001 (one bin, [1000,2500)) and 3001 ([2500,5000)), amounts no
+ * other row has */
+#define BSN_TRIPLE 123456782u
 
 static const char catalog_text[] =
 	"datasets:\n"
@@ -26,11 +31,42 @@ static const char catalog_text[] =
 	"    fields:\n"
 	"      bsn: {type: bsn, role: identifier}\n"
 	"      programme: {type: category, role: attribute, categories: [nld-1, nld-2, kv]}\n"
-	"      start_year: {type: int, role: attribute}\n"
-	"      start_date: {type: date, role: attribute}\n"
+	"      start_year: {type: int, role: attribute, bins: [2021, 2022, 2023, 2024, 2025]}\n"
+	"      start_date: {type: date, role: attribute, range: [2021-01-01, 2025-12-31]}\n"
 	"      completed: {type: bool, role: attribute}\n"
+	"      amount: {type: int, role: attribute, bins: [0, 1000, 2500, 5000]}\n"
 	"      postcode: {type: string, role: quasi_identifier}\n"
-	"      birth_date: {type: date, role: quasi_identifier}\n";
+	"      birth_date: {type: date, role: quasi_identifier, ages: [0, 120]}\n";
+
+/* The declared domains above, written out by hand (not from
+ * policies/domain.c): every key an answer may hold, null aside. */
+static const char *const dom_programme[] = { "nld-1", "nld-2", "kv", NULL };
+static const char *const dom_start_year[] = { "2021", "2022", "2023", "2024", "other", NULL };
+static const char *const dom_start_date[] = { "2021", "2022", "2023", "2024", "2025", "other", NULL };
+static const char *const dom_completed[] = { "false", "true", NULL };
+static const char *const dom_amount[] = { "[0,1000)", "[1000,2500)", "[2500,5000)", "other", NULL };
+
+/* 1 when |key| is in the declared domain of |field| (as the year for
+ * start_date; birth_date as a band of 10 or 20 years within 0..119). */
+static int in_domain(const char *field, const char *key)
+{
+	const char *const *d = strcmp(field, "programme") == 0	? dom_programme
+			       : strcmp(field, "start_year") == 0 ? dom_start_year
+			       : strcmp(field, "start_date") == 0 ? dom_start_date
+			       : strcmp(field, "completed") == 0	? dom_completed
+			       : strcmp(field, "amount") == 0	? dom_amount
+								: NULL;
+	int lo, hi, end = 0;
+
+	if (strcmp(field, "birth_date") == 0)
+		return strcmp(key, "other") == 0 ||
+		       (sscanf(key, "%d-%d%n", &lo, &hi, &end) == 2 && key[end] == '\0' && lo >= 0 &&
+			(hi - lo + 1 == 10 || hi - lo + 1 == 20) && lo % (hi - lo + 1) == 0 && hi < 120);
+	for (; d && *d; d++)
+		if (strcmp(*d, key) == 0)
+			return 1;
+	return 0;
+}
 
 #define GRANT_FIELDS                                  \
 	"        datasets:\n"                          \
@@ -39,7 +75,7 @@ static const char catalog_text[] =
 	"            start_year: exact\n"               \
 	"            start_date: year\n"                \
 	"            completed: exact\n"                \
-	"            postcode: postcode4\n"             \
+	"            amount: exact\n"                   \
 	"            birth_date: age_band_10\n"
 
 static const char policy_text[] =
@@ -64,7 +100,23 @@ static const char policy_text[] =
 	"        operations: [aggregate, linked_aggregate]\n"
 	"        noise: {mechanism: discrete_laplace, epsilon: 1}\n"
 	"        max_cells_per_person: 2\n"
-	GRANT_FIELDS;
+	GRANT_FIELDS
+	/* start_date granted exact: its range declares years, quarters and
+	 * months, so the grant loads, but an exact date has no domain; the
+	 * postcode (a string) can never be granted for aggregates */
+	"  - id: fed-exact\n"
+	"    description: test, an exact date\n"
+	"    legal_basis: {text: test}\n"
+	"    valid: {from: 2020-01-01, until: 2099-12-31}\n"
+	"    grants:\n"
+	"      - id: fed-exact-grant\n"
+	"        requesters: [arbeidsmarkttafel]\n"
+	"        operations: [aggregate, linked_aggregate]\n"
+	"        noise: {mechanism: discrete_laplace, epsilon: 1}\n"
+	"        datasets:\n"
+	"          fonds/inschrijvingen:\n"
+	"            programme: exact\n"
+	"            start_date: exact\n";
 
 static struct gw_member hub = { .id = "hub", .name = "Hub", .oin = "00000001000000001000",
 				.roles = GW_ROLE_HUB };
@@ -80,6 +132,8 @@ struct row {
 	int start_year;
 	char start_date[11];
 	int completed;
+	int has_amount; /* 0 = null */
+	int amount;
 	char postcode[8]; /* "" = null */
 	char birth_date[11];
 };
@@ -106,15 +160,19 @@ static uint32_t random_bsn(uint64_t *s)
 	}
 }
 
-/* 400 rows over ~150 persons (up to 5 rows each), BSN_TRIPLE's rows first. */
+/* 400 rows over ~150 persons (up to 5 rows each), BSN_TRIPLE's rows first;
+ * then amounts at every bin edge and beside it; about one row in 12 with a
+ * start_year outside the bins and a start_date outside the range (rows 11
+ * and 12 for sure), which must all come out as "other". */
 static char *make_csv(void)
 {
-	size_t cap = NROWS * 96 + 128, len;
+	static const int edges[] = { -1, 0, 999, 1000, 2499, 2500, 4999, 5000 };
+	size_t cap = NROWS * 112 + 128, len;
 	char *text = malloc(cap);
 	uint32_t persons[150];
 	uint64_t s = 2024;
 
-	len = (size_t)snprintf(text, cap, "bsn,programme,start_year,start_date,completed,postcode,birth_date\n");
+	len = (size_t)snprintf(text, cap, "bsn,programme,start_year,start_date,completed,amount,postcode,birth_date\n");
 	for (int i = 0; i < 150; i++)
 		persons[i] = random_bsn(&s);
 	persons[0] = BSN_TRIPLE;
@@ -129,31 +187,64 @@ static char *make_csv(void)
 		snprintf(r->start_date, sizeof(r->start_date), "%04d-%02d-%02d",
 			 splitmix(&s) % 5 ? y : y + 1, 1 + (int)(splitmix(&s) % 12), 1 + (int)(splitmix(&s) % 28));
 		r->completed = (int)(splitmix(&s) % 2);
+		/* multiples of 10 in -100..6100, so never 1201, 2001 or 3001 */
+		r->amount = (int)(splitmix(&s) % 621) * 10 - 100;
+		r->has_amount = splitmix(&s) % 6 != 0;
+		if (i < 3) {
+			r->amount = (int[]){ 1201, 2001, 3001 }[i];
+			r->has_amount = 1;
+		} else if (i < 3 + 8) {
+			r->amount = edges[i - 3];
+			r->has_amount = 1;
+		}
+		/* outside the declared bins and range: 2030 (a date in 2031)
+		 * and 2019 (a date in 2020, before the range's first day) */
+		if (i == 11 || (i > 12 && splitmix(&s) % 24 == 0)) {
+			r->start_year = 2030;
+			snprintf(r->start_date, sizeof(r->start_date), "2031-%02d-15", 1 + (int)(splitmix(&s) % 12));
+		} else if (i == 12 || (i > 12 && splitmix(&s) % 24 == 0)) {
+			r->start_year = 2019;
+			snprintf(r->start_date, sizeof(r->start_date), "2020-12-31");
+		}
 		if (splitmix(&s) % 6)
 			snprintf(r->postcode, sizeof(r->postcode), "97%02d AB", (int)(splitmix(&s) % 4));
 		else
 			r->postcode[0] = '\0';
 		snprintf(r->birth_date, sizeof(r->birth_date), "19%02d-06-15", 60 + (int)(splitmix(&s) % 40));
-		len += (size_t)snprintf(text + len, cap - len, "%09u,%s,%d,%s,%s,%s,%s\n", r->bsn, r->programme,
-					r->start_year, r->start_date, r->completed ? "true" : "false",
-					r->postcode, r->birth_date);
+		len += (size_t)snprintf(text + len, cap - len, "%09u,%s,%d,%s,%s,", r->bsn, r->programme,
+					r->start_year, r->start_date, r->completed ? "true" : "false");
+		if (r->has_amount)
+			len += (size_t)snprintf(text + len, cap - len, "%d", r->amount);
+		len += (size_t)snprintf(text + len, cap - len, ",%s,%s\n", r->postcode, r->birth_date);
 	}
 	return text;
 }
 
-/* The brute force: one field's text in a row, as the node should make it. */
-static const char *field_text(const struct row *r, const char *field, char buf[16])
+/* The brute force: one field's text in a row, as the node should make it:
+ * the generalised value a filter compares with (|raw|), or the key of the
+ * declared domain a group-by releases (a bin, a year of the range, other). */
+static const char *field_text(const struct row *r, const char *field, char buf[16], int raw)
 {
 	if (strcmp(field, "programme") == 0)
 		return r->programme;
-	if (strcmp(field, "start_year") == 0)
-		return snprintf(buf, 16, "%d", r->start_year), buf;
-	if (strcmp(field, "start_date") == 0) /* as the policy's year */
-		return snprintf(buf, 16, "%.4s", r->start_date), buf;
+	if (strcmp(field, "start_year") == 0) /* bins one wide: 2021..2024 */
+		return raw || (r->start_year >= 2021 && r->start_year < 2025)
+			       ? (snprintf(buf, 16, "%d", r->start_year), buf)
+			       : "other";
+	if (strcmp(field, "start_date") == 0) /* as the policy's year; the range 2021..2025 */
+		return raw || (strncmp(r->start_date, "2021", 4) >= 0 && strncmp(r->start_date, "2025", 4) <= 0)
+			       ? (snprintf(buf, 16, "%.4s", r->start_date), buf)
+			       : "other";
 	if (strcmp(field, "completed") == 0)
 		return r->completed ? "true" : "false";
-	if (strcmp(field, "postcode") == 0) /* postcode4 */
-		return r->postcode[0] ? (snprintf(buf, 16, "%.4s", r->postcode), buf) : NULL;
+	if (strcmp(field, "amount") == 0) {
+		if (!r->has_amount)
+			return NULL;
+		if (raw)
+			return snprintf(buf, 16, "%d", r->amount), buf;
+		return r->amount < 0 ? "other" : r->amount < 1000 ? "[0,1000)" : r->amount < 2500 ? "[1000,2500)"
+		       : r->amount < 5000 ? "[2500,5000)" : "other";
+	}
 	return "?";
 }
 
@@ -177,13 +268,13 @@ static size_t brute_force(const char *const *fields, size_t nf, const char *ffie
 		char buf[16];
 
 		for (size_t j = 0; ffield && j < nfv; j++) {
-			const char *t = field_text(&rows[i], ffield, buf);
+			const char *t = field_text(&rows[i], ffield, buf, 1);
 			match |= t && strcmp(t, fvals[j]) == 0;
 		}
 		if (!match)
 			continue;
 		for (size_t f = 0; f < nf; f++) {
-			const char *t = field_text(&rows[i], fields[f], buf);
+			const char *t = field_text(&rows[i], fields[f], buf, 0);
 			size_t l = strlen(e.key);
 			snprintf(e.key + l, sizeof(e.key) - l, "%s%s", f ? "|" : "", t ? t : "~");
 		}
@@ -241,8 +332,8 @@ static int ask(struct fixture *fx, const struct gw_member *m, const char *json, 
 	"\"operation\":\"" op "\",\"dataset\":\"" DS "\",\"mode\":\"" mode "\","                     \
 	"\"fields\":" fields ",\"filters\":" filters ",\"max_cells_per_person\":5}"
 
-#define F_PROG_YEAR_PC "[{\"field\":\"programme\",\"gen\":\"exact\"},{\"field\":\"start_date\",\"gen\":\"year\"}," \
-		       "{\"field\":\"postcode\"}]"
+#define F_PROG_YEAR_AMT "[{\"field\":\"programme\",\"gen\":\"exact\"},{\"field\":\"start_date\",\"gen\":\"year\"}," \
+			"{\"field\":\"amount\"}]"
 #define FILTER_YEARS "[{\"field\":\"start_year\",\"gen\":\"exact\",\"values\":[2023,\"2024\"]}]"
 #define FILTER_DATE_YEAR "[{\"field\":\"start_date\",\"gen\":\"year\",\"values\":[\"2022\",\"2023\"]}]"
 
@@ -251,10 +342,12 @@ static int ask(struct fixture *fx, const struct gw_member *m, const char *json, 
 /* Checks a counts answer against the brute force of the same question
  * under bound |k|: each cell holds at least the persons who must count
  * there (at most k combinations, this one among them) and at most those
- * who may; the total is each person's min(k, combinations). */
+ * who may; the total is each person's min(k, combinations); every key must
+ * be in its field's declared domain. */
 static void check_counts(const char *body, const struct expect *e, size_t ne, unsigned k)
 {
 	cJSON *o = cJSON_Parse(body), *cells = cJSON_GetObjectItem(o, "cells"), *c;
+	cJSON *names = cJSON_GetObjectItem(o, "fields");
 	size_t total = 0, ncells = 0;
 
 	CHECK(o != NULL);
@@ -270,6 +363,13 @@ static void check_counts(const char *body, const struct expect *e, size_t ne, un
 
 		cJSON_ArrayForEach(v, cJSON_GetObjectItem(c, "key")) {
 			size_t l = strlen(key);
+			const char *name = cJSON_GetStringValue(cJSON_GetArrayItem(names, f));
+
+			if (!cJSON_IsNull(v) && (!name || !cJSON_IsString(v) || !in_domain(name, v->valuestring))) {
+				printf("#   key %s of %s is not in its declared domain\n",
+				       cJSON_IsString(v) ? v->valuestring : "?", name ? name : "?");
+				CHECK(0);
+			}
 			snprintf(key + l, sizeof(key) - l, "%s%s", f++ ? "|" : "", cJSON_IsNull(v) ? "~" : v->valuestring);
 		}
 		for (size_t i = 0; i < ne; i++)
@@ -292,7 +392,7 @@ static void check_counts(const char *body, const struct expect *e, size_t ne, un
 
 static void counts_equal_brute_force(void)
 {
-	static const char *const fields[] = { "programme", "start_date", "postcode" };
+	static const char *const fields[] = { "programme", "start_date", "amount" };
 	static const char *const years[] = { "2023", "2024" };
 	static const char *const dyears[] = { "2022", "2023" };
 	struct expect *e = malloc(NROWS * sizeof(*e));
@@ -308,13 +408,14 @@ static void counts_equal_brute_force(void)
 		return;
 	}
 	/* an exact filter (pushed to the adapter), one cell per person */
-	CHECK(ask(&fx, &hub, BODY("fed", QID_A, "aggregate", "counts", F_PROG_YEAR_PC, FILTER_YEARS), &r) == 0);
+	CHECK(ask(&fx, &hub, BODY("fed", QID_A, "aggregate", "counts", F_PROG_YEAR_AMT, FILTER_YEARS), &r) == 0);
 	CHECK(r.status == 200);
 	ne = brute_force(fields, 3, "start_year", years, 2, e);
 	check_counts(r.body, e, ne, 1);
-	CHECK_CONTAINS(r.body, "\"fields\":[\"programme\",\"start_date\",\"postcode\"]");
-	CHECK_CONTAINS(r.body, "null"); /* missing postcodes are their own category */
-	CHECK(!strstr(r.body, " AB")); /* postcode4, never the full postcode */
+	CHECK_CONTAINS(r.body, "\"fields\":[\"programme\",\"start_date\",\"amount\"]");
+	CHECK_CONTAINS(r.body, "null"); /* missing amounts are their own category */
+	CHECK_CONTAINS(r.body, "\"[2500,5000)\""); /* bins, never the amounts */
+	CHECK(!strstr(r.body, "2490") && !strstr(r.body, "4990"));
 	free(r.body);
 	CHECK(audit_lines() == before + 1);
 	a = last_audit();
@@ -329,7 +430,7 @@ static void counts_equal_brute_force(void)
 	cJSON_Delete(a);
 
 	/* a generalised filter (evaluated on the year text), two cells per person */
-	CHECK(ask(&fx, &hub, BODY("fed-two", QID_A, "aggregate", "counts", F_PROG_YEAR_PC, FILTER_DATE_YEAR), &r) == 0);
+	CHECK(ask(&fx, &hub, BODY("fed-two", QID_A, "aggregate", "counts", F_PROG_YEAR_AMT, FILTER_DATE_YEAR), &r) == 0);
 	CHECK(r.status == 200);
 	ne = brute_force(fields, 3, "start_date", dyears, 2, e);
 	check_counts(r.body, e, ne, 2);
@@ -346,7 +447,7 @@ static void counts_equal_brute_force(void)
 	free(r.body);
 
 	/* a filter value that can never match ("02023" is not an int's text): no cells */
-	CHECK(ask(&fx, &hub, BODY("fed", QID_A, "aggregate", "counts", F_PROG_YEAR_PC,
+	CHECK(ask(&fx, &hub, BODY("fed", QID_A, "aggregate", "counts", F_PROG_YEAR_AMT,
 				  "[{\"field\":\"start_year\",\"values\":[\"02023\"]}]"), &r) == 0);
 	CHECK(r.status == 200);
 	CHECK_CONTAINS(r.body, "\"cells\":[]");
@@ -356,6 +457,7 @@ static void counts_equal_brute_force(void)
 }
 
 /* ---- tokens ---- */
+
 
 /* Opens and decodes a tokens answer (wire.h: "NPS1", the box, a JSON head);
  * 0 or -1. */
@@ -417,14 +519,21 @@ static int exp_cmp(const void *a, const void *b)
 
 /* Checks a decoded answer against the brute force under bound |k|: every
  * record is one of its person's combinations, none twice, and each person
- * has min(k, its combinations) records; the answer is sorted by token. */
+ * has min(k, its combinations) records; the answer is sorted by token, and
+ * every value of its dictionaries must be in the declared domain of |fields|. */
 static void check_tokens(const struct wire_tokens *t, const char *purpose, const char *qid,
-			 const struct expect *e, size_t ne, unsigned k)
+			 const char *const *fields, const struct expect *e, size_t ne, unsigned k)
 {
 	struct expect_tok *want = malloc((ne + 1) * sizeof(*want)), *got = malloc((t->nrecords + 1) * sizeof(*got));
 	unsigned *per = calloc(ne + 1, sizeof(*per)); /* want[i]'s person: combinations */
 
 	CHECK(t->nrecords == bounded_total(e, ne, k));
+	for (uint32_t f = 0; f < t->nfields; f++)
+		for (uint16_t c = 0; c < t->fields[f].nvalues; c++)
+			if (!in_domain(fields[f], t->fields[f].values[c])) {
+				printf("#   %s: %s is not in the declared domain\n", fields[f], t->fields[f].values[c]);
+				CHECK(0);
+			}
 	for (size_t i = 0; i < ne; i++) {
 		token16(purpose, qid, e[i].bsn, want[i].tok);
 		snprintf(want[i].key, sizeof(want[i].key), "%s", e[i].key);
@@ -489,7 +598,7 @@ static size_t person_records(const struct wire_tokens *t, const char *purpose, c
 
 static void tokens_equal_brute_force(void)
 {
-	static const char *const fields[] = { "programme", "start_date", "postcode" };
+	static const char *const fields[] = { "programme", "start_date", "amount" };
 	static const char *const years[] = { "2023", "2024" };
 	static const char *const dyears[] = { "2022", "2023" };
 	struct expect *e = malloc(NROWS * sizeof(*e));
@@ -506,7 +615,7 @@ static void tokens_equal_brute_force(void)
 		free(e);
 		return;
 	}
-	CHECK(ask(&fx, &hub, BODY("fed", QID_A, "linked_aggregate", "tokens", F_PROG_YEAR_PC, FILTER_YEARS), &r) == 0);
+	CHECK(ask(&fx, &hub, BODY("fed", QID_A, "linked_aggregate", "tokens", F_PROG_YEAR_AMT, FILTER_YEARS), &r) == 0);
 	CHECK(r.status == 200);
 	/* binary: the box, then the JSON head (wire.h) */
 	CHECK(r.len > 4 && memcmp(r.body, "NPS1", 4) == 0);
@@ -516,7 +625,7 @@ static void tokens_equal_brute_force(void)
 	ne = brute_force(fields, 3, "start_year", years, 2, e);
 	if (open_answer(&r, &t) == 0) {
 		CHECK(t.nfields == 3);
-		check_tokens(&t, "fed", QID_A, e, ne, 1);
+		check_tokens(&t, "fed", QID_A, fields, e, ne, 1);
 		wire_tokens_free(&t);
 	} else {
 		CHECK(0);
@@ -530,12 +639,12 @@ static void tokens_equal_brute_force(void)
 	cJSON_Delete(a);
 
 	/* generalised filter, two per person */
-	CHECK(ask(&fx, &hub, BODY("fed-two", QID_B, "linked_aggregate", "tokens", F_PROG_YEAR_PC, FILTER_DATE_YEAR),
+	CHECK(ask(&fx, &hub, BODY("fed-two", QID_B, "linked_aggregate", "tokens", F_PROG_YEAR_AMT, FILTER_DATE_YEAR),
 		  &r) == 0);
 	CHECK(r.status == 200);
 	ne = brute_force(fields, 3, "start_date", dyears, 2, e);
 	if (open_answer(&r, &t) == 0) {
-		check_tokens(&t, "fed-two", QID_B, e, ne, 2);
+		check_tokens(&t, "fed-two", QID_B, fields, e, ne, 2);
 		wire_tokens_free(&t);
 	} else {
 		CHECK(0);
@@ -551,7 +660,7 @@ static void tokens_equal_brute_force(void)
 		CHECK(person_records(&t, "fed", QID_A, BSN_TRIPLE, keys, sizeof(keys)) == 1);
 		CHECK(strcmp(keys, "kv") == 0 || strcmp(keys, "nld-1") == 0 || strcmp(keys, "nld-2") == 0);
 		ne = brute_force(fields, 1, NULL, NULL, 0, e);
-		check_tokens(&t, "fed", QID_A, e, ne, 1);
+		check_tokens(&t, "fed", QID_A, fields, e, ne, 1);
 		wire_tokens_free(&t);
 	} else {
 		CHECK(0);
@@ -642,6 +751,201 @@ static void bounding_uniform(void)
 	fixture_close(&fx);
 }
 
+/*
+ * End to end through the node: a start_year beyond the declared bins (2030,
+ * 2019) and a start_date outside the declared range (2031, 2020-12-31) are
+ * counted under "other", as the brute force counts them, and no key of the
+ * answer lies outside the declared domain: not 2030, not 2031.
+ */
+static void out_of_domain_values_are_other(void)
+{
+	static const char *const fields[] = { "start_year", "start_date" };
+	static const char *const y2030[] = { "2030" };
+	struct expect *e = malloc(NROWS * sizeof(*e));
+	struct fixture fx;
+	struct gw_response r;
+	struct wire_tokens t;
+	size_t ne, other = 0, must = 0;
+	int found = 0;
+	cJSON *o, *c;
+
+	if (fixture_open(&fx, 1) < 0) {
+		CHECK(0);
+		free(e);
+		return;
+	}
+#define F_YEAR_DATE "[{\"field\":\"start_year\"},{\"field\":\"start_date\",\"gen\":\"year\"}]"
+	/* the whole table: every cell as the brute force, keys in the domain */
+	CHECK(ask(&fx, &hub, BODY("fed-two", QID_A, "aggregate", "counts", F_YEAR_DATE, "[]"), &r) == 0);
+	CHECK(r.status == 200);
+	ne = brute_force(fields, 2, NULL, NULL, 0, e);
+	for (size_t i = 0; i < ne; i++)
+		if (strcmp(e[i].key, "other|other") == 0) {
+			other++; /* may count there */
+			must += combos_of(e, ne, e[i].bsn) <= 2; /* must: the bound keeps it */
+		}
+	CHECK(other >= 2); /* rows 11 and 12 at least, different persons */
+	CHECK(must >= 1);  /* so the cell cannot be bounded away */
+	check_counts(r.body, e, ne, 2);
+	o = cJSON_Parse(r.body);
+	cJSON_ArrayForEach(c, cJSON_GetObjectItem(o, "cells")) {
+		cJSON *k = cJSON_GetObjectItem(c, "key");
+
+		if (cJSON_IsString(cJSON_GetArrayItem(k, 0)) && cJSON_IsString(cJSON_GetArrayItem(k, 1)) &&
+		    strcmp(cJSON_GetArrayItem(k, 0)->valuestring, "other") == 0 &&
+		    strcmp(cJSON_GetArrayItem(k, 1)->valuestring, "other") == 0) {
+			double got = cJSON_GetNumberValue(cJSON_GetObjectItem(c, "persons"));
+
+			CHECK(got >= (double)must && got <= (double)other);
+			found++;
+		}
+	}
+	CHECK(found == 1); /* the cell was there, once */
+	cJSON_Delete(o);
+	CHECK(!strstr(r.body, "2030") && !strstr(r.body, "2031") && !strstr(r.body, "2019") &&
+	      !strstr(r.body, "2020"));
+	free(r.body);
+
+	/* only the rows of 2030 (a filter compares the value itself): one
+	 * cell, other|other, with every person of those rows */
+	CHECK(ask(&fx, &hub, BODY("fed", QID_A, "aggregate", "counts", F_YEAR_DATE,
+				  "[{\"field\":\"start_year\",\"values\":[2030]}]"), &r) == 0);
+	CHECK(r.status == 200);
+	/* each person of those rows has the one combination other|other, so
+	 * the bound keeps every one of them whatever it draws */
+	ne = brute_force(fields, 2, "start_year", y2030, 1, e);
+	CHECK(ne >= 1);
+	CHECK(bounded_total(e, ne, 1) == ne);
+	o = cJSON_Parse(r.body);
+	CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(o, "cells")) == 1);
+	c = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "cells"), 0);
+	CHECK_STR(cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetObjectItem(c, "key"), 0)), "other");
+	CHECK_STR(cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetObjectItem(c, "key"), 1)), "other");
+	CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(c, "persons")) == (double)ne);
+	cJSON_Delete(o);
+	CHECK(!strstr(r.body, "2030") && !strstr(r.body, "2031"));
+	free(r.body);
+
+	/* tokens: the dictionaries hold domain keys only (every value the
+	 * scan met, before the bound: so "other" is there whatever it drew),
+	 * the records match */
+	CHECK(ask(&fx, &hub, BODY("fed", QID_B, "linked_aggregate", "tokens", F_YEAR_DATE, "[]"), &r) == 0);
+	CHECK(r.status == 200);
+	ne = brute_force(fields, 2, NULL, NULL, 0, e);
+	if (r.status == 200 && open_answer(&r, &t) == 0) {
+		check_tokens(&t, "fed", QID_B, fields, e, ne, 1);
+		for (uint32_t f = 0; f < t.nfields; f++) {
+			int has_other = 0;
+			for (uint16_t v = 0; v < t.fields[f].nvalues; v++)
+				has_other |= strcmp(t.fields[f].values[v], "other") == 0;
+			CHECK(has_other);
+		}
+		wire_tokens_free(&t);
+	} else {
+		CHECK(0);
+	}
+	free(r.body);
+#undef F_YEAR_DATE
+	fixture_close(&fx);
+	free(e);
+}
+
+static int item_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* A counts answer of one field as "key=persons,..." sorted by key (a
+ * static buffer), to compare whatever the order of the cells. */
+static const char *one_field_cells(const char *body)
+{
+	static char out[512];
+	char items[16][64];
+	size_t n = 0, len = 0;
+	cJSON *o = cJSON_Parse(body), *c;
+
+	cJSON_ArrayForEach(c, cJSON_GetObjectItem(o, "cells")) {
+		cJSON *k = cJSON_GetArrayItem(cJSON_GetObjectItem(c, "key"), 0);
+
+		if (n < 16)
+			snprintf(items[n++], sizeof(items[0]), "%s=%g", cJSON_IsString(k) ? k->valuestring : "~",
+				 cJSON_GetNumberValue(cJSON_GetObjectItem(c, "persons")));
+	}
+	cJSON_Delete(o);
+	qsort(items, n, sizeof(items[0]), item_cmp);
+	out[0] = '\0';
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(out + len, sizeof(out) - len, "%s%s", i ? "," : "", items[i]);
+	return out;
+}
+
+/*
+ * max_cells_per_person counts a person once per *mapped* key: BSN_TRIPLE's
+ * amounts 1201 and 2001 are two values but one bin, [1000,2500), so with two
+ * cells per person it is counted in [1000,2500) once and in [2500,5000)
+ * (3001) once, not twice in [1000,2500), whichever order the bound draws
+ * its rows in (the two distinct mapped keys are within the bound of 2).
+ * With one cell: the bound keeps one row drawn at random, so either bin
+ * once ([1000,2500) two times in three), never both and never twice.
+ */
+static void a_person_counts_once_per_mapped_key(void)
+{
+#define TRIPLE_AMOUNTS "[{\"field\":\"amount\",\"values\":[1201,2001,3001]}]"
+	static const char *const fields[] = { "amount" };
+	enum { N = 40 };
+	struct expect *e = malloc(NROWS * sizeof(*e));
+	struct fixture fx;
+	struct gw_response r;
+	unsigned low = 0, high = 0;
+	size_t ne;
+
+	if (fixture_open(&fx, 1) < 0) {
+		CHECK(0);
+		free(e);
+		return;
+	}
+	/* asked N times: the bound draws the order of the three rows afresh
+	 * each time, and a bound that compared raw amounts would keep 1201 and
+	 * 2001 (both [1000,2500)) and drop 3001 whenever 3001 is drawn last,
+	 * one time in three: it passes N times with chance (2/3)^N, 1e-7 */
+	for (int i = 0; i < N; i++) {
+		CHECK(ask(&fx, &hub,
+			  BODY("fed-two", QID_A, "aggregate", "counts", "[{\"field\":\"amount\"}]", TRIPLE_AMOUNTS),
+			  &r) == 0);
+		CHECK(r.status == 200);
+		CHECK_STR(one_field_cells(r.body), "[1000,2500)=1,[2500,5000)=1");
+		free(r.body);
+	}
+	/* one cell: one of its bins (whichever row the bound keeps), once;
+	 * [1000,2500) two times in three, so both turn up over N */
+	for (int i = 0; i < N; i++) {
+		const char *got;
+
+		CHECK(ask(&fx, &hub, BODY("fed", QID_A, "aggregate", "counts", "[{\"field\":\"amount\"}]", TRIPLE_AMOUNTS),
+			  &r) == 0);
+		CHECK(r.status == 200);
+		got = one_field_cells(r.body);
+		low += strcmp(got, "[1000,2500)=1") == 0;
+		high += strcmp(got, "[2500,5000)=1") == 0;
+		if (strcmp(got, "[1000,2500)=1") != 0 && strcmp(got, "[2500,5000)=1") != 0) {
+			printf("#   got %s\n", got);
+			CHECK(0);
+		}
+		free(r.body);
+	}
+	printf("#   one cell: [1000,2500) %u, [2500,5000) %u of %d\n", low, high, N);
+	CHECK(low + high == N && low > 0 && high > 0);
+	/* and over everyone: persons with two amounts in one bin are common */
+	CHECK(ask(&fx, &hub, BODY("fed-two", QID_A, "aggregate", "counts", "[{\"field\":\"amount\"}]", "[]"), &r) == 0);
+	CHECK(r.status == 200);
+	ne = brute_force(fields, 1, NULL, NULL, 0, e);
+	check_counts(r.body, e, ne, 2);
+	free(r.body);
+#undef TRIPLE_AMOUNTS
+	fixture_close(&fx);
+	free(e);
+}
+
 static void generalisation_applied(void)
 {
 	struct fixture fx;
@@ -656,7 +960,7 @@ static void generalisation_applied(void)
 	 * the coarser applies; start_date: the policy's year for NONE */
 	CHECK(ask(&fx, &hub, BODY("fed", QID_A, "linked_aggregate", "tokens",
 				  "[{\"field\":\"birth_date\",\"gen\":\"age_band_20\"},{\"field\":\"start_date\"},"
-				  "{\"field\":\"postcode\"},{\"field\":\"completed\"},{\"field\":\"start_year\"}]",
+				  "{\"field\":\"amount\"},{\"field\":\"completed\"},{\"field\":\"start_year\"}]",
 				  "[]"), &r) == 0);
 	CHECK(r.status == 200);
 	if (r.status == 200 && open_answer(&r, &t) == 0) {
@@ -664,19 +968,61 @@ static void generalisation_applied(void)
 			int lo, hi;
 			CHECK(sscanf(t.fields[0].values[c], "%d-%d", &lo, &hi) == 2 && lo % 20 == 0 && hi == lo + 19);
 		}
-		for (uint16_t c = 0; c < t.fields[1].nvalues; c++)
-			CHECK(strlen(t.fields[1].values[c]) == 4); /* a year */
-		for (uint16_t c = 0; c < t.fields[2].nvalues; c++)
-			CHECK(strlen(t.fields[2].values[c]) == 4 && !strchr(t.fields[2].values[c], ' '));
+		for (uint16_t c = 0; c < t.fields[1].nvalues; c++) /* a year of the range, or other */
+			CHECK(in_domain("start_date", t.fields[1].values[c]));
+		CHECK(t.fields[1].nvalues == 6); /* 2021..2025, other */
+		for (uint16_t c = 0; c < t.fields[2].nvalues; c++) /* a bin, never an amount */
+			CHECK(in_domain("amount", t.fields[2].values[c]));
+		CHECK(t.fields[2].nvalues == 4); /* the three bins and other: the edges and beyond are in the data */
 		for (uint16_t c = 0; c < t.fields[3].nvalues; c++)
 			CHECK(strcmp(t.fields[3].values[c], "true") == 0 || strcmp(t.fields[3].values[c], "false") == 0);
 		CHECK(t.fields[3].nvalues == 2);
-		CHECK(t.fields[4].nvalues == 4); /* 2021..2024 */
+		for (uint16_t c = 0; c < t.fields[4].nvalues; c++)
+			CHECK(in_domain("start_year", t.fields[4].values[c]));
+		CHECK(t.fields[4].nvalues == 5); /* 2021..2024, other (2019 and 2030) */
 		wire_tokens_free(&t);
 	} else {
 		CHECK(0);
 	}
 	free(r.body);
+
+	/* a field without a declared domain is never grouped: the postcode
+	 * (a string) cannot even be granted for aggregates, so the node's
+	 * policy refuses it; an exact date, granted (its range declares years)
+	 * but without a domain itself, is 422 no_declared_domain, audited,
+	 * nothing released */
+	CHECK(ask(&fx, &hub, BODY("fed", QID_A, "aggregate", "counts", "[{\"field\":\"postcode\"}]", "[]"),
+		  &r) == 0);
+	CHECK(r.status == 403);
+	CHECK(!strstr(r.body, "cells") && !strstr(r.body, "97"));
+	free(r.body);
+	{
+		unsigned long before = audit_lines();
+		cJSON *a;
+
+		CHECK(ask(&fx, &hub, BODY("fed-exact", QID_A, "aggregate", "counts",
+					  "[{\"field\":\"start_date\",\"gen\":\"exact\"}]", "[]"), &r) == 0);
+		CHECK(r.status == 422);
+		CHECK_CONTAINS(r.body, "\"code\":\"no_declared_domain\"");
+		CHECK(!strstr(r.body, "cells"));
+		free(r.body);
+		CHECK(audit_lines() == before + 1);
+		a = last_audit();
+		CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(a, "outcome")), "no_declared_domain");
+		cJSON_Delete(a);
+		CHECK(ask(&fx, &hub, BODY("fed-exact", QID_A, "linked_aggregate", "tokens",
+					  "[{\"field\":\"programme\"},{\"field\":\"start_date\",\"gen\":\"exact\"}]", "[]"),
+			  &r) == 0);
+		CHECK(r.status == 422);
+		CHECK(memcmp(r.body, "NPS1", 4) != 0);
+		free(r.body);
+		/* the same grant at the year: the range's years */
+		CHECK(ask(&fx, &hub, BODY("fed-exact", QID_A, "aggregate", "counts",
+					  "[{\"field\":\"start_date\",\"gen\":\"year\"}]", "[]"), &r) == 0);
+		CHECK(r.status == 200);
+		CHECK_CONTAINS(r.body, "\"other\"");
+		free(r.body);
+	}
 
 	/* finer than granted: the node's own policy refuses */
 	CHECK(ask(&fx, &hub, BODY("fed", QID_A, "linked_aggregate", "tokens",
@@ -758,7 +1104,7 @@ static void not_a_hub_403(void)
 		CHECK(0);
 		return;
 	}
-	CHECK(ask(&fx, &coordinator, BODY("fed", QID_A, "aggregate", "counts", F_PROG_YEAR_PC, "[]"), &r) == 0);
+	CHECK(ask(&fx, &coordinator, BODY("fed", QID_A, "aggregate", "counts", F_PROG_YEAR_AMT, "[]"), &r) == 0);
 	CHECK(r.status == 403);
 	CHECK_CONTAINS(r.body, "\"code\":\"not_a_hub\"");
 	CHECK(!strstr(r.body, "cells"));
@@ -869,7 +1215,7 @@ static void bad_requests_400(void)
  * more of either is a 400. */
 static void limits_at_the_boundary(void)
 {
-	static const char *const names[] = { "programme", "start_year", "start_date", "completed", "postcode",
+	static const char *const names[] = { "programme", "start_year", "start_date", "completed", "amount",
 					     "birth_date" };
 	struct fixture fx;
 	struct gw_response r;
@@ -1054,7 +1400,7 @@ static void out_of_memory_counts(void)
 	struct oom_count c;
 
 	/* a filter evaluated here (the year of a date), two cells per person */
-	subquery_oom(&hub, BODY("fed-two", QID_A, "aggregate", "counts", F_PROG_YEAR_PC, FILTER_DATE_YEAR), 200, &c);
+	subquery_oom(&hub, BODY("fed-two", QID_A, "aggregate", "counts", F_PROG_YEAR_AMT, FILTER_DATE_YEAR), 200, &c);
 	CHECK(c.in_node >= 20);
 	CHECK(c.in_cjson >= 200);
 }
@@ -1064,7 +1410,7 @@ static void out_of_memory_tokens(void)
 	struct oom_count c;
 
 	/* an exact filter pushed to the adapter */
-	subquery_oom(&hub, BODY("fed", QID_A, "linked_aggregate", "tokens", F_PROG_YEAR_PC, FILTER_YEARS), 200, &c);
+	subquery_oom(&hub, BODY("fed", QID_A, "linked_aggregate", "tokens", F_PROG_YEAR_AMT, FILTER_YEARS), 200, &c);
 	CHECK(c.in_node >= 20);
 	CHECK(c.in_cjson >= 30);
 }
@@ -1168,6 +1514,8 @@ int main(void)
 	RUN(tokens_equal_brute_force);
 	RUN(bounding_uniform);
 	RUN(generalisation_applied);
+	RUN(out_of_domain_values_are_other);
+	RUN(a_person_counts_once_per_mapped_key);
 	RUN(tokens_differ_by_query_and_purpose);
 	RUN(policy_deny_403_audited);
 	RUN(bad_requests_400);
