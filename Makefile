@@ -106,7 +106,7 @@ FUZZ_LIBS_OTHER := $(filter-out -lnghttp2 -lyaml,$(LIBS))
 # target links it.
 build/fuzz/obj/%.o: %.c $(STAMP) | build/.deps-clang-ok
 	@mkdir -p $(dir $@)
-	clang $(CPPFLAGS) $(FUZZ_DEFS) $(FUZZFLAGS) -Wno-unused-function -c $< -o $@
+	clang $(CPPFLAGS) $(FUZZ_DEFS) $(FUZZFLAGS) -Wno-unused-function -MMD -MP -c $< -o $@
 build/fuzz/libfuzz.a: $(FUZZOBJ)
 	@rm -f $@
 	ar rcs $@ $^
@@ -159,4 +159,4 @@ install: build/noordpoort
 clean:
 	rm -rf build
 
--include $(OBJ:.o=.d) $(ASANOBJ:.o=.d)
+-include $(OBJ:.o=.d) $(ASANOBJ:.o=.d) $(FUZZOBJ:.o=.d)
