@@ -1060,6 +1060,7 @@ struct subquery {
 	size_t nfilters;
 	unsigned max_cells;      /* from the body; 0: not given */
 	int parsed;              /* the whole body was valid */
+	char bad[192];           /* an unknown member's message */
 };
 
 /* A request's "gen": absent is NONE (the policy's); NULL or what is wrong. */
@@ -1072,6 +1073,16 @@ static const char *parse_gen(const cJSON *g, enum policy_gen *out)
 		return "a 'gen' is not a generalisation (exact, month, quarter, year, age_band_10, postcode4, ...)";
 	return NULL;
 }
+
+/* The members a subquery body and its fields and filters may have; anything
+ * else is refused, as a lookup's and the hub's question's are: a member the
+ * node ignored would be one a proxy in front of it might read. */
+static const char *const sq_members[] = { "query_id", "requester", "purpose", "operation", "dataset",
+					  "mode", "fields", "filters", "max_cells_per_person" };
+#define SQ_MEMBERS "query_id, requester, purpose, operation, dataset, mode, fields, filters, " \
+	"max_cells_per_person"
+static const char *const sq_field_members[] = { "field", "gen" };
+static const char *const sq_filter_members[] = { "field", "gen", "values" };
 
 /* Reads the body; NULL, or what is wrong with it (for a 400). */
 static const char *sq_parse(const cJSON *body, struct subquery *q)
@@ -1100,6 +1111,17 @@ static const char *sq_parse(const cJSON *body, struct subquery *q)
 		q->purpose = p->valuestring;
 	if (cJSON_IsString(ds))
 		q->dataset = ds->valuestring;
+	if (unknown_member(body, sq_members, sizeof(sq_members) / sizeof(sq_members[0]), "", SQ_MEMBERS,
+			   q->bad, sizeof(q->bad)))
+		return q->bad;
+	cJSON_ArrayForEach(it, cJSON_IsArray(fields) ? fields : NULL)
+		if (cJSON_IsObject(it) && unknown_member(it, sq_field_members, 2, "fields[].", "field, gen",
+							  q->bad, sizeof(q->bad)))
+			return q->bad;
+	cJSON_ArrayForEach(it, cJSON_IsArray(filters) ? filters : NULL)
+		if (cJSON_IsObject(it) && unknown_member(it, sq_filter_members, 3, "filters[].",
+							  "field, gen, values", q->bad, sizeof(q->bad)))
+			return q->bad;
 	if (!cJSON_IsString(req) || !gw_ident_ok(req->valuestring, GW_IDENT_MAX, GW_IDENT_NAME))
 		return "'requester' must be the member id of the coordinator who asked";
 	if (!cJSON_IsString(p) || !gw_ident_ok(p->valuestring, GW_IDENT_MAX, GW_IDENT_NAME))
