@@ -1114,11 +1114,11 @@ static const char *sq_parse(const cJSON *body, struct subquery *q)
 	if (unknown_member(body, sq_members, sizeof(sq_members) / sizeof(sq_members[0]), "", SQ_MEMBERS,
 			   q->bad, sizeof(q->bad)))
 		return q->bad;
-	cJSON_ArrayForEach(it, cJSON_IsArray(fields) ? fields : NULL)
+	for (it = cJSON_IsArray(fields) ? fields->child : NULL; it; it = it->next)
 		if (cJSON_IsObject(it) && unknown_member(it, sq_field_members, 2, "fields[].", "field, gen",
 							  q->bad, sizeof(q->bad)))
 			return q->bad;
-	cJSON_ArrayForEach(it, cJSON_IsArray(filters) ? filters : NULL)
+	for (it = cJSON_IsArray(filters) ? filters->child : NULL; it; it = it->next)
 		if (cJSON_IsObject(it) && unknown_member(it, sq_filter_members, 3, "filters[].",
 							  "field, gen, values", q->bad, sizeof(q->bad)))
 			return q->bad;
