@@ -32,7 +32,7 @@ ASANOBJ  := $(SRC:%.c=build/asan/obj/%.o)
 UNIT     := $(patsubst tests/unit/%.c,build/asan/tests/%,$(wildcard tests/unit/test_*.c))
 STAMP    := build/.deps-ok
 
-.PHONY: all deps test unit demo federation bench fuzz certs clean install help tls-scan
+.PHONY: all deps test unit demo federation bench fuzz certs clean install uninstall help tls-scan
 all: build/noordpoort
 
 help:
@@ -152,9 +152,43 @@ bench: $(STAMP) build/.deps-bench-ok build/noordpoort certs
 tls-scan: $(STAMP) build/.deps-tls-scan-ok build/noordpoort certs
 	@sh tests/tls/scan.sh build/noordpoort certs/dev
 
+# make install [DESTDIR=] [PREFIX=/usr/local]: the binary, the man pages,
+# examples for /etc/noordpoort (examples/system, the members file, the
+# policies and the federation's questions) and the systemd units with their
+# sysusers.d entry. SYSTEMD_UNITDIR and SYSUSERSDIR move the last two (a
+# distribution with PREFIX=/usr keeps the defaults).
+BINDIR          ?= $(PREFIX)/bin
+MANDIR          ?= $(PREFIX)/share/man
+EXAMPLEDIR      ?= $(PREFIX)/share/noordpoort/examples
+SYSTEMD_UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR     ?= $(PREFIX)/lib/sysusers.d
+UNITS           := noordpoort-node@.service noordpoort-hub.service
+POLICY_EXAMPLES := $(wildcard policies/examples/*.yaml)
 install: build/noordpoort
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 build/noordpoort $(DESTDIR)$(PREFIX)/bin/noordpoort
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(EXAMPLEDIR)/policies $(DESTDIR)$(EXAMPLEDIR)/federation \
+		$(DESTDIR)$(SYSTEMD_UNITDIR) $(DESTDIR)$(SYSUSERSDIR)
+	install -m 0755 build/noordpoort $(DESTDIR)$(BINDIR)/noordpoort
+	install -m 0644 man/noordpoort.1 $(DESTDIR)$(MANDIR)/man1/noordpoort.1
+	install -m 0644 man/noordpoort.conf.5 man/noordpoort-policy.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 examples/system/node.yaml examples/system/hub.yaml $(DESTDIR)$(EXAMPLEDIR)/
+	install -m 0644 examples/single/members.yaml $(DESTDIR)$(EXAMPLEDIR)/members.yaml
+	install -m 0644 $(POLICY_EXAMPLES) $(DESTDIR)$(EXAMPLEDIR)/policies/
+	install -m 0644 examples/federation/*.json examples/federation/README.md $(DESTDIR)$(EXAMPLEDIR)/federation/
+	for u in $(UNITS); do \
+		sed 's|@BINDIR@|$(BINDIR)|g' dist/systemd/$$u >$(DESTDIR)$(SYSTEMD_UNITDIR)/$$u.tmp && \
+		chmod 0644 $(DESTDIR)$(SYSTEMD_UNITDIR)/$$u.tmp && \
+		mv $(DESTDIR)$(SYSTEMD_UNITDIR)/$$u.tmp $(DESTDIR)$(SYSTEMD_UNITDIR)/$$u || exit 1; \
+	done
+	install -m 0644 dist/systemd/noordpoort.sysusers $(DESTDIR)$(SYSUSERSDIR)/noordpoort.conf
+
+# Removes what install put there (never /etc/noordpoort or /var/lib/noordpoort).
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/noordpoort $(DESTDIR)$(MANDIR)/man1/noordpoort.1 \
+		$(DESTDIR)$(MANDIR)/man5/noordpoort.conf.5 $(DESTDIR)$(MANDIR)/man5/noordpoort-policy.5 \
+		$(DESTDIR)$(SYSUSERSDIR)/noordpoort.conf $(addprefix $(DESTDIR)$(SYSTEMD_UNITDIR)/,$(UNITS))
+	rm -rf $(DESTDIR)$(EXAMPLEDIR)
+	-rmdir $(DESTDIR)$(PREFIX)/share/noordpoort 2>/dev/null
 
 clean:
 	rm -rf build

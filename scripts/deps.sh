@@ -15,8 +15,10 @@ libcjson-dev libyaml-dev libsqlite3-dev curl procps"
 # the fuzz targets (libFuzzer): make test's smoke pass and make fuzz
 CLANG="clang libclang-rt-14-dev"
 # make test: real HTTP/2 clients (python3-h2, nghttp), sqlite3 and ss for the
-# bench smoke test, readelf/objdump for the hardening test, clang
-TEST="$CLANG python3 python3-h2 python3-jsonschema python3-yaml nghttp2-client sqlite3 iproute2 binutils"
+# bench smoke test, readelf/objdump for the hardening test, clang,
+# jsonschema and yaml for the OpenAPI contract test, systemd-analyze and
+# man for the install test
+TEST="$CLANG python3 python3-h2 python3-jsonschema python3-yaml nghttp2-client sqlite3 iproute2 binutils systemd man-db groff-base"
 # make bench: h2load and nginx for bench/h2, sqlite3 and ss for bench/aggregate
 BENCH="nghttp2-client nginx-light sqlite3 iproute2 python3"
 # make fuzz: clang; dpkg-dev for `apt-get source` and its dpkg-source
