@@ -12,6 +12,7 @@
 #include "../synth/synth.h"
 #include "audit.h"
 #include "config.h"
+#include "csr_cli.h"
 #include "fanout.h"
 #include "ledger_cli.h"
 #include "server.h"
@@ -34,6 +35,7 @@ static const char usage_main[] =
 	"  keygen --sign --out P  write an Ed25519 key pair P.sec (0600) and P.pub\n"
 	"  keygen --box --out P   write the hub's X25519 box key pair P.sec (0600), P.pub\n"
 	"  query --hub URL -f Q   ask the hub a federated question (table, csv or json)\n"
+	"  csr --org N --oin OIN --out P  a new partner's key P.key (0600) and request P.csr\n"
 	"  synth --out DIR        write synthetic partner data (--seed S, --scale X)\n"
 	"  audit verify FILE      check an audit log's hash chain and signatures\n"
 	"  audit subject ...      every access concerning one person (subject access)\n"
@@ -177,6 +179,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "query") == 0)
 		return query_cli(argc - 1, argv + 1);
+	if (strcmp(argv[1], "csr") == 0)
+		return csr_cli(argc - 1, argv + 1);
 	if (strcmp(argv[1], "check-config") == 0)
 		return cmd_check_config(argc - 2, argv + 2);
 	return usage_error(NULL, "unknown command '%s'", argv[1]);
