@@ -1479,9 +1479,56 @@ static int sq_row(void *arg, const struct adapter_value *v, size_t nv)
  * there are more than |max_cells| and walked, and the kept rows are
  * compacted in place. 0, or -1 out of memory.
  */
-/* sq_bound()'s draw; the out-of-memory tests, which compare an answer with
- * a run without failures, make it repeatable (tests/unit/test_subquery.c). */
-static uint32_t (*sq_uniform)(const uint32_t upper_bound) = randombytes_uniform;
+/*
+ * sq_bound()'s draws come from one ChaCha20 stream per question, keyed by
+ * 32 bytes of randombytes_buf(): libsodium's randombytes_uniform() makes a
+ * getrandom(2) system call for every draw, which was half of a node's time
+ * per question at a million persons with several rows each. The stream is
+ * as unpredictable as its key, which is fresh per question and wiped after.
+ */
+struct sq_rand {
+	unsigned char key[crypto_stream_chacha20_KEYBYTES];
+	uint64_t block;   /* nonce of the next refill */
+	uint32_t buf[256];
+	size_t pos;       /* next unread word of |buf| */
+};
+
+static void sq_rand_init(struct sq_rand *rs)
+{
+	randombytes_buf(rs->key, sizeof(rs->key));
+	rs->block = 0;
+	rs->pos = sizeof(rs->buf) / sizeof(rs->buf[0]);
+}
+
+static uint32_t sq_rand_word(struct sq_rand *rs)
+{
+	if (rs->pos == sizeof(rs->buf) / sizeof(rs->buf[0])) {
+		unsigned char nonce[crypto_stream_chacha20_NONCEBYTES] = { 0 };
+
+		memcpy(nonce, &rs->block, sizeof(rs->block) < sizeof(nonce) ? sizeof(rs->block) : sizeof(nonce));
+		rs->block++;
+		crypto_stream_chacha20((unsigned char *)rs->buf, sizeof(rs->buf), nonce, rs->key);
+		rs->pos = 0;
+	}
+	return rs->buf[rs->pos++];
+}
+
+/* Uniform in [0, upper) for upper >= 1, without modulo bias: words below
+ * 2^32 mod upper are drawn again (as randombytes_uniform() does). */
+static uint32_t sq_rand_uniform(struct sq_rand *rs, uint32_t upper)
+{
+	uint32_t min = (1U + ~upper) % upper, r;
+
+	do
+		r = sq_rand_word(rs);
+	while (r < min);
+	return r % upper;
+}
+
+/* A test hook: the out-of-memory tests, which compare an answer with a run
+ * without failures, make the draw repeatable (tests/unit/test_subquery.c).
+ * NULL: the per-question stream above. */
+static uint32_t (*sq_uniform)(const uint32_t upper_bound);
 
 static int sq_bound(struct sq_scan *sc)
 {
@@ -1489,6 +1536,7 @@ static int sq_bound(struct sq_scan *sc)
 	uint64_t *a, *t;
 	size_t *count;
 	unsigned char *keep;
+	struct sq_rand rs;
 
 	if (n == 0)
 		return 0;
@@ -1524,6 +1572,7 @@ static int sq_bound(struct sq_scan *sc)
 			t = x;
 		}
 	}
+	sq_rand_init(&rs);
 	for (size_t i = 0, j, end; i < n; i = end) {
 		size_t kept = 0;
 
@@ -1532,7 +1581,8 @@ static int sq_bound(struct sq_scan *sc)
 		/* which rows count: uniformly at random, per question */
 		if (end - i > sc->max_cells)
 			for (size_t k = end - i - 1; k > 0; k--) {
-				size_t r = (size_t)sq_uniform((uint32_t)(k + 1));
+				size_t r = sq_uniform ? (size_t)sq_uniform((uint32_t)(k + 1))
+						      : (size_t)sq_rand_uniform(&rs, (uint32_t)(k + 1));
 				uint64_t x = a[i + k];
 
 				a[i + k] = a[i + r];
@@ -1568,6 +1618,7 @@ static int sq_bound(struct sq_scan *sc)
 	sodium_memzero(sc->bsn + w, (n - w) * sizeof(*sc->bsn));
 	sodium_memzero(a, n * sizeof(*a));
 	sodium_memzero(t, n * sizeof(*t));
+	sodium_memzero(&rs, sizeof(rs));
 	free(a);
 	free(t);
 	free(count);

@@ -703,6 +703,43 @@ static void tokens_equal_brute_force(void)
  * the bound 100 +- 41 is 5 sd, false alarm < 1e-6). The first-row code
  * gave kv 300 times; with two cells per person, each pair about N/3.
  */
+/* The bound's per-question stream: uniform over [0, upper) (each value
+ * within 5 sd over 60 000 draws, for an upper bound that divides 2^32 and
+ * one that does not), 0 for upper 1, and a fresh key per stream. */
+static void bound_stream_uniform(void)
+{
+	static const uint32_t uppers[] = { 2, 3, 7 };
+	struct sq_rand a, b;
+	int same = 1;
+
+	sq_rand_init(&a);
+	CHECK(sq_rand_uniform(&a, 1) == 0);
+	for (size_t u = 0; u < sizeof(uppers) / sizeof(uppers[0]); u++) {
+		unsigned hist[7] = { 0 };
+		const unsigned draws = 60000;
+		double p = 1.0 / uppers[u], var = draws * p * (1 - p);
+
+		for (unsigned i = 0; i < draws; i++) {
+			uint32_t r = sq_rand_uniform(&a, uppers[u]);
+
+			CHECK(r < uppers[u]);
+			if (r < uppers[u])
+				hist[r]++;
+		}
+		for (uint32_t v = 0; v < uppers[u]; v++)
+			if ((hist[v] - draws * p) * (hist[v] - draws * p) > 25 * var) { /* 5 sd */
+				printf("#   upper %u: value %u drawn %u times, expected %.0f\n", uppers[u], v,
+				       hist[v], draws * p);
+				CHECK(0);
+			}
+	}
+	sq_rand_init(&a);
+	sq_rand_init(&b);
+	for (int i = 0; i < 8; i++)
+		same &= sq_rand_word(&a) == sq_rand_word(&b);
+	CHECK(!same);
+}
+
 static void bounding_uniform(void)
 {
 	static const char *const progs[] = { "kv", "nld-1", "nld-2" };
@@ -1391,7 +1428,7 @@ static void subquery_oom(const struct gw_member *m, const char *json, int want_s
 	}
 	sq_uniform = uniform_zero;
 	node_oom(gw_node_subquery, answer_text, &fx, m, json, want_status, 1, c);
-	sq_uniform = randombytes_uniform;
+	sq_uniform = NULL;
 	fixture_close(&fx);
 }
 
@@ -1512,6 +1549,7 @@ int main(void)
 	RUN(not_a_hub_403);
 	RUN(counts_equal_brute_force);
 	RUN(tokens_equal_brute_force);
+	RUN(bound_stream_uniform);
 	RUN(bounding_uniform);
 	RUN(generalisation_applied);
 	RUN(out_of_domain_values_are_other);
