@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -363,6 +364,58 @@ static const char *kind_name(const yaml_node_t *n)
 	}
 }
 
+size_t ydoc_edit_distance(const char *a, size_t alen, const char *b, size_t blen)
+{
+	/* Three rows of the optimal-string-alignment table: two back for the
+	 * transposition, one back and the current one. */
+	size_t rows[3][YDOC_SUGGEST_MAX_LEN + 1];
+	size_t *prev2 = rows[0], *prev = rows[1], *cur = rows[2];
+
+	if (alen > YDOC_SUGGEST_MAX_LEN || blen > YDOC_SUGGEST_MAX_LEN)
+		return SIZE_MAX;
+	for (size_t j = 0; j <= blen; j++)
+		prev[j] = j;
+	for (size_t i = 1; i <= alen; i++) {
+		cur[0] = i;
+		for (size_t j = 1; j <= blen; j++) {
+			size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+			size_t best = prev[j - 1] + cost;
+
+			if (prev[j] + 1 < best)
+				best = prev[j] + 1;
+			if (cur[j - 1] + 1 < best)
+				best = cur[j - 1] + 1;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+			    prev2[j - 2] + 1 < best)
+				best = prev2[j - 2] + 1;
+			cur[j] = best;
+		}
+		size_t *t = prev2;
+		prev2 = prev;
+		prev = cur;
+		cur = t;
+	}
+	return prev[blen];
+}
+
+const char *ydoc_suggest(const char *word, size_t len, const struct ykey *keys, size_t nkeys)
+{
+	const char *best = NULL;
+	size_t best_d = SIZE_MAX;
+
+	for (size_t i = 0; i < nkeys; i++) {
+		size_t klen = strlen(keys[i].name);
+		size_t limit = klen <= YDOC_SUGGEST_SHORT ? 1 : 2;
+		size_t d = ydoc_edit_distance(word, len, keys[i].name, klen);
+
+		if (d <= limit && d < best_d) {
+			best = keys[i].name;
+			best_d = d;
+		}
+	}
+	return best;
+}
+
 int ydoc_map(struct ydoc *y, yaml_node_t *map, const char *what,
 	     struct ykey *keys, size_t nkeys)
 {
@@ -390,8 +443,15 @@ int ydoc_map(struct ydoc *y, yaml_node_t *map, const char *what,
 			if (strcmp((const char *)k->data.scalar.value, keys[i].name) == 0)
 				break;
 		if (i == nkeys) {
-			ydoc_error(y, k, "%s: unknown key '%s'", what,
-				   (const char *)k->data.scalar.value);
+			const char *near = ydoc_suggest((const char *)k->data.scalar.value,
+							k->data.scalar.length, keys, nkeys);
+
+			if (near)
+				ydoc_error(y, k, "%s: unknown key '%s'; did you mean '%s'?", what,
+					   (const char *)k->data.scalar.value, near);
+			else
+				ydoc_error(y, k, "%s: unknown key '%s'", what,
+					   (const char *)k->data.scalar.value);
 			bad = 1;
 		} else if (keys[i].value) {
 			ydoc_error(y, k, "%s: key '%s' appears twice", what, keys[i].name);

@@ -70,11 +70,27 @@ void ydoc_warn(struct ydoc *y, const yaml_node_t *n, const char *fmt, ...)
 
 /*
  * Checks that |map| is a mapping whose keys are all among |keys| (each at most
- * once) and fills their values. Returns 0, or -1 after reporting every
- * problem. |what| names the mapping in messages ("tls", "members[2]").
+ * once) and fills their values. An unknown key near a known one (see
+ * ydoc_suggest() below) is reported with "; did you mean 'KEY'?" appended.
+ * Returns 0, or -1 after reporting every problem. |what| names the mapping in messages ("tls", "members[2]").
  */
 int ydoc_map(struct ydoc *y, yaml_node_t *map, const char *what,
 	     struct ykey *keys, size_t nkeys);
+
+/*
+ * A typo'd key gets a suggestion: the first of |keys| within Damerau-
+ * Levenshtein distance 2 of |word| (optimal string alignment: an insertion,
+ * deletion, substitution or swap of two neighbours each count 1), or within
+ * 1 for keys of at most YDOC_SUGGEST_SHORT characters, where 2 edits would
+ * turn almost any word into them. Words or keys longer than
+ * YDOC_SUGGEST_MAX_LEN are not compared (the table lives on the stack).
+ */
+#define YDOC_SUGGEST_SHORT 4
+#define YDOC_SUGGEST_MAX_LEN 64
+/* The distance, or SIZE_MAX when either is longer than YDOC_SUGGEST_MAX_LEN. */
+size_t ydoc_edit_distance(const char *a, size_t alen, const char *b, size_t blen);
+/* The nearest key's name (borrowed from |keys|), or NULL when none is near. */
+const char *ydoc_suggest(const char *word, size_t len, const struct ykey *keys, size_t nkeys);
 
 /* The value of a key filled by ydoc_map(), by name; NULL when absent. */
 yaml_node_t *ydoc_get(struct ykey *keys, size_t nkeys, const char *name);

@@ -40,7 +40,7 @@ rc=$?
 if [ "$rc" -eq 1 ] &&
 	grep -q "broken.yaml:[0-9]*:[0-9]*: error: grant 'jtf-gezamenlijke-monitor'.min_cell: 3 is below 5" "$out" &&
 	grep -q "broken.yaml:[0-9]*:[0-9]*: error: grant 'jtf-gezamenlijke-monitor'.requesters: 'gemeente-assen' is not a member" "$out" &&
-	grep -q "broken.yaml:[0-9]*:[0-9]*: error: purposes\[0\]: unknown key 'legal_base'" "$out" &&
+	grep -q "broken.yaml:[0-9]*:[0-9]*: error: purposes\[0\]: unknown key 'legal_base'; did you mean 'legal_basis'?" "$out" &&
 	grep -q "missing required key 'legal_basis'" "$out" &&
 	grep -q "until 2023-12-31 is before from 2024-01-01" "$out" &&
 	grep -q "unknown generalisation 'week'" "$out"; then
@@ -48,6 +48,14 @@ if [ "$rc" -eq 1 ] &&
 else
 	fail "check: every problem with file:line:col, exit 1" "exit status $rc" "$(cat "$out")"
 fi
+expect "check: a typo'd key names the nearest valid one" 1 \
+	"typo.yaml:[0-9]+:[0-9]+: error: jtf-monitoring/grant\\[0\\]: unknown key 'min_cel'; did you mean 'min_cell'\\?" bash -c "
+	sed 's/min_cell: 10 /min_cel: 10 /' '$ex/jtf-monitoring.yaml' >'$tmp/typo.yaml' &&
+	'$bin' policy check --members '$members' '$tmp/typo.yaml'"
+expect "check: a key three edits away gets no suggestion" 1 \
+	"typo3.yaml:[0-9]+:[0-9]+: error: jtf-monitoring/grant\\[0\\]: unknown key 'mn_ce'\$" bash -c "
+	sed 's/min_cell: 10 /mn_ce: 10 /' '$ex/jtf-monitoring.yaml' >'$tmp/typo3.yaml' &&
+	'$bin' policy check --members '$members' '$tmp/typo3.yaml'"
 expect "check: acknowledged min_cell below 5 passes" 0 '^ok' bash -c "
 	sed 's/min_cell: 5/min_cell: 3\n        acknowledge: [{risk: min_cell_below_5, reason: interne kwaliteitscontrole}]/' \
 		'$ex/jtf-monitoring.yaml' >'$tmp/ack.yaml' && '$bin' policy check '$tmp/ack.yaml'"

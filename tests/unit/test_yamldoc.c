@@ -56,6 +56,68 @@ static void map_reports_unknown_and_duplicate_keys(void)
 	diag_clear(&d);
 }
 
+#define DIST(a, b) ydoc_edit_distance((a), strlen(a), (b), strlen(b))
+
+static void edit_distance_counts_swaps_as_one(void)
+{
+	CHECK(DIST("min_cell", "min_cell") == 0);
+	CHECK(DIST("min_cel", "min_cell") == 1);
+	CHECK(DIST("mni_cell", "min_cell") == 1);  /* one swap, not two substitutions */
+	CHECK(DIST("imn_clel", "min_cell") == 2);
+	CHECK(DIST("legal_base", "legal_basis") == 2);
+	CHECK(DIST("", "abc") == 3);
+	CHECK(DIST("abc", "") == 3);
+	/* past the length cap nothing is compared */
+	char big[YDOC_SUGGEST_MAX_LEN + 2];
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	CHECK(DIST(big, "a") == SIZE_MAX);
+	big[YDOC_SUGGEST_MAX_LEN] = '\0';
+	CHECK(DIST(big, big) == 0);
+}
+
+#define SUGGEST(w) ydoc_suggest((w), strlen(w), keys, sizeof(keys) / sizeof(keys[0]))
+
+static void suggestion_both_sides_of_the_limit(void)
+{
+	const struct ykey keys[] = { { "as", 0, NULL }, { "from", 0, NULL },
+				     { "min_cell", 0, NULL }, { "legal_basis", 0, NULL } };
+	const char *s;
+
+	/* a long key: distance 2 suggests, 3 does not */
+	CHECK((s = SUGGEST("min_cel")) && strcmp(s, "min_cell") == 0);
+	CHECK((s = SUGGEST("mn_cel")) && strcmp(s, "min_cell") == 0);
+	CHECK((s = SUGGEST("imn_clel")) && strcmp(s, "min_cell") == 0);
+	CHECK(SUGGEST("mn_ce") == NULL);
+	CHECK((s = SUGGEST("legal_base")) && strcmp(s, "legal_basis") == 0);
+	CHECK(SUGGEST("legal_bas_xyz") == NULL);
+	/* a short key (<= YDOC_SUGGEST_SHORT characters): 1 suggests, 2 does not */
+	CHECK((s = SUGGEST("frmo")) && strcmp(s, "from") == 0);
+	CHECK((s = SUGGEST("fro")) && strcmp(s, "from") == 0);
+	CHECK(SUGGEST("fr") == NULL);
+	CHECK(SUGGEST("frxx") == NULL);
+	CHECK((s = SUGGEST("ax")) && strcmp(s, "as") == 0);
+	CHECK(SUGGEST("xy") == NULL);
+	CHECK(SUGGEST("colour") == NULL);
+}
+
+static void map_suggests_the_nearest_key(void)
+{
+	static const char text[] = "min_cel: 1\nzz: 2\nlegal_bsais: x\n";
+	struct diag d = { 0 };
+	struct ydoc y;
+	struct ykey k[] = { { "min_cell", 0, NULL }, { "a", 0, NULL }, { "legal_basis", 0, NULL } };
+
+	CHECK(ydoc_load_mem(&y, "t.yaml", (const unsigned char *)text, sizeof(text) - 1, &d) == 0);
+	CHECK(ydoc_map(&y, ydoc_root(&y), "grant", k, 3) < 0);
+	CHECK_CONTAINS(diag_text(&d), "t.yaml:1:1: error: grant: unknown key 'min_cel'; did you mean 'min_cell'?\n");
+	CHECK_CONTAINS(diag_text(&d), "t.yaml:2:1: error: grant: unknown key 'zz'\n");
+	CHECK_CONTAINS(diag_text(&d), "t.yaml:3:1: error: grant: unknown key 'legal_bsais'; did you mean 'legal_basis'?\n");
+	CHECK(d.errors == 3);
+	ydoc_fini(&y);
+	diag_clear(&d);
+}
+
 static void typed_values(void)
 {
 	static const char text[] = "n: 12\nbig: 70000\nb: yes\nbad: maybe\nl: [1]\nnul: \"a\\0b\"\n";
@@ -324,6 +386,9 @@ int main(void)
 	RUN(durations);
 	RUN(sizes);
 	RUN(map_reports_unknown_and_duplicate_keys);
+	RUN(edit_distance_counts_swaps_as_one);
+	RUN(suggestion_both_sides_of_the_limit);
+	RUN(map_suggests_the_nearest_key);
 	RUN(typed_values);
 	RUN(syntax_error_has_position);
 	RUN(aliases_and_anchors_are_refused_with_position);
