@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 
 #include "../common/cliusage.h"
 #include "../common/yamldoc.h"
@@ -34,12 +35,15 @@ static const char usage_policy[] =
 	"Each command has --help. Keys: noordpoort keygen --sign --out PREFIX.\n";
 
 static const char usage_check[] =
-	"Usage: noordpoort policy check [--members FILE] [--catalog FILE] FILE...\n"
+	"Usage: noordpoort policy check [--members FILE] [--catalog FILE | --no-catalog]\n"
+	"                               FILE...\n"
 	"\n"
 	"Validates the policy FILEs as one set and prints every problem as\n"
 	"file:line:col: error|warning: message. With --members, requesters and\n"
-	"dataset owners must be members; with --catalog, datasets and fields must\n"
-	"be in the catalog. Purposes that expired or expire within 30 days are\n"
+	"dataset owners must be members; with a catalog, datasets and fields must\n"
+	"be in it. The catalog is --catalog FILE, a catalog.yaml among the FILEs,\n"
+	"or else catalog.yaml next to the first policy FILE; the first output\n"
+	"line says which one (or none). Purposes that expired or expire within 30 days are\n"
 	"warnings (today is NOORDPOORT_NOW=YYYY-MM-DD if set).\n"
 	"Exit status: 0 valid (warnings allowed), 1 errors, 2 usage.\n";
 
@@ -330,10 +334,33 @@ static int is_catalog(const char *s)
 	return strcmp(base, "catalog.yaml") == 0 || strcmp(base, "catalog.yml") == 0;
 }
 
+/*
+ * The catalog a node keeps next to its policies: catalog.yaml (or .yml) in
+ * the folder of the first policy file. Written into |buf|; 0 when found.
+ * Checking against it by default means a field name the catalog does not
+ * know is caught by the officer, not by the node at load time.
+ */
+static int catalog_beside(const char *policy, char *buf, size_t len)
+{
+	static const char *const names[] = { "catalog.yaml", "catalog.yml" };
+	const char *slash = strrchr(policy, '/');
+	int dirlen = slash ? (int)(slash - policy) + 1 : 0;
+	struct stat st;
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		int w = snprintf(buf, len, "%.*s%s", dirlen, policy, names[i]);
+
+		if (w > 0 && (size_t)w < len && stat(buf, &st) == 0 && S_ISREG(st.st_mode))
+			return 0;
+	}
+	return -1;
+}
 
 static int cmd_check(int argc, char **argv)
 {
 	const char *files[MAX_FILES], *members = NULL, *catalog = NULL;
+	char beside[4096];
+	int no_catalog = 0;
 	struct policy_refs refs = { 0 };
 	struct policy_catalog *cat = NULL;
 	struct policy_set *s = NULL;
@@ -351,6 +378,8 @@ static int cmd_check(int argc, char **argv)
 				return usage_error("policy check", "%s needs a file", argv[i]);
 			*(argv[i][2] == 'm' ? &members : &catalog) = argv[i + 1];
 			i++;
+		} else if (strcmp(argv[i], "--no-catalog") == 0) {
+			no_catalog = 1;
 		} else if (argv[i][0] == '-' && argv[i][1]) {
 			return usage_error("policy check", "unknown option '%s'", argv[i]);
 		} else if (n == MAX_FILES) {
@@ -365,6 +394,10 @@ static int cmd_check(int argc, char **argv)
 	}
 	if (n == 0)
 		return usage_error("policy check", "%s", "no policy files given");
+	if (no_catalog && catalog)
+		return usage_error("policy check", "%s", "--no-catalog and a catalog given together");
+	if (!catalog && !no_catalog && catalog_beside(files[0], beside, sizeof(beside)) == 0)
+		catalog = beside;
 	if (today(&refs.now) < 0)
 		return usage_error("policy check", "NOORDPOORT_NOW='%s' is not YYYY-MM-DD", getenv("NOORDPOORT_NOW"));
 	if (members) {
@@ -375,6 +408,12 @@ static int cmd_check(int argc, char **argv)
 		refs.members = ids;
 		refs.unknown_member_is_error = 1;
 	}
+	if (catalog)
+		printf("catalog: %s%s\n", catalog,
+		       catalog == beside ? " (next to the policy file)" : "");
+	else
+		printf("catalog: none (datasets and fields not checked)\n");
+	fflush(stdout); /* before the problems, which go to stderr */
 	if (catalog && policy_catalog_load(catalog, &cat, &d) < 0)
 		goto out;
 	refs.catalog = cat;

@@ -56,6 +56,28 @@ expect "check: a key three edits away gets no suggestion" 1 \
 	"typo3.yaml:[0-9]+:[0-9]+: error: jtf-monitoring/grant\\[0\\]: unknown key 'mn_ce'\$" bash -c "
 	sed 's/min_cell: 10 /mn_ce: 10 /' '$ex/jtf-monitoring.yaml' >'$tmp/typo3.yaml' &&
 	'$bin' policy check --members '$members' '$tmp/typo3.yaml'"
+# The catalog next to the policies is used without --catalog.
+mkdir "$tmp/node"
+cp "$ex/catalog.yaml" "$tmp/node/catalog.yaml"
+sed 's/end_reason: exact/end_reasn: exact/' "$ex/jtf-monitoring.yaml" >"$tmp/node/fieldtypo.yaml"
+cp "$tmp/node/fieldtypo.yaml" "$tmp/fieldtypo.yaml"
+"$bin" policy check --members "$members" "$tmp/node/fieldtypo.yaml" >"$out" 2>&1
+rc=$?
+if [ "$rc" -eq 1 ] && grep -q "^catalog: $tmp/node/catalog.yaml (next to the policy file)$" "$out" &&
+	grep -q "fieldtypo.yaml:[0-9]*:[0-9]*: error: .*has no field 'end_reasn' in the catalog" "$out"; then
+	pass "check: catalog.yaml next to the policy file is used and named"
+else
+	fail "check: catalog.yaml next to the policy file is used and named" "exit status $rc" "$(cat "$out")"
+fi
+expect "check: no catalog next to the file, none used, and it says so" 0 \
+	'^catalog: none \(datasets and fields not checked\)$' \
+	"$bin" policy check --members "$members" "$tmp/fieldtypo.yaml"
+expect "check: --no-catalog skips the catalog next to the file" 0 '^catalog: none' \
+	"$bin" policy check --no-catalog --members "$members" "$tmp/node/fieldtypo.yaml"
+expect "check: an explicit --catalog is named" 0 "^catalog: $ex/catalog.yaml\$" \
+	"$bin" policy check --catalog "$ex/catalog.yaml" "$ex/jtf-monitoring.yaml"
+expect "check: --no-catalog with --catalog is a usage error" 2 'together' \
+	"$bin" policy check --no-catalog --catalog "$ex/catalog.yaml" "$ex/jtf-monitoring.yaml"
 expect "check: acknowledged min_cell below 5 passes" 0 '^ok' bash -c "
 	sed 's/min_cell: 5/min_cell: 3\n        acknowledge: [{risk: min_cell_below_5, reason: interne kwaliteitscontrole}]/' \
 		'$ex/jtf-monitoring.yaml' >'$tmp/ack.yaml' && '$bin' policy check '$tmp/ack.yaml'"
