@@ -6,6 +6,7 @@
 #include "internal.h"
 
 #include <cjson/cJSON.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,8 +52,9 @@ static const char usage_test[] =
 	"Usage: noordpoort policy test [--policies FILE...] TESTFILE...\n"
 	"\n"
 	"Runs the cases of each TESTFILE (YAML: request -> expected decision) and\n"
-	"prints 'ok - ...' or 'not ok - ...' per case, with the actual decision\n"
-	"and reason for failures, then 'N passed, N failed'. The policies are the\n"
+	"prints 'ok - ...' or 'not ok - ...' per case; under a failed case, one\n"
+	"'#   control: expected X; got Y' line per mismatched control and the\n"
+	"decision as made. Then 'N passed, N failed' (cases). The policies are the\n"
 	"TESTFILE's 'policies:' list (relative to it) unless --policies is given.\n"
 	"Exit status: 0 all passed, 1 a case failed or a file is broken, 2 usage.\n";
 
@@ -509,8 +511,36 @@ static int case_request(struct ydoc *y, yaml_node_t *n, const char *what, struct
 	return bad ? -1 : 0;
 }
 
+/*
+ * The mismatches of one case, one "#   control: expected X; got Y" line
+ * each: an officer fixing a policy sees everything a case disagrees with
+ * at once, not one control per run.
+ */
+struct misses {
+	char text[2048];
+	size_t len;
+	int n;
+};
+
+static void miss(struct misses *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void miss(struct misses *m, const char *fmt, ...)
+{
+	va_list ap;
+	int w;
+
+	m->n++;
+	if (m->len >= sizeof(m->text))
+		return;
+	va_start(ap, fmt);
+	w = vsnprintf(m->text + m->len, sizeof(m->text) - m->len, fmt, ap);
+	va_end(ap);
+	if (w > 0)
+		m->len = m->len + (size_t)w < sizeof(m->text) ? m->len + (size_t)w : sizeof(m->text);
+}
+
+/* Compares the expected output controls with |dec|'s; -1 if malformed. */
 static int expect_output(struct ydoc *y, yaml_node_t *n, const struct policy_decision *dec,
-			 char *why, size_t whylen)
+			 struct misses *m)
 {
 	struct ykey k[] = {
 		{ "min_cell", 0, NULL }, { "epsilon", 0, NULL }, { "round_to", 0, NULL },
@@ -522,27 +552,36 @@ static int expect_output(struct ydoc *y, yaml_node_t *n, const struct policy_dec
 	if (ydoc_map(y, n, "output", k, 6) < 0)
 		return -1;
 	if (k[0].value && (s = ydoc_str(y, k[0].value, "min_cell")) && strtoul(s, NULL, 10) != o->min_cell)
-		return snprintf(why, whylen, "min_cell is %u, expected %s", o->min_cell, s), 1;
+		miss(m, "#   output.min_cell: expected %s; got %u\n", s, o->min_cell);
 	if (k[1].value && (s = ydoc_str(y, k[1].value, "epsilon"))) {
 		int want_none = strcmp(s, "none") == 0;
 
-		if (want_none ? o->noise : (!o->noise || strtod(s, NULL) != o->epsilon))
-			return snprintf(why, whylen, "noise is %s%g, expected %s", o->noise ? "epsilon " : "none",
-					o->noise ? o->epsilon : 0.0, s), 1;
+		if (want_none ? o->noise : (!o->noise || strtod(s, NULL) != o->epsilon)) {
+			if (o->noise)
+				miss(m, "#   output.epsilon: expected %s; got %g\n", s, o->epsilon);
+			else
+				miss(m, "#   output.epsilon: expected %s; got none\n", s);
+		}
 	}
 	if (k[2].value && (s = ydoc_str(y, k[2].value, "round_to")) && strtoul(s, NULL, 10) != o->round_to)
-		return snprintf(why, whylen, "round_to is %u, expected %s", o->round_to, s), 1;
-	if (k[3].value && (s = ydoc_str(y, k[3].value, "max_cells_per_person")) && strtoul(s, NULL, 10) != o->max_cells_per_person)
-		return snprintf(why, whylen, "max_cells_per_person is %u, expected %s", o->max_cells_per_person, s), 1;
-	if (k[4].value && (s = ydoc_str(y, k[4].value, "identifiers")) && strcmp(s, policy_ident_name(o->identifiers)) != 0)
-		return snprintf(why, whylen, "identifiers is %s, expected %s", policy_ident_name(o->identifiers), s), 1;
+		miss(m, "#   output.round_to: expected %s; got %u\n", s, o->round_to);
+	if (k[3].value && (s = ydoc_str(y, k[3].value, "max_cells_per_person")) &&
+	    strtoul(s, NULL, 10) != o->max_cells_per_person)
+		miss(m, "#   output.max_cells_per_person: expected %s; got %u\n", s, o->max_cells_per_person);
+	if (k[4].value && (s = ydoc_str(y, k[4].value, "identifiers")) &&
+	    strcmp(s, policy_ident_name(o->identifiers)) != 0)
+		miss(m, "#   output.identifiers: expected %s; got %s\n", s, policy_ident_name(o->identifiers));
 	if (k[5].value && (s = ydoc_str(y, k[5].value, "budget_epsilon")) &&
-	    (strcmp(s, "none") == 0 ? o->has_budget : (!o->has_budget || strtod(s, NULL) != o->budget_epsilon)))
-		return snprintf(why, whylen, "budget epsilon is %g, expected %s", o->has_budget ? o->budget_epsilon : 0.0, s), 1;
+	    (strcmp(s, "none") == 0 ? o->has_budget : (!o->has_budget || strtod(s, NULL) != o->budget_epsilon))) {
+		if (o->has_budget)
+			miss(m, "#   output.budget_epsilon: expected %s; got %g\n", s, o->budget_epsilon);
+		else
+			miss(m, "#   output.budget_epsilon: expected %s; got none\n", s);
+	}
 	return 0;
 }
 
-/* Runs one case; prints its line. */
+/* Runs one case; prints its line, and one line per mismatched control. */
 static void run_case(struct ydoc *y, yaml_node_t *n, size_t idx, const struct policy_set *s,
 		     const char *file, struct tally *t)
 {
@@ -554,10 +593,11 @@ static void run_case(struct ydoc *y, yaml_node_t *n, size_t idx, const struct po
 	};
 	struct req q = { 0 };
 	struct policy_decision dec;
-	char what[64], why[600] = "";
+	struct misses m = { .len = 0 };
+	char what[64];
 	const char *name = NULL, *want, *x;
 	enum policy_reason reason;
-	int errors = y->d->errors, fail = 0;
+	int errors = y->d->errors;
 
 	snprintf(what, sizeof(what), "cases[%zu]", idx);
 	if (ydoc_map(y, n, what, k, 3) == 0 && (name = ydoc_str(y, k[0].value, "name")) &&
@@ -567,26 +607,32 @@ static void run_case(struct ydoc *y, yaml_node_t *n, size_t idx, const struct po
 		if (want && strcmp(want, "permit") != 0 && strcmp(want, "deny") != 0)
 			ydoc_error(y, ek[0].value, "expect.decision: expected permit or deny, found '%s'", want);
 		else if (want && (strcmp(want, "permit") == 0) != dec.permit)
-			fail = snprintf(why, sizeof(why), "expected %s", want);
-		if (!fail && ek[2].value && (x = ydoc_str(y, ek[2].value, "reason"))) {
+			miss(&m, "#   decision: expected %s; got %s (%s)\n", want,
+			     dec.permit ? "permit" : "deny", policy_reason_name(dec.reason));
+		if (ek[2].value && (x = ydoc_str(y, ek[2].value, "reason"))) {
 			if (policy_reason_parse(x, &reason) < 0)
 				ydoc_error(y, ek[2].value, "expect.reason: unknown reason '%s' (see docs/policy.md)", x);
 			else if (reason != dec.reason)
-				fail = snprintf(why, sizeof(why), "expected reason %s", x);
+				miss(&m, "#   reason: expected %s; got %s\n", x, policy_reason_name(dec.reason));
 		}
-		if (!fail && ek[1].value && (x = ydoc_str(y, ek[1].value, "rule")) && strcmp(x, dec.rule) != 0)
-			fail = snprintf(why, sizeof(why), "expected rule '%s'", x);
-		if (!fail && ek[3].value && dec.permit)
-			fail = expect_output(y, ek[3].value, &dec, why, sizeof(why)) > 0;
+		if (ek[1].value && (x = ydoc_str(y, ek[1].value, "rule")) && strcmp(x, dec.rule) != 0)
+			miss(&m, "#   rule: expected '%s'; got %s%s%s\n", x, dec.rule[0] ? "'" : "",
+			     dec.rule[0] ? dec.rule : "none", dec.rule[0] ? "'" : "");
+		/* Output controls exist only on a permit; a deny is already a line above. */
+		if (ek[3].value && dec.permit)
+			expect_output(y, ek[3].value, &dec, &m);
 	}
 	if (y->d->errors != errors) {
 		t->failed++;
 		printf("not ok - %s: %s (the case is malformed)\n", file, name ? name : what);
 		print_diag_commented(y->d);
-	} else if (fail) {
+	} else if (m.n) {
 		t->failed++;
 		printf("not ok - %s: %s\n", file, name);
-		printf("#   %s; got %s (%s)%s%s%s: %s\n", why, dec.permit ? "permit" : "deny",
+		fputs(m.text, stdout);
+		if (m.len >= sizeof(m.text) - 1)
+			printf("#   (more mismatches than fit here)\n");
+		printf("#   the decision: %s (%s)%s%s%s: %s\n", dec.permit ? "permit" : "deny",
 		       policy_reason_name(dec.reason), dec.rule[0] ? " by '" : "", dec.rule,
 		       dec.rule[0] ? "'" : "", dec.message);
 	} else {

@@ -134,11 +134,47 @@ EOF
 "$bin" policy test "$tmp/wrong.test.yaml" >"$out" 2>&1
 rc=$?
 if [ "$rc" -eq 1 ] && grep -q '^not ok - .*expects a permit that is a deny' "$out" &&
-	grep -q "^#   expected permit; got deny (field_not_granted)" "$out" &&
+	grep -q "^#   decision: expected permit; got deny (field_not_granted)$" "$out" &&
+	grep -q "^#   the decision: deny (field_not_granted): field 'sector'" "$out" &&
 	grep -q '^1 passed, 1 failed$' "$out"; then
 	pass "test: a failing case shows the actual decision and reason, exit 1"
 else
 	fail "test: a failing case shows the actual decision and reason, exit 1" "exit status $rc" "$(cat "$out")"
+fi
+# Every mismatched control of a case, each on its own line; the summary
+# counts cases (one failed case with three mismatches is "1 failed").
+cat >"$tmp/many.test.yaml" <<EOF
+policies: [$ex/hnld-kv-monitoring.yaml]
+cases:
+  - name: three controls wrong, two right
+    request: {as: arbeidsmarkttafel, purpose: hnld-kv-monitoring, operation: linked_aggregate,
+              at: 2025-03-15, fields: [opleidingsfonds-techniek/inschrijvingen.programme,
+              uwv/ww-uitkeringen.end_reason]}
+    expect:
+      decision: permit
+      rule: amt-andere-regel
+      output: {min_cell: 20, epsilon: 0.5, round_to: 10, max_cells_per_person: 1, budget_epsilon: 3}
+  - name: a deny with the wrong reason and rule
+    request: {as: arbeidsmarkttafel, purpose: hnld-kv-monitoring, operation: lookup,
+              at: 2025-03-15, fields: [uwv/ww-uitkeringen.end_reason]}
+    expect: {decision: permit, reason: field_not_granted, rule: amt-programmamonitor,
+             output: {min_cell: 20}}
+EOF
+"$bin" policy test "$tmp/many.test.yaml" >"$out" 2>&1
+rc=$?
+if [ "$rc" -eq 1 ] && [ "$(grep -c '^#   ' "$out")" -eq 8 ] &&
+	grep -q "^#   rule: expected 'amt-andere-regel'; got 'amt-programmamonitor'$" "$out" &&
+	grep -q '^#   output.min_cell: expected 20; got 10$' "$out" &&
+	grep -q '^#   output.round_to: expected 10; got 5$' "$out" &&
+	! grep -q '^#   output.epsilon\|^#   output.budget_epsilon\|^#   output.max_cells' "$out" &&
+	grep -q '^#   decision: expected permit; got deny (forbidden)$' "$out" &&
+	grep -q '^#   reason: expected field_not_granted; got forbidden$' "$out" &&
+	grep -q "^#   rule: expected 'amt-programmamonitor'; got 'uwv-ww-nooit-per-persoon'$" "$out" &&
+	[ "$(grep -c '^#   the decision: ' "$out")" -eq 2 ] &&
+	grep -q '^0 passed, 2 failed$' "$out"; then
+	pass "test: every mismatched control of a case, one line each; the summary counts cases"
+else
+	fail "test: every mismatched control of a case, one line each; the summary counts cases" "exit status $rc" "$(cat "$out")"
 fi
 expect "test: --policies overrides the file's list" 1 '^0 passed, 2 failed$' \
 	"$bin" policy test --policies "$ex/jtf-monitoring.yaml" "$tmp/wrong.test.yaml"
