@@ -151,6 +151,7 @@ static const char *const col_title[NCOL] = { "WHEN", "WHO", "PURPOSE", "DATASETS
 
 struct row {
 	char *col[NCOL];
+	char *why; /* a deny's reason, rule and nearest rule; NULL for a permit */
 };
 
 /* A log value fit for a terminal: control characters (an escape sequence
@@ -201,6 +202,39 @@ static char *field_text(const cJSON *rec, const char *name, const char *alt)
 	s = cJSON_PrintUnformatted(v);
 	o = printable(s);
 	cJSON_free(s);
+	return o;
+}
+
+/*
+ * Why a deny was a deny, for the person asking: the reason code, the rule
+ * that denied (a forbid) and the nearest grant the request fell short of,
+ * each only when the record has it. NULL for a permit (or out of memory).
+ */
+static char *deny_why(const cJSON *rec)
+{
+	const char *dec = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "decision"));
+	const char *reason = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "reason"));
+	const char *rule = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "rule"));
+	const char *near = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "nearest_rule"));
+	char *text = NULL, *o;
+	size_t len;
+	FILE *m;
+
+	if (!dec || strcmp(dec, "deny") != 0)
+		return NULL;
+	if (!(m = open_memstream(&text, &len)))
+		return NULL;
+	fprintf(m, "denied: %s", reason && *reason ? reason : "no reason recorded");
+	if (rule && *rule)
+		fprintf(m, "; rule '%s'", rule);
+	if (near && *near)
+		fprintf(m, "; nearest rule '%s'", near);
+	if (fclose(m) != 0) {
+		free(text);
+		return NULL;
+	}
+	o = printable(text);
+	free(text);
 	return o;
 }
 
@@ -276,6 +310,7 @@ static long subject_scan(const char *file, const char *hex, struct row **rows)
 		*rows = nr;
 		for (int c = 0; c < NCOL; c++)
 			nr[nrows].col[c] = field_text(rec, src[c], c == C_DATASETS ? "dataset" : NULL);
+		nr[nrows].why = deny_why(rec);
 		nrows++;
 		cJSON_Delete(rec);
 	}
@@ -410,18 +445,23 @@ static int cmd_subject(int argc, char **argv)
 			}
 		for (int c = 0; c < NCOL; c++)
 			print_cell(col_title[c], w[c], c == NCOL - 1);
-		for (long i = 0; i < nrows; i++)
+		for (long i = 0; i < nrows; i++) {
 			for (int c = 0; c < NCOL; c++)
 				print_cell(rows[i].col[c] ? rows[i].col[c] : "?", w[c], c == NCOL - 1);
+			if (rows[i].why)
+				printf("    %s\n", rows[i].why);
+		}
 	}
 	if (vrc == -EBADMSG) {
 		fprintf(stderr, "noordpoort audit subject: warning: %s is NOT intact (%s); this list "
 				"may be incomplete\n", file, r.problem);
 		rc = 1;
 	}
-	for (long i = 0; i < nrows; i++)
+	for (long i = 0; i < nrows; i++) {
 		for (int c = 0; c < NCOL; c++)
 			free(rows[i].col[c]);
+		free(rows[i].why);
+	}
 	free(rows);
 	return rc;
 }

@@ -853,22 +853,44 @@ static void cli_subject(void)
 	cJSON_ReplaceItemInObject(f, "requester", cJSON_CreateString("evil\x1b]0;pwned\x07"));
 	CHECK(audit_append(log, f, NULL) == 0);
 	cJSON_Delete(f);
+	/* a deny as a node records it: reason code, the forbid, the nearest grant */
+	f = fields(8, subj_a);
+	cJSON_ReplaceItemInObject(f, "rule", cJSON_CreateString("forbid-9"));
+	cJSON_ReplaceItemInObject(f, "reason", cJSON_CreateString("field_not_granted"));
+	cJSON_AddStringToObject(f, "nearest_rule", "grant-3");
+	CHECK(audit_append(log, f, NULL) == 0);
+	cJSON_Delete(f);
+	/* a deny with nothing but the decision */
+	f = fields(12, subj_a);
+	cJSON_DeleteItemFromObject(f, "rule");
+	cJSON_DeleteItemFromObject(f, "reason");
+	CHECK(audit_append(log, f, NULL) == 0);
+	cJSON_Delete(f);
 	CHECK(audit_close(log) == 0);
 
 	CHECK(run_cli(out, sizeof(out), 5, "audit", "subject", "--pseudonym", subj_a, p) == 0);
-	CHECK_CONTAINS(out, "3 records concern this person");
+	CHECK_CONTAINS(out, "5 records concern this person");
 	CHECK_CONTAINS(out, "WHEN                      WHO");
 	CHECK_CONTAINS(out, "gemeente-0");
 	CHECK_CONTAINS(out, "uwv/ww-uitkeringen");
 	CHECK_CONTAINS(out, "deny");
 	CHECK_CONTAINS(out, "evil?]0;pwned?");
 	CHECK(strchr(out, '\x1b') == NULL);
+	/* why a deny was a deny, under its row; a permit gets no such line */
+	CHECK_CONTAINS(out, "\n    denied: field_not_granted; rule 'forbid-9'; nearest rule 'grant-3'\n");
+	CHECK_CONTAINS(out, "\n    denied: no reason recorded\n");
+	{
+		int n = 0; /* 3 of the 5 records are denies (i = 0, 8, 12) */
+		for (const char *q = out; (q = strstr(q, "\n    denied: ")); q++)
+			n++;
+		CHECK(n == 3);
+	}
 	for (size_t i = 0; i < sizeof(upper); i++)
 		upper[i] = (char)toupper((unsigned char)subj_a[i]);
 	CHECK(run_cli(out, sizeof(out), 4, "audit", "subject", "--pseudonym=" "ABCDEF0123456789", p) == 0);
 	CHECK_CONTAINS(out, "no records concern this person");
 	CHECK(run_cli(out, sizeof(out), 5, "audit", "subject", "--pseudonym", upper, p) == 0);
-	CHECK_CONTAINS(out, "3 records concern this person");
+	CHECK_CONTAINS(out, "5 records concern this person");
 
 	CHECK(run_cli(out, sizeof(out), 5, "audit", "subject", "--pseudonym", "xyz", p) == 2);
 	CHECK_CONTAINS(out, "--pseudonym: 'xyz' is not a hex pseudonym");
@@ -888,7 +910,7 @@ static void cli_subject(void)
 		free_lines(v, n);
 	}
 	CHECK(run_cli(out, sizeof(out), 5, "audit", "subject", "--pseudonym", subj_a, p) == 1);
-	CHECK_CONTAINS(out, "2 records concern this person");
+	CHECK_CONTAINS(out, "4 records concern this person");
 	CHECK_CONTAINS(out, "is NOT intact");
 	free(p);
 }
