@@ -35,6 +35,7 @@ Checks, each printed as "ok - NAME" or "not ok - NAME: REASON":
 - make: every `make TARGET` used the same way names a target of the
   Makefile (explicit targets, or a pattern rule such as build/asan/tests/%).
   VAR=value arguments and options are not targets.
+- examples: docs/policy.md names every file in policies/examples/.
 - history: no doc tells its development history ("issue 10", "(issue",
   "a later issue", "TODO", "to-do", "Before the fix"); references to
   another project's tracker ("libevent issue 1212") are allowed.
@@ -332,7 +333,17 @@ def check_history():
            "history: the pattern catches history lines", "regex misses one")
 
 
+def check_examples():
+    text = read(os.path.join(ROOT, "docs", "policy.md"))
+    files = sorted(os.listdir(os.path.join(ROOT, "policies", "examples")))
+    missing = [f for f in files if "`%s`" % f not in text]
+    report(len(files) >= 2 and not missing,
+           "docs/policy.md lists every example in policies/examples/ (%d)" %
+           len(files), "not listed: %s" % ", ".join(missing or ["(none found)"]))
+
+
 def main():
+    check_examples()
     check_paths()
     check_commands()
     check_make()
