@@ -22,7 +22,9 @@ Checks, each printed as "ok - NAME" or "not ok - NAME: REASON":
       whoami.json): they name a file the reader or a script makes; bare
       names of source, test and doc files (SOURCE_EXT) must be the name of
       some tracked file; a bare extension (".sig") is no path;
-    * files a how-to tells the reader to create (TO_CREATE).
+    * files a how-to tells the reader to create (TO_CREATE);
+    * paths that lead out of the repository (../shared/DESIGN.md, the
+      project's design notes beside the checkout).
 - commands: every `noordpoort SUBCOMMAND [SUBSUBCOMMAND]` that appears as
   a command (first word of a backtick span or of a line in a fenced code
   block, optionally after "$ ", a path such as build/noordpoort, or a
@@ -170,6 +172,9 @@ def path_candidate(tok):
 def path_exists(tok, doc):
     if tok.startswith(GENERATED) or tok in TO_CREATE:
         return True
+    if not any((os.path.normpath(os.path.join(b, tok)) + "/").startswith(
+            ROOT + "/") for b in (ROOT, os.path.dirname(doc))):
+        return True  # outside the repository: not ours to check
     cands = [os.path.join(ROOT, tok), os.path.join(os.path.dirname(doc), tok),
              os.path.join(ROOT, "docs", tok)]
     if any(os.path.exists(c) for c in cands):
