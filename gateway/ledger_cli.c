@@ -424,6 +424,17 @@ int ledger_cli(int argc, char **argv)
 		fputs(usage_ledger, stdout);
 		return 0;
 	}
+	/* "ledger init --help" prints the usage; any other option-looking
+	 * argument is refused rather than taken for a file name (it made a
+	 * ledger called "--help"). */
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			fputs(usage_ledger, stdout);
+			return 0;
+		}
+		if (argv[i][0] == '-')
+			return usage_error("unknown option '%s'", argv[i]);
+	}
 	if (strcmp(argv[1], "init") == 0)
 		return cmd_init(argc - 1, argv + 1);
 	if (strcmp(argv[1], "verify") == 0)
