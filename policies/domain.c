@@ -39,36 +39,14 @@ static void civil(int64_t z, int64_t *y, int *m)
 	*m = (int)mm;
 }
 
-static int64_t dom_days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	unsigned yoe = (unsigned)(y - era * 400);
-	unsigned doy = (153 * (m + (m > 2 ? (unsigned)-3 : 9)) + 2) / 5 + d - 1;
-	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-
-	return era * 146097 + (int64_t)doe - 719468;
-}
-
 int pol_domain_day(const char *s, int32_t *day)
 {
-	static const unsigned mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-	unsigned y = 0, m, d;
+	int64_t d;
+	unsigned y;
 
-	if (strlen(s) != 10 || s[4] != '-' || s[7] != '-')
+	if (pol_civil_day(s, &d, &y) < 0 || y < 1900 || y > 2199)
 		return -1;
-	for (int i = 0; i < 10; i++)
-		if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
-			return -1;
-	for (int i = 0; i < 4; i++)
-		y = y * 10 + (unsigned)(s[i] - '0');
-	m = (unsigned)(s[5] - '0') * 10 + (unsigned)(s[6] - '0');
-	d = (unsigned)(s[8] - '0') * 10 + (unsigned)(s[9] - '0');
-	if (y < 1900 || y > 2199 || m < 1 || m > 12 || d < 1 || d > mdays[m - 1])
-		return -1;
-	if (m == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
-		return -1;
-	*day = (int32_t)dom_days_from_civil(y, m, d);
+	*day = (int32_t)d;
 	return 0;
 }
 

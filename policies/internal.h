@@ -140,6 +140,10 @@ struct policy_catalog {
 const struct pol_cat_field *pol_catalog_field(const struct policy_catalog *c,
 					      const char *dataset, const char *field);
 int pol_catalog_has_dataset(const struct policy_catalog *c, const char *dataset);
+/* Parses YYYY-MM-DD (a real calendar day, any year 0000..9999) into days
+ * since 1970-01-01 and its year; 0 or -1. policy_parse_date() and
+ * pol_domain_day() apply their own year ranges on top. */
+int pol_civil_day(const char *s, int64_t *day, unsigned *year);
 /* A day YYYY-MM-DD from 1900 to 2199 as days since 1970; 0 or -1. */
 int pol_domain_day(const char *s, int32_t *day);
 /* |f| as policy.h shows it (for the declared-domain checks). */

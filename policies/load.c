@@ -185,7 +185,7 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
 	return era * 146097 + (int64_t)doe - 719468;
 }
 
-int policy_parse_date(const char *s, int64_t *out)
+int pol_civil_day(const char *s, int64_t *day, unsigned *year)
 {
 	static const unsigned mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
 	unsigned y = 0, m, d;
@@ -199,11 +199,23 @@ int policy_parse_date(const char *s, int64_t *out)
 		y = y * 10 + (unsigned)(s[i] - '0');
 	m = (unsigned)(s[5] - '0') * 10 + (unsigned)(s[6] - '0');
 	d = (unsigned)(s[8] - '0') * 10 + (unsigned)(s[9] - '0');
-	if (y < 1970 || m < 1 || m > 12 || d < 1 || d > mdays[m - 1])
+	if (m < 1 || m > 12 || d < 1 || d > mdays[m - 1])
 		return -1;
 	if (m == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
 		return -1;
-	*out = days_from_civil(y, m, d) * DAY;
+	*day = days_from_civil(y, m, d);
+	*year = y;
+	return 0;
+}
+
+int policy_parse_date(const char *s, int64_t *out)
+{
+	int64_t day;
+	unsigned y;
+
+	if (pol_civil_day(s, &day, &y) < 0 || y < 1970)
+		return -1;
+	*out = day * DAY;
 	return 0;
 }
 
