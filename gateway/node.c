@@ -84,6 +84,16 @@ struct gw_node_worker {
 	struct adapter **adapters; /* parallel to node->ds */
 };
 
+/* The index of dataset |id| in the worker's node, or -1 when it holds none
+ * by that name. */
+static int worker_dataset(const struct gw_node_worker *w, const char *id)
+{
+	for (size_t i = 0; i < w->node->nds; i++)
+		if (strcmp(w->node->ds[i].id, id) == 0)
+			return (int)i;
+	return -1;
+}
+
 /* ---- opening ---- */
 
 static enum adapter_type adapter_type_of(enum policy_field_type t)
@@ -753,9 +763,9 @@ static int audit(const struct gw_env *env, const struct gw_member *caller, const
 			     gw_ident_audit(l->purpose, GW_IDENT_MAX, GW_IDENT_NAME,
 					    gw_ident_purpose_declared(env->policies, l->purpose), mark));
 	if (l->dataset) {
-		for (size_t i = 0; i < n->nds && !a; i++)
-			if (strcmp(n->ds[i].id, l->dataset) == 0)
-				a = env->node_worker->adapters[i];
+		int i = worker_dataset(env->node_worker, l->dataset);
+
+		a = i < 0 ? NULL : env->node_worker->adapters[i];
 		ds = gw_ident_audit(l->dataset, GW_IDENT_MAX, GW_IDENT_DATASET, a != NULL, mark);
 		json_put(&ok, o, "datasets", cJSON_CreateStringArray(&ds, 1));
 	}
@@ -941,11 +951,12 @@ int gw_node_lookup(const struct gw_env *env, const struct gw_member *caller,
 		return refuse(env, caller, &l, &dec, 403, policy_reason_name(dec.reason), dec.message, resp);
 
 	/* 4. Fetch: only the granted fields of this one person. */
-	for (size_t i = 0; i < w->node->nds; i++)
-		if (strcmp(w->node->ds[i].id, l.dataset) == 0) {
-			ds = &w->node->ds[i];
-			a = w->adapters[i];
-		}
+	{
+		int i = worker_dataset(w, l.dataset);
+
+		ds = i < 0 ? NULL : &w->node->ds[i];
+		a = i < 0 ? NULL : w->adapters[i];
+	}
 	if (!ds)
 		return refuse(env, caller, &l, &dec, 404, "not_found",
 			      "this node does not hold that dataset", resp);
@@ -1672,13 +1683,11 @@ static int sq_audit(const struct gw_env *env, const struct gw_member *caller, co
 			     gw_ident_audit(q->purpose, GW_IDENT_MAX, GW_IDENT_NAME,
 					    gw_ident_purpose_declared(env->policies, q->purpose), mark));
 	if (q->dataset) {
-		/* The node only now: a refusal before the body was read (a
+		/* The worker only now: a refusal before the body was read (a
 		 * caller without the hub role) has no dataset to look up. */
-		const struct gw_node *n = env->node_worker->node;
+		int i = worker_dataset(env->node_worker, q->dataset);
 
-		for (size_t i = 0; i < n->nds && !a; i++)
-			if (strcmp(n->ds[i].id, q->dataset) == 0)
-				a = env->node_worker->adapters[i];
+		a = i < 0 ? NULL : env->node_worker->adapters[i];
 		ds = gw_ident_audit(q->dataset, GW_IDENT_MAX, GW_IDENT_DATASET, a != NULL, mark);
 		json_put(&ok, o, "datasets", cJSON_CreateStringArray(&ds, 1));
 	}
@@ -1988,11 +1997,12 @@ int gw_node_subquery(const struct gw_env *env, const struct gw_member *caller,
 		rc = sq_refuse(env, caller, q, NULL, 400, "bad_request", bad, resp);
 		goto done;
 	}
-	for (size_t i = 0; i < w->node->nds; i++)
-		if (strcmp(w->node->ds[i].id, q->dataset) == 0) {
-			ds = &w->node->ds[i];
-			a = w->adapters[i];
-		}
+	{
+		int i = worker_dataset(w, q->dataset);
+
+		ds = i < 0 ? NULL : &w->node->ds[i];
+		a = i < 0 ? NULL : w->adapters[i];
+	}
 	if (!ds) {
 		rc = sq_refuse(env, caller, q, NULL, 404, "not_found", "this node does not hold that dataset", resp);
 		goto done;
