@@ -57,6 +57,10 @@ $(STAMP): scripts/deps.sh Makefile
 build/.deps-%-ok: scripts/deps.sh Makefile
 	@sh scripts/deps.sh $*
 	@mkdir -p build && touch $@
+# Stamps, not intermediates: without this make deletes build/.deps-clang-ok
+# after a run (it is only an order-only prerequisite) and checks the
+# packages again next time.
+.PRECIOUS: build/.deps-%-ok
 deps:
 	@sh scripts/deps.sh all
 
