@@ -749,26 +749,32 @@ void ledger_close(struct ledger *l)
 
 /* ---- debit and status ---------------------------------------------------- */
 
-/* Spent in [start, reset) for requester × purpose, into *spent. */
-static int sum_spent(struct ledger *l, const char *requester, const char *purpose, int64_t start,
-		     int64_t reset, uint64_t *spent)
+/* Steps a bound sum statement (one row, one column) into *spent and
+ * resets it for the next use; SQLITE_OK or the step's error. */
+static int step_sum(sqlite3_stmt *s, uint64_t *spent)
 {
-	int rc;
+	int rc = sqlite3_step(s);
 
-	sqlite3_bind_text(l->sum, 1, requester, -1, SQLITE_STATIC);
-	sqlite3_bind_text(l->sum, 2, purpose, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(l->sum, 3, start);
-	sqlite3_bind_int64(l->sum, 4, reset);
-	rc = sqlite3_step(l->sum);
 	if (rc == SQLITE_ROW) {
-		int64_t v = sqlite3_column_int64(l->sum, 0);
+		int64_t v = sqlite3_column_int64(s, 0);
 
 		*spent = v > 0 ? (uint64_t)v : 0;
 		rc = SQLITE_OK;
 	}
-	sqlite3_reset(l->sum);
-	sqlite3_clear_bindings(l->sum);
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
 	return rc;
+}
+
+/* Spent in [start, reset) for requester × purpose, into *spent. */
+static int sum_spent(struct ledger *l, const char *requester, const char *purpose, int64_t start,
+		     int64_t reset, uint64_t *spent)
+{
+	sqlite3_bind_text(l->sum, 1, requester, -1, SQLITE_STATIC);
+	sqlite3_bind_text(l->sum, 2, purpose, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(l->sum, 3, start);
+	sqlite3_bind_int64(l->sum, 4, reset);
+	return step_sum(l->sum, spent);
 }
 
 static void fill_status(struct ledger_status *st, uint64_t limit, uint64_t spent, int64_t start,
@@ -808,21 +814,10 @@ static int check_args(struct ledger *l, const char *requester, const char *purpo
 static int sum_dataset(struct ledger *l, const char *dataset, int64_t start, int64_t reset,
 		       uint64_t *spent)
 {
-	int rc;
-
 	sqlite3_bind_text(l->ds_sum, 1, dataset, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(l->ds_sum, 2, start);
 	sqlite3_bind_int64(l->ds_sum, 3, reset);
-	rc = sqlite3_step(l->ds_sum);
-	if (rc == SQLITE_ROW) {
-		int64_t v = sqlite3_column_int64(l->ds_sum, 0);
-
-		*spent = v > 0 ? (uint64_t)v : 0;
-		rc = SQLITE_OK;
-	}
-	sqlite3_reset(l->ds_sum);
-	sqlite3_clear_bindings(l->ds_sum);
-	return rc;
+	return step_sum(l->ds_sum, spent);
 }
 
 /* The periods and limits of every charge, checked before the lock. */
