@@ -180,19 +180,12 @@ static int scan_file(const char *path, struct scan *s, char *err, size_t errlen)
 			if (s->collect) {
 				struct audit_debit *d;
 
-				if (s->n == s->cap) {
-					size_t nc = s->cap ? 2 * s->cap : 256;
-					void *p = realloc(s->d, nc * sizeof(*s->d));
-
-					if (!p) {
-						cJSON_Delete(o);
-						free(line);
-						fclose(f);
-						snprintf(err, errlen, "out of memory");
-						return -1;
-					}
-					s->d = p;
-					s->cap = nc;
+				if (grow(&s->d, s->n, &s->cap, sizeof(*s->d)) < 0) {
+					cJSON_Delete(o);
+					free(line);
+					fclose(f);
+					snprintf(err, errlen, "out of memory");
+					return -1;
 				}
 				d = &s->d[s->n++];
 				d->id = id;
