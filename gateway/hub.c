@@ -914,9 +914,8 @@ static const char *check_counts(struct hub_query *q, struct hub_ds *d, const cJS
 
 /* Forgets what a failed answer brought: its tokens and their maps (the
  * categories are the catalog's and stay). */
-static void drop_answer(struct hub_query *q, struct hub_ds *d)
+static void drop_answer(struct hub_ds *d)
 {
-	(void)q;
 	wire_tokens_free(&d->tok);
 	for (unsigned w = 0; w < d->nwire; w++) {
 		free(d->map[w]);
@@ -983,7 +982,7 @@ static int take_answer(struct hub_query *q, struct hub_ds *d, struct gw_hub_answ
 		d->counts = j;
 	}
 	if (why)
-		drop_answer(q, d);
+		drop_answer(d);
 	if (why && strcmp(why, "out of memory") == 0)
 		return oom(q);
 	if (why) {
