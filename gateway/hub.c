@@ -1579,19 +1579,36 @@ static void query_free(struct hub_query *q)
 /* A refusal counts against the requester's refusals (audit_refusal_admit).
  * 1 when it may be recorded; 0 when |resp| holds the answer (429 past the
  * limit), -1 when the summary line could not be written (|resp|: 503). */
-static int refusal_admitted(struct audit_log *log, const struct gw_member *caller, struct gw_response *resp)
+/* A refusal's error body; |budgeted| adds "budget_spent": false (a question
+ * with a budget says whether it was charged; nothing was, here). The
+ * messages are fixed text, so no escaping is needed. */
+static void refusal_error(struct gw_response *resp, int status, const char *code, const char *message,
+			  int budgeted)
+{
+	char *text = NULL;
+
+	if (!budgeted || asprintf(&text, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\","
+					 "\"budget_spent\":false}}", code, message) < 0)
+		gw_error(resp, status, code, message);
+	else
+		set_body(resp, status, text);
+}
+
+static int refusal_admitted(struct audit_log *log, const struct gw_member *caller, int budgeted,
+			    struct gw_response *resp)
 {
 	int rc = audit_refusal_admit(log, caller ? caller->id : "");
 
 	if (rc == 0)
 		return 1;
 	if (rc < 0) {
-		gw_error(resp, 503, "audit_unavailable", "the decision could not be recorded, so nothing is answered");
+		refusal_error(resp, 503, "audit_unavailable",
+			      "the decision could not be recorded, so nothing is answered", budgeted);
 		return -1;
 	}
-	gw_error(resp, 429, "too_many_refusals",
-		 "too many refused requests from this member; they are no longer recorded one by one. "
-		 "Retry later");
+	refusal_error(resp, 429, "too_many_refusals",
+		      "too many refused requests from this member; they are no longer recorded one by one. "
+		      "Retry later", budgeted);
 	if (resp->status == 429)
 		resp->retry_after = (unsigned)rc;
 	return 0;
@@ -1608,7 +1625,7 @@ static int refuse_non_coordinator(const struct gw_hub *hub, const struct gw_memb
 	char audit_id[33], mark[GW_IDENT_MARK_SIZE];
 	int ok, rc = -1;
 
-	if (hub && hub->audit && (rc = refusal_admitted(hub->audit, caller, resp)) <= 0)
+	if (hub && hub->audit && (rc = refusal_admitted(hub->audit, caller, 0, resp)) <= 0)
 		return 0;
 	rc = -1;
 	if (hub && hub->audit && (o = cJSON_CreateObject())) {
@@ -1631,30 +1648,6 @@ static int refuse_non_coordinator(const struct gw_hub *hub, const struct gw_memb
 				"the decision could not be recorded, so nothing is answered");
 	return gw_error(resp, 403, "not_a_coordinator", "only members with the coordinator role "
 			"may ask aggregate questions");
-}
-
-/* Adds "budget_spent" to the error object of a refusal made elsewhere
- * (refusal_admitted): the same shape as error_json's. Left as it is when
- * the body is not such an object or memory runs out. */
-static void mark_budget_spent(struct gw_response *resp, int spent)
-{
-	cJSON *o = resp->body ? cJSON_ParseWithLength(resp->body, resp->len) : NULL;
-	cJSON *e = cJSON_GetObjectItemCaseSensitive(o, "error");
-	char *text;
-
-	if (cJSON_IsObject(e) && cJSON_AddBoolToObject(e, "budget_spent", spent) &&
-	    (text = cJSON_PrintUnformatted(o))) {
-		char *copy = strdup(text);
-
-		cJSON_free(text);
-		if (copy) {
-			unsigned retry = resp->retry_after;
-
-			set_body(resp, resp->status, copy);
-			resp->retry_after = retry;
-		}
-	}
-	cJSON_Delete(o);
 }
 
 int gw_hub_aggregate(const struct gw_hub *hub, const struct gw_member *caller, const cJSON *question,
@@ -1706,10 +1699,8 @@ int gw_hub_aggregate(const struct gw_hub *hub, const struct gw_member *caller, c
 	 * requester's refusals; past the limit it is answered 429 without a
 	 * line of its own. */
 	if (q->status >= 400 && q->status <= 499 && q->status != 404 && !q->budget.debit_id &&
-	    hub->audit && refusal_admitted(hub->audit, caller, resp) <= 0) {
+	    hub->audit && refusal_admitted(hub->audit, caller, q->budgeted, resp) <= 0) {
 		free(text);
-		if (q->budgeted)
-			mark_budget_spent(resp, 0);
 		query_free(q);
 		return 0;
 	}
