@@ -19,6 +19,7 @@
 #include <openssl/x509.h>
 
 #include "../common/cliusage.h"
+#include "../common/fdio.h"
 
 static const char usage_csr[] =
 	"Usage: noordpoort csr --org NAME --oin OIN --out PREFIX [--cn NAME]\n"
@@ -84,19 +85,7 @@ static int write_new(const char *path, mode_t mode, const char *pem, size_t len)
 
 	if (fd < 0)
 		return -1;
-	if (fchmod(fd, mode) < 0)
-		goto fail;
-	while (len > 0) {
-		ssize_t w = write(fd, pem, len);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			goto fail;
-		pem += w;
-		len -= (size_t)w;
-	}
-	if (fsync(fd) < 0)
+	if (fchmod(fd, mode) < 0 || fd_write_all(fd, pem, len) < 0 || fsync(fd) < 0)
 		goto fail;
 	return close(fd);
 fail:
