@@ -370,6 +370,7 @@ static int peer_reverify(struct gw_conn *c, const struct gw_state *s, enum gw_hs
 	struct gw_worker *w = c->w;
 	struct gw_verdict *slot = NULL;
 	unsigned h = 0;
+	int rc;
 
 	for (int i = 0; i < 4; i++) {
 		char ch = c->peer.fingerprint[i];
@@ -385,20 +386,13 @@ static int peer_reverify(struct gw_conn *c, const struct gw_state *s, enum gw_hs
 		if (!slot && v->gen != s->gen)
 			slot = v; /* empty, or left from an older generation */
 	}
-	if (gw_tls_reverify(c->ssl, s->ctx, why) == 0) {
-		if (slot) {
-			slot->gen = s->gen;
-			memcpy(slot->fingerprint, c->peer.fingerprint, sizeof(slot->fingerprint));
-			slot->why = -1;
-		}
-		return 0;
-	}
+	rc = gw_tls_reverify(c->ssl, s->ctx, why);
 	if (slot) {
 		slot->gen = s->gen;
 		memcpy(slot->fingerprint, c->peer.fingerprint, sizeof(slot->fingerprint));
-		slot->why = (int)*why;
+		slot->why = rc == 0 ? -1 : (int)*why;
 	}
-	return -1;
+	return rc;
 }
 
 /* What a new handshake plus the members file of |s| would say about the
