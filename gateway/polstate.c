@@ -8,21 +8,15 @@
 
 #include <stdio.h>
 #include <string.h>
-
-#define DAY 86400
+#include <time.h>
 
 static void date_of(int64_t t, char out[32])
 {
-	/* days_from_civil inverted (Howard Hinnant's civil_from_days). */
-	int64_t z = t / DAY + 719468, era = (z >= 0 ? z : z - 146096) / 146097;
-	unsigned doe = (unsigned)(z - era * 146097);
-	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-	int64_t y = (int64_t)yoe + era * 400;
-	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-	unsigned mp = (5 * doy + 2) / 153, d = doy - (153 * mp + 2) / 5 + 1;
-	unsigned m = mp < 10 ? mp + 3 : mp - 9;
+	time_t tt = (time_t)t;
+	struct tm tm;
 
-	snprintf(out, 32, "%04lld-%02u-%02u", (long long)(y + (m <= 2)), m % 100, d % 100);
+	if (!gmtime_r(&tt, &tm) || strftime(out, 32, "%Y-%m-%d", &tm) == 0)
+		snprintf(out, 32, "?");
 }
 
 int gw_polstate_check(const struct gw_config *cfg, const struct policy_set *set, int64_t now,
