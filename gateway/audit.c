@@ -935,8 +935,10 @@ int audit_refusal_admit(struct audit_log *log, const char *requester)
 
 	if (!log)
 		return 0;
-	if (!requester)
-		requester = "";
+	/* One name for "no member id", so the lookup below finds its slot
+	 * (the slot's who is never empty: "" marks a free slot). */
+	if (!requester || !requester[0])
+		requester = "-";
 	pthread_mutex_lock(&log->refusal_mu);
 	for (size_t i = 0; i < REFUSAL_SLOTS && !w; i++)
 		if (log->refusals[i].who[0] && strncmp(log->refusals[i].who, requester, 64) == 0)
@@ -952,7 +954,7 @@ int audit_refusal_admit(struct audit_log *log, const char *requester)
 				w = &log->refusals[i];
 		}
 		memset(w, 0, sizeof(*w));
-		snprintf(w->who, sizeof(w->who), "%s", requester[0] ? requester : "-");
+		snprintf(w->who, sizeof(w->who), "%s", requester);
 		w->start_ms = now;
 	}
 	if (now - w->start_ms >= AUDIT_REFUSAL_WINDOW_MS) {
@@ -992,7 +994,7 @@ int audit_refusal_admit(struct audit_log *log, const char *requester)
 	if (rc < 0) {
 		/* not written: the next refusal of this window tries again */
 		pthread_mutex_lock(&log->refusal_mu);
-		if (strncmp(w->who, requester[0] ? requester : "-", 64) == 0 && w->suppressed > 0)
+		if (strncmp(w->who, requester, 64) == 0 && w->suppressed > 0)
 			w->suppressed--;
 		pthread_mutex_unlock(&log->refusal_mu);
 		return rc;
