@@ -5,10 +5,10 @@
  * state_dir; both refuse to go back (docs/policy.md, "Serial and validity").
  */
 #include "policy.h"
+#include "../common/errbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,19 +22,6 @@ struct policy_serials {
 	struct policy_serial_rec *v;
 	size_t n, cap;
 };
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
 
 const char *policy_base_name(const char *path)
 {
@@ -104,34 +91,36 @@ int policy_serials_read(const char *path, struct policy_serials **out, char *err
 	int fd = -1;
 
 	*out = NULL;
-	if (!s)
-		return fail(err, errlen, "out of memory");
+	if (!s) {
+		err_set(err, errlen, "out of memory");
+		return -1;
+	}
 	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0 && errno == ENOENT) {
 		*out = s; /* nothing recorded yet */
 		return 0;
 	}
 	if (fd < 0) {
-		fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		err_set(err, errlen, "%s: cannot open: %s", path, strerror(errno));
 		goto bad;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		fail(err, errlen, "%s: not a regular file", path);
+		err_set(err, errlen, "%s: not a regular file", path);
 		goto bad;
 	}
 	if (st.st_size > (off_t)SERIALS_FILE_MAX) {
-		fail(err, errlen, "%s: larger than %u bytes", path, SERIALS_FILE_MAX);
+		err_set(err, errlen, "%s: larger than %u bytes", path, SERIALS_FILE_MAX);
 		goto bad;
 	}
 	if (!(buf = malloc((size_t)st.st_size + 1))) {
-		fail(err, errlen, "out of memory");
+		err_set(err, errlen, "out of memory");
 		goto bad;
 	}
 	while (len < (size_t)st.st_size && (r = read(fd, buf + len, (size_t)st.st_size - len)) != 0) {
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			fail(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+			err_set(err, errlen, "%s: cannot read: %s", path, strerror(errno));
 			goto bad;
 		}
 		len += (size_t)r;
@@ -145,16 +134,16 @@ int policy_serials_read(const char *path, struct policy_serials **out, char *err
 		/* A record someone edited into something else is not guessed at:
 		 * the gateway refuses to load until an operator looks. */
 		if (!nl || parse_line(buf + at, n, &rec) < 0) {
-			fail(err, errlen, "%s:%zu: not a serial record (expected 'NAME SERIAL SHA256' "
-			     "ending in a newline)", path, lineno);
+			err_set(err, errlen, "%s:%zu: not a serial record (expected 'NAME SERIAL SHA256' "
+			        "ending in a newline)", path, lineno);
 			goto bad;
 		}
 		if (policy_serials_find(s, rec.name)) {
-			fail(err, errlen, "%s:%zu: '%s' is recorded twice", path, lineno, rec.name);
+			err_set(err, errlen, "%s:%zu: '%s' is recorded twice", path, lineno, rec.name);
 			goto bad;
 		}
 		if (policy_serials_set(s, rec.name, rec.serial, rec.sha256) < 0) {
-			fail(err, errlen, "out of memory");
+			err_set(err, errlen, "out of memory");
 			goto bad;
 		}
 		at += n + 1;
@@ -217,8 +206,10 @@ int policy_serials_write(const struct policy_serials *s, const char *path, char 
 	int fd, dfd;
 	FILE *f;
 
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
-		return fail(err, errlen, "%s: name too long", path);
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
+		err_set(err, errlen, "%s: name too long", path);
+		return -1;
+	}
 	if (slash == path)
 		snprintf(dir, sizeof(dir), "/");
 	else if (slash)
@@ -227,15 +218,20 @@ int policy_serials_write(const struct policy_serials *s, const char *path, char 
 		snprintf(dir, sizeof(dir), ".");
 	/* A fresh file, never one planted under that name (a link the folder's
 	 * owner left there would otherwise be truncated by whoever writes). */
-	if (unlink(tmp) != 0 && errno != ENOENT)
-		return fail(err, errlen, "%s: cannot remove: %s", tmp, strerror(errno));
+	if (unlink(tmp) != 0 && errno != ENOENT) {
+		err_set(err, errlen, "%s: cannot remove: %s", tmp, strerror(errno));
+		return -1;
+	}
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-	if (fd < 0)
-		return fail(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+	if (fd < 0) {
+		err_set(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+		return -1;
+	}
 	if (!(f = fdopen(fd, "w"))) {
 		close(fd);
 		unlink(tmp);
-		return fail(err, errlen, "%s: cannot write: %s", tmp, strerror(errno));
+		err_set(err, errlen, "%s: cannot write: %s", tmp, strerror(errno));
+		return -1;
 	}
 	for (size_t i = 0; i < s->n; i++)
 		fprintf(f, "%s %llu %s\n", s->v[i].name, (unsigned long long)s->v[i].serial,
@@ -247,17 +243,20 @@ int policy_serials_write(const struct policy_serials *s, const char *path, char 
 
 		fclose(f);
 		unlink(tmp);
-		return fail(err, errlen, "%s: cannot write: %s", tmp, strerror(e));
+		err_set(err, errlen, "%s: cannot write: %s", tmp, strerror(e));
+		return -1;
 	}
 	if (fclose(f) != 0) {
 		unlink(tmp);
-		return fail(err, errlen, "%s: cannot write: %s", tmp, strerror(errno));
+		err_set(err, errlen, "%s: cannot write: %s", tmp, strerror(errno));
+		return -1;
 	}
 	if (rename(tmp, path) != 0) {
 		int e = errno;
 
 		unlink(tmp);
-		return fail(err, errlen, "%s: cannot replace: %s", path, strerror(e));
+		err_set(err, errlen, "%s: cannot replace: %s", path, strerror(e));
+		return -1;
 	}
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0 || fsync(dfd) != 0) {
@@ -265,7 +264,8 @@ int policy_serials_write(const struct policy_serials *s, const char *path, char 
 
 		if (dfd >= 0)
 			close(dfd);
-		return fail(err, errlen, "%s: cannot sync the folder: %s", dir, strerror(e));
+		err_set(err, errlen, "%s: cannot sync the folder: %s", dir, strerror(e));
+		return -1;
 	}
 	close(dfd);
 	return 0;
