@@ -24,21 +24,6 @@ static int band_width(enum policy_gen g)
 	}
 }
 
-/* Days since 1970-01-01 to the civil date (Howard Hinnant's algorithm). */
-static void civil(int64_t z, int64_t *y, int *m)
-{
-	z += 719468;
-	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-	unsigned doe = (unsigned)(z - era * 146097);
-	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-	unsigned mp = (5 * doy + 2) / 153;
-	unsigned mm = mp < 10 ? mp + 3 : mp - 9;
-
-	*y = (int64_t)yoe + era * 400 + (mm <= 2);
-	*m = (int)mm;
-}
-
 int pol_domain_day(const char *s, int32_t *day)
 {
 	int64_t d;
@@ -54,13 +39,13 @@ int pol_domain_day(const char *s, int32_t *day)
 static int64_t period_of(int64_t day, enum policy_gen g)
 {
 	int64_t y;
-	int m;
+	unsigned m, d;
 
-	civil(day, &y, &m);
+	pol_civil_from_days(day, &y, &m, &d);
 	if (g == POLICY_GEN_MONTH)
-		return y * 12 + (m - 1);
+		return y * 12 + (int64_t)(m - 1);
 	if (g == POLICY_GEN_QUARTER)
-		return y * 4 + (m - 1) / 3;
+		return y * 4 + (int64_t)(m - 1) / 3;
 	return y;
 }
 

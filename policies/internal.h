@@ -144,6 +144,9 @@ int pol_catalog_has_dataset(const struct policy_catalog *c, const char *dataset)
  * since 1970-01-01 and its year; 0 or -1. policy_parse_date() and
  * pol_domain_day() apply their own year ranges on top. */
 int pol_civil_day(const char *s, int64_t *day, unsigned *year);
+/* Days since 1970-01-01 back to year, month 1..12 and day 1..31 (the
+ * inverse of pol_civil_day, any day). */
+void pol_civil_from_days(int64_t day, int64_t *year, unsigned *month, unsigned *mday);
 /* A day YYYY-MM-DD from 1900 to 2199 as days since 1970; 0 or -1. */
 int pol_domain_day(const char *s, int32_t *day);
 /* |f| as policy.h shows it (for the declared-domain checks). */

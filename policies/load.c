@@ -219,18 +219,27 @@ int policy_parse_date(const char *s, int64_t *out)
 	return 0;
 }
 
-void pol_date_str(int64_t t, char out[11])
+void pol_civil_from_days(int64_t day, int64_t *year, unsigned *month, unsigned *mday)
 {
-	int64_t z = (t >= 0 ? t : t - DAY + 1) / DAY + 719468;
+	int64_t z = day + 719468;
 	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
 	unsigned doe = (unsigned)(z - era * 146097);
 	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
 	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
 	unsigned mp = (5 * doy + 2) / 153;
-	unsigned d = doy - (153 * mp + 2) / 5 + 1;
 	unsigned m = mp < 10 ? mp + 3 : mp - 9;
-	int64_t y = (int64_t)yoe + era * 400 + (m <= 2);
 
+	*year = (int64_t)yoe + era * 400 + (m <= 2);
+	*month = m;
+	*mday = doy - (153 * mp + 2) / 5 + 1;
+}
+
+void pol_date_str(int64_t t, char out[11])
+{
+	int64_t y;
+	unsigned m, d;
+
+	pol_civil_from_days((t >= 0 ? t : t - DAY + 1) / DAY, &y, &m, &d);
 	snprintf(out, 11, "%04u-%02u-%02u", (unsigned)(y % 10000), m % 100, d % 100);
 }
 
