@@ -1045,6 +1045,25 @@ static int refusal_lines(const char *path)
  * one summary line, the rest of the window refused without a line; other
  * requesters unaffected; a new window admits again and counts the
  * previous window's suppressed refusals. */
+/* A refusal without a requester has one window too, whether it comes as
+ * NULL or "" (looked up as "" but stored as "-", each once took a fresh
+ * window and evicted another requester's). */
+static void refusal_limit_without_requester(void)
+{
+	char *p = path_in("refusals-anon.log");
+	struct audit_log *log = NULL;
+
+	CHECK(audit_open(p, NULL, NULL, &log, NULL, 0) == 0);
+	audit_set_refusal_limit(log, 3);
+	for (int i = 0; i < 3; i++)
+		CHECK(audit_refusal_admit(log, i % 2 ? "" : NULL) == 0);
+	CHECK(audit_refusal_admit(log, "") > 0);
+	CHECK(audit_refusal_admit(log, NULL) > 0);
+	CHECK(refusal_lines(p) == 1);
+	CHECK(audit_close(log) == 0);
+	free(p);
+}
+
 static void refusal_limit_boundaries(void)
 {
 	char *p = path_in("refusals.log");
@@ -1137,6 +1156,7 @@ int main(void)
 	RUN(sigkill_under_load_then_reopen);
 	RUN(line_cap_boundaries);
 	RUN(refusal_limit_boundaries);
+	RUN(refusal_limit_without_requester);
 	free(sec_path);
 	free(pub_path);
 	free(other_pub_path);
