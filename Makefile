@@ -25,8 +25,9 @@ HARDEN_CPPFLAGS := -U_FORTIFY_SOURCE -D_FORTIFY_SOURCE=3
 HARDEN_CFLAGS   := -fstack-protector-strong -fstack-clash-protection -fcf-protection -fPIE
 HARDEN_LDFLAGS  := -pie -Wl,-z,relro,-z,now
 
-SRC      := $(wildcard common/*.c gateway/*.c crypto/*.c synth/*.c adapters/*.c policies/*.c aggregate/*.c)
-LIBSRC   := $(filter-out gateway/main.c,$(SRC))
+SRC      := $(wildcard common/*.c crypto/*.c synth/*.c adapters/*.c policies/*.c aggregate/*.c \
+                      gateway/*.c audit/*.c node/*.c hub/*.c cli/*.c)
+LIBSRC   := $(filter-out cli/main.c,$(SRC))
 OBJ      := $(SRC:%.c=build/obj/%.o)
 ASANOBJ  := $(SRC:%.c=build/asan/obj/%.o)
 UNIT     := $(patsubst tests/unit/%.c,build/asan/tests/%,$(wildcard tests/unit/test_*.c))
@@ -79,7 +80,7 @@ build/asan/noordpoort: $(ASANOBJ)
 # Unit tests #include the .c files they exercise (to reach static functions);
 # whatever else they call comes from an archive of the other objects (the
 # linker takes from it only what the test did not define itself).
-build/asan/libnoordpoort.a: $(filter-out build/asan/obj/gateway/main.o,$(ASANOBJ))
+build/asan/libnoordpoort.a: $(filter-out build/asan/obj/cli/main.o,$(ASANOBJ))
 	@rm -f $@
 	ar rcs $@ $^
 build/asan/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) build/asan/libnoordpoort.a $(STAMP)

@@ -36,6 +36,8 @@
 #ifndef NOORDPOORT_ADAPTER_H
 #define NOORDPOORT_ADAPTER_H
 
+#include "../common/err.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,14 +61,14 @@ enum adapter_type { ADAPTER_BSN, ADAPTER_CATEGORY, ADAPTER_INT, ADAPTER_DATE, AD
 /* What the functions return (0 on success). */
 enum adapter_error {
 	ADAPTER_OK = 0,
-	ADAPTER_ERR_ARG = -1,     /* NULL argument, bad schema, bad filter/projection */
-	ADAPTER_ERR_NOMEM = -2,
-	ADAPTER_ERR_IO = -3,      /* the file cannot be opened or read */
-	ADAPTER_ERR_SCHEMA = -4,  /* a schema field is not in the source, or twice (open; CSV: also a
+	ADAPTER_ERR_ARG = NP_ERR_ARG,     /* NULL argument, bad schema, bad filter/projection */
+	ADAPTER_ERR_NOMEM = NP_ERR_NOMEM,
+	ADAPTER_ERR_IO = NP_ERR_IO,      /* the file cannot be opened or read */
+	ADAPTER_ERR_SCHEMA = -600,  /* a schema field is not in the source, or twice (open; CSV: also a
 	                           * scan that finds another file at the path, see adapter_scan) */
-	ADAPTER_ERR_SQL = -5,     /* SQLite: not one read-only SELECT, no such table, or an SQLite error */
-	ADAPTER_ERR_FORMAT = -6,  /* CSV: the header cannot be read (open, or a scan as above) */
-	ADAPTER_ERR_BAD_ROW = -7, /* scan: a bad row, and on_bad_row is FAIL */
+	ADAPTER_ERR_SQL = -601,     /* SQLite: not one read-only SELECT, no such table, or an SQLite error */
+	ADAPTER_ERR_FORMAT = NP_ERR_FORMAT,  /* CSV: the header cannot be read (open, or a scan as above) */
+	ADAPTER_ERR_BAD_ROW = -602, /* scan: a bad row, and on_bad_row is FAIL */
 };
 
 /* One field of a dataset. The strings are only read during adapter_open,

@@ -10,13 +10,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../common/err.h"
 #include "../policies/policy.h"
 
 /* Errors: every function returns 0 or one of these. */
-#define AGG_EINVAL (-1) /* an argument is NULL, zero or outside its range */
-#define AGG_ERANGE (-2) /* a count, a sum or a noise draw does not fit in int64_t */
-#define AGG_ERNG   (-3) /* the injected RNG returned a value outside [0, bound) */
-#define AGG_ENOMEM (-4) /* out of memory */
+#define AGG_EINVAL NP_ERR_ARG   /* an argument is NULL, zero or outside its range */
+#define AGG_ERANGE (-660)      /* a count, a sum or a noise draw does not fit in int64_t */
+#define AGG_ERNG   (-661)      /* the injected RNG returned a value outside [0, bound) */
+#define AGG_ENOMEM NP_ERR_NOMEM /* out of memory */
 
 /*
  * Epsilon as the sampler takes it: num/den, kept exact (no floating point

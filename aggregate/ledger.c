@@ -143,7 +143,7 @@ int ledger_period(int64_t t, enum policy_period per, int64_t *start, int64_t *re
 	int64_t y, m, d, first, next_y, next_m;
 
 	if (!start || !reset || t < LEDGER_TIME_MIN || t > LEDGER_TIME_MAX)
-		return -EINVAL;
+		return NP_ERR_ARG;
 	civil_from_days(floor_div(t, 86400), &y, &m, &d);
 	switch (per) {
 	case POLICY_PER_MONTH:
@@ -159,7 +159,7 @@ int ledger_period(int64_t t, enum policy_period per, int64_t *start, int64_t *re
 		next_m = 13;
 		break;
 	default:
-		return -EINVAL;
+		return NP_ERR_ARG;
 	}
 	next_y = y;
 	if (next_m > 12) {
@@ -231,7 +231,7 @@ static int to_micro(double eps, int dir, uint64_t *out)
 	uint64_t lo;
 
 	if (!out || !(eps >= 0) || eps > LEDGER_EPSILON_MAX)
-		return -EINVAL;
+		return NP_ERR_ARG;
 	x = eps * LEDGER_MICRO;
 	lo = (uint64_t)x;          /* x < 2^53: lo and x - lo are exact */
 	frac = x - (double)lo;
@@ -273,7 +273,7 @@ static int fail(const struct ledger *l, int rc, const char *what, char *err, siz
 		return LEDGER_BUSY;
 	case SQLITE_NOMEM:
 		snprintf(err, errlen, "%s: out of memory while %s", path, what);
-		return -ENOMEM;
+		return NP_ERR_NOMEM;
 	case SQLITE_CORRUPT:
 	case SQLITE_NOTADB:
 		snprintf(err, errlen,
@@ -548,13 +548,13 @@ static int open_ledger(const char *path, int create, struct ledger **out, char *
 		*out = NULL;
 	if (!path || !*path || !out) {
 		snprintf(err, errlen, "budget ledger: no file name");
-		return -EINVAL;
+		return NP_ERR_ARG;
 	}
 	l = calloc(1, sizeof(*l));
 	if (!l || !(l->path = strdup(path))) {
 		free(l);
 		snprintf(err, errlen, "%s: out of memory", path);
-		return -ENOMEM;
+		return NP_ERR_NOMEM;
 	}
 	pthread_mutex_init(&l->mu, NULL);
 	l->fd = -1;
@@ -660,7 +660,7 @@ int ledger_create(const char *path, char *err, size_t errlen)
 
 	if (!path || !*path) {
 		snprintf(err, errlen, "budget ledger: no file name");
-		return -EINVAL;
+		return NP_ERR_ARG;
 	}
 	/* O_EXCL: never over an existing file, whatever it holds. */
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -692,7 +692,7 @@ int ledger_last_debit(struct ledger *l, int64_t *id, char *err, size_t errlen)
 
 	if (!l || !id) {
 		snprintf(err, errlen, "budget ledger: missing handle");
-		return -EINVAL;
+		return NP_ERR_ARG;
 	}
 	pthread_mutex_lock(&l->mu);
 	rc = query_int(l->db, "SELECT coalesce(max(id), 0) FROM ledger_debit", &v, &rows);
@@ -708,7 +708,7 @@ int ledger_same_file(const struct ledger *l, char *err, size_t errlen)
 	struct stat st;
 
 	if (!l)
-		return -EINVAL;
+		return NP_ERR_ARG;
 	if (stat(l->path, &st) != 0) {
 		int e = errno;
 
@@ -796,16 +796,16 @@ static int check_args(struct ledger *l, const char *requester, const char *purpo
 {
 	if (!l || !requester || !purpose) {
 		snprintf(err, errlen, "budget ledger: missing handle, requester or purpose");
-		return -EINVAL;
+		return NP_ERR_ARG;
 	}
 	if (limit > (uint64_t)(LEDGER_EPSILON_MAX * LEDGER_MICRO)) {
 		snprintf(err, errlen, "budget ledger: limit of %" PRIu64 " micro-epsilon is too large",
 			 limit);
-		return -EINVAL;
+		return NP_ERR_ARG;
 	}
 	if (ledger_period(now, per, start, reset) != 0) {
 		snprintf(err, errlen, "budget ledger: no period %d at time %" PRId64, (int)per, now);
-		return -EINVAL;
+		return NP_ERR_ARG;
 	}
 	return 0;
 }
@@ -827,7 +827,7 @@ static int check_charges(struct ledger_charge *ds, size_t nds, int64_t now, int6
 	if (nds > LEDGER_MAX_CHARGES || (nds && !ds)) {
 		snprintf(err, errlen, "budget ledger: at most %d dataset budgets per debit",
 			 LEDGER_MAX_CHARGES);
-		return -EINVAL;
+		return NP_ERR_ARG;
 	}
 	for (size_t i = 0; i < nds; i++) {
 		memset(&ds[i].st, 0, sizeof(ds[i].st));
@@ -835,13 +835,13 @@ static int check_charges(struct ledger_charge *ds, size_t nds, int64_t now, int6
 		    ds[i].limit_micro > (uint64_t)(LEDGER_EPSILON_MAX * LEDGER_MICRO) ||
 		    ledger_period(now, ds[i].per, &start[i], &reset[i]) != 0) {
 			snprintf(err, errlen, "budget ledger: dataset budget %zu is malformed", i);
-			return -EINVAL;
+			return NP_ERR_ARG;
 		}
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(ds[i].dataset, ds[j].dataset) == 0) {
 				snprintf(err, errlen, "budget ledger: dataset %s charged twice in one debit",
 					 ds[i].dataset);
-				return -EINVAL;
+				return NP_ERR_ARG;
 			}
 	}
 	return 0;
@@ -875,7 +875,7 @@ int ledger_debit_datasets(struct ledger *l, const char *requester, const char *p
 	if (amount_micro == 0 || amount_micro > (uint64_t)(LEDGER_EPSILON_MAX * LEDGER_MICRO)) {
 		snprintf(err, errlen, "budget ledger: a debit must be between 1 micro-epsilon and %g",
 			 LEDGER_EPSILON_MAX);
-		return -EINVAL;
+		return NP_ERR_ARG;
 	}
 	ret = check_charges(ds, nds, now, ds_start, ds_reset, err, errlen);
 	if (ret)
@@ -986,7 +986,7 @@ int ledger_dataset_status(struct ledger *l, struct ledger_charge *ds, size_t nds
 
 	if (!l) {
 		snprintf(err, errlen, "budget ledger: missing handle");
-		return -EINVAL;
+		return NP_ERR_ARG;
 	}
 	ret = check_charges(ds, nds, now, start, reset, err, errlen);
 	if (ret)
@@ -1018,7 +1018,7 @@ int ledger_status(struct ledger *l, const char *requester, const char *purpose,
 		return ret;
 	if (!st) {
 		snprintf(err, errlen, "budget ledger: no status to fill");
-		return -EINVAL;
+		return NP_ERR_ARG;
 	}
 	pthread_mutex_lock(&l->mu);
 	rc = sum_spent(l, requester, purpose, start, reset, &spent);

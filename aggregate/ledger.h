@@ -7,6 +7,8 @@
 #ifndef NOORDPOORT_LEDGER_H
 #define NOORDPOORT_LEDGER_H
 
+#include "../common/err.h"
+
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,18 +16,18 @@
 #include "../policies/policy.h"
 
 /*
- * Return codes besides 0, -EINVAL (a bad argument) and -ENOMEM. The gateway
+ * Return codes besides 0, NP_ERR_ARG (a bad argument) and NP_ERR_NOMEM (common/err.h). The gateway
  * answers LEDGER_EXHAUSTED with 429 and every other error with 503; in no
  * case is anything released.
  */
-#define LEDGER_EXHAUSTED (-EDQUOT)         /* the debit would pass the limit */
-#define LEDGER_BUSY      (-EBUSY)          /* locked by another process past LEDGER_BUSY_MS */
-#define LEDGER_IO        (-EIO)            /* cannot open, read, write or sync the file */
-#define LEDGER_CORRUPT   (-EBADMSG)        /* not a ledger, or a damaged one */
-#define LEDGER_VERSION   (-EPROTONOSUPPORT) /* written by a newer Noordpoort */
-#define LEDGER_MISSING   (-ENOENT)         /* no ledger at the path (or an empty file) */
-#define LEDGER_EXISTS    (-EEXIST)         /* ledger_create(): the path exists */
-#define LEDGER_REPLACED  (-ESTALE)         /* the file at the path is not the one opened */
+#define LEDGER_EXHAUSTED (-620)         /* the debit would pass the limit */
+#define LEDGER_BUSY      NP_ERR_BUSY        /* locked by another process past LEDGER_BUSY_MS */
+#define LEDGER_IO        NP_ERR_IO        /* cannot open, read, write or sync the file */
+#define LEDGER_CORRUPT   (-621)        /* not a ledger, or a damaged one */
+#define LEDGER_VERSION   (-622) /* written by a newer Noordpoort */
+#define LEDGER_MISSING   NP_ERR_NOT_FOUND       /* no ledger at the path (or an empty file) */
+#define LEDGER_EXISTS    NP_ERR_EXISTS       /* ledger_create(): the path exists */
+#define LEDGER_REPLACED  (-623)       /* the file at the path is not the one opened */
 
 /* How long a debit waits for another hub's transaction before LEDGER_BUSY.
  * A debit holds the lock for well under a millisecond plus one fsync, so a
@@ -73,7 +75,7 @@ struct ledger_status {
  * schema and a fresh random ledger id, mode 0600. This is
  * `noordpoort ledger init`; the hub never creates a ledger, so deleting one
  * cannot reset the budget (docs/ledger.md). Returns 0, or LEDGER_EXISTS,
- * LEDGER_IO, LEDGER_BUSY, -EINVAL, -ENOMEM with one sentence in |err|; on
+ * LEDGER_IO, LEDGER_BUSY, NP_ERR_ARG, NP_ERR_NOMEM with one sentence in |err|; on
  * failure nothing is left at |path|.
  */
 int ledger_create(const char *path, char *err, size_t errlen);
@@ -91,7 +93,7 @@ int ledger_create(const char *path, char *err, size_t errlen);
  * or, with one sentence in |err| naming |path|: LEDGER_MISSING (no file, or
  * an empty one), LEDGER_IO (cannot open), LEDGER_CORRUPT (not a SQLite file, a SQLite file that is not a
  * ledger, or one that fails the check), LEDGER_VERSION (schema version newer
- * than LEDGER_SCHEMA_VERSION), LEDGER_BUSY, -EINVAL, -ENOMEM.
+ * than LEDGER_SCHEMA_VERSION), LEDGER_BUSY, NP_ERR_ARG, NP_ERR_NOMEM.
  * One handle per process is meant to be shared by all worker threads: calls
  * on it are serialised by a mutex. A handle must not cross fork(2); a child
  * opens its own.
@@ -106,7 +108,7 @@ void ledger_close(struct ledger *l);
 const char *ledger_id(const struct ledger *l);
 
 /* The id of the last debit (0 when there is none) into |*id|. Returns 0,
- * or LEDGER_BUSY, LEDGER_IO, LEDGER_CORRUPT, -EINVAL with |err| set. */
+ * or LEDGER_BUSY, LEDGER_IO, LEDGER_CORRUPT, NP_ERR_ARG with |err| set. */
 int ledger_last_debit(struct ledger *l, int64_t *id, char *err, size_t errlen);
 
 /* Whether the file at the ledger's path is still the one opened (same
@@ -118,7 +120,7 @@ int ledger_same_file(const struct ledger *l, char *err, size_t errlen);
 /*
  * The calendar period of |per| (month, quarter or year, in UTC) that holds
  * |t|: |*start| is its first second, |*reset| the first second of the next.
- * Returns 0, or -EINVAL for an unknown |per| or |t| outside
+ * Returns 0, or NP_ERR_ARG for an unknown |per| or |t| outside
  * [LEDGER_TIME_MIN, LEDGER_TIME_MAX].
  */
 int ledger_period(int64_t t, enum policy_period per, int64_t *start, int64_t *reset);
@@ -128,7 +130,7 @@ int ledger_period(int64_t t, enum policy_period per, int64_t *start, int64_t *re
  * ledger_micro_down() for a limit (rounds down), so rounding can never let a
  * requester spend more than the policy allows. A value within double
  * precision of a whole micro-ε (0.1, 0.3, ...) is taken as that value, so
- * ten queries of 0.1 fit a budget of 1. Returns 0, or -EINVAL for NaN, a
+ * ten queries of 0.1 fit a budget of 1. Returns 0, or NP_ERR_ARG for NaN, a
  * negative value or more than LEDGER_EPSILON_MAX.
  */
 int ledger_micro_up(double eps, uint64_t *out);
@@ -148,7 +150,7 @@ int ledger_micro_down(double eps, uint64_t *out);
  * budget, but nothing is ever released unpaid. There is no refund.
  * Returns 0, LEDGER_EXHAUSTED (nothing recorded; |err| says what is left and
  * when it resets), LEDGER_BUSY ("the budget ledger is locked by another
- * process"; nothing recorded), LEDGER_IO, LEDGER_CORRUPT, -EINVAL, -ENOMEM.
+ * process"; nothing recorded), LEDGER_IO, LEDGER_CORRUPT, NP_ERR_ARG, NP_ERR_NOMEM.
  */
 int ledger_debit(struct ledger *l, const char *requester, const char *purpose,
 		 enum policy_period per, uint64_t limit_micro, uint64_t amount_micro, int64_t now,
@@ -191,15 +193,15 @@ int ledger_debit_datasets(struct ledger *l, const char *requester, const char *p
 
 /* Read-only: fills each charge's st (debit_id 0) with where its dataset
  * stands at |now|. Returns 0, or LEDGER_BUSY, LEDGER_IO, LEDGER_CORRUPT,
- * -EINVAL, -ENOMEM with |err| set. */
+ * NP_ERR_ARG, NP_ERR_NOMEM with |err| set. */
 int ledger_dataset_status(struct ledger *l, struct ledger_charge *ds, size_t nds, int64_t now,
 			  char *err, size_t errlen);
 
 /*
  * Read-only: where |requester| × |purpose| stands at |now| against
  * |limit_micro|. Readers do not wait for a writer (WAL). Returns 0 with |st|
- * filled (debit_id 0), or LEDGER_BUSY, LEDGER_IO, LEDGER_CORRUPT, -EINVAL,
- * -ENOMEM with |err| set.
+ * filled (debit_id 0), or LEDGER_BUSY, LEDGER_IO, LEDGER_CORRUPT, NP_ERR_ARG,
+ * NP_ERR_NOMEM with |err| set.
  */
 int ledger_status(struct ledger *l, const char *requester, const char *purpose,
 		  enum policy_period per, uint64_t limit_micro, int64_t now,

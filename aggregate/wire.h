@@ -8,6 +8,8 @@
 #ifndef NOORDPOORT_WIRE_H
 #define NOORDPOORT_WIRE_H
 
+#include "../common/err.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -19,14 +21,14 @@
 /* What the functions below return (0 on success). */
 enum wire_error {
 	WIRE_OK = 0,
-	WIRE_ERR_ARG = -1,    /* NULL argument, nfields > WIRE_MAX_FIELDS */
-	WIRE_ERR_NOMEM = -2,
-	WIRE_ERR_LIMIT = -3,  /* builder: a 65536th distinct value in a field, a value longer
+	WIRE_ERR_ARG = NP_ERR_ARG,    /* NULL argument, nfields > WIRE_MAX_FIELDS */
+	WIRE_ERR_NOMEM = NP_ERR_NOMEM,
+	WIRE_ERR_LIMIT = NP_ERR_LIMIT,  /* builder: a 65536th distinct value in a field, a value longer
 	                       * than 65535 bytes, or more than 2^32-1 records */
-	WIRE_ERR_FORMAT = -4, /* decode/open: malformed input (|err| says what) */
-	WIRE_ERR_CRYPTO = -5, /* open: wrong key or altered ciphertext; seal, builder, decode:
+	WIRE_ERR_FORMAT = NP_ERR_FORMAT, /* decode/open: malformed input (|err| says what) */
+	WIRE_ERR_CRYPTO = NP_ERR_CRYPTO, /* open: wrong key or altered ciphertext; seal, builder, decode:
 	                       * libsodium failed to initialise */
-	WIRE_ERR_DEADLINE = -6, /* decode: past the caller's deadline (wire_decode_expect) */
+	WIRE_ERR_DEADLINE = NP_ERR_DEADLINE, /* decode: past the caller's deadline (wire_decode_expect) */
 };
 
 /* The value dictionary of one field: values[code], NUL-terminated (a value

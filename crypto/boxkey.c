@@ -1,8 +1,7 @@
 /*
  * The hub's box key pair: X25519 keys for crypto_box_seal, written and read
- * as one line of hex each (crypto/pseudo.h, "Box keys"), and the
- * `noordpoort keygen --box` command that makes them. Like keygen.c, only the
- * CLI at the bottom writes to stdout/stderr.
+ * as one line of hex each (crypto/pseudo.h, "Box keys"); the
+ * `noordpoort keygen --box` command that makes them is cli/keygen_cli.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,10 +14,10 @@
 
 #include <sodium.h>
 
-#include "../common/cliusage.h"
 #include "../common/errbuf.h"
 #include "../common/fdio.h"
 #include "../common/keyfile.h"
+#include "boxkey.h"
 #include "pseudo.h"
 
 #define BOX_HEX_LEN 64                  /* 32 bytes as hex */
@@ -178,64 +177,3 @@ int pseudo_box_read_sec(const char *path, unsigned char sk[32], char *err, size_
 }
 
 /* ---- the command line ---------------------------------------------------- */
-
-static const char usage_boxkey[] =
-	"Usage: noordpoort keygen --box --out PREFIX\n"
-	"\n"
-	"Writes a new X25519 key pair for sealed answers (crypto_box_seal):\n"
-	"PREFIX.sec, the hub's secret key (mode 0600; hub.box_key in the hub's\n"
-	"config), and PREFIX.pub, its public key (give it to every node:\n"
-	"node.hub_public_key). Each is one line of lower-case hex. Existing files\n"
-	"are never overwritten. Whoever holds PREFIX.sec can open every linked\n"
-	"answer a node sends: keep it on the hub only.\n"
-	"\n"
-	"Options:\n"
-	"  --box               make a box key pair (required)\n"
-	"  -o, --out PREFIX    where to write PREFIX.sec and PREFIX.pub (required)\n"
-	"  -h, --help          show this help\n";
-
-static int boxkey_usage_error(const char *fmt, const char *arg)
-{
-	return cli_usage_error("noordpoort keygen", "--box", fmt, arg);
-}
-
-int pseudo_boxkey_cli(int argc, char **argv)
-{
-	const char *out = NULL;
-	int box = 0;
-	char err[512];
-
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-
-		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			fputs(usage_boxkey, stdout);
-			return 0;
-		}
-		if (strcmp(a, "--box") == 0) {
-			box = 1;
-		} else if (strcmp(a, "-o") == 0 || strcmp(a, "--out") == 0) {
-			if (i + 1 >= argc)
-				return boxkey_usage_error("%s needs a prefix", a);
-			if (out)
-				return boxkey_usage_error("%s given twice", a);
-			out = argv[++i];
-		} else if (strncmp(a, "--out=", 6) == 0) {
-			if (out)
-				return boxkey_usage_error("%s given twice", "--out");
-			out = a + 6;
-		} else {
-			return boxkey_usage_error("unexpected argument '%s'", a);
-		}
-	}
-	if (!box)
-		return boxkey_usage_error("%s", "missing --box");
-	if (!out || !*out)
-		return boxkey_usage_error("%s", "missing --out PREFIX");
-	if (pseudo_box_generate(out, err, sizeof(err)) < 0) {
-		fprintf(stderr, "noordpoort keygen: %s\n", err);
-		return 1;
-	}
-	printf("%s.sec: new box secret key (mode 0600); %s.pub: its public key\n", out, out);
-	return 0;
-}

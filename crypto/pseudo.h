@@ -50,11 +50,13 @@
 #ifndef NOORDPOORT_PSEUDO_H
 #define NOORDPOORT_PSEUDO_H
 
+#include "../common/err.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
 /* BSN: burgerservicenummer. Validation by the elfproef. */
-enum bsn_error { BSN_OK = 0, BSN_EMPTY = -1, BSN_NOT_DIGITS = -2, BSN_LENGTH = -3, BSN_ZERO = -4, BSN_CHECKSUM = -5 };
+enum bsn_error { BSN_OK = 0, BSN_EMPTY = -640, BSN_NOT_DIGITS = -641, BSN_LENGTH = -642, BSN_ZERO = -643, BSN_CHECKSUM = -644 };
 
 /*
  * Parses |len| bytes (peer data: never strlen'd): 9 digits, or 8 digits
@@ -84,13 +86,13 @@ struct pseudo_key;      /* a derived key with the BLAKE2b chaining value after i
 /* What the functions below return (0 on success). */
 enum pseudo_error {
 	PSEUDO_OK = 0,
-	PSEUDO_ERR_NOMEM = -1,    /* sodium_malloc failed (or sodium_init) */
-	PSEUDO_ERR_ARG = -2,      /* NULL or empty argument */
-	PSEUDO_ERR_IO = -3,       /* open/read/write/fsync failed; errno text in err */
-	PSEUDO_ERR_EXISTS = -4,   /* generate: the file exists (never overwritten) */
-	PSEUDO_ERR_INSECURE = -5, /* load: group/other permissions, foreign owner, not a regular file */
-	PSEUDO_ERR_FORMAT = -6,   /* load: wrong size or not a master key line */
-	PSEUDO_ERR_CRYPTO = -7,   /* a libsodium call failed (should not happen) */
+	PSEUDO_ERR_NOMEM = NP_ERR_NOMEM,    /* sodium_malloc failed (or sodium_init) */
+	PSEUDO_ERR_ARG = NP_ERR_ARG,      /* NULL or empty argument */
+	PSEUDO_ERR_IO = NP_ERR_IO,       /* open/read/write/fsync failed; errno text in err */
+	PSEUDO_ERR_EXISTS = NP_ERR_EXISTS,   /* generate: the file exists (never overwritten) */
+	PSEUDO_ERR_INSECURE = NP_ERR_INSECURE, /* load: group/other permissions, foreign owner, not a regular file */
+	PSEUDO_ERR_FORMAT = NP_ERR_FORMAT,   /* load: wrong size or not a master key line */
+	PSEUDO_ERR_CRYPTO = NP_ERR_CRYPTO,   /* a libsodium call failed (should not happen) */
 };
 
 /*
@@ -148,53 +150,5 @@ void pseudo_tokens(const struct pseudo_key *k, const uint32_t *bsns, size_t n,
 
 /* Lower-case hex of |n| bytes; |out| has room for 2n+1 (NUL-terminated). */
 void pseudo_hex(const unsigned char *in, size_t n, char *out);
-
-/*
- * CLI: `noordpoort keygen --out FILE` writes a new master key (the lead wires
- * main.c to this; `keygen --sign` goes elsewhere). argv[0] = "keygen".
- * --help prints the usage on stdout and returns 0; bad usage prints one line
- * on stderr and returns 2; a failure to write returns 1 with one line on
- * stderr; success prints one line on stdout and returns 0.
- */
-int pseudo_keygen_cli(int argc, char **argv);
-
-/*
- * Box keys (crypto/boxkey.c): the hub's X25519 key pair for crypto_box_seal
- * (nodes seal linked answers to the public key; only the hub opens them).
- * Files: PREFIX.sec and PREFIX.pub, each one line of 64 lower-case hex digits
- * and a newline (65 bytes; the newline may be missing). PREFIX.sec is mode
- * 0600 and, like the master key, refused when group or others may access it,
- * when owned by another user than the process or root, or when not a regular
- * file. Return values are those of enum pseudo_error.
- */
-#define PSEUDO_BOX_PUB_BYTES 32 /* crypto_box_PUBLICKEYBYTES */
-#define PSEUDO_BOX_SEC_BYTES 32 /* crypto_box_SECRETKEYBYTES */
-
-/*
- * Writes a new key pair: PREFIX.sec (O_EXCL, 0600, fsync'd) then PREFIX.pub
- * (O_EXCL, 0644). Refuses if either file exists (PSEUDO_ERR_EXISTS) and
- * removes what it created when a later step fails. The secret key lives only
- * in sodium_malloc memory and is wiped. Returns 0, PSEUDO_ERR_ARG, _EXISTS,
- * _IO, _NOMEM; |err| names the file and the reason.
- */
-int pseudo_box_generate(const char *prefix, char *err, size_t errlen);
-
-/* Reads a public key file into |pk|. Returns 0, PSEUDO_ERR_ARG, _IO, _FORMAT. */
-int pseudo_box_read_pub(const char *path, unsigned char pk[32], char *err, size_t errlen);
-
-/*
- * Reads a secret key file into |sk|, which the caller supplies in
- * sodium_malloc memory (and may make read-only afterwards). The file's text
- * passes through sodium_malloc memory only and is wiped. Returns 0,
- * PSEUDO_ERR_ARG, _IO, _INSECURE, _FORMAT, _NOMEM; on failure |sk| is zeroed.
- */
-int pseudo_box_read_sec(const char *path, unsigned char sk[32], char *err, size_t errlen);
-
-/*
- * CLI: `noordpoort keygen --box --out PREFIX` (argv[0] = "keygen"; main.c
- * sends `keygen` here when --box is among the arguments). Exit statuses as
- * for pseudo_keygen_cli: 0, 1 (write failed), 2 (bad usage, one line).
- */
-int pseudo_boxkey_cli(int argc, char **argv);
 
 #endif

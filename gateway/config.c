@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "../common/yamldoc.h"
-#include "audit.h"
+#include "../audit/audit.h"
 
 static void set_defaults(struct gw_config *c)
 {

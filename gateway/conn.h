@@ -18,8 +18,8 @@
 #include "metrics.h"
 #include "routes.h"
 #include "tls.h"
-#include "audit.h"
-#include "node.h"
+#include "../audit/audit.h"
+#include "../node/node.h"
 #include "../policies/policy.h"
 
 /* What a reload replaces, as one unit: all files load, or none is used. */

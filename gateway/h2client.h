@@ -7,6 +7,8 @@
 #ifndef NOORDPOORT_H2CLIENT_H
 #define NOORDPOORT_H2CLIENT_H
 
+#include "../common/err.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,11 +16,11 @@
  * enum gw_fanout_error. */
 enum h2c_error {
 	H2C_OK = 0,
-	H2C_ERR_NOMEM = -1, /* out of memory */
-	H2C_ERR_ARG = -2,   /* NULL argument, or an endpoint that is not https://HOST:PORT */
-	H2C_ERR_FILE = -3,  /* a certificate, key or CA file unreadable, unparsable, not
+	H2C_ERR_NOMEM = NP_ERR_NOMEM, /* out of memory */
+	H2C_ERR_ARG = NP_ERR_ARG,   /* NULL argument, or an endpoint that is not https://HOST:PORT */
+	H2C_ERR_FILE = NP_ERR_IO,  /* a certificate, key or CA file unreadable, unparsable, not
 			     * matching, or a key readable by group/others */
-	H2C_ERR_INIT = -4,  /* OpenSSL or libsodium failed to initialise */
+	H2C_ERR_INIT = NP_ERR_INIT,  /* OpenSSL or libsodium failed to initialise */
 };
 
 /* Why a request has no answer (h2c_fail_phrase() says it in words). */

@@ -13,10 +13,10 @@
 #include <time.h>
 
 #include "../policies/policy.h"
-#include "hub.h"
+#include "../hub/hub.h"
 #include "jsonbody.h"
 #include "members.h"
-#include "node.h"
+#include "../node/node.h"
 #include "metrics.h"
 #include "tls.h"
 
@@ -313,7 +313,7 @@ static int h_catalog(const struct gw_env *env, const struct gw_request *req,
 }
 
 /* POST /v1/aggregate: the hub asks the nodes, which takes a while; the
- * server answers the stream from a job thread (gateway/hub.c does the work). */
+ * server answers the stream from a job thread (hub/hub.c does the work). */
 static int h_aggregate(const struct gw_env *env, const struct gw_request *req,
 		       const struct gw_member *m, const cJSON *json, struct gw_response *resp)
 {

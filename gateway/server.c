@@ -30,11 +30,12 @@
 #include <unistd.h>
 
 #include "../aggregate/ledger.h"
+#include "../crypto/boxkey.h"
 #include "../crypto/pseudo.h"
 #include "conn.h"
-#include "fanout.h"
-#include "hub.h"
-#include "ledger_cli.h"
+#include "../hub/fanout.h"
+#include "../hub/hub.h"
+#include "../cli/ledger_cli.h"
 #include "log.h"
 #include "polstate.h"
 #include "privdrop.h"

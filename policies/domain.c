@@ -117,7 +117,7 @@ const char *policy_domain_key(const struct policy_catalog_field *f, enum policy_
 		snprintf(buf, POLICY_DOMAIN_KEY_LEN, "%d-%d", first + (int)i * w, first + (int)i * w + w - 1);
 		return buf;
 	}
-	/* The node's formats (gateway/node.c, generalise_text()). */
+	/* The node's formats (node/node.c, generalise_text()). */
 	p = period_of(f->range_from, g) + (int64_t)i;
 	if (g == POLICY_GEN_MONTH)
 		snprintf(buf, POLICY_DOMAIN_KEY_LEN, "%04lld-%02d", (long long)(p / 12), (int)(p % 12) + 1);

@@ -367,9 +367,4 @@ int policy_verify_file(const char *file, const unsigned char pub[32], char *err,
 int policy_verify_mem(const unsigned char *buf, size_t len, const char *sigfile,
 		      const unsigned char pub[32], char *err, size_t errlen);
 
-/* The command-line tools: `noordpoort policy ...` (argv[0] = "policy") and
- * `noordpoort keygen --sign --out PREFIX` (argv[0] = "keygen"). Exit status. */
-int policy_cli(int argc, char **argv);
-int policy_keygen_cli(int argc, char **argv);
-
 #endif

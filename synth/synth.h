@@ -18,16 +18,18 @@
 #ifndef NOORDPOORT_SYNTH_H
 #define NOORDPOORT_SYNTH_H
 
+#include "../common/err.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
 /* What synth_generate returns (0 on success). */
 enum synth_error {
 	SYNTH_OK = 0,
-	SYNTH_ERR_ARG = -1,    /* NULL/empty out_dir, scale not finite, <= 0 or > SYNTH_MAX_SCALE */
-	SYNTH_ERR_EXISTS = -2, /* an output file exists and force is 0; nothing was written */
-	SYNTH_ERR_IO = -3,     /* mkdir/open/write/rename failed; err names the path and errno text */
-	SYNTH_ERR_NOMEM = -4,
+	SYNTH_ERR_ARG = NP_ERR_ARG,    /* NULL/empty out_dir, scale not finite, <= 0 or > SYNTH_MAX_SCALE */
+	SYNTH_ERR_EXISTS = NP_ERR_EXISTS, /* an output file exists and force is 0; nothing was written */
+	SYNTH_ERR_IO = NP_ERR_IO,     /* mkdir/open/write/rename failed; err names the path and errno text */
+	SYNTH_ERR_NOMEM = NP_ERR_NOMEM,
 };
 
 /*
@@ -62,14 +64,5 @@ struct synth_options {
  * SYNTH_ERR_IO or SYNTH_ERR_NOMEM; |err| says why.
  */
 int synth_generate(const struct synth_options *o, char *err, size_t errlen);
-
-/*
- * CLI: `noordpoort synth --out DIR [--seed S] [--scale X] [--format csv]
- * [--force] [--progress]`; argv[0] = "synth". --help prints the usage on
- * stdout and returns 0; bad usage prints one line on stderr and returns 2;
- * a failure returns 1 with one line on stderr. Progress (when stderr is a
- * terminal or with --progress) and one summary line per file go to stderr.
- */
-int synth_cli(int argc, char **argv);
 
 #endif

@@ -49,7 +49,7 @@ P_LOOKUP = "test-scholingscheck"      # lookup, granted to gemeente-groningen
 P_FED = "test-fed-exact"              # aggregate, granted to arbeidsmarkttafel
 LOOKUP_REQUESTER = "gemeente-groningen"
 COORDINATOR = "arbeidsmarkttafel"
-REFUSAL_LIMIT = 60                    # AUDIT_REFUSALS_PER_MINUTE (gateway/audit.h)
+REFUSAL_LIMIT = 60                    # AUDIT_REFUSALS_PER_MINUTE (audit/audit.h)
 
 # BSNs that pass the elfproef and are in no dataset of the tests.
 BSNS = []

@@ -1,6 +1,6 @@
 /*
  * libFuzzer target: the hub's handling of the nodes' answers
- * (gateway/hub.c: take_answer, check_counts, open_tokens, the categories,
+ * (hub/hub.c: take_answer, check_counts, open_tokens, the categories,
  * the join and the count) through gw_hub_aggregate() with a fake fan-out
  * that answers from the input.
  *

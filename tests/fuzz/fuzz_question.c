@@ -3,7 +3,7 @@
  * the request body on. The bytes go through gw_handle() (gateway/routes.c:
  * the body checks, UTF-8 and NUL, the JSON parse, trailing bytes, duplicate
  * keys) as the hub's coordinator; what the engine defers goes to
- * gw_hub_aggregate() (gateway/hub.c: the question parser, the decision, the
+ * gw_hub_aggregate() (hub/hub.c: the question parser, the decision, the
  * budget, the categories, the subqueries) with a fan-out whose nodes answer
  * well-formed answers to whatever they were asked (counts: one cell of
  * nulls; tokens: three persons shared by every dataset, values null or the

@@ -1,5 +1,5 @@
 /*
- * What fuzz_question.c and fuzz_answer.c share: a hub (gateway/hub.h) with a
+ * What fuzz_question.c and fuzz_answer.c share: a hub (hub/hub.h) with a
  * fixed catalog, signed-policy stand-in, members file, audit log and budget
  * ledger (both in /dev/shm, started afresh every 1024 runs so they
  * do not grow, and removed at exit), and a crypto_box key pair that the fake nodes seal to.
@@ -22,8 +22,8 @@
 #include "../../aggregate/ledger.h"
 #include "../../aggregate/wire.h"
 #include "../../common/diag.h"
-#include "../../gateway/audit.h"
-#include "../../gateway/hub.h"
+#include "../../audit/audit.h"
+#include "../../hub/hub.h"
 #include "../../gateway/members.h"
 #include "../../policies/policy.h"
 

@@ -30,10 +30,10 @@ Checks, each printed as "ok - NAME" or "not ok - NAME: REASON":
   block, optionally after "$ ", a path such as build/noordpoort, or a
   "&&", ";", "|" separator; a "#" comment in a code block is not a
   command; a signing-context string such as `noordpoort audit checkpoint
-  v1`, whose last word is a version, is not a command) is a command in gateway/main.c's dispatch
+  v1`, whose last word is a version, is not a command) is a command in cli/main.c's dispatch
   table; for audit, ledger and policy the second word is checked against
-  their own tables (gateway/audit_cli.c, gateway/ledger_cli.c,
-  policies/cli.c).
+  their own tables (cli/audit_cli.c, cli/ledger_cli.c,
+  cli/policy_cli.c).
 - make: every `make TARGET` used the same way names a target of the
   Makefile (explicit targets, or a pattern rule such as build/asan/tests/%).
   VAR=value arguments and options are not targets.
@@ -209,14 +209,14 @@ def table(path, pattern):
 
 
 def commands():
-    main = table("gateway/main.c", r'strcmp\(argv\[1\], "([a-z-]+)"\)')
+    main = table("cli/main.c", r'strcmp\(argv\[1\], "([a-z-]+)"\)')
     main -= {"help"}
     subs = {
-        "audit": table("gateway/audit_cli.c",
+        "audit": table("cli/audit_cli.c",
                        r'strcmp\(argv\[1\], "([a-z-]+)"\)') - {"help"},
-        "ledger": table("gateway/ledger_cli.c",
+        "ledger": table("cli/ledger_cli.c",
                         r'strcmp\(argv\[1\], "([a-z-]+)"\)') - {"help"},
-        "policy": table("policies/cli.c", r'\{ "([a-z-]+)", cmd_'),
+        "policy": table("cli/policy_cli.c", r'\{ "([a-z-]+)", cmd_'),
     }
     return main, subs
 

@@ -25,7 +25,7 @@ is() { # name got want
 }
 
 if ! "$bin" synth --help >/dev/null 2>&1; then
-	fail "synth: $bin knows 'synth'" "build it first (make build/asan/noordpoort) and wire 'synth' in gateway/main.c"
+	fail "synth: $bin knows 'synth'" "build it first (make build/asan/noordpoort) and wire 'synth' in cli/main.c"
 	exit 1
 fi
 

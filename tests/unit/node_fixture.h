@@ -1,6 +1,6 @@
 /*
  * The node under test, shared by test_node.c (lookups) and test_subquery.c
- * (subqueries): gateway/node.c included with its allocations routed through
+ * (subqueries): node/node.c included with its allocations routed through
  * failalloc.h and its dataset scans through a hook that can fail as the
  * adapter would, one dataset DS in a temporary folder, a node config for it,
  * policies from a string, an audit log, and a node + worker per test.
@@ -21,11 +21,11 @@
 #include "../../aggregate/wire.h"
 #include "../../crypto/pseudo.h"
 #include "../../policies/policy.h"
-#include "../../gateway/audit.h"
+#include "../../audit/audit.h"
 #include "../../gateway/config.h"
 #include "../../gateway/log.h"
 #include "../../gateway/members.h"
-#include "../../gateway/node.h"
+#include "../../node/node.h"
 #include "../../gateway/routes.h"
 #include "failalloc.h"
 #undef strdup
@@ -39,7 +39,7 @@ int scan_hook(struct adapter *a, const struct adapter_filter *filters, size_t nf
 	      const unsigned *projection, size_t nproj, adapter_row_fn fn, void *arg,
 	      struct adapter_stats *stats, struct diag *d);
 #define adapter_scan scan_hook /* a scan can be made to fail as the adapter would */
-#include "../../gateway/node.c"
+#include "../../node/node.c"
 #undef adapter_scan
 #undef malloc
 #undef calloc

@@ -1,8 +1,8 @@
-/* Unit tests for gateway/audit.c and gateway/audit_cli.c. */
+/* Unit tests for audit/audit.c and cli/audit_cli.c. */
 #define CHECK_FILE "test_audit"
 #include "check.h"
-#include "../../gateway/audit.c"
-#include "../../gateway/audit_cli.c"
+#include "../../audit/audit.c"
+#include "../../cli/audit_cli.c"
 #include "../../crypto/pseudo.c"
 
 #include <ctype.h>

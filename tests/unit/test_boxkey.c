@@ -43,6 +43,7 @@ static void hook_sodium_free(void *p)
 /* Included too, so that the key file's buffer counts among the hooked
  * allocations (the archive's copy is then not linked). */
 #include "../../common/keyfile.c"
+#include "../../cli/cli.h"
 
 static char dir[] = "/tmp/np-boxkey-XXXXXX";
 

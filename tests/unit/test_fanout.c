@@ -1,5 +1,5 @@
 /*
- * Unit tests for the hub's fan-out client (gateway/fanout.c) against real
+ * Unit tests for the hub's fan-out client (hub/fanout.c) against real
  * servers on loopback: the gateway itself (build/asan/noordpoort serve, which
  * answers /v1/federation/subquery with 501 without the node role), one with
  * a rogue server certificate, one that closes idle connections after 1 s,
@@ -11,7 +11,7 @@
 #include "peer.h"
 /* The answer cap at 4 KiB, to reach it without 512 MiB of answer. */
 #define FANOUT_MAX_BODY 4096
-#include "../../gateway/fanout.c"
+#include "../../hub/fanout.c"
 
 static struct server gw, rogue, idler;
 static struct h2peer peer;

@@ -104,7 +104,7 @@ static double persons_in(const cJSON *a, const char *k0, const char *k1)
 
 /*
  * fuzz_answer, crash-05f435bf (UBSan: "applying zero offset to null
- * pointer", gateway/hub.c join()): a linked question where a node did not
+ * pointer", hub/hub.c join()): a linked question where a node did not
  * answer and the policy allows a partial answer. The missing dataset has no
  * tokens (NULL) and the join formed tokens + 0 from it. The input:
  *   \003 \002\001\016\001\017\002\020\003\000 \n==\n \003\000

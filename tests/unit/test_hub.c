@@ -1,5 +1,5 @@
 /*
- * Unit tests for the hub (gateway/hub.c): gw_hub_aggregate() over a fake
+ * Unit tests for the hub (hub/hub.c): gw_hub_aggregate() over a fake
  * fan-out whose "nodes" answer from in-memory fixture persons, sealed with a
  * test key pair. With noise off, every answer is compared cell for cell with
  * a brute-force count over the pooled fixture; then disclosure, the budget,
@@ -25,8 +25,8 @@
 #include "../../aggregate/ledger.h"
 #include "../../aggregate/wire.h"
 #include "../../policies/policy.h"
-#include "../../gateway/audit.h"
-#include "../../gateway/hub.h"
+#include "../../audit/audit.h"
+#include "../../hub/hub.h"
 #include "../../gateway/members.h"
 
 static long fail_countdown = -1; /* -1: never fail; n: fail the allocation after n more */
@@ -58,7 +58,7 @@ static char *t_strdup(const char *s)
 #define malloc(n) t_malloc(n)
 #define calloc(a, b) t_calloc(a, b)
 #define strdup(s) t_strdup(s)
-#include "../../gateway/hub.c"
+#include "../../hub/hub.c"
 #undef malloc
 #undef calloc
 #undef strdup
@@ -310,7 +310,7 @@ static void fixture(void)
 	fx_add(fx_find(DX), 1, "a", NULL, NULL, NULL);
 }
 
-/* The node's generalisation of a fixture value, as gateway/node.c does it. */
+/* The node's generalisation of a fixture value, as node/node.c does it. */
 static const char *gen_value(const char *v, const char *gen, char buf[16])
 {
 	if (!v || strcmp(gen, "exact") == 0)

@@ -107,10 +107,10 @@ static void period_boundaries(void)
 	period_is(-1, MONTH, -2678400, 0);
 	period_is(-1, YEAR, -31536000, 0);
 	/* Bad arguments. */
-	CHECK(ledger_period(0, (enum policy_period)0, &s, &r) == -EINVAL);
-	CHECK(ledger_period(0, (enum policy_period)4, &s, &r) == -EINVAL);
-	CHECK(ledger_period(LEDGER_TIME_MAX + 1, MONTH, &s, &r) == -EINVAL);
-	CHECK(ledger_period(LEDGER_TIME_MIN - 1, MONTH, &s, &r) == -EINVAL);
+	CHECK(ledger_period(0, (enum policy_period)0, &s, &r) == NP_ERR_ARG);
+	CHECK(ledger_period(0, (enum policy_period)4, &s, &r) == NP_ERR_ARG);
+	CHECK(ledger_period(LEDGER_TIME_MAX + 1, MONTH, &s, &r) == NP_ERR_ARG);
+	CHECK(ledger_period(LEDGER_TIME_MIN - 1, MONTH, &s, &r) == NP_ERR_ARG);
 	CHECK(ledger_period(LEDGER_TIME_MAX, YEAR, &s, &r) == 0);
 	CHECK(s == 253370764800LL && r == LEDGER_TIME_MAX + 1); /* 9999-01-01, 10000-01-01 */
 	CHECK(ledger_period(LEDGER_TIME_MIN, MONTH, &s, &r) == 0 && s == LEDGER_TIME_MIN);
@@ -174,10 +174,10 @@ static void rounding(void)
 	CHECK(ledger_micro_down(1.0 / 3, &u) == 0 && u == 333333);
 	CHECK(ledger_micro_up(0, &u) == 0 && u == 0);
 	CHECK(ledger_micro_up(LEDGER_EPSILON_MAX, &u) == 0 && u == 1000000000000000ULL);
-	CHECK(ledger_micro_up(-0.1, &u) == -EINVAL);
-	CHECK(ledger_micro_up(NAN, &u) == -EINVAL);
-	CHECK(ledger_micro_down(INFINITY, &u) == -EINVAL);
-	CHECK(ledger_micro_down(LEDGER_EPSILON_MAX * 2, &u) == -EINVAL);
+	CHECK(ledger_micro_up(-0.1, &u) == NP_ERR_ARG);
+	CHECK(ledger_micro_up(NAN, &u) == NP_ERR_ARG);
+	CHECK(ledger_micro_down(INFINITY, &u) == NP_ERR_ARG);
+	CHECK(ledger_micro_down(LEDGER_EPSILON_MAX * 2, &u) == NP_ERR_ARG);
 	/* Every decimal with at most 6 places converts exactly, both ways. */
 	for (uint64_t k = 0; k <= 3000000; k += 7) {
 		uint64_t a = 0, b = 0;
@@ -261,12 +261,12 @@ static void exhausted_exactly_at_limit(void)
 	      LEDGER_EXHAUSTED);
 
 	/* Bad arguments record nothing. */
-	CHECK(ledger_debit(l, "uwv", "x", MONTH, lim, 0, FEB15, &st, err, sizeof(err)) == -EINVAL);
-	CHECK(ledger_debit(l, NULL, "x", MONTH, lim, 1, FEB15, &st, err, sizeof(err)) == -EINVAL);
+	CHECK(ledger_debit(l, "uwv", "x", MONTH, lim, 0, FEB15, &st, err, sizeof(err)) == NP_ERR_ARG);
+	CHECK(ledger_debit(l, NULL, "x", MONTH, lim, 1, FEB15, &st, err, sizeof(err)) == NP_ERR_ARG);
 	CHECK(ledger_debit(l, "uwv", "x", (enum policy_period)9, lim, 1, FEB15, &st, err,
-			   sizeof(err)) == -EINVAL);
-	CHECK(ledger_debit(NULL, "uwv", "x", MONTH, lim, 1, FEB15, &st, err, sizeof(err)) == -EINVAL);
-	CHECK(ledger_status(l, "uwv", "x", MONTH, lim, FEB15, NULL, err, sizeof(err)) == -EINVAL);
+			   sizeof(err)) == NP_ERR_ARG);
+	CHECK(ledger_debit(NULL, "uwv", "x", MONTH, lim, 1, FEB15, &st, err, sizeof(err)) == NP_ERR_ARG);
+	CHECK(ledger_status(l, "uwv", "x", MONTH, lim, FEB15, NULL, err, sizeof(err)) == NP_ERR_ARG);
 	ledger_close(l);
 	ledger_close(NULL);
 	free(p);
@@ -732,7 +732,7 @@ static void dataset_budget_shared_and_exact(void)
 	/* A dataset named twice in one debit is a caller's bug. */
 	ch[1].dataset = ch[0].dataset;
 	CHECK(ledger_debit_datasets(l, "provincie-c", "andere", YEAR, 3 * M, 1, ch, 2, FEB15, &st,
-				    &which, err, sizeof(err)) == -EINVAL);
+				    &which, err, sizeof(err)) == NP_ERR_ARG);
 	ledger_close(l);
 	CHECK(dataset_recorded(p, "uwv/ww-uitkeringen", &rows) == 6 * M && rows == 4);
 	remove_db(p);
@@ -950,8 +950,8 @@ static void bad_files(void)
 	CHECK(ledger_open("/nonexistent/dir/ledger.db", &l, err, sizeof(err)) == LEDGER_MISSING);
 	CHECK_CONTAINS(err, "/nonexistent/dir/ledger.db: no budget ledger");
 	CHECK(ledger_create("/nonexistent/dir/ledger.db", err, sizeof(err)) == LEDGER_IO);
-	CHECK(ledger_create("", err, sizeof(err)) == -EINVAL);
-	CHECK(ledger_open("", &l, err, sizeof(err)) == -EINVAL);
+	CHECK(ledger_create("", err, sizeof(err)) == NP_ERR_ARG);
+	CHECK(ledger_open("", &l, err, sizeof(err)) == NP_ERR_ARG);
 	free(p);
 }
 
@@ -1002,7 +1002,7 @@ static void out_of_memory(void)
 			break;
 		failed++;
 		CHECK(stat(p, &st_) != 0);
-		if (rc != -ENOMEM && rc != LEDGER_IO) {
+		if (rc != NP_ERR_NOMEM && rc != LEDGER_IO) {
 			printf("#   create, allocation %d: %d %s\n", n, rc, err);
 			CHECK(0);
 		}
@@ -1015,7 +1015,7 @@ static void out_of_memory(void)
 		if (rc == 0)
 			break;
 		failed++;
-		if (rc != -ENOMEM && rc != LEDGER_IO) {
+		if (rc != NP_ERR_NOMEM && rc != LEDGER_IO) {
 			printf("#   open, allocation %d: %d %s\n", n, rc, err);
 			CHECK(0);
 		}
@@ -1028,7 +1028,7 @@ static void out_of_memory(void)
 		atomic_store(&fail_countdown, 0);
 		if (rc == 0)
 			ok_debits++;
-		else if (rc != -ENOMEM && rc != LEDGER_IO) {
+		else if (rc != NP_ERR_NOMEM && rc != LEDGER_IO) {
 			printf("#   debit, allocation %d: %d %s\n", n, rc, err);
 			CHECK(0);
 		}

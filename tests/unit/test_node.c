@@ -1,5 +1,5 @@
 /*
- * Unit tests for the node (gateway/node.c): gw_node_lookup() called
+ * Unit tests for the node (node/node.c): gw_node_lookup() called
  * directly over a hand-built gw_env (catalog, policies from a string, a tiny
  * CSV, an audit log in a temporary folder), fail-closed auditing, the rate
  * limit at its boundary, and generalise() for every generalisation.

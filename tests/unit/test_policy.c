@@ -8,7 +8,7 @@
 #include "../../policies/decide.c"
 #include "../../policies/diff.c"
 #include "../../policies/sign.c"
-#include "../../policies/cli.c"
+#include "../../cli/policy_cli.c"
 
 #include <sys/stat.h>
 #include <time.h>

@@ -299,7 +299,7 @@ static unsigned three_fields_minus_two(int in, release_fn release, const struct 
 	memset(&t3, 0, sizeof(t3));
 	memset(&t2, 0, sizeof(t2));
 	memset(c2, 0, sizeof(c2));
-	/* 3 fields: flattened to one row (gateway/hub.c), C varying fastest */
+	/* 3 fields: flattened to one row (hub/hub.c), C varying fastest */
 	t3.nrows = 1;
 	t3.ncols = 12;
 	t3.cells = c3;

@@ -48,7 +48,8 @@ static void hook_sodium_free(void *p)
 #define sodium_free(p) hook_sodium_free(p)
 
 #include "../../crypto/pseudo.c"
-#include "../../crypto/keygen.c"
+#include "../../cli/cli.h"
+#include "../../cli/keygen_cli.c"
 /* Included too, so that the key file's buffer counts among the hooked
  * allocations (the archive's copy is then not linked). */
 #include "../../common/keyfile.c"

@@ -1,12 +1,12 @@
 /*
- * Unit tests for the coordinator's client (gateway/query_cli.c): the three
+ * Unit tests for the coordinator's client (cli/query_cli.c): the three
  * output formats on canned answers of the hub (docs/federation.md "The
  * answer"), compared exactly; malformed answers; peer text masking; the
  * hub's refusals in words; bad usage.
  */
 #define CHECK_FILE "test_query"
 #include "check.h"
-#include "../../gateway/query_cli.c"
+#include "../../cli/query_cli.c"
 
 #include <fcntl.h>
 

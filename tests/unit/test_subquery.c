@@ -1,5 +1,5 @@
 /*
- * Unit tests for the node's subquery (gateway/node.c, gw_node_subquery):
+ * Unit tests for the node's subquery (node/node.c, gw_node_subquery):
  * called directly over a hand-built gw_env like test_node.c, against a
  * generated CSV whose answers are recomputed here by brute force: counts
  * per cell, sealed tokens (opened with the hub's secret key), contribution

@@ -8,7 +8,7 @@
 #include "check.h"
 #include "../../crypto/pseudo.c"
 #include "../../synth/synth.c"
-#include "../../synth/synth_cli.c"
+#include "../../cli/synth_cli.c"
 
 #include <dirent.h>
 #include <stdarg.h>

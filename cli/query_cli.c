@@ -4,10 +4,10 @@
  * the answer as an aligned table, CSV or JSON (docs/query.md). Everything the
  * hub sends is peer data: printed only after control characters are masked.
  */
-#include "../common/cliusage.h"
+#include "usage.h"
 #include "../common/errbuf.h"
-#include "fanout.h"
-#include "h2client.h"
+#include "../hub/fanout.h"
+#include "../gateway/h2client.h"
 
 #include <errno.h>
 #include <stdarg.h>

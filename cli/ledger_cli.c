@@ -13,7 +13,7 @@
 #include <sqlite3.h>
 
 #include "../aggregate/ledger.h"
-#include "../common/cliusage.h"
+#include "usage.h"
 #include "ledger_cli.h"
 
 static const char usage_ledger[] =

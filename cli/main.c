@@ -6,16 +6,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/cliusage.h"
+#include "cli.h"
+#include "usage.h"
 #include "../crypto/pseudo.h"
 #include "../policies/policy.h"
 #include "../synth/synth.h"
-#include "audit.h"
-#include "config.h"
+#include "../audit/audit.h"
+#include "../gateway/config.h"
 #include "csr_cli.h"
-#include "fanout.h"
+#include "../hub/fanout.h"
 #include "ledger_cli.h"
-#include "server.h"
+#include "../gateway/server.h"
 
 #ifndef NOORDPOORT_VERSION
 #define NOORDPOORT_VERSION "0.1.0"
@@ -100,7 +101,7 @@ static int parse_config_arg(const char *cmd, const char *usage, int argc, char *
 	return 0;
 }
 
-#include "members.h"
+#include "../gateway/members.h"
 
 static int cmd_check_config(int argc, char **argv)
 {

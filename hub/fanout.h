@@ -7,6 +7,8 @@
 #ifndef NOORDPOORT_FANOUT_H
 #define NOORDPOORT_FANOUT_H
 
+#include "../common/err.h"
+
 #include <stddef.h>
 #include <stdio.h>
 
@@ -15,11 +17,11 @@
 /* What the gw_fanout_ functions return (0 on success). */
 enum gw_fanout_error {
 	GW_FANOUT_OK = 0,
-	GW_FANOUT_ERR_NOMEM = -1,  /* out of memory */
-	GW_FANOUT_ERR_ARG = -2,    /* NULL argument, or an endpoint that is not https:// */
-	GW_FANOUT_ERR_FILE = -3,   /* new: a certificate, key or CA file unreadable, unparsable,
+	GW_FANOUT_ERR_NOMEM = NP_ERR_NOMEM,  /* out of memory */
+	GW_FANOUT_ERR_ARG = NP_ERR_ARG,    /* NULL argument, or an endpoint that is not https:// */
+	GW_FANOUT_ERR_FILE = NP_ERR_IO,   /* new: a certificate, key or CA file unreadable, unparsable,
 				    * not matching, or a key readable by group/others */
-	GW_FANOUT_ERR_INIT = -4,   /* OpenSSL or libsodium refused to start */
+	GW_FANOUT_ERR_INIT = NP_ERR_INIT,   /* OpenSSL or libsodium refused to start */
 };
 
 /* Largest subquery answer accepted. A tokens answer for a million persons is
@@ -97,7 +99,7 @@ unsigned long gw_fanout_connections(struct gw_fanout *f);
 void gw_fanout_free(struct gw_fanout *f);
 
 /*
- * The coordinator's client (gateway/query_cli.c): `noordpoort query`.
+ * The coordinator's client (cli/query_cli.c): `noordpoort query`.
  * argv[0] = "query". --help prints the usage and returns 0; bad usage prints
  * one line on stderr and returns 2; a refusal by the hub, a connection or TLS
  * failure or an unreadable answer prints one line on stderr and returns 1.

@@ -13,7 +13,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "routes.h"
+#include "../gateway/routes.h"
 
 struct policy_set;
 struct policy_catalog;
@@ -56,7 +56,7 @@ struct gw_hub_answer {
 /*
  * Sends the |n| subqueries concurrently and waits for all of them, each at
  * most |timeout_ms|; fills a[i] for q[i]. Returns 0, or -1 when it could
- * not send at all (the hub answers 503). gateway/fanout.c in production,
+ * not send at all (the hub answers 503). hub/fanout.c in production,
  * fakes in tests.
  */
 typedef int (*gw_hub_fanout_fn)(void *arg, const struct gw_hub_subquery *q, size_t n,

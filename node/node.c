@@ -16,14 +16,15 @@
 #include "../adapters/adapter.h"
 #include "../aggregate/wire.h"
 #include "../common/jsonput.h"
+#include "../crypto/boxkey.h"
 #include "../crypto/pseudo.h"
 #include "../policies/policy.h"
-#include "audit.h"
-#include "config.h"
-#include "ident.h"
-#include "log.h"
-#include "members.h"
-#include "routes.h"
+#include "../audit/audit.h"
+#include "../gateway/config.h"
+#include "../gateway/ident.h"
+#include "../gateway/log.h"
+#include "../gateway/members.h"
+#include "../gateway/routes.h"
 
 #define MAX_LOOKUP_FIELDS 32
 #define MAX_LOOKUP_RECORDS 100 /* rows about one person in one dataset */

@@ -3,7 +3,7 @@
  * keygen --sign`: the tools a privacy officer uses every day. The only file
  * in policies/ that prints. Usage errors exit 2 with one line.
  */
-#include "internal.h"
+#include "../policies/internal.h"
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>
@@ -13,7 +13,8 @@
 #include <time.h>
 #include <sys/stat.h>
 
-#include "../common/cliusage.h"
+#include "cli.h"
+#include "usage.h"
 #include "../common/yamldoc.h"
 
 #define MAX_FILES 256

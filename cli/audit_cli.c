@@ -3,7 +3,7 @@
  * every access concerning one data subject (a subject-access request).
  * Results go to stdout; usage errors exit 2 with one line on stderr.
  */
-#include "audit.h"
+#include "../audit/audit.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -13,7 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "../common/cliusage.h"
+#include "usage.h"
 #include "../crypto/pseudo.h"
 
 static const char usage_audit[] =

@@ -14,7 +14,7 @@
  */
 #include "../common/errbuf.h"
 #include "fanout.h"
-#include "h2client.h"
+#include "../gateway/h2client.h"
 
 #include <pthread.h>
 #include <stdint.h>

@@ -1,5 +1,5 @@
 /*
- * The hub's request engine for POST /v1/aggregate (gateway/hub.h): one
+ * The hub's request engine for POST /v1/aggregate (hub/hub.h): one
  * function, gw_hub_aggregate(), that reads like docs/federation.md ("On the
  * hub"): validate, decide, check the budget, fan out, open, join, count,
  * disclose, debit, audit, answer, wipe. Every reason is in that page.
@@ -21,10 +21,10 @@
 #include "../aggregate/wire.h"
 #include "../common/jsonput.h"
 #include "../policies/policy.h"
-#include "audit.h"
+#include "../audit/audit.h"
 #include "hub.h"
-#include "ident.h"
-#include "members.h"
+#include "../gateway/ident.h"
+#include "../gateway/members.h"
 
 #define NAME_MAX_LEN 256   /* dataset ids, field names, group-by strings */
 #define MSG_LEN 1024

@@ -1,6 +1,6 @@
 /*
  * `noordpoort synth`: the command-line face of synth_generate. Like
- * crypto/keygen.c, usage errors exit 2 with one line; this is the only file
+ * cli/keygen_cli.c, usage errors exit 2 with one line; this is the only file
  * in synth/ that writes to stdout/stderr.
  */
 #include <errno.h>
@@ -11,8 +11,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../common/cliusage.h"
-#include "synth.h"
+#include "cli.h"
+#include "usage.h"
+#include "../synth/synth.h"
 
 static const char usage_synth[] =
 	"Usage: noordpoort synth --out DIR [--seed S] [--scale X] [--format csv]\n"

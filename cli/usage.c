@@ -1,4 +1,4 @@
-#include "cliusage.h"
+#include "usage.h"
 
 #include <stdio.h>
 

@@ -18,7 +18,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "../common/cliusage.h"
+#include "usage.h"
 #include "../common/fdio.h"
 
 static const char usage_csr[] =
