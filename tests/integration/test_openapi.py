@@ -8,7 +8,7 @@
   a valid JSON Schema 2020-12 (python3-jsonschema's
   Draft202012Validator.check_schema), and every example validates against
   its own schema.
-- The routes and error codes: every route of gateway/routes.c's table is
+- The routes and error codes: every route of the route tables (gateway/, node/, hub/) is
   documented with its method (and HEAD for GET routes); every error code
   the gateway's C code can send is in the ErrorCode enum.
 - Real answers: a hub and two nodes (`noordpoort serve`, the dev
@@ -232,18 +232,27 @@ def test_request_schemas_are_strict():
     check(n == 3, f"{n} POST routes documented, expected 3")
 
 
+SERVING = ("gateway", "node", "hub", "audit")
+
+
+def c_sources():
+    """The C files of the folders that serve requests (the gateway and the roles)."""
+    for d in SERVING:
+        yield from sorted((REPO / d).glob("*.c"))
+
+
 def route_table():
-    """(path, method) of every route in gateway/routes.c's table."""
-    src = (REPO / "gateway" / "routes.c").read_text()
-    table = src[src.index("static const struct route routes["):]
-    table = table[:table.index("};")]
-    out = re.findall(r'\{\s*"(/[^"]*)",\s*"([A-Z]+)"', table)
-    check(len(out) >= 7, f"routes.c's table not found ({out})")
-    return out
+    """(path, method) of every route the gateway and the roles register:
+    the entries of their route tables, { "/path", "METHOD", ... }."""
+    out = []
+    for f in c_sources():
+        out += re.findall(r'\{\s*"(/[a-z0-9/]*)",\s*"(GET|POST)"', f.read_text())
+    check(len(out) >= 7, f"the route tables were not found ({out})")
+    return sorted(set(out))
 
 
 def test_every_route_documented():
-    """Every route of gateway/routes.c with its method, HEAD beside GET, and
+    """Every route of the route tables with its method, HEAD beside GET, and
     nothing the gateway does not serve."""
     want = set()
     for path, method in route_table():
@@ -261,12 +270,12 @@ def source_errors():
     """(status, code) of every error the C code sends with a literal code."""
     out = set()
     pat = re.compile(r'(?:gw_error|fail|refuse|sq_refuse)\([^;]*?\b([1-5]\d\d),\s*"([a-z_]+)"', re.S)
-    for f in (REPO / "gateway").glob("*.c"):
+    for f in c_sources():
         for st, code in pat.findall(f.read_text()):
             out.add((int(st), code))
     # a code chosen by a condition: gw_error(resp, 400, kind == X ? "a" : "b", ...)
     pat2 = re.compile(r'gw_error\([^;]*?\b([1-5]\d\d),[^;"]*\?\s*"([a-z_]+)"\s*:\s*"([a-z_]+)"', re.S)
-    for f in (REPO / "gateway").glob("*.c"):
+    for f in c_sources():
         for st, a, b in pat2.findall(f.read_text()):
             out.add((int(st), a))
             out.add((int(st), b))
