@@ -153,7 +153,7 @@ static void dispatch(struct gw_conn *c, struct gw_stream *s)
 		.all_metrics = w->srv->metrics,
 		.nworkers = w->srv->nworkers,
 		.global = &w->srv->global,
-		.node_worker = w->node,
+		.worker = w->node,
 		.audit = w->srv->audit,
 		.hub = w->srv->hub != NULL,
 	};

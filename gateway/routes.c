@@ -90,54 +90,6 @@ enum gw_route gw_route_match(const char *path, int *takes_body)
 	return GW_ROUTE_OTHER;
 }
 
-/* Writes |s| as JSON string content (no quotes) into |out|; returns length or
- * (size_t)-1 when it does not fit. Control bytes are escaped; UTF-8 passes. */
-static size_t json_escape(const char *s, char *out, size_t outlen)
-{
-	size_t o = 0;
-
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (o + 7 >= outlen)
-			return (size_t)-1;
-		if (c == '"' || c == '\\') {
-			out[o++] = '\\';
-			out[o++] = (char)c;
-		} else if (c < 0x20) {
-			o += (size_t)snprintf(out + o, outlen - o, "\\u%04x", c);
-		} else {
-			out[o++] = (char)c;
-		}
-	}
-	out[o] = '\0';
-	return o;
-}
-
-static int set_body(struct gw_response *resp, int status, char *body, size_t len)
-{
-	free(resp->body);
-	resp->status = status;
-	resp->body = body;
-	resp->len = len;
-	resp->content_type = "application/json";
-	return body ? 0 : -1;
-}
-
-int gw_error(struct gw_response *resp, int status, const char *code, const char *message)
-{
-	char msg[512];
-	char *b;
-	int n;
-
-	if (json_escape(message, msg, sizeof(msg)) == (size_t)-1)
-		snprintf(msg, sizeof(msg), "%s", code);
-	n = snprintf(NULL, 0, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
-	b = malloc((size_t)n + 1);
-	if (b)
-		snprintf(b, (size_t)n + 1, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
-	return set_body(resp, status, b, b ? (size_t)n : 0);
-}
-
 static int h_healthz(const struct gw_env *env, const struct gw_request *req,
 		     const struct gw_member *m, const cJSON *json, struct gw_response *resp)
 {
@@ -147,7 +99,7 @@ static int h_healthz(const struct gw_env *env, const struct gw_request *req,
 	(void)env, (void)req, (void)m, (void)json;
 	if (b)
 		memcpy(b, ok, sizeof(ok));
-	return set_body(resp, 200, b, sizeof(ok) - 1);
+	return gw_response_set(resp, 200, b, sizeof(ok) - 1);
 }
 
 static int h_metrics(const struct gw_env *env, const struct gw_request *req,
@@ -160,7 +112,7 @@ static int h_metrics(const struct gw_env *env, const struct gw_request *req,
 	if (gw_metrics_render(env->all_metrics, env->nworkers, env->global,
 			      env->policies ? policy_set_hash(env->policies) : NULL, &text, &len) < 0)
 		return gw_error(resp, 500, "internal", "out of memory");
-	set_body(resp, 200, text, len);
+	gw_response_set(resp, 200, text, len);
 	resp->content_type = "text/plain; version=0.0.4";
 	return 0;
 }
@@ -173,8 +125,8 @@ static int h_whoami(const struct gw_env *env, const struct gw_request *req,
 	int n;
 
 	(void)json;
-	if (json_escape(m->id, id, sizeof(id)) == (size_t)-1 ||
-	    json_escape(m->name, name, sizeof(name)) == (size_t)-1)
+	if (gw_json_escape(m->id, id, sizeof(id)) == (size_t)-1 ||
+	    gw_json_escape(m->name, name, sizeof(name)) == (size_t)-1)
 		return gw_error(resp, 500, "internal", "member name too long");
 	gw_roles_json(m->roles, roles, sizeof(roles));
 	if (env->policies)
@@ -191,7 +143,7 @@ static int h_whoami(const struct gw_env *env, const struct gw_request *req,
 		free(b);
 		return gw_error(resp, 500, "internal", "answer too long");
 	}
-	return set_body(resp, 200, b, (size_t)n);
+	return gw_response_set(resp, 200, b, (size_t)n);
 }
 
 static int h_not_yet(const struct gw_env *env, const struct gw_request *req,
@@ -263,8 +215,8 @@ static int h_catalog(const struct gw_env *env, const struct gw_request *req,
 	(void)req, (void)json;
 	if (!env->catalog)
 		return gw_error(resp, 404, "not_found", "this gateway has no dataset catalog");
-	if (env->node_worker)
-		n = gw_node_datasets(env->node_worker, &ids);
+	if (env->worker)
+		n = gw_node_datasets(env->worker, &ids);
 	else
 		n = policy_catalog_count(env->catalog);
 	o = cJSON_CreateObject();
@@ -309,7 +261,7 @@ static int h_catalog(const struct gw_env *env, const struct gw_request *req,
 	cJSON_Delete(o);
 	if (!text)
 		return gw_error(resp, 500, "internal", "out of memory");
-	return set_body(resp, 200, text, strlen(text));
+	return gw_response_set(resp, 200, text, strlen(text));
 }
 
 /* POST /v1/aggregate: the hub asks the nodes, which takes a while; the
@@ -332,7 +284,7 @@ static int h_aggregate(const struct gw_env *env, const struct gw_request *req,
 static int h_subquery(const struct gw_env *env, const struct gw_request *req,
 		      const struct gw_member *m, const cJSON *json, struct gw_response *resp)
 {
-	if (!env->node_worker)
+	if (!env->worker)
 		return h_not_yet(env, req, m, json, resp);
 	return gw_node_subquery(env, m, json, resp);
 }
@@ -341,7 +293,7 @@ static int h_lookup(const struct gw_env *env, const struct gw_request *req,
 		    const struct gw_member *m, const cJSON *json, struct gw_response *resp)
 {
 	(void)req;
-	if (!env->node_worker)
+	if (!env->worker)
 		return h_not_yet(env, req, m, json, resp);
 	return gw_node_lookup(env, m, json, resp);
 }
@@ -374,7 +326,7 @@ static int route_served(const struct gw_env *env, enum gw_route r)
 		return env->hub;
 	case GW_ROUTE_SUBQUERY:
 	case GW_ROUTE_LOOKUP:
-		return env->node_worker != NULL;
+		return env->worker != NULL;
 	default:
 		return 1;
 	}

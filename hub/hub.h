@@ -13,7 +13,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "../gateway/routes.h"
+#include "../gateway/response.h"
 
 struct policy_set;
 struct policy_catalog;

@@ -24,7 +24,7 @@
 #include "../gateway/ident.h"
 #include "../gateway/log.h"
 #include "../gateway/members.h"
-#include "../gateway/routes.h"
+#include "../gateway/response.h"
 
 #define MAX_LOOKUP_FIELDS 32
 #define MAX_LOOKUP_RECORDS 100 /* rows about one person in one dataset */
@@ -87,6 +87,12 @@ struct gw_node_worker {
 
 /* The index of dataset |id| in the worker's node, or -1 when it holds none
  * by that name. */
+/* The node's per-worker state, which the gateway carries for it untyped. */
+static struct gw_node_worker *node_worker(const struct gw_env *env)
+{
+	return env->worker;
+}
+
 static int worker_dataset(const struct gw_node_worker *w, const char *id)
 {
 	for (size_t i = 0; i < w->node->nds; i++)
@@ -744,7 +750,7 @@ static int audit(const struct gw_env *env, const struct gw_member *caller, const
 		 const struct policy_decision *dec, const char *outcome, int status,
 		 size_t records, char audit_id[33])
 {
-	const struct gw_node *n = env->node_worker->node;
+	const struct gw_node *n = node_worker(env)->node;
 	unsigned char tok[PSEUDO_TOKEN_BYTES];
 	char subject[2 * PSEUDO_TOKEN_BYTES + 1];
 	cJSON *o = cJSON_CreateObject(), *fields;
@@ -764,9 +770,9 @@ static int audit(const struct gw_env *env, const struct gw_member *caller, const
 			     gw_ident_audit(l->purpose, GW_IDENT_MAX, GW_IDENT_NAME,
 					    gw_ident_purpose_declared(env->policies, l->purpose), mark));
 	if (l->dataset) {
-		int i = worker_dataset(env->node_worker, l->dataset);
+		int i = worker_dataset(node_worker(env), l->dataset);
 
-		a = i < 0 ? NULL : env->node_worker->adapters[i];
+		a = i < 0 ? NULL : node_worker(env)->adapters[i];
 		ds = gw_ident_audit(l->dataset, GW_IDENT_MAX, GW_IDENT_DATASET, a != NULL, mark);
 		json_put(&ok, o, "datasets", cJSON_CreateStringArray(&ds, 1));
 	}
@@ -894,7 +900,7 @@ static int refuse(const struct gw_env *env, const struct gw_member *caller, cons
 int gw_node_lookup(const struct gw_env *env, const struct gw_member *caller,
 		   const cJSON *body, struct gw_response *resp)
 {
-	struct gw_node_worker *w = env->node_worker;
+	struct gw_node_worker *w = node_worker(env);
 	struct lookup l = { 0 };
 	struct policy_field pf[MAX_LOOKUP_FIELDS];
 	struct policy_request req = { 0 };
@@ -1686,9 +1692,9 @@ static int sq_audit(const struct gw_env *env, const struct gw_member *caller, co
 	if (q->dataset) {
 		/* The worker only now: a refusal before the body was read (a
 		 * caller without the hub role) has no dataset to look up. */
-		int i = worker_dataset(env->node_worker, q->dataset);
+		int i = worker_dataset(node_worker(env), q->dataset);
 
-		a = i < 0 ? NULL : env->node_worker->adapters[i];
+		a = i < 0 ? NULL : node_worker(env)->adapters[i];
 		ds = gw_ident_audit(q->dataset, GW_IDENT_MAX, GW_IDENT_DATASET, a != NULL, mark);
 		json_put(&ok, o, "datasets", cJSON_CreateStringArray(&ds, 1));
 	}
@@ -1958,7 +1964,7 @@ static char *sq_counts_answer(const struct subquery *q, const struct policy_deci
 int gw_node_subquery(const struct gw_env *env, const struct gw_member *caller,
 		     const cJSON *body, struct gw_response *resp)
 {
-	struct gw_node_worker *w = env->node_worker;
+	struct gw_node_worker *w = node_worker(env);
 	struct subquery *q;
 	struct policy_field pf[WIRE_MAX_FIELDS + SQ_MAX_FILTERS];
 	struct policy_request req = { 0 };

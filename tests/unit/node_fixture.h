@@ -182,7 +182,7 @@ static int fixture_start(struct fixture *fx)
 	}
 	fx->env.policies = policies;
 	fx->env.members = members;
-	fx->env.node_worker = fx->w;
+	fx->env.worker = fx->w;
 	fx->env.audit = alog;
 	return 0;
 }

@@ -420,7 +420,7 @@ static void rate_limit_burst_over_workers(void)
 	CHECK(gw_node_worker_open(fx.node, &w2, err, sizeof(err)) == 0);
 	ok = 0;
 	for (int k = 0; k < 2; k++) {
-		fx.env.node_worker = k ? w2 : fx.w;
+		fx.env.worker = k ? w2 : fx.w;
 		for (int i = 0; i < 2; i++) {
 			CHECK(ask(&fx, &groningen, LOOKUP_A, &r) == 0);
 			ok += r.status == 200;

@@ -423,7 +423,7 @@ static void role_before_body(void)
 		e = env;
 		e.policies = set;
 		/* never dereferenced: the role is refused first */
-		e.node_worker = (struct gw_node_worker *)(void *)&dummy;
+		e.worker = (struct gw_node_worker *)(void *)&dummy;
 		for (int i = 0; i < 2; i++) {
 			req = (struct gw_request){ "POST", "/v1/federation/subquery",
 						   (const unsigned char *)(i ? b.p : broken),
